@@ -1,0 +1,236 @@
+//! The command line. Doc comments on the `*Args` structs are the `--help` text.
+//!
+//! `grove create` has a `--from-<layer>` flag per code layer of the workspace's grove.toml.
+//! clap cannot declare flags it does not know at compile time, so the parser is built in two
+//! steps: find and load the workspace (best effort), then add the generated flags to the
+//! derived command before parsing.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Arg, ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::Fail;
+use crate::workspace::Workspace;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "grove",
+    version,
+    about = "An isolated, running copy of your multi-repo stack for every ticket",
+    long_about = "An isolated, running copy of your multi-repo stack for every ticket.\n\n\
+        grove gives each env (one ticket) a git worktree per repo it touches, its own ports and \
+        variables wired to the rest of the stack, and cleans it all up on destroy without ever \
+        losing uncommitted work or unmerged commits.",
+    after_help = "Start with `grove demo` to see it on a demo workspace, or `grove init` in the \
+        folder holding your repos.",
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Folder holding grove.toml [default: the nearest one above the current folder]
+    #[arg(long, global = true, env = "GROVE_WORKSPACE", value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Create(CreateArgs),
+    Ps(PsArgs),
+    Destroy(DestroyArgs),
+    Path(PathArgs),
+    Env(EnvArgs),
+    Exec(ExecArgs),
+    Init(InitArgs),
+    Demo(DemoArgs),
+}
+
+/// Make an env: a worktree per dedicated layer, ports, variables, copied files, setup
+///
+/// NAME is a git branch name; the env is named after it with `/` turned into `-`. Each
+/// dedicated layer gets branch NAME (created from its base, or reused when it exists and is
+/// checked out nowhere) in a worktree at <envs_dir>/<env>/<layer>. Default layers are always
+/// dedicated; `--from-<layer>=BASE` makes another one dedicated too.
+///
+/// All or nothing: if any step fails, or on Ctrl-C, every step already done is undone.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Branch name of the ticket (e.g. `feat-01`, `feat/login`)
+    pub name: String,
+
+    /// Give LAYER its own instance, branched from BASE (repeatable; same as --from-<layer>=BASE)
+    #[arg(long = "from", value_name = "LAYER=BASE")]
+    pub from: Vec<String>,
+
+    /// Base for every dedicated layer without its own --from-<layer> [default: the layer's
+    /// `base`, else the repo's default branch]
+    #[arg(long, value_name = "BASE")]
+    pub base: Option<String>,
+
+    /// Make the env without starting its servers
+    #[arg(long)]
+    pub no_start: bool,
+
+    /// Print the env as JSON (the `ps --json` env record)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Filled from the generated `--from-<layer>` flags after parsing.
+    #[arg(skip)]
+    pub from_layer: Vec<(String, String)>,
+}
+
+/// List the workspace's envs: URL and base of each dedicated layer, and status
+///
+/// Status is checked against the disk: an env whose worktree was deleted by hand is `broken`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Print JSON (schema: see the README, "ps --json")
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Remove an env: its worktrees, the branches grove created, its ports
+///
+/// Refuses while any worktree has uncommitted changes or untracked files. A branch grove
+/// created is deleted only when its commits are in the base or on its upstream; otherwise it
+/// is kept and grove says so. A branch that existed before the env is never deleted.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// The env
+    pub name: String,
+
+    /// Throw away uncommitted work and unmerged commits (grove lists what it discards)
+    #[arg(long)]
+    pub force: bool,
+
+    /// Do not ask for confirmation on a terminal
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Print the path of an env's worktree (the first dedicated layer's unless LAYER is given)
+#[derive(Debug, Args)]
+pub struct PathArgs {
+    pub name: String,
+    pub layer: Option<String>,
+}
+
+/// Print the variables of an env's layer in dotenv form (`KEY=value`)
+///
+/// These are the variables every process grove starts in that layer gets: PORT, GROVE_ENV,
+/// GROVE_ENV_ID, GROVE_LAYER, GROVE_BRANCH, GROVE_WORKTREE, GROVE_WORKSPACE,
+/// GROVE_<LAYER>_URL for every layer, and the layer's rendered `env` table.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    pub name: String,
+    pub layer: Option<String>,
+}
+
+/// Run a command in an env's worktree with the env's variables; exits with its exit code
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    pub name: String,
+
+    /// The layer whose worktree and variables to use [default: the one holding the current
+    /// folder, else the env's first dedicated layer]
+    #[arg(long, short = 'l', value_name = "LAYER")]
+    pub layer: Option<String>,
+
+    /// The command and its arguments (after `--`)
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+/// Write a starter grove.toml for the repos in this folder
+///
+/// One code layer per git repository found in the folder (or the folder itself when it is a
+/// repository), with a `run` command guessed from package.json or a Procfile.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder to write grove.toml in [default: the current folder]
+    pub dir: Option<PathBuf>,
+
+    /// Replace an existing grove.toml
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Build a demo workspace (two repos, `front` and `api`) and run the reference workflow in it
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo workspace [default: ./grove-demo]
+    pub dir: Option<PathBuf>,
+}
+
+/// Builds the clap command, with a `--from-<layer>` flag per code layer of `config`.
+pub fn command(config: Option<&Config>) -> clap::Command {
+    let cmd = Cli::command();
+    let Some(config) = config else { return cmd };
+    cmd.mut_subcommand("create", |mut create| {
+        for layer in config.layers.values().filter(|l| l.is_code()) {
+            let default = if config.default_layers.contains(&layer.name) {
+                " (a default layer: always dedicated)"
+            } else {
+                ""
+            };
+            create = create.arg(
+                Arg::new(from_id(&layer.name))
+                    .long(format!("from-{}", layer.name))
+                    .value_name("BASE")
+                    .action(ArgAction::Set)
+                    .help(format!(
+                        "Give `{}` its own instance branched from BASE{default}",
+                        layer.name
+                    )),
+            );
+        }
+        create
+    })
+}
+
+fn from_id(layer: &str) -> String {
+    format!("from-layer:{layer}")
+}
+
+/// Parses `argv`. `ws` is the workspace found before parsing, or why none was loaded.
+pub fn parse(argv: Vec<OsString>, ws: &Result<Workspace, Fail>) -> Result<Cli, clap::Error> {
+    let config = ws.as_ref().ok().map(|w| &w.config);
+    let matches = command(config).try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Create(args), Some(config)) = (&mut cli.command, config)
+        && let Some(sub) = matches.subcommand_matches("create")
+    {
+        args.from_layer = generated_froms(sub, config);
+    }
+    Ok(cli)
+}
+
+fn generated_froms(m: &ArgMatches, config: &Config) -> Vec<(String, String)> {
+    config
+        .layers
+        .values()
+        .filter(|l| l.is_code())
+        .filter_map(|l| {
+            m.get_one::<String>(&from_id(&l.name))
+                .map(|b| (l.name.clone(), b.clone()))
+        })
+        .collect()
+}
+
+/// The layer named by an unknown `--from-<x>` flag, if that is what clap tripped on.
+pub fn unknown_from_flag(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if err.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split('=').next()?;
+    flag.strip_prefix("--from-").map(str::to_string)
+}

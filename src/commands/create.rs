@@ -1,0 +1,439 @@
+//! `grove create`: plan everything and check it before touching anything, then make the env
+//! step by step under a journal, and undo it all on the first failure or interrupt.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indexmap::IndexMap;
+
+use crate::cli::CreateArgs;
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::git::Repo;
+use crate::provision::{self, check_interrupt};
+use crate::report::{self, EnvReport};
+use crate::state::{Action, EnvRow, Instance, Phase};
+use crate::vars::{Dedicated, EnvView};
+use crate::{interrupt, names, ports, recover, ui};
+
+/// What to create; the part of `grove create`'s arguments that other commands reuse.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub name: String,
+    /// `(layer, base)` pairs from `--from-<layer>` and `--from LAYER=BASE`.
+    pub from: Vec<(String, String)>,
+    pub base: Option<String>,
+    pub start: bool,
+}
+
+/// One dedicated layer, checked and ready to make.
+struct LayerPlan {
+    layer: String,
+    repo: Repo,
+    /// The base as the user named it (shown in `ps`), and the commit it resolved to.
+    base: String,
+    base_commit: String,
+    /// True when branch NAME does not exist yet and grove creates it.
+    new_branch: bool,
+    worktree: PathBuf,
+}
+
+pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
+    let mut from = args.from_layer.clone();
+    for spec in &args.from {
+        let Some((layer, base)) = spec.split_once('=') else {
+            return Err(Fail::usage(format!("`--from {spec}` is not LAYER=BASE"))
+                .hint("write `--from api=main`, or `--from-api=main`")
+                .into());
+        };
+        from.push((layer.to_string(), base.to_string()));
+    }
+    let opts = CreateOpts {
+        name: args.name.clone(),
+        from,
+        base: args.base.clone(),
+        start: !args.no_start,
+    };
+    let env = create(ctx, &opts)?;
+    let instances = ctx.store.instances(env.key)?;
+    let report = report::env_report(ctx, &env, &instances)?;
+    if args.json {
+        ui::out(serde_json::to_string_pretty(&report)?);
+    } else {
+        print_urls(&report);
+    }
+    Ok(())
+}
+
+/// The DESIGN.md summary: one line per layer, dedicated with its URL and base, or shared.
+pub fn print_urls(report: &EnvReport) {
+    let width = report
+        .layers
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(0);
+    for l in &report.layers {
+        let rest = match l.mode {
+            "dedicated" => format!(
+                "{}  [{} from {}]",
+                l.url.as_deref().unwrap_or("(no url)"),
+                l.branch.as_deref().unwrap_or("?"),
+                l.base.as_deref().unwrap_or("?")
+            ),
+            _ => format!("shared  {}", l.url.as_deref().unwrap_or("(no shared_url)")),
+        };
+        ui::out(format!("  {:width$}  {rest}", l.name));
+    }
+}
+
+/// Makes the env `opts.name`, all or nothing.
+pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
+    let started = Instant::now();
+    let env_name = names::env_name(&opts.name)?;
+    if ctx.store.env(ctx.ws_id, &env_name)?.is_some() {
+        return Err(Fail::new(format!("env `{env_name}` already exists"))
+            .hint(format!(
+                "pick another name, or `grove destroy {}` first",
+                crate::shq(&env_name)
+            ))
+            .into());
+    }
+    let plans = plan(ctx, opts, &env_name)?;
+    preflight_templates(ctx, &env_name, &opts.name, &plans)?;
+
+    interrupt::guard();
+    let ident = names::env_id(&env_name);
+    let Some(env) = ctx.store.insert_env(
+        ctx.ws_id,
+        &env_name,
+        &ident,
+        |n| names::with_suffix(&ident, &env_name, n),
+        ctx.me,
+    )?
+    else {
+        return Err(Fail::new(format!("env `{env_name}` already exists"))
+            .hint("another grove created it a moment ago")
+            .into());
+    };
+    ui::info(format!(
+        "creating env `{env_name}` in {}",
+        crate::tilde(&ctx.ws.root)
+    ));
+    match make(ctx, &env, &plans, opts) {
+        Ok(()) => {
+            ctx.store.journal_clear(env.key)?;
+            ctx.store.set_phase(env.key, Phase::Ready, None)?;
+            ui::info(format!(
+                "created env `{env_name}` in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env))
+        }
+        Err(err) => {
+            ui::info(format!("undoing the partial create of `{env_name}`…"));
+            if let Err(undo) = recover::rollback(ctx, env.key) {
+                ui::warn(format!(
+                    "rollback failed: {undo:#}; `grove ps` will retry it"
+                ));
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Resolves dedicated layers, bases and branches, and checks all of it, changing nothing.
+fn plan(ctx: &Ctx, opts: &CreateOpts, env_name: &str) -> Result<Vec<LayerPlan>> {
+    let config = &ctx.ws.config;
+    let mut from: IndexMap<String, String> = IndexMap::new();
+    for (layer, base) in &opts.from {
+        match config.layers.get(layer) {
+            Some(l) if l.is_code() => {}
+            Some(_) => {
+                return Err(Fail::usage(format!(
+                    "layer `{layer}` has no repo: it cannot be branched"
+                ))
+                .hint("`--from-<layer>` applies to code layers (those with `repo`)")
+                .into());
+            }
+            None => {
+                let known: Vec<&str> = config
+                    .layers
+                    .values()
+                    .filter(|l| l.is_code())
+                    .map(|l| l.name.as_str())
+                    .collect();
+                return Err(Fail::usage(format!("unknown layer `{layer}`"))
+                    .hint(format!("code layers: {}", known.join(", ")))
+                    .into());
+            }
+        }
+        if from.insert(layer.clone(), base.clone()).is_some() {
+            return Err(Fail::usage(format!("layer `{layer}` is given two bases")).into());
+        }
+    }
+    let env_dir = ctx.ws.env_dir(env_name);
+    if env_dir.exists() {
+        return Err(Fail::new(format!(
+            "{} already exists, but no env `{env_name}` does",
+            env_dir.display()
+        ))
+        .hint("it is not grove's: move it away or delete it, then try again")
+        .into());
+    }
+    let dedicated: Vec<&str> = config
+        .layers
+        .values()
+        .filter(|l| config.default_layers.contains(&l.name) || from.contains_key(&l.name))
+        .map(|l| l.name.as_str())
+        .collect();
+    if dedicated.is_empty() {
+        return Err(
+            Fail::new("nothing to create: no default layers and no `--from-<layer>`")
+                .hint("set `default_layers` in [workspace], or pass `--from-<layer>=BASE`")
+                .into(),
+        );
+    }
+    let mut plans = Vec::new();
+    for name in dedicated {
+        let layer = &config.layers[name];
+        let repo = Repo::new(
+            layer
+                .repo
+                .clone()
+                .expect("dedicated layers are code layers"),
+        );
+        let base = match from
+            .get(name)
+            .or(opts.base.as_ref())
+            .or(layer.base.as_ref())
+        {
+            Some(b) => b.clone(),
+            None => repo.default_branch()?,
+        };
+        let Some(base_commit) = repo.resolve_commit(&base)? else {
+            return Err(Fail::new(format!(
+                "base `{base}` of layer `{name}` not found in {}",
+                repo.dir.display()
+            ))
+            .hint(format!(
+                "use a branch, tag or commit of that repo (`git -C {} branch -a`), or fetch it first",
+                repo.dir.display()
+            ))
+            .into());
+        };
+        let new_branch = match repo.branch_tip(&opts.name)? {
+            None => true,
+            Some(_) => {
+                let holder = repo
+                    .worktrees()?
+                    .into_iter()
+                    .find(|w| w.branch.as_deref() == Some(opts.name.as_str()));
+                if let Some(w) = holder {
+                    return Err(Fail::new(format!(
+                        "branch `{}` of layer `{name}` is checked out at {}",
+                        opts.name,
+                        w.path.display()
+                    ))
+                    .hint("a branch can be checked out in one worktree at a time: switch that one to another branch, or pick another env name")
+                    .into());
+                }
+                false
+            }
+        };
+        if let Some(dotenv) = &layer.dotenv {
+            let start = if new_branch {
+                base_commit.clone()
+            } else {
+                opts.name.clone()
+            };
+            if repo.tracks(&start, dotenv)? {
+                return Err(Fail::new(format!(
+                    "`dotenv = \"{dotenv}\"` of layer `{name}` is a file git tracks"
+                ))
+                .hint("grove rewrites that file in every env; name a file the repo does not track, such as `.env.grove`")
+                .into());
+            }
+        }
+        plans.push(LayerPlan {
+            layer: name.to_string(),
+            repo,
+            base,
+            base_commit,
+            new_branch,
+            worktree: env_dir.join(name),
+        });
+    }
+    Ok(plans)
+}
+
+/// Renders every template the env will need, with placeholder ports, so that a template
+/// that cannot render (a shared URL that does not exist) fails before anything is made.
+fn preflight_templates(ctx: &Ctx, env_name: &str, branch: &str, plans: &[LayerPlan]) -> Result<()> {
+    let ident = names::env_id(env_name);
+    let dedicated = plans
+        .iter()
+        .map(|p| {
+            let port = ctx.ws.config.layers[&p.layer].ports.map(|r| r.start);
+            let d = Dedicated {
+                port,
+                branch: branch.to_string(),
+                worktree: p.worktree.clone(),
+            };
+            (p.layer.clone(), d)
+        })
+        .collect();
+    let view = EnvView {
+        config: &ctx.ws.config,
+        root: &ctx.ws.root,
+        name: env_name,
+        ident: &ident,
+        dedicated,
+    };
+    for p in plans {
+        view.vars(&ctx.ws.config.layers[&p.layer])?;
+    }
+    Ok(())
+}
+
+/// The steps, each journaled before it is taken.
+fn make(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerPlan], opts: &CreateOpts) -> Result<()> {
+    let config = ctx.ws.config.clone();
+    ensure_envs_dir_ignored(&config.envs_dir, &ctx.ws.root)?;
+    let env_dir = ctx.ws.env_dir(&env.name);
+    ctx.store.journal_push(
+        env.key,
+        &Action::EnvDir {
+            path: env_dir.clone(),
+        },
+    )?;
+    fs_err::create_dir_all(&env_dir)?;
+
+    let w = plans.iter().map(|p| p.layer.len()).max().unwrap_or(0);
+    let mut leased = IndexMap::new();
+    for p in plans {
+        check_interrupt()?;
+        if let Some(range) = config.layers[&p.layer].ports {
+            let port = ports::lease(&mut ctx.store, env.key, &p.layer, range)?;
+            leased.insert(p.layer.clone(), port);
+        }
+    }
+    for p in plans {
+        check_interrupt()?;
+        let how = if p.new_branch {
+            "new branch"
+        } else {
+            "existing branch"
+        };
+        ui::info(format!(
+            "  {:w$}  worktree on {how} `{}` from {}",
+            p.layer, opts.name, p.base
+        ));
+        if p.new_branch {
+            let action = Action::Branch {
+                repo: p.repo.dir.clone(),
+                name: opts.name.clone(),
+                sha: p.base_commit.clone(),
+            };
+            ctx.store.journal_push(env.key, &action)?;
+        }
+        ctx.store.journal_push(
+            env.key,
+            &Action::Worktree {
+                repo: p.repo.dir.clone(),
+                path: p.worktree.clone(),
+            },
+        )?;
+        if p.new_branch {
+            p.repo
+                .worktree_add(&p.worktree, Some(&opts.name), &p.base_commit)?;
+        } else {
+            p.repo.worktree_add(&p.worktree, None, &opts.name)?;
+        }
+        ctx.store.insert_instance(
+            env.key,
+            &Instance {
+                layer: p.layer.clone(),
+                repo: p.repo.dir.clone(),
+                worktree: p.worktree.clone(),
+                branch: opts.name.clone(),
+                base: p.base.clone(),
+                base_commit: p.base_commit.clone(),
+                branch_created: p.new_branch,
+                port: leased.get(&p.layer).copied(),
+            },
+        )?;
+    }
+    let instances = ctx.store.instances(env.key)?;
+    let all_vars = {
+        let view = ctx.view(env, &instances);
+        plans
+            .iter()
+            .map(|p| view.vars(&config.layers[&p.layer]))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let log = ctx.log_dir(&env.name).join("setup.log");
+    for (p, vars) in plans.iter().zip(all_vars) {
+        check_interrupt()?;
+        let layer = &config.layers[&p.layer];
+        provision::copy_ignored(&p.repo.dir, &p.worktree, &layer.copy, &p.layer)?;
+        if let Some(dotenv) = &layer.dotenv {
+            provision::keep_out_of_diff(&p.repo, &p.worktree, dotenv)?;
+            provision::write_dotenv(&p.worktree.join(dotenv), &crate::vars::dotenv_lines(&vars))
+                .with_context(|| format!("writing {dotenv} in the {} worktree", p.layer))?;
+        }
+        for (i, step) in layer.setup.iter().enumerate() {
+            check_interrupt()?;
+            let t = Instant::now();
+            ui::info(format!(
+                "  {:w$}  setup {}/{}: {step}",
+                p.layer,
+                i + 1,
+                layer.setup.len()
+            ));
+            let key = env.key;
+            let store = &mut ctx.store;
+            provision::run_step(step, &p.worktree, &vars, &log, |leader| {
+                store.journal_push(key, &Action::Process { leader })
+            })
+            .with_context(|| format!("setting up layer `{}`", p.layer))?;
+            ui::info(format!(
+                "  {:w$}  setup {}/{} done in {:.1}s",
+                p.layer,
+                i + 1,
+                layer.setup.len(),
+                t.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    check_interrupt()?;
+    if opts.start {
+        start(ctx, env)?;
+    }
+    Ok(())
+}
+
+/// Starts the env's servers. Servers are not supervised by this version of grove yet, so a
+/// made env is `stopped`; supervision plugs in here.
+fn start(_ctx: &mut Ctx, _env: &EnvRow) -> Result<()> {
+    Ok(())
+}
+
+/// Makes git ignore the envs folder in every repo that could contain it: a `.gitignore`
+/// holding `*` at its top (and at the top of `.grove/` for the default location).
+fn ensure_envs_dir_ignored(envs_dir: &std::path::Path, root: &std::path::Path) -> Result<()> {
+    fs_err::create_dir_all(envs_dir)?;
+    let mut dirs = vec![envs_dir.to_path_buf()];
+    let grove_dir = root.join(".grove");
+    if envs_dir.starts_with(&grove_dir) {
+        dirs.push(grove_dir);
+    }
+    for dir in dirs {
+        let gi = dir.join(".gitignore");
+        if !gi.exists() {
+            provision::write_atomic(&gi, b"# grove's envs: never part of any repo\n*\n")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! `grove destroy`: look at every layer first and refuse before changing anything when work
+//! would be lost; then remove worktrees, delete only the branches grove created whose commits
+//! are safe elsewhere, and free the ports.
+//!
+//! Risk of data loss lives here. Uncommitted changes and untracked files block the destroy;
+//! unmerged commits keep their branch. Only `--force` discards, and it says what.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::cli::DestroyArgs;
+use crate::ctx::Ctx;
+use crate::error::{Exit, Fail};
+use crate::git::Repo;
+use crate::state::{EnvRow, Instance, Phase};
+use crate::{interrupt, ui};
+
+/// What destroying one layer would do, found before anything is changed.
+struct LayerCheck {
+    inst: Instance,
+    /// The worktree is still on disk.
+    present: bool,
+    /// Uncommitted and untracked (not ignored) files.
+    dirty: Vec<String>,
+    /// The branch's tip now, if the branch exists.
+    tip: Option<String>,
+    /// Commits on the branch that are neither in the base nor on its upstream.
+    unmerged: Vec<String>,
+}
+
+impl LayerCheck {
+    fn deletes_branch(&self, force: bool) -> bool {
+        self.inst.branch_created && self.tip.is_some() && (self.unmerged.is_empty() || force)
+    }
+}
+
+pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    if let Some(owner) = env.owner.filter(|o| o.alive()) {
+        let what = if env.phase == Phase::Creating {
+            "created"
+        } else {
+            "destroyed"
+        };
+        return Err(Fail::new(format!(
+            "env `{}` is being {what} by grove (pid {})",
+            env.name, owner.pid
+        ))
+        .hint("wait for it to finish, then try again")
+        .into());
+    }
+    let checks = check(ctx, &env)?;
+    let dirty: Vec<&LayerCheck> = checks.iter().filter(|c| !c.dirty.is_empty()).collect();
+    if !dirty.is_empty() && !args.force {
+        let mut msg = format!(
+            "env `{}` has uncommitted work; nothing was removed",
+            env.name
+        );
+        for c in &dirty {
+            msg.push_str(&format!("\n  {}: {}", c.inst.layer, list(&c.dirty, 10)));
+        }
+        return Err(Fail::new(msg)
+            .hint(format!(
+                "commit or stash it (`grove exec {} -- git status`), or `grove destroy {} --force` to throw it away",
+                crate::shq(&env.name),
+                crate::shq(&env.name)
+            ))
+            .into());
+    }
+    if ui::interactive() && !args.yes {
+        ui::info(format!("destroy env `{}`:", env.name));
+        for c in &checks {
+            ui::info(format!("  {}", plan_line(c, args.force)));
+        }
+        if !ui::confirm("proceed?") {
+            ui::info("nothing was removed");
+            return Err(Exit(1).into());
+        }
+    }
+    interrupt::guard();
+    ctx.store
+        .set_phase(env.key, Phase::Destroying, Some(ctx.me))?;
+    for c in &checks {
+        destroy_layer(ctx, &env, c, args.force)?;
+        if interrupt::received().is_some() {
+            ctx.store.set_phase(env.key, Phase::Destroying, None)?;
+            return Err(
+                Fail::new(format!("interrupted: env `{}` is half-destroyed", env.name))
+                    .hint(format!(
+                        "run `grove destroy {}` to finish",
+                        crate::shq(&env.name)
+                    ))
+                    .into(),
+            );
+        }
+    }
+    let env_dir = ctx.ws.env_dir(&env.name);
+    if env_dir.starts_with(&ctx.ws.config.envs_dir) && env_dir.exists() {
+        fs_err::remove_dir_all(&env_dir)?;
+    }
+    ctx.store.delete_env(env.key)?;
+    ui::info(format!("destroyed env `{}`", env.name));
+    Ok(())
+}
+
+fn check(ctx: &Ctx, env: &EnvRow) -> Result<Vec<LayerCheck>> {
+    let mut checks = Vec::new();
+    for inst in ctx.store.instances(env.key)? {
+        let repo = Repo::new(&inst.repo);
+        let present = inst.worktree.join(".git").exists();
+        let dirty = if present {
+            Repo::dirty_paths(&inst.worktree).with_context(|| {
+                format!("checking {} for uncommitted work", inst.worktree.display())
+            })?
+        } else if inst.worktree.exists() {
+            // Its `.git` file is gone, so git cannot say what in it is work: keep it unless forced.
+            vec![format!(
+                "{} (no longer a git worktree)",
+                inst.worktree.display()
+            )]
+        } else {
+            Vec::new()
+        };
+        let tip = repo.branch_tip(&inst.branch)?;
+        let unmerged = match &tip {
+            Some(tip) => unmerged(&repo, &inst, tip)?,
+            None => Vec::new(),
+        };
+        checks.push(LayerCheck {
+            inst,
+            present,
+            dirty,
+            tip,
+            unmerged,
+        });
+    }
+    Ok(checks)
+}
+
+/// Commits of the branch that would be lost with it: not in the base (as it is now, else as it
+/// was at create) and not on the branch's upstream.
+fn unmerged(repo: &Repo, inst: &Instance, tip: &str) -> Result<Vec<String>> {
+    let base = repo
+        .resolve_commit(&inst.base)?
+        .unwrap_or_else(|| inst.base_commit.clone());
+    if tip == base || repo.is_ancestor(tip, &base)? {
+        return Ok(Vec::new());
+    }
+    if let Some(up) = repo.upstream_tip(&inst.branch)?
+        && repo.is_ancestor(tip, &up)?
+    {
+        return Ok(Vec::new());
+    }
+    repo.log_range(&base, tip)
+}
+
+fn plan_line(c: &LayerCheck, force: bool) -> String {
+    let wt = if c.present {
+        "remove worktree"
+    } else {
+        "forget missing worktree"
+    };
+    let branch = if c.deletes_branch(force) {
+        format!("delete branch `{}`", c.inst.branch)
+    } else {
+        format!("keep branch `{}`", c.inst.branch)
+    };
+    let mut line = format!("{}: {wt}, {branch}", c.inst.layer);
+    if force && !c.dirty.is_empty() {
+        line.push_str(&format!(", discard {} changed files", c.dirty.len()));
+    }
+    line
+}
+
+fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Result<()> {
+    let repo = Repo::new(&c.inst.repo);
+    let layer = &c.inst.layer;
+    if force && !c.dirty.is_empty() {
+        ui::warn(format!(
+            "{layer}: discarding uncommitted work: {}",
+            list(&c.dirty, 20)
+        ));
+    }
+    if c.present {
+        // Without --force git itself refuses if work appeared since the check.
+        repo.worktree_remove(&c.inst.worktree, force).map_err(|e| {
+            let why = match e.downcast_ref::<crate::exec::CmdError>() {
+                Some(cmd) => cmd.stderr().to_string(),
+                None => format!("{e:#}"),
+            };
+            Fail::new(format!(
+                "cannot remove the {layer} worktree of `{}`: {why}",
+                env.name
+            ))
+            .hint(format!(
+                "the env is half-destroyed; fix the cause and run `grove destroy {}` again",
+                crate::shq(&env.name)
+            ))
+        })?;
+    } else {
+        remove_stray_folder(&c.inst.worktree, &ctx.ws.config.envs_dir)?;
+        repo.worktree_prune()?;
+    }
+    let branch = &c.inst.branch;
+    match (&c.tip, c.deletes_branch(force)) {
+        (Some(tip), true) => {
+            if !c.unmerged.is_empty() {
+                ui::warn(format!(
+                    "{layer}: discarding {} commit(s) on `{branch}`: {}",
+                    c.unmerged.len(),
+                    list(&c.unmerged, 10)
+                ));
+            }
+            if repo.delete_branch_at(branch, tip)? {
+                ui::info(format!("  {layer}  deleted branch `{branch}`"));
+            } else {
+                ui::warn(format!(
+                    "{layer}: kept branch `{branch}`: it moved while destroying"
+                ));
+            }
+        }
+        (Some(_), false) if !c.inst.branch_created => {
+            ui::info(format!(
+                "  {layer}  kept branch `{branch}`: it existed before the env"
+            ));
+        }
+        (Some(_), false) => ui::info(format!(
+            "  {layer}  kept branch `{branch}`: {} commit(s) not in {}",
+            c.unmerged.len(),
+            c.inst.base
+        )),
+        (None, _) => {}
+    }
+    ctx.store.delete_instance(env.key, layer)?;
+    Ok(())
+}
+
+/// A worktree folder that git no longer knows but that is still on disk (its `.git` file was
+/// deleted): only removed when it lies inside grove's envs folder.
+fn remove_stray_folder(path: &Path, envs_dir: &Path) -> Result<()> {
+    if path.exists() && path.starts_with(envs_dir) {
+        fs_err::remove_dir_all(path)?;
+    }
+    Ok(())
+}
+
+fn list(items: &[String], max: usize) -> String {
+    let mut s = items
+        .iter()
+        .take(max)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > max {
+        s.push_str(&format!(" (+{} more)", items.len() - max));
+    }
+    s
+}

@@ -1,0 +1,106 @@
+//! `grove path`, `grove env`, `grove exec`: an env's worktrees and variables, for scripts,
+//! shells and agents.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::{EnvArgs, ExecArgs, PathArgs};
+use crate::ctx::Ctx;
+use crate::error::{Exit, Fail};
+use crate::exec::Cmd;
+use crate::state::{EnvRow, Instance};
+use crate::{ui, vars};
+
+/// The instance of `layer`, or of the env's first dedicated layer.
+fn pick<'a>(env: &EnvRow, instances: &'a [Instance], layer: Option<&str>) -> Result<&'a Instance> {
+    let names = || {
+        instances
+            .iter()
+            .map(|i| i.layer.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match layer {
+        Some(l) => instances.iter().find(|i| i.layer == l).ok_or_else(|| {
+            Fail::new(format!(
+                "env `{}` has no worktree for layer `{l}`",
+                env.name
+            ))
+            .hint(format!("its dedicated layers: {}", names()))
+            .into()
+        }),
+        None => instances
+            .first()
+            .ok_or_else(|| Fail::new(format!("env `{}` has no dedicated layer", env.name)).into()),
+    }
+}
+
+pub fn path(ctx: &Ctx, args: &PathArgs) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    let instances = ctx.store.instances(env.key)?;
+    let inst = pick(&env, &instances, args.layer.as_deref())?;
+    ui::out(inst.worktree.to_string_lossy());
+    Ok(())
+}
+
+pub fn env(ctx: &Ctx, args: &EnvArgs) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    let instances = ctx.store.instances(env.key)?;
+    let inst = pick(&env, &instances, args.layer.as_deref())?;
+    let view = ctx.view(&env, &instances);
+    let vars = view.vars(&ctx.ws.config.layers[&inst.layer])?;
+    for line in vars::dotenv_lines(&vars) {
+        ui::out(line);
+    }
+    Ok(())
+}
+
+pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    let instances = ctx.store.instances(env.key)?;
+    // Inside one of the env's worktrees, that layer is meant.
+    let here = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
+    let layer = args.layer.clone().or_else(|| {
+        instances
+            .iter()
+            .find(|i| here.starts_with(&i.worktree))
+            .map(|i| i.layer.clone())
+    });
+    let inst = pick(&env, &instances, layer.as_deref())?;
+    if !inst.worktree.is_dir() {
+        return Err(Fail::new(format!(
+            "the {} worktree of `{}` is missing",
+            inst.layer, env.name
+        ))
+        .hint(format!(
+            "run `grove destroy {}` and create it again",
+            crate::shq(&env.name)
+        ))
+        .into());
+    }
+    let dir = if here.starts_with(&inst.worktree) {
+        here
+    } else {
+        inst.worktree.clone()
+    };
+    let view = ctx.view(&env, &instances);
+    let vars = view.vars(&ctx.ws.config.layers[&inst.layer])?;
+    let (program, rest) = args.cmd.split_first().expect("clap requires a command");
+    let status = Cmd::new(program)
+        .args(rest)
+        .cwd(&dir)
+        .without_git_env()
+        .envs(vars)
+        .status_inherit()
+        .map_err(|e| Fail::new(e.to_string()).hint("check the command name and your PATH"))?;
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Exit(code).into())
+    }
+}

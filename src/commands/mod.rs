@@ -1,0 +1,32 @@
+//! One file per command: `run(ctx, args)`. Commands hold the workflow; the mechanisms (git,
+//! the store, templates, provisioning) live in the modules they call.
+
+mod create;
+mod demo;
+mod destroy;
+mod envcmd;
+mod init;
+mod ps;
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::workspace::Workspace;
+
+pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()> {
+    let ctx = || -> Result<Ctx> { Ctx::open(ws.clone()?) };
+    match cli.command {
+        Command::Create(args) => create::run(&mut ctx()?, &args),
+        Command::Ps(args) => ps::run(&mut ctx()?, &args),
+        Command::Destroy(args) => destroy::run(&mut ctx()?, &args),
+        Command::Path(args) => envcmd::path(&ctx()?, &args),
+        Command::Env(args) => envcmd::env(&ctx()?, &args),
+        Command::Exec(args) => envcmd::exec(&ctx()?, &args, cwd),
+        Command::Init(args) => init::run(&args, cwd),
+        Command::Demo(args) => demo::run(&args, cwd),
+    }
+}

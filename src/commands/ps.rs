@@ -1,0 +1,74 @@
+//! `grove ps`: one row per env. Reads the store and stats the disk; runs no git, so it stays
+//! fast with many envs.
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::PsArgs;
+use crate::ctx::Ctx;
+use crate::report::{self, EnvReport, JSON_VERSION};
+use crate::ui;
+
+#[derive(Serialize)]
+struct PsJson<'a> {
+    version: u32,
+    workspace: String,
+    envs: &'a [EnvReport],
+}
+
+pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
+    let mut reports = Vec::new();
+    for env in ctx.store.envs(ctx.ws_id)? {
+        let instances = ctx.store.instances(env.key)?;
+        reports.push(report::env_report(ctx, &env, &instances)?);
+    }
+    if args.json {
+        let json = PsJson {
+            version: JSON_VERSION,
+            workspace: ctx.ws.root.to_string_lossy().into_owned(),
+            envs: &reports,
+        };
+        ui::out(serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    if reports.is_empty() {
+        ui::info("no envs in this workspace; create one with `grove create NAME`");
+        return Ok(());
+    }
+    let code_layers: Vec<&str> = ctx
+        .ws
+        .config
+        .layers
+        .values()
+        .filter(|l| l.is_code())
+        .map(|l| l.name.as_str())
+        .collect();
+    let mut rows = vec![
+        std::iter::once("NAME".to_string())
+            .chain(code_layers.iter().map(|l| l.to_ascii_uppercase()))
+            .chain(std::iter::once("STATUS".to_string()))
+            .collect::<Vec<_>>(),
+    ];
+    for r in &reports {
+        let mut row = vec![r.name.clone()];
+        for layer in &code_layers {
+            row.push(
+                r.layers
+                    .iter()
+                    .find(|l| l.name == *layer)
+                    .map_or("-".into(), |l| l.cell()),
+            );
+        }
+        row.push(r.status.to_string());
+        rows.push(row);
+    }
+    for line in ui::table(&rows) {
+        ui::out(line);
+    }
+    for r in &reports {
+        for p in &r.problems {
+            ui::hint(format!("{}: {p}", r.name));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,884 @@
+//! grove.toml: the schema, and a validation that runs in full before any command acts.
+//!
+//! Every problem is reported with the file, line and column and what to do about it, all of
+//! them at once (up to a limit), so a user fixes the file in one pass. Unknown keys are errors:
+//! a misspelt `ready` silently ignored would be a server nobody waits for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::Fail;
+use crate::git;
+use crate::template;
+
+pub const FILE_NAME: &str = "grove.toml";
+const DEFAULT_URL: &str = "http://localhost:{{ port }}";
+const DEFAULT_ENVS_DIR: &str = ".grove/envs";
+/// Readiness timeout when a layer's `ready` gives none.
+pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 60;
+
+/// The validated configuration of a workspace.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub name: String,
+    pub default_layers: Vec<String>,
+    /// Absolute folder holding one folder per env.
+    pub envs_dir: PathBuf,
+    pub layers: IndexMap<String, Layer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub name: String,
+    /// Absolute path of the main checkout. `Some` makes this a code layer.
+    pub repo: Option<PathBuf>,
+    pub base: Option<String>,
+    pub run: Option<String>,
+    pub ports: Option<PortRange>,
+    pub shared_url: Option<String>,
+    /// Template of the dedicated instance's URL; `None` for a layer that serves nothing.
+    pub url: Option<String>,
+    pub copy: Vec<String>,
+    pub setup: Vec<String>,
+    pub ready: Ready,
+    pub env: IndexMap<String, String>,
+    pub dotenv: Option<String>,
+}
+
+impl Layer {
+    pub fn is_code(&self) -> bool {
+        self.repo.is_some()
+    }
+
+    /// Layers whose `url` this layer's `env` templates read.
+    pub fn references(&self) -> BTreeSet<String> {
+        let mut refs = BTreeSet::new();
+        for value in self.env.values() {
+            for var in template::variables(value).unwrap_or_default() {
+                if let Some(rest) = var.strip_prefix("layers.") {
+                    refs.insert(rest.split('.').next().unwrap_or(rest).to_string());
+                }
+            }
+        }
+        refs
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.start, self.end)
+    }
+}
+
+/// How to tell a dedicated server is ready to serve (used once servers are supervised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub probe: Probe,
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Tcp,
+    Http { path: String, status: Option<u16> },
+    Log(String),
+    Exec(String),
+}
+
+// ---- raw schema, as written -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    workspace: Option<RawWorkspace>,
+    #[serde(default)]
+    layers: IndexMap<Spanned<String>, Spanned<RawLayer>>,
+    agent: Option<Spanned<toml::Table>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkspace {
+    name: Option<Spanned<String>>,
+    default_layers: Option<Vec<Spanned<String>>>,
+    envs_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    repo: Option<Spanned<String>>,
+    base: Option<Spanned<String>>,
+    run: Option<Spanned<String>>,
+    ports: Option<Spanned<RawPorts>>,
+    shared_url: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    copy: Vec<Spanned<String>>,
+    #[serde(default)]
+    setup: Vec<Spanned<String>>,
+    ready: Option<Spanned<RawReady>>,
+    #[serde(default)]
+    env: IndexMap<Spanned<String>, Spanned<String>>,
+    dotenv: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPorts {
+    One(i64),
+    Range(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReady {
+    tcp: Option<bool>,
+    http: Option<String>,
+    status: Option<u16>,
+    log: Option<String>,
+    exec: Option<String>,
+    timeout: Option<u64>,
+}
+
+// ---- diagnostics --------------------------------------------------------------------------------
+
+struct Diag {
+    span: Range<usize>,
+    msg: String,
+    hint: Option<String>,
+}
+
+fn diag(span: Range<usize>, msg: impl Into<String>) -> Diag {
+    Diag {
+        span,
+        msg: msg.into(),
+        hint: None,
+    }
+}
+
+impl Diag {
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `pos`.
+fn line_col(src: &str, pos: usize) -> (usize, usize) {
+    let pos = pos.min(src.len());
+    let before = &src[..pos];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, col)
+}
+
+fn render_diags(path: &Path, src: &str, diags: &[Diag]) -> Fail {
+    const MAX: usize = 10;
+    let mut msg = String::new();
+    let shown = path.display();
+    for (i, d) in diags.iter().take(MAX).enumerate() {
+        if i > 0 {
+            msg.push_str("\nerror: ");
+        }
+        let (line, col) = line_col(src, d.span.start);
+        let _ = write!(msg, "{shown}:{line}:{col}: {}", d.msg);
+        let text = src.lines().nth(line - 1).unwrap_or("");
+        let width = src[d.span.clone()]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .count()
+            .max(1);
+        let gutter = line.to_string().len();
+        let _ = write!(
+            msg,
+            "\n{:gutter$} |\n{line} | {text}\n{:gutter$} | {:col$}{}",
+            "",
+            "",
+            "",
+            "^".repeat(width),
+            col = col - 1
+        );
+        if let Some(hint) = &d.hint
+            && diags.len() > 1
+        {
+            let _ = write!(msg, "\n{:gutter$} = hint: {hint}", "");
+        }
+    }
+    if diags.len() > MAX {
+        let _ = write!(msg, "\n… and {} more problems", diags.len() - MAX);
+    }
+    let mut fail = Fail::new(msg);
+    if diags.len() == 1
+        && let Some(hint) = &diags[0].hint
+    {
+        fail = fail.hint(hint.clone());
+    }
+    fail
+}
+
+// ---- loading ------------------------------------------------------------------------------------
+
+/// Reads and validates `path` (a grove.toml in workspace `root`).
+pub fn load(path: &Path, root: &Path) -> Result<Config, Fail> {
+    let src = fs_err::read_to_string(path)
+        .map_err(|e| Fail::new(format!("cannot read {}: {e}", path.display())))?;
+    parse(path, root, &src)
+}
+
+pub fn parse(path: &Path, root: &Path, src: &str) -> Result<Config, Fail> {
+    let raw: RawConfig = toml::from_str(src).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let mut msg = e.message().trim().to_string();
+        if let Some(rest) = msg.strip_prefix("unknown field ") {
+            msg = format!("unknown key {rest}");
+        }
+        let d = diag(span, msg).hint("see the grove.toml reference in the README");
+        render_diags(path, src, &[d])
+    })?;
+    let mut diags = Vec::new();
+    let config = validate(raw, path, root, &mut diags);
+    if diags.is_empty() {
+        Ok(config)
+    } else {
+        Err(render_diags(path, src, &diags))
+    }
+}
+
+fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> Config {
+    if let Some(agent) = &raw.agent {
+        diags.push(
+            diag(
+                agent.span(),
+                "`[agent]` is not supported by this version of grove",
+            )
+            .hint("remove the `[agent]` table; agents arrive in a later release"),
+        );
+    }
+    let names: Vec<String> = raw.layers.keys().map(|k| k.get_ref().clone()).collect();
+    let mut layers = IndexMap::new();
+    let mut ranges: Vec<(String, PortRange)> = Vec::new();
+    for (key, raw_layer) in raw.layers {
+        let name = key.get_ref().clone();
+        if !valid_layer_name(&name) {
+            diags.push(diag(key.span(), format!("bad layer name `{name}`")).hint(
+                "layer names are lowercase letters, digits and `-`, starting with a letter \
+                     (they become `--from-<layer>` flags and GROVE_<LAYER>_URL variables)",
+            ));
+        }
+        let layer = validate_layer(&name, raw_layer, &names, root, diags);
+        if let Some(r) = layer.ports {
+            if let Some((other, _)) = ranges.iter().find(|(_, o)| o.overlaps(&r)) {
+                diags.push(
+                    diag(
+                        key.span(),
+                        format!("ports of `{name}` ({r}) overlap those of `{other}`"),
+                    )
+                    .hint("give each layer its own port range"),
+                );
+            }
+            ranges.push((name.clone(), r));
+        }
+        layers.insert(name, layer);
+    }
+    let ws = raw.workspace.unwrap_or(RawWorkspace {
+        name: None,
+        default_layers: None,
+        envs_dir: None,
+    });
+    let default_layers = match ws.default_layers {
+        Some(list) => {
+            for item in &list {
+                match layers.get(item.get_ref()) {
+                    None => diags.push(
+                        diag(
+                            item.span(),
+                            format!("default layer `{}` is not defined", item.get_ref()),
+                        )
+                        .hint(format!("defined layers: {}", names.join(", "))),
+                    ),
+                    Some(l) if !l.is_code() => diags.push(
+                        diag(
+                            item.span(),
+                            format!("default layer `{}` has no `repo`", l.name),
+                        )
+                        .hint("default layers get a worktree in every env: list code layers only"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+            list.into_iter().map(Spanned::into_inner).collect()
+        }
+        None => layers
+            .values()
+            .filter(|l| l.is_code())
+            .map(|l| l.name.clone())
+            .collect(),
+    };
+    check_start_order(&layers, diags);
+    let envs_dir = match ws.envs_dir {
+        Some(dir) => {
+            let p = PathBuf::from(dir.get_ref());
+            if dir.get_ref().trim().is_empty() {
+                diags.push(diag(dir.span(), "`envs_dir` is empty"));
+            }
+            root.join(p)
+        }
+        None => root.join(DEFAULT_ENVS_DIR),
+    };
+    let name = ws.name.map(Spanned::into_inner).unwrap_or_else(|| {
+        root.file_name()
+            .map_or("workspace".into(), |n| n.to_string_lossy().into_owned())
+    });
+    Config {
+        path: path.to_owned(),
+        name,
+        default_layers,
+        envs_dir,
+        layers,
+    }
+}
+
+fn valid_layer_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.len() <= 32
+        && !name.ends_with('-')
+}
+
+fn valid_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A relative path that stays inside the worktree: no `..`, not absolute, not empty.
+fn inside_path(p: &str) -> bool {
+    let path = Path::new(p);
+    !p.trim().is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+fn validate_layer(
+    name: &str,
+    raw: Spanned<RawLayer>,
+    names: &[String],
+    root: &Path,
+    diags: &mut Vec<Diag>,
+) -> Layer {
+    let header = raw.span();
+    let raw = raw.into_inner();
+    let repo = raw.repo.as_ref().map(|r| {
+        let dir = root.join(r.get_ref());
+        if !dir.is_dir() {
+            diags.push(
+                diag(
+                    r.span(),
+                    format!(
+                        "repo `{}` of layer `{name}` not found at {}",
+                        r.get_ref(),
+                        dir.display()
+                    ),
+                )
+                .hint("`repo` is a path relative to the folder holding grove.toml"),
+            );
+        } else if !git::is_checkout(&dir) {
+            diags.push(
+                diag(
+                    r.span(),
+                    format!(
+                        "repo `{}` of layer `{name}` is not a git repository",
+                        r.get_ref()
+                    ),
+                )
+                .hint(format!(
+                    "run `git init` in {}, or point `repo` at a git checkout",
+                    dir.display()
+                )),
+            );
+        }
+        std::fs::canonicalize(&dir).unwrap_or(dir)
+    });
+    if repo.is_none() {
+        // An infra layer: reached at its shared URL, with nothing of a code layer.
+        let code_keys = [
+            ("base", raw.base.as_ref().map(Spanned::span)),
+            ("run", raw.run.as_ref().map(Spanned::span)),
+            ("ports", raw.ports.as_ref().map(Spanned::span)),
+            ("url", raw.url.as_ref().map(Spanned::span)),
+            ("ready", raw.ready.as_ref().map(Spanned::span)),
+            ("dotenv", raw.dotenv.as_ref().map(Spanned::span)),
+            ("copy", raw.copy.first().map(Spanned::span)),
+            ("setup", raw.setup.first().map(Spanned::span)),
+            ("env", raw.env.keys().next().map(Spanned::span)),
+        ];
+        for (key, span) in code_keys {
+            if let Some(span) = span {
+                diags.push(
+                    diag(span, format!("`{key}` needs `repo`: layer `{name}` has no repo"))
+                        .hint("a layer without `repo` is infrastructure reached at `shared_url`; add `repo` to make it a code layer"),
+                );
+            }
+        }
+        if raw.shared_url.is_none() {
+            diags.push(
+                diag(header.clone(), format!("layer `{name}` has neither `repo` nor `shared_url`"))
+                    .hint("add `repo = \"path\"` for a code layer, or `shared_url` for shared infrastructure"),
+            );
+        }
+    }
+    let ports =
+        raw.ports.as_ref().and_then(|p| {
+            let parsed = parse_ports(p.get_ref());
+            if parsed.is_none() {
+                diags.push(diag(p.span(), "bad port range").hint(
+                    "write `ports = \"3001-3099\"`: two ports from 1024 to 65535, low to high",
+                ));
+            }
+            parsed
+        });
+    let url = match &raw.url {
+        Some(u) => {
+            check_template(
+                u,
+                &["port", "env", "env_id", "layer", "branch"],
+                names,
+                diags,
+            );
+            Some(u.get_ref().clone())
+        }
+        None if repo.is_some() && ports.is_some() => Some(DEFAULT_URL.to_string()),
+        None => None,
+    };
+    if url.as_deref().is_some_and(|u| u.contains("port"))
+        && ports.is_none()
+        && repo.is_some()
+        && let Some(u) = &raw.url
+    {
+        diags.push(
+            diag(
+                u.span(),
+                format!("`url` of layer `{name}` uses the port but the layer has no `ports`"),
+            )
+            .hint("add `ports = \"LOW-HIGH\"` to the layer"),
+        );
+    }
+    let mut env = IndexMap::new();
+    for (key, value) in &raw.env {
+        let var = key.get_ref();
+        if !valid_var_name(var) {
+            diags.push(diag(
+                key.span(),
+                format!("`{var}` is not a valid environment variable name"),
+            ));
+        } else if var == "PORT" || var.starts_with("GROVE_") {
+            diags.push(
+                diag(
+                    key.span(),
+                    format!("`env.{var}` would replace a variable grove sets itself"),
+                )
+                .hint("grove sets PORT and GROVE_* for every process; use another name"),
+            );
+        }
+        check_template(
+            value,
+            &[
+                "port",
+                "env",
+                "env_id",
+                "layer",
+                "branch",
+                "worktree",
+                "workspace",
+                "layers",
+            ],
+            names,
+            diags,
+        );
+        env.insert(var.clone(), value.get_ref().clone());
+    }
+    for p in raw.copy.iter().chain(raw.dotenv.iter()) {
+        if !inside_path(p.get_ref()) {
+            diags.push(
+                diag(
+                    p.span(),
+                    format!("`{}` is not a relative path inside the repo", p.get_ref()),
+                )
+                .hint("paths are relative to the repo's root and may not use `..`"),
+            );
+        }
+    }
+    for s in &raw.setup {
+        if s.get_ref().trim().is_empty() {
+            diags.push(diag(s.span(), "empty `setup` command"));
+        }
+    }
+    if let Some(r) = &raw.run
+        && r.get_ref().trim().is_empty()
+    {
+        diags.push(diag(r.span(), "empty `run` command"));
+    }
+    if let Some(b) = &raw.base
+        && (b.get_ref().trim().is_empty() || b.get_ref().starts_with('-'))
+    {
+        diags.push(diag(b.span(), format!("bad base `{}`", b.get_ref())));
+    }
+    let ready = match &raw.ready {
+        Some(r) => validate_ready(r, diags),
+        None => Ready {
+            probe: Probe::Tcp,
+            timeout_secs: DEFAULT_READY_TIMEOUT_SECS,
+        },
+    };
+    Layer {
+        name: name.to_string(),
+        repo,
+        base: raw.base.map(Spanned::into_inner),
+        run: raw.run.map(Spanned::into_inner),
+        ports,
+        shared_url: raw.shared_url.map(Spanned::into_inner),
+        url,
+        copy: raw.copy.into_iter().map(Spanned::into_inner).collect(),
+        setup: raw.setup.into_iter().map(Spanned::into_inner).collect(),
+        ready,
+        env,
+        dotenv: raw.dotenv.map(Spanned::into_inner),
+    }
+}
+
+fn parse_ports(raw: &RawPorts) -> Option<PortRange> {
+    let (start, end) = match raw {
+        RawPorts::One(p) => (*p, *p),
+        RawPorts::Range(s) => {
+            let (a, b) = s.split_once('-').unwrap_or((s, s));
+            (a.trim().parse().ok()?, b.trim().parse().ok()?)
+        }
+    };
+    let ok = |p: i64| (1024..=65535).contains(&p);
+    (ok(start) && ok(end) && start <= end).then(|| PortRange {
+        start: u16::try_from(start).unwrap_or(0),
+        end: u16::try_from(end).unwrap_or(0),
+    })
+}
+
+fn validate_ready(raw: &Spanned<RawReady>, diags: &mut Vec<Diag>) -> Ready {
+    let r = raw.get_ref();
+    let mut probes = Vec::new();
+    if let Some(tcp) = r.tcp
+        && tcp
+    {
+        probes.push(Probe::Tcp);
+    }
+    if let Some(path) = &r.http {
+        let path = if path.starts_with('/') {
+            path.clone()
+        } else {
+            format!("/{path}")
+        };
+        probes.push(Probe::Http {
+            path,
+            status: r.status,
+        });
+    }
+    if let Some(text) = &r.log {
+        probes.push(Probe::Log(text.clone()));
+    }
+    if let Some(cmd) = &r.exec {
+        probes.push(Probe::Exec(cmd.clone()));
+    }
+    if r.status.is_some() && r.http.is_none() {
+        diags.push(diag(raw.span(), "`status` only applies to an `http` probe"));
+    }
+    if probes.len() > 1 {
+        diags.push(diag(raw.span(), "`ready` names more than one probe").hint(
+            "choose one of `tcp = true`, `http = \"/path\"`, `log = \"text\"`, `exec = \"cmd\"`",
+        ));
+    }
+    Ready {
+        probe: probes.into_iter().next().unwrap_or(Probe::Tcp),
+        timeout_secs: r.timeout.unwrap_or(DEFAULT_READY_TIMEOUT_SECS),
+    }
+}
+
+/// Checks that `tmpl` compiles and reads only `allowed` roots and `layers.<known>.url`.
+fn check_template(
+    tmpl: &Spanned<String>,
+    allowed: &[&str],
+    layers: &[String],
+    diags: &mut Vec<Diag>,
+) {
+    let vars = match template::variables(tmpl.get_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            diags.push(diag(tmpl.span(), format!("bad template: {e}")));
+            return;
+        }
+    };
+    for var in vars {
+        let mut parts = var.split('.');
+        let root = parts.next().unwrap_or("");
+        if !allowed.contains(&root) {
+            diags.push(
+                diag(tmpl.span(), format!("unknown template variable `{var}`"))
+                    .hint(format!("available here: {}", allowed.join(", "))),
+            );
+            continue;
+        }
+        if root == "layers" {
+            match (parts.next(), parts.next()) {
+                (Some(layer), _) if !layers.iter().any(|l| l == layer) => diags.push(
+                    diag(
+                        tmpl.span(),
+                        format!("template names unknown layer `{layer}`"),
+                    )
+                    .hint(format!("defined layers: {}", layers.join(", "))),
+                ),
+                (Some(_), Some(attr)) if attr != "url" => diags.push(
+                    diag(
+                        tmpl.span(),
+                        format!("unknown attribute `{attr}` in `{var}`"),
+                    )
+                    .hint("a layer offers `url`: `{{ layers.NAME.url }}`"),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A code layer whose `env` reads another code layer's URL starts after it; a cycle among
+/// them could never start, so it is a config error now rather than a hang later.
+fn check_start_order(layers: &IndexMap<String, Layer>, diags: &mut Vec<Diag>) {
+    let graph: BTreeMap<String, BTreeSet<String>> = layers
+        .values()
+        .filter(|l| l.is_code())
+        .map(|l| {
+            let deps = l
+                .references()
+                .into_iter()
+                .filter(|d| layers.get(d).is_some_and(Layer::is_code) && d != &l.name)
+                .collect();
+            (l.name.clone(), deps)
+        })
+        .collect();
+    if let Some(cycle) = find_cycle(&graph) {
+        diags.push(
+            diag(
+                0..0,
+                format!(
+                    "layers wait for each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
+            )
+            .hint(
+                "a layer's `env` that reads `layers.X.url` makes it start after X; break the loop",
+            ),
+        );
+    }
+}
+
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[pos..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        stack.push(node.to_string());
+        for dep in graph.get(node).into_iter().flatten() {
+            if let Some(c) = visit(dep, graph, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(node.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|n| visit(n, graph, &mut Vec::new(), &mut done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(src: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        for repo in ["front", "api"] {
+            std::fs::create_dir_all(dir.path().join(repo).join(".git")).unwrap();
+        }
+        parse(&dir.path().join("grove.toml"), dir.path(), src).map_err(|f| f.msg)
+    }
+
+    #[test]
+    fn minimal_two_layer_config() {
+        let c = parse_str(
+            "[workspace]\ndefault_layers = [\"front\"]\n\
+             [layers.front]\nrepo = \"front\"\nports = \"3001-3099\"\nenv.API_URL = \"{{ layers.api.url }}\"\n\
+             [layers.api]\nrepo = \"api\"\nports = \"4001-4099\"\nshared_url = \"http://localhost:3000\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.default_layers, vec!["front"]);
+        assert_eq!(c.layers["front"].url.as_deref(), Some(DEFAULT_URL));
+        assert_eq!(
+            c.layers["api"].ports,
+            Some(PortRange {
+                start: 4001,
+                end: 4099
+            })
+        );
+        assert_eq!(
+            c.layers["front"].references(),
+            BTreeSet::from(["api".to_string()])
+        );
+    }
+
+    #[test]
+    fn unknown_key_has_line_and_column() {
+        let e = parse_str("[layers.front]\nrepo = \"front\"\nredy = 1\n").unwrap_err();
+        assert!(e.contains("grove.toml:3:1: unknown key `redy`"), "{e}");
+    }
+
+    #[test]
+    fn overlapping_ranges_and_unknown_template_layer() {
+        let e = parse_str(
+            "[layers.front]\nrepo = \"front\"\nports = \"3001-3099\"\nenv.X = \"{{ layers.apii.url }}\"\n\
+             [layers.api]\nrepo = \"api\"\nports = \"3050-3150\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("4:9: template names unknown layer `apii`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("5:9: ports of `api` (3050-3150) overlap those of `front`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_port_ranges() {
+        for bad in [
+            "\"3099-3001\"",
+            "\"x-y\"",
+            "\"80-90\"",
+            "\"3000-70000\"",
+            "0",
+        ] {
+            let e = parse_str(&format!(
+                "[layers.front]\nrepo = \"front\"\nports = {bad}\n"
+            ))
+            .unwrap_err();
+            assert!(e.contains("bad port range"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn start_order_cycle_is_an_error() {
+        let e = parse_str(
+            "[layers.front]\nrepo = \"front\"\nports = \"3001-3099\"\nenv.A = \"{{ layers.api.url }}\"\n\
+             [layers.api]\nrepo = \"api\"\nports = \"4001-4099\"\nenv.F = \"{{ layers.front.url }}\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("cycle: api → front → api"), "{e}");
+    }
+
+    #[test]
+    fn infra_layer_with_code_keys() {
+        let e =
+            parse_str("[layers.db]\nshared_url = \"postgres://x\"\nrun = \"pg\"\n").unwrap_err();
+        assert!(e.contains("`run` needs `repo`"), "{e}");
+        let e = parse_str("[layers.db]\n").unwrap_err();
+        assert!(e.contains("neither `repo` nor `shared_url`"), "{e}");
+    }
+
+    #[test]
+    fn missing_repo_and_not_a_repo() {
+        let e = parse_str("[layers.x]\nrepo = \"nope\"\n").unwrap_err();
+        assert!(e.contains("not found at"), "{e}");
+    }
+
+    #[test]
+    fn default_layer_must_be_a_code_layer() {
+        let e = parse_str(
+            "[workspace]\ndefault_layers = [\"db\", \"nope\"]\n[layers.db]\nshared_url = \"x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("default layer `db` has no `repo`"), "{e}");
+        assert!(e.contains("default layer `nope` is not defined"), "{e}");
+    }
+
+    #[test]
+    fn reserved_env_and_escaping_paths() {
+        let e = parse_str(
+            "[layers.front]\nrepo = \"front\"\ncopy = [\"../secret\"]\nenv.PORT = \"1\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`../secret` is not a relative path"), "{e}");
+        assert!(e.contains("`env.PORT` would replace"), "{e}");
+    }
+
+    #[test]
+    fn ready_probes() {
+        let c = parse_str(
+            "[layers.front]\nrepo = \"front\"\nports = 3001\nready = { http = \"health\", timeout = 5 }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.layers["front"].ready,
+            Ready {
+                probe: Probe::Http {
+                    path: "/health".into(),
+                    status: None
+                },
+                timeout_secs: 5
+            }
+        );
+        let e =
+            parse_str("[layers.front]\nrepo = \"front\"\nready = { tcp = true, log = \"x\" }\n")
+                .unwrap_err();
+        assert!(e.contains("more than one probe"), "{e}");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+}

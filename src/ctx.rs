@@ -1,0 +1,93 @@
+//! What every workspace command starts from: the workspace, its config, the store, and a
+//! store that has been checked for operations a crash left half-done.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use indexmap::IndexMap;
+
+use crate::error::Fail;
+use crate::proc::ProcId;
+use crate::recover;
+use crate::state::{EnvRow, Instance, Store};
+use crate::vars::{Dedicated, EnvView};
+use crate::workspace::{self, Workspace};
+
+pub struct Ctx {
+    pub ws: Workspace,
+    pub store: Store,
+    /// The workspace's id in the store.
+    pub ws_id: i64,
+    pub home: PathBuf,
+    pub me: ProcId,
+}
+
+impl Ctx {
+    /// Opens the store for `ws` and cleans up after any create that died half-way.
+    pub fn open(ws: Workspace) -> Result<Self> {
+        let home = workspace::grove_home()?;
+        let mut store = Store::open(&home)?;
+        let ws_id = store.workspace(&ws.root, &ws.config.name)?;
+        let mut ctx = Self {
+            ws,
+            store,
+            ws_id,
+            home,
+            me: ProcId::current(),
+        };
+        recover::unfinished(&mut ctx)?;
+        Ok(ctx)
+    }
+
+    /// The env called `name` (a branch name with `/` is accepted for its env name).
+    pub fn require_env(&self, name: &str) -> Result<EnvRow> {
+        let env_name = name.replace('/', "-");
+        if let Some(env) = self.store.env(self.ws_id, &env_name)? {
+            return Ok(env);
+        }
+        let known: Vec<String> = self
+            .store
+            .envs(self.ws_id)?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        let hint = if known.is_empty() {
+            "this workspace has no envs; create one with `grove create NAME`".to_string()
+        } else {
+            format!("envs of this workspace: {}", known.join(", "))
+        };
+        Err(Fail::new(format!(
+            "no env `{env_name}` in workspace {}",
+            self.ws.root.display()
+        ))
+        .hint(hint)
+        .into())
+    }
+
+    /// The templates' view of an existing env.
+    pub fn view<'a>(&'a self, env: &'a EnvRow, instances: &[Instance]) -> EnvView<'a> {
+        let dedicated: IndexMap<String, Dedicated> = instances
+            .iter()
+            .map(|i| {
+                let d = Dedicated {
+                    port: i.port,
+                    branch: i.branch.clone(),
+                    worktree: i.worktree.clone(),
+                };
+                (i.layer.clone(), d)
+            })
+            .collect();
+        EnvView {
+            config: &self.ws.config,
+            root: &self.ws.root,
+            name: &env.name,
+            ident: &env.ident,
+            dedicated,
+        }
+    }
+
+    /// `$GROVE_HOME/logs/<workspace>/<env>`: setup output and, later, server logs.
+    pub fn log_dir(&self, env: &str) -> PathBuf {
+        self.home.join("logs").join(self.ws.key()).join(env)
+    }
+}

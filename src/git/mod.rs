@@ -1,0 +1,275 @@
+//! git, through its CLI. Machine formats only (`-z`, porcelain, `--verify`), decisions on exit
+//! codes, never on message text (which is translated). Every call names the repository with
+//! `-C`, so the caller's cwd and git's discovery variables never pick the wrong one.
+
+pub mod parse;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::exec::{Cmd, CmdError};
+pub use parse::WorktreeEntry;
+
+/// A repository, named by any of its worktrees (the main checkout for a layer's `repo`).
+#[derive(Debug, Clone)]
+pub struct Repo {
+    pub dir: PathBuf,
+}
+
+/// A `git` command for `dir`, with the environment pinned: no prompts, untranslated messages,
+/// no discovery variables from a surrounding hook, no automatic gc in the middle of a create.
+pub fn git(dir: &Path) -> Cmd {
+    Cmd::new("git")
+        .without_git_env()
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_MESSAGES", "C")
+        .env_remove("LC_ALL")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "gc.auto=0", "-c", "core.quotePath=false"])
+}
+
+/// Whether `dir` is the top of a git checkout. A filesystem check rather than a git call, so
+/// that loading the config (which `ps` does) spawns no process.
+pub fn is_checkout(dir: &Path) -> bool {
+    dir.join(".git").exists()
+}
+
+/// `git check-ref-format --branch NAME`: git's own rules for a branch name.
+pub fn is_valid_branch_name(name: &str) -> Result<bool> {
+    let tmp = std::env::temp_dir();
+    Ok(git(&tmp)
+        .args(["check-ref-format", "--branch", name])
+        .check()?)
+}
+
+impl Repo {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    pub fn cmd(&self) -> Cmd {
+        git(&self.dir)
+    }
+
+    fn stdout(&self, args: &[&str]) -> Result<String, CmdError> {
+        Ok(self.cmd().args(args).run()?.stdout)
+    }
+
+    /// The commit `rev` names, or `None`. Accepts what git accepts (branch, tag, remote-tracking
+    /// branch, commit) and, failing that, a branch that exists only on one remote (`feat/ui` for
+    /// `origin/feat/ui`), as `git switch` would guess.
+    pub fn resolve_commit(&self, rev: &str) -> Result<Option<String>> {
+        if rev.starts_with('-') || rev.is_empty() {
+            return Ok(None);
+        }
+        let spec = format!("{rev}^{{commit}}");
+        let out = self
+            .cmd()
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &spec,
+            ])
+            .output()?;
+        if out.status.success() {
+            return Ok(Some(out.stdout.trim().to_string()));
+        }
+        let remotes = self.stdout(&[
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)",
+            "refs/remotes/",
+        ])?;
+        let suffix = format!("/{rev}");
+        let hits: Vec<&str> = remotes
+            .lines()
+            .filter_map(|l| l.split_once('\0'))
+            .filter(|(name, _)| {
+                name.strip_prefix("refs/remotes/")
+                    .and_then(|r| r.split_once('/'))
+                    .is_some_and(|(_, branch)| format!("/{branch}") == suffix)
+            })
+            .map(|(_, sha)| sha)
+            .collect();
+        Ok(match hits.as_slice() {
+            [one] => Some((*one).to_string()),
+            _ => None,
+        })
+    }
+
+    /// Tip of local branch `name`, or `None` when there is no such branch.
+    pub fn branch_tip(&self, name: &str) -> Result<Option<String>> {
+        let refname = format!("refs/heads/{name}");
+        let out = self
+            .cmd()
+            .args(["rev-parse", "--verify", "--quiet", &refname])
+            .output()?;
+        Ok(out.status.success().then(|| out.stdout.trim().to_string()))
+    }
+
+    /// The branch new envs start from when no base is configured: `origin/HEAD`'s branch, else
+    /// the branch checked out in the main checkout, else `main`.
+    pub fn default_branch(&self) -> Result<String> {
+        for args in [
+            [
+                "symbolic-ref",
+                "--quiet",
+                "--short",
+                "refs/remotes/origin/HEAD",
+            ],
+            ["symbolic-ref", "--quiet", "--short", "HEAD"],
+        ] {
+            let out = self.cmd().args(args).output()?;
+            if out.status.success() {
+                let name = out.stdout.trim();
+                return Ok(name.strip_prefix("origin/").unwrap_or(name).to_string());
+            }
+        }
+        Ok("main".into())
+    }
+
+    /// Serializes worktree additions and removals in this repository across grove processes.
+    /// git picks a worktree's admin folder name (`.git/worktrees/<name>`) by scanning for a
+    /// free one, and two `git worktree add` running at once can pick the same name and fail
+    /// ("failed to read .git/worktrees/front1/commondir"); `prune` can also drop an admin
+    /// folder that a parallel `add` is still writing.
+    fn worktree_lock(&self) -> Result<std::fs::File> {
+        let home = crate::workspace::grove_home()?;
+        let dir = home.join("locks");
+        fs_err::create_dir_all(&dir)?;
+        let key = crate::workspace::fnv1a(self.dir.as_os_str().as_encoded_bytes());
+        let file = fs_err::File::create(dir.join(format!("worktrees-{key:016x}.lock")))?;
+        let file = file.into_parts().0;
+        file.lock().context("locking the repository's worktrees")?;
+        Ok(file)
+    }
+
+    pub fn worktrees(&self) -> Result<Vec<WorktreeEntry>> {
+        let out = self.stdout(&["worktree", "list", "--porcelain", "-z"])?;
+        Ok(parse::worktree_list(&out))
+    }
+
+    /// Adds a worktree at `path`: on a new branch `new_branch` starting at `start`, or on the
+    /// existing branch `start` when `new_branch` is `None`.
+    pub fn worktree_add(&self, path: &Path, new_branch: Option<&str>, start: &str) -> Result<()> {
+        let _lock = self.worktree_lock()?;
+        let mut cmd = self.cmd().args(["worktree", "add", "--quiet"]);
+        if let Some(branch) = new_branch {
+            cmd = cmd.args(["--no-track", "-b", branch]);
+        }
+        cmd.arg("--end-of-options")
+            .arg(path)
+            .arg(start)
+            .run()
+            .with_context(|| {
+                format!(
+                    "cannot add worktree {} in {}",
+                    path.display(),
+                    self.dir.display()
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Removes the worktree at `path`. `force` also discards its changes (and unlocks it).
+    pub fn worktree_remove(&self, path: &Path, force: bool) -> Result<()> {
+        let _lock = self.worktree_lock()?;
+        let mut cmd = self.cmd().args(["worktree", "remove"]);
+        if force {
+            cmd = cmd.args(["--force", "--force"]);
+        }
+        cmd.arg("--end-of-options").arg(path).run()?;
+        Ok(())
+    }
+
+    pub fn worktree_prune(&self) -> Result<()> {
+        let _lock = self.worktree_lock()?;
+        self.stdout(&["worktree", "prune"])?;
+        Ok(())
+    }
+
+    /// Files with uncommitted changes, plus untracked files git does not ignore.
+    pub fn dirty_paths(worktree: &Path) -> Result<Vec<String>> {
+        let out = git(worktree)
+            .args(["status", "--porcelain=v2", "-z", "--untracked-files=all"])
+            .run()?;
+        Ok(parse::status_paths(&out.stdout))
+    }
+
+    /// Whether `ancestor` is reachable from `descendant`.
+    pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool> {
+        let out = self
+            .cmd()
+            .args(["merge-base", "--is-ancestor", ancestor, descendant])
+            .output()?;
+        match out.status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(anyhow::anyhow!(
+                "git merge-base --is-ancestor {ancestor} {descendant} failed: {}",
+                out.stderr.trim()
+            )),
+        }
+    }
+
+    /// `git log --oneline` of the commits in `to` that are not in `from`.
+    pub fn log_range(&self, from: &str, to: &str) -> Result<Vec<String>> {
+        let range = format!("{from}..{to}");
+        let out = self.stdout(&["log", "--format=%h %s", &range, "--"])?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// The commit the upstream of local branch `name` points at, if it has one.
+    pub fn upstream_tip(&self, name: &str) -> Result<Option<String>> {
+        let refname = format!("refs/heads/{name}");
+        let out = self.stdout(&[
+            "for-each-ref",
+            "--format=%(refname)%00%(upstream)",
+            &refname,
+        ])?;
+        let upstream = out
+            .lines()
+            .filter_map(|l| l.split_once('\0'))
+            .find(|(r, _)| *r == refname)
+            .map(|(_, u)| u.to_string())
+            .filter(|u| !u.is_empty());
+        match upstream {
+            Some(u) => self.resolve_commit(&u),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes branch `name` only while it still points at `expected`: a branch that moved
+    /// since we looked (someone committed) is left alone. Returns whether it was deleted.
+    pub fn delete_branch_at(&self, name: &str, expected: &str) -> Result<bool> {
+        let refname = format!("refs/heads/{name}");
+        Ok(self
+            .cmd()
+            .args(["update-ref", "-d", &refname, expected])
+            .check()?)
+    }
+
+    /// Whether `path` exists in commit `rev`: a tracked file.
+    pub fn tracks(&self, rev: &str, path: &str) -> Result<bool> {
+        Ok(self
+            .cmd()
+            .args(["cat-file", "-e", &format!("{rev}:{path}")])
+            .check()?)
+    }
+
+    /// Whether git ignores `path` (relative to the worktree `dir`).
+    pub fn ignores(worktree: &Path, path: &str) -> Result<bool> {
+        Ok(git(worktree)
+            .args(["check-ignore", "-q", "--no-index", "--", path])
+            .check()?)
+    }
+
+    /// The repository's common git dir (shared by all its worktrees), absolute.
+    pub fn common_dir(&self) -> Result<PathBuf> {
+        let out = self.stdout(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
+        Ok(PathBuf::from(out.trim()))
+    }
+}

@@ -1,0 +1,138 @@
+//! grove: an isolated, running copy of a multi-repo stack per ticket.
+//!
+//! This is the library behind the `grove` binary; its API is not stable and not meant for
+//! other crates.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod ctx;
+pub mod error;
+pub mod exec;
+pub mod git;
+pub mod interrupt;
+pub mod names;
+pub mod ports;
+pub mod proc;
+pub mod provision;
+pub mod recover;
+pub mod report;
+pub mod state;
+pub mod template;
+pub mod ui;
+pub mod vars;
+pub mod workspace;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Exit, Fail};
+use crate::provision::Interrupted;
+use crate::workspace::Workspace;
+
+/// Runs grove with `argv` and returns the process exit code.
+pub fn run(argv: Vec<OsString>) -> i32 {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let explicit =
+        workspace_arg(&argv).or_else(|| std::env::var_os("GROVE_WORKSPACE").map(PathBuf::from));
+    let ws = Workspace::discover(explicit.as_deref(), &cwd);
+    let cli = match cli::parse(argv, &ws) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, &ws),
+    };
+    match commands::dispatch(cli, ws, &cwd) {
+        Ok(()) => 0,
+        Err(e) => report(&e),
+    }
+}
+
+/// `--workspace DIR` / `--workspace=DIR`, read before clap parses: the config decides which
+/// flags exist.
+fn workspace_arg(argv: &[OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--workspace" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = arg.to_str().and_then(|s| s.strip_prefix("--workspace=")) {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return 0;
+    }
+    if let Some(layer) = cli::unknown_from_flag(e) {
+        return match ws {
+            // The flag may well be right: the config that would define it did not load.
+            Err(fail) => report(&fail.clone().into()),
+            Ok(ws) => {
+                let known: Vec<&str> = ws
+                    .config
+                    .layers
+                    .values()
+                    .filter(|l| l.is_code())
+                    .map(|l| l.name.as_str())
+                    .collect();
+                let fail = Fail::usage(format!("unknown layer `{layer}` in `--from-{layer}`"))
+                    .hint(format!(
+                        "code layers of {}: {}",
+                        ws.config.path.display(),
+                        known.join(", ")
+                    ));
+                report(&fail.into())
+            }
+        };
+    }
+    let _ = e.print();
+    2
+}
+
+/// Prints `err` the grove way and returns its exit code.
+pub fn report(err: &anyhow::Error) -> i32 {
+    if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
+        return *code;
+    }
+    let fail = err.chain().find_map(|e| e.downcast_ref::<Fail>());
+    let interrupted = err.chain().find_map(|e| e.downcast_ref::<Interrupted>());
+    let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
+    ui::error(
+        &err.to_string(),
+        &causes,
+        fail.and_then(|f| f.hint.as_deref()),
+    );
+    match (interrupted, fail) {
+        (Some(Interrupted(sig)), _) => interrupt::exit_code(*sig),
+        (None, Some(f)) => f.code,
+        (None, None) => 1,
+    }
+}
+
+/// `path` with the home folder shown as `~`, for messages.
+pub fn tilde(path: &Path) -> String {
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from)
+        && let Ok(rest) = path.strip_prefix(&home)
+    {
+        return format!("~/{}", rest.display());
+    }
+    path.display().to_string()
+}
+
+/// `s` as one shell word, for commands shown in hints: env names may hold `$`, `;` or
+/// backticks, and a hint copied into a shell must never run them.
+pub fn shq(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

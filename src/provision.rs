@@ -1,0 +1,241 @@
+//! Filling a new worktree: `copy` (ignored files from the main checkout), the `dotenv` block,
+//! and the `setup` commands.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use crate::error::Fail;
+use crate::exec::Cmd;
+use crate::git::Repo;
+use crate::interrupt;
+use crate::proc::ProcId;
+use crate::ui;
+
+/// Raised when a signal stops an operation; the caller rolls back and exits 128+N.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by signal {0}")]
+pub struct Interrupted(pub i32);
+
+pub fn check_interrupt() -> Result<()> {
+    match interrupt::received() {
+        Some(sig) => Err(Interrupted(sig).into()),
+        None => Ok(()),
+    }
+}
+
+/// Copies each of `paths` (files or folders, relative) from `from` to `to`, sharing blocks
+/// with the source where the filesystem can (reflink), else a plain copy. A path that does not
+/// exist in the main checkout is a warning; one the worktree already has (tracked by git) is
+/// left as git checked it out.
+pub fn copy_ignored(from: &Path, to: &Path, paths: &[String], layer: &str) -> Result<()> {
+    for rel in paths {
+        let src = from.join(rel);
+        let dst = to.join(rel);
+        if !src.exists() {
+            ui::warn(format!(
+                "{layer}: `{rel}` not found in {}; not copied",
+                from.display()
+            ));
+            continue;
+        }
+        if dst.exists() {
+            ui::warn(format!(
+                "{layer}: `{rel}` is tracked by git; kept the checked-out version"
+            ));
+            continue;
+        }
+        if let Some(parent) = dst.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        // GNU cp does reflink-or-copy, folders, symlinks and modes in one well-tested step.
+        // Paths are arguments, never shell text.
+        let cmd = if cfg!(target_os = "macos") {
+            Cmd::new("cp").args(["-c", "-R", "-p"])
+        } else {
+            Cmd::new("cp").args(["-a", "--reflink=auto"])
+        };
+        cmd.arg("--")
+            .arg(&src)
+            .arg(&dst)
+            .run()
+            .with_context(|| format!("copying `{rel}` into the {layer} worktree"))?;
+    }
+    Ok(())
+}
+
+pub const BLOCK_START: &str = "# >>> grove: managed block, rewritten by grove; edit outside it >>>";
+pub const BLOCK_END: &str = "# <<< grove <<<";
+
+/// Writes `lines` into `path` between grove's marker lines, replacing any earlier block and
+/// keeping the user's own lines. Written to a temp file and renamed: a crash never leaves a
+/// half-written file.
+pub fn write_dotenv(path: &Path, lines: &[String]) -> Result<()> {
+    let old = match fs_err::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut kept = Vec::new();
+    let mut inside = false;
+    for line in old.lines() {
+        if line == BLOCK_START {
+            inside = true;
+        } else if line == BLOCK_END {
+            inside = false;
+        } else if !inside {
+            kept.push(line);
+        }
+    }
+    let mut text = kept.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(BLOCK_START);
+    text.push('\n');
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(BLOCK_END);
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("file has no parent folder")?;
+    fs_err::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.grove-tmp-{}",
+        path.file_name().map_or("f".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    fs_err::write(&tmp, bytes)?;
+    fs_err::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Makes sure git never shows `rel` (the dotenv file) as a change in `worktree`: when it is not
+/// ignored already, it is added to the repository's `info/exclude`, which is local to this
+/// machine and never committed.
+pub fn keep_out_of_diff(repo: &Repo, worktree: &Path, rel: &str) -> Result<()> {
+    if Repo::ignores(worktree, rel)? {
+        return Ok(());
+    }
+    let exclude = repo.common_dir()?.join("info").join("exclude");
+    let pattern = format!("/{rel}");
+    let current = fs_err::read_to_string(&exclude).unwrap_or_default();
+    if current.lines().any(|l| l == pattern) {
+        return Ok(());
+    }
+    let mut text = current;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "# written by grove: the env's generated variables\n{pattern}\n"
+    ));
+    write_atomic(&exclude, text.as_bytes())
+}
+
+/// Runs one `setup` command in `cwd` with `vars`, output appended to `log`. The command runs in
+/// its own process group so an interrupt can stop all of it (an `npm ci` and its children);
+/// `started` is told its leader, to journal it: if grove dies, the rollback stops the group.
+pub fn run_step(
+    script: &str,
+    cwd: &Path,
+    vars: &[(String, String)],
+    log: &Path,
+    started: impl FnOnce(ProcId) -> Result<()>,
+) -> Result<()> {
+    let mut file = open_log(log)?;
+    let _ = writeln!(file, "\n$ {script}    [{}]", cwd.display());
+    let mut child = Cmd::shell(script)
+        .cwd(cwd)
+        .without_git_env()
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .own_process_group()
+        .spawn_logged(&file)?;
+    let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    if let Some(leader) = ProcId::of(child.id())
+        && let Err(e) = started(leader)
+    {
+        stop_group(pgid, &mut child, Duration::from_secs(5));
+        return Err(e);
+    }
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            let _ = writeln!(file, "[grove] {}", crate::exec::describe_status(status));
+            return Err(Fail::new(format!(
+                "setup command `{script}` failed ({})",
+                crate::exec::describe_status(status)
+            ))
+            .hint(format!("its output is in {}", log.display()))
+            .into());
+        }
+        if let Some(sig) = interrupt::received() {
+            stop_group(pgid, &mut child, Duration::from_secs(5));
+            let _ = writeln!(file, "[grove] interrupted");
+            return Err(Interrupted(sig).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops the process group led by `leader` if that very process still runs (a pid reused
+/// since is left alone): SIGTERM, then SIGKILL after `grace`.
+pub fn stop_orphan_group(leader: ProcId, grace: Duration) {
+    if !leader.alive() {
+        return;
+    }
+    let pgid = Pid::from_raw(i32::try_from(leader.pid).unwrap_or(i32::MAX));
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && leader.alive() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// SIGTERM to the group, then SIGKILL after `grace`.
+fn stop_group(pgid: Pid, child: &mut std::process::Child, grace: Duration) {
+    let _ = killpg(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = child.wait();
+}
+
+pub fn open_log(path: &Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir)?;
+    }
+    File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening log {}", path.display()))
+}
+
+/// The last `n` lines of a log, for error messages.
+pub fn tail(path: &PathBuf, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect()
+}

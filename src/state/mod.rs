@@ -1,0 +1,464 @@
+//! The state store: one SQLite database (WAL) at `$GROVE_HOME/state.db`.
+//!
+//! Invariants:
+//! - every change is one transaction, and every transaction that writes starts `IMMEDIATE`
+//!   (a deferred one that upgrades to a writer can fail at once under WAL instead of waiting);
+//! - a busy timeout makes parallel grove processes queue instead of failing;
+//! - git is the truth for worktrees and branches: rows here say what grove made, and every
+//!   reader checks them against the disk.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Fail;
+use crate::proc::ProcId;
+
+pub type EnvKey = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Creating,
+    Ready,
+    Destroying,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Creating => "creating",
+            Phase::Ready => "ready",
+            Phase::Destroying => "destroying",
+        }
+    }
+
+    fn parse(s: &str) -> Phase {
+        match s {
+            "creating" => Phase::Creating,
+            "destroying" => Phase::Destroying,
+            _ => Phase::Ready,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvRow {
+    pub key: EnvKey,
+    pub name: String,
+    pub ident: String,
+    pub phase: Phase,
+    pub owner: Option<ProcId>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub layer: String,
+    pub repo: PathBuf,
+    pub worktree: PathBuf,
+    pub branch: String,
+    pub base: String,
+    pub base_commit: String,
+    pub branch_created: bool,
+    pub port: Option<u16>,
+}
+
+/// One undoable step of an operation, recorded before it is carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// The env's folder was created by this operation.
+    EnvDir { path: PathBuf },
+    /// A worktree is added at `path` in `repo`.
+    Worktree { repo: PathBuf, path: PathBuf },
+    /// Branch `name` is created in `repo` at commit `sha`.
+    Branch {
+        repo: PathBuf,
+        name: String,
+        sha: String,
+    },
+    /// A setup command runs as the leader of its own process group (journaled once started).
+    Process { leader: ProcId },
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+const ENV_COLS: &str = "id, name, ident, phase, owner_pid, owner_start, created_at";
+
+fn env_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
+    let pid: Option<u32> = r.get(4)?;
+    let start: Option<i64> = r.get(5)?;
+    Ok(EnvRow {
+        key: r.get(0)?,
+        name: r.get(1)?,
+        ident: r.get(2)?,
+        phase: Phase::parse(&r.get::<_, String>(3)?),
+        owner: pid.zip(start).map(|(pid, start)| ProcId {
+            pid,
+            start: start.unsigned_abs(),
+        }),
+        created_at: r.get(6)?,
+    })
+}
+
+fn owner_params(owner: Option<ProcId>) -> (Option<u32>, Option<i64>) {
+    match owner {
+        Some(o) => (
+            Some(o.pid),
+            Some(i64::try_from(o.start).unwrap_or(i64::MAX)),
+        ),
+        None => (None, None),
+    }
+}
+
+/// A port leased by some env: for "range exhausted" errors.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub port: u16,
+    pub env: String,
+    pub layer: String,
+    pub workspace: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `home`, and brings its schema up to date.
+    pub fn open(home: &Path) -> Result<Self> {
+        let unwritable = |e: &dyn std::fmt::Display| -> anyhow::Error {
+            Fail::new(format!(
+                "cannot use {} for grove's state: {e}",
+                home.display()
+            ))
+            .hint("GROVE_HOME (default ~/.local/state/grove) must be a writable folder")
+            .into()
+        };
+        fs_err::create_dir_all(home).map_err(|e| unwritable(&e))?;
+        let path = home.join("state.db");
+        let conn = Connection::open(&path).map_err(|e| unwritable(&e))?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| unwritable(&e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Self { conn };
+        store.migrate().map_err(|e| unwritable(&e))?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version.unsigned_abs() as usize >= schema::MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        // Re-read inside the lock: another grove may have migrated while we waited.
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = version.unsigned_abs() as usize;
+        if version > schema::MIGRATIONS.len() {
+            anyhow::bail!("the state store was written by a newer grove (schema {version})");
+        }
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+            tx.execute_batch(sql)
+                .with_context(|| format!("migrating the store to {}", i + 1))?;
+            tx.pragma_update(None, "user_version", i64::try_from(i + 1)?)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    /// The workspace's id, registering it on first use.
+    pub fn workspace(&mut self, root: &Path, name: &str) -> Result<i64> {
+        let root = root.to_string_lossy();
+        let found: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM workspaces WHERE root = ?1", [&root], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        let tx = self.write()?;
+        tx.execute(
+            "INSERT INTO workspaces (root, name, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (root) DO NOTHING",
+            params![root, name, now()],
+        )?;
+        let id = tx.query_row("SELECT id FROM workspaces WHERE root = ?1", [&root], |r| {
+            r.get(0)
+        })?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Forgets a workspace and everything of it (its envs, their leases). For `grove demo`,
+    /// which deletes the demo folder it replaces.
+    pub fn forget_workspace(&mut self, root: &Path) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM workspaces WHERE root = ?1",
+            [root.to_string_lossy()],
+        )?;
+        Ok(())
+    }
+
+    /// Registers a new env in phase `creating`, owned by `owner`. `ident` is the preferred
+    /// identifier; `ident_alt(n)` gives alternatives when it is taken. `None` when the name is
+    /// taken.
+    pub fn insert_env(
+        &mut self,
+        ws: i64,
+        name: &str,
+        ident: &str,
+        ident_alt: impl Fn(u32) -> String,
+        owner: ProcId,
+    ) -> Result<Option<EnvRow>> {
+        let tx = self.write()?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM envs WHERE workspace = ?1 AND name = ?2)",
+            params![ws, name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Ok(None);
+        }
+        let ident_taken = |id: &str| -> rusqlite::Result<bool> {
+            tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM envs WHERE workspace = ?1 AND ident = ?2)",
+                params![ws, id],
+                |r| r.get(0),
+            )
+        };
+        let mut chosen = ident.to_string();
+        let mut attempt = 0;
+        while ident_taken(&chosen)? {
+            chosen = ident_alt(attempt);
+            attempt += 1;
+        }
+        let (pid, start) = owner_params(Some(owner));
+        tx.execute(
+            "INSERT INTO envs (workspace, name, ident, phase, owner_pid, owner_start, created_at)
+             VALUES (?1, ?2, ?3, 'creating', ?4, ?5, ?6)",
+            params![ws, name, chosen, pid, start, now()],
+        )?;
+        let key = tx.last_insert_rowid();
+        let row = tx.query_row(
+            &format!("SELECT {ENV_COLS} FROM envs WHERE id = ?1"),
+            [key],
+            env_row,
+        )?;
+        tx.commit()?;
+        Ok(Some(row))
+    }
+
+    pub fn envs(&self, ws: i64) -> Result<Vec<EnvRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENV_COLS} FROM envs WHERE workspace = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([ws], env_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn env(&self, ws: i64, name: &str) -> Result<Option<EnvRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {ENV_COLS} FROM envs WHERE workspace = ?1 AND name = ?2"),
+                params![ws, name],
+                env_row,
+            )
+            .optional()?)
+    }
+
+    /// Envs of `ws` in the middle of an operation (`creating`, `destroying`).
+    pub fn unfinished(&self, ws: i64) -> Result<Vec<EnvRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENV_COLS} FROM envs WHERE workspace = ?1 AND phase != 'ready'"
+        ))?;
+        let rows = stmt
+            .query_map([ws], env_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Takes over env `key` from `from` (a dead owner), atomically: of two processes that try
+    /// at once, exactly one gets `true`.
+    pub fn claim(&mut self, key: EnvKey, from: Option<ProcId>, to: ProcId) -> Result<bool> {
+        let (old_pid, old_start) = owner_params(from);
+        let (pid, start) = owner_params(Some(to));
+        let n = self.conn.execute(
+            "UPDATE envs SET owner_pid = ?1, owner_start = ?2
+             WHERE id = ?3 AND owner_pid IS ?4 AND owner_start IS ?5",
+            params![pid, start, key, old_pid, old_start],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn set_phase(&mut self, key: EnvKey, phase: Phase, owner: Option<ProcId>) -> Result<()> {
+        let (pid, start) = owner_params(owner);
+        self.conn.execute(
+            "UPDATE envs SET phase = ?1, owner_pid = ?2, owner_start = ?3 WHERE id = ?4",
+            params![phase.as_str(), pid, start, key],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the env and everything keyed to it (instances, leases, journal).
+    pub fn delete_env(&mut self, key: EnvKey) -> Result<()> {
+        self.conn.execute("DELETE FROM envs WHERE id = ?1", [key])?;
+        Ok(())
+    }
+
+    pub fn journal_push(&mut self, key: EnvKey, action: &Action) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO journal (env, action, at) VALUES (?1, ?2, ?3)",
+            params![key, serde_json::to_string(action)?, now()],
+        )?;
+        Ok(())
+    }
+
+    /// The env's journal, oldest first.
+    pub fn journal(&self, key: EnvKey) -> Result<Vec<Action>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT action FROM journal WHERE env = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([key], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?).context("reading the operation journal")?);
+        }
+        Ok(out)
+    }
+
+    pub fn journal_clear(&mut self, key: EnvKey) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM journal WHERE env = ?1", [key])?;
+        Ok(())
+    }
+
+    pub fn insert_instance(&mut self, key: EnvKey, i: &Instance) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO instances (env, layer, repo, worktree, branch, base, base_commit, branch_created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                key,
+                i.layer,
+                i.repo.to_string_lossy(),
+                i.worktree.to_string_lossy(),
+                i.branch,
+                i.base,
+                i.base_commit,
+                i.branch_created
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Instances of the env, in the order they were made, with their leased ports.
+    pub fn instances(&self, key: EnvKey) -> Result<Vec<Instance>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT i.layer, i.repo, i.worktree, i.branch, i.base, i.base_commit, i.branch_created, p.port
+             FROM instances i LEFT JOIN port_leases p ON p.env = i.env AND p.layer = i.layer
+             WHERE i.env = ?1 ORDER BY i.id",
+        )?;
+        let rows = stmt
+            .query_map([key], |r| {
+                Ok(Instance {
+                    layer: r.get(0)?,
+                    repo: PathBuf::from(r.get::<_, String>(1)?),
+                    worktree: PathBuf::from(r.get::<_, String>(2)?),
+                    branch: r.get(3)?,
+                    base: r.get(4)?,
+                    base_commit: r.get(5)?,
+                    branch_created: r.get(6)?,
+                    port: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Drops a layer's instance and its port lease.
+    pub fn delete_instance(&mut self, key: EnvKey, layer: &str) -> Result<()> {
+        let tx = self.write()?;
+        tx.execute(
+            "DELETE FROM instances WHERE env = ?1 AND layer = ?2",
+            params![key, layer],
+        )?;
+        tx.execute(
+            "DELETE FROM port_leases WHERE env = ?1 AND layer = ?2",
+            params![key, layer],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Leases the lowest port in `start..=end` that no env holds and for which `usable` says
+    /// yes, inside one write transaction: the check and the lease cannot be split by another
+    /// grove. `Ok(None)` when the range is exhausted.
+    pub fn lease_port(
+        &mut self,
+        key: EnvKey,
+        layer: &str,
+        (start, end): (u16, u16),
+        usable: impl Fn(u16) -> bool,
+    ) -> Result<Option<u16>> {
+        let tx = self.write()?;
+        let leased: std::collections::HashSet<u16> = {
+            let mut stmt =
+                tx.prepare_cached("SELECT port FROM port_leases WHERE port BETWEEN ?1 AND ?2")?;
+            stmt.query_map([start, end], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let Some(port) = (start..=end).find(|p| !leased.contains(p) && usable(*p)) else {
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT INTO port_leases (port, env, layer, leased_at) VALUES (?1, ?2, ?3, ?4)",
+            params![port, key, layer, now()],
+        )?;
+        tx.commit()?;
+        Ok(Some(port))
+    }
+
+    /// Leases held in `start..=end`, with the env and workspace holding each.
+    pub fn leases_in(&self, (start, end): (u16, u16)) -> Result<Vec<Lease>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.port, e.name, p.layer, w.root FROM port_leases p
+             JOIN envs e ON e.id = p.env JOIN workspaces w ON w.id = e.workspace
+             WHERE p.port BETWEEN ?1 AND ?2 ORDER BY p.port",
+        )?;
+        let rows = stmt
+            .query_map([start, end], |r| {
+                Ok(Lease {
+                    port: r.get(0)?,
+                    env: r.get(1)?,
+                    layer: r.get(2)?,
+                    workspace: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,61 @@
+//! The store's schema, as an append-only list of migrations. `PRAGMA user_version` records how
+//! many have run. Never edit a released migration: add the next one.
+
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: workspaces, envs, layer instances, machine-wide port leases, the operation journal.
+    r"
+    CREATE TABLE workspaces (
+        id          INTEGER PRIMARY KEY,
+        root        TEXT NOT NULL UNIQUE,
+        name        TEXT NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+
+    -- phase: `creating` and `destroying` are operations in progress, owned by the process
+    -- (pid + start time) in owner_pid/owner_start; `ready` is a finished env.
+    CREATE TABLE envs (
+        id           INTEGER PRIMARY KEY,
+        workspace    INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+        name         TEXT NOT NULL,
+        ident        TEXT NOT NULL,
+        phase        TEXT NOT NULL CHECK (phase IN ('creating', 'ready', 'destroying')),
+        owner_pid    INTEGER,
+        owner_start  INTEGER,
+        created_at   INTEGER NOT NULL,
+        UNIQUE (workspace, name),
+        UNIQUE (workspace, ident)
+    );
+
+    CREATE TABLE instances (
+        id              INTEGER PRIMARY KEY,
+        env             INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer           TEXT NOT NULL,
+        repo            TEXT NOT NULL,
+        worktree        TEXT NOT NULL,
+        branch          TEXT NOT NULL,
+        base            TEXT NOT NULL,
+        base_commit     TEXT NOT NULL,
+        branch_created  INTEGER NOT NULL,
+        UNIQUE (env, layer)
+    );
+
+    -- Ports are machine-wide: the UNIQUE primary key is what makes two parallel creates
+    -- unable to take the same one, whatever their workspaces.
+    CREATE TABLE port_leases (
+        port       INTEGER PRIMARY KEY,
+        env        INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer      TEXT NOT NULL,
+        leased_at  INTEGER NOT NULL,
+        UNIQUE (env, layer)
+    );
+
+    -- Undo log of an operation in progress: each entry is written before the change it
+    -- describes, so a crash at any point leaves enough to roll back.
+    CREATE TABLE journal (
+        id      INTEGER PRIMARY KEY,
+        env     INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        action  TEXT NOT NULL,
+        at      INTEGER NOT NULL
+    );
+    ",
+];

@@ -1,0 +1,423 @@
+//! The test harness: a hermetic workspace with real git repos, and the real `grove` binary.
+//!
+//! Every test gets its own HOME, XDG folders, GROVE_HOME and git config, and its own block of
+//! ports (held with a file lock for the test's life), so tests run in parallel, in threads or
+//! processes, without seeing each other.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const GROVE: &str = env!("CARGO_BIN_EXE_grove");
+
+/// Ports for tests: 20000-29999, clear of well-known services and of Linux's ephemeral range
+/// (32768+), cut in blocks of [`BLOCK`].
+const PORT_BASE: u16 = 20000;
+const BLOCK: u16 = 100;
+const BLOCKS: u16 = 100;
+
+/// A block of ports reserved for one test.
+pub struct PortBlock {
+    pub start: u16,
+    _lock: File,
+}
+
+impl PortBlock {
+    fn take() -> Self {
+        let dir = std::env::temp_dir().join("grove-test-ports");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Start at a pid-dependent block so parallel test processes rarely contend.
+        let first = u16::try_from(std::process::id() % u32::from(BLOCKS)).unwrap();
+        for i in 0..BLOCKS {
+            let n = (first + i) % BLOCKS;
+            let file = File::create(dir.join(format!("block-{n}.lock"))).unwrap();
+            if file.try_lock().is_ok() {
+                return PortBlock {
+                    start: PORT_BASE + n * BLOCK,
+                    _lock: file,
+                };
+            }
+        }
+        panic!("all {BLOCKS} test port blocks are taken");
+    }
+
+    /// `count` ports starting `offset` into the block, as a grove.toml range.
+    pub fn range(&self, offset: u16, count: u16) -> String {
+        assert!(offset + count <= BLOCK);
+        format!(
+            "{}-{}",
+            self.start + offset,
+            self.start + offset + count - 1
+        )
+    }
+
+    pub fn port(&self, offset: u16) -> u16 {
+        self.start + offset
+    }
+}
+
+/// What a grove run printed and how it exited.
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[exit status: {}]\n----- stdout -----\n{}\n----- stderr -----\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, 0, "expected success:\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "expected exit {code}:\n{self}");
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{self}"))
+    }
+}
+
+pub struct TestWorkspace {
+    pub tmp: TempDir,
+    /// The workspace folder (holds grove.toml and the repos).
+    pub root: PathBuf,
+    pub home: PathBuf,
+    pub grove_home: PathBuf,
+    pub ports: PortBlock,
+}
+
+impl TestWorkspace {
+    /// An empty workspace folder.
+    pub fn empty() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("grove-test")
+            .tempdir()
+            .unwrap();
+        // Canonical: git reports real paths, and so must we when comparing.
+        let base = tmp.path().canonicalize().unwrap();
+        let root = base.join("ws");
+        let home = base.join("home");
+        for d in [&root, &home, &base.join("state"), &base.join("config")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[user]\n\tname = Grove Test\n\temail = test@grove.invalid\n\
+             [init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n",
+        )
+        .unwrap();
+        let grove_home = base.join("state/grove");
+        TestWorkspace {
+            tmp,
+            root,
+            home,
+            grove_home,
+            ports: PortBlock::take(),
+        }
+    }
+
+    /// A workspace with repos `names`, each with one commit on `main`, and the standard
+    /// two-layer config when they are `front` and `api`.
+    pub fn with_repos(names: &[&str]) -> Self {
+        let ws = Self::empty();
+        for name in names {
+            ws.init_repo(name);
+        }
+        if names == ["front", "api"] {
+            ws.write_config(&ws.standard_config(""));
+        }
+        ws
+    }
+
+    /// The reference two-layer config: `front` default, `api` shared unless asked;
+    /// `front_extra` is appended to the front layer's table.
+    pub fn standard_config(&self, front_extra: &str) -> String {
+        format!(
+            r#"[workspace]
+default_layers = ["front"]
+
+[layers.front]
+repo = "front"
+run = "true"
+ports = "{front}"
+shared_url = "http://127.0.0.1:{shared_front}"
+env.API_URL = "{{{{ layers.api.url }}}}"
+{front_extra}
+
+[layers.api]
+repo = "api"
+run = "true"
+ports = "{api}"
+shared_url = "http://127.0.0.1:{shared_api}"
+"#,
+            front = self.ports.range(0, 40),
+            api = self.ports.range(40, 40),
+            shared_front = self.ports.port(98),
+            shared_api = self.ports.port(99),
+        )
+    }
+
+    pub fn front_port(&self, n: u16) -> u16 {
+        self.ports.port(n)
+    }
+
+    pub fn api_port(&self, n: u16) -> u16 {
+        self.ports.port(40 + n)
+    }
+
+    pub fn shared_api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.port(99))
+    }
+
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.root.join("grove.toml"), toml).unwrap();
+    }
+
+    pub fn repo(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn init_repo(&self, name: &str) -> PathBuf {
+        let dir = self.repo(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        self.git(&dir, &["init", "--quiet", "-b", "main"]);
+        std::fs::write(dir.join("README.md"), format!("# {name}\n")).unwrap();
+        std::fs::write(dir.join(".gitignore"), ".env\nnode_modules/\n").unwrap();
+        self.git(&dir, &["add", "--all"]);
+        self.git(&dir, &["commit", "--quiet", "-m", "Initial commit"]);
+        dir
+    }
+
+    /// The hermetic environment of every process the tests start.
+    fn apply_env(&self, cmd: &mut Command) {
+        let base = self.tmp.path().canonicalize().unwrap();
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", base.join("config"))
+            .env("XDG_STATE_HOME", base.join("state"))
+            .env("GROVE_HOME", &self.grove_home)
+            .env("GIT_CONFIG_GLOBAL", self.home.join(".gitconfig"))
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .env("LC_ALL", "C")
+            .env("COLUMNS", "100")
+            .env("NO_COLOR", "1")
+            .env("TMPDIR", std::env::temp_dir());
+    }
+
+    /// Runs git in `dir`; panics on failure; returns trimmed stdout.
+    #[track_caller]
+    pub fn git(&self, dir: &Path, args: &[&str]) -> String {
+        let mut cmd = Command::new("git");
+        self.apply_env(&mut cmd);
+        let out = cmd.arg("-C").arg(dir).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes `file` in `dir` and commits it.
+    pub fn commit(&self, dir: &Path, file: &str, text: &str, msg: &str) {
+        let path = dir.join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+        self.git(dir, &["add", "--all"]);
+        self.git(dir, &["commit", "--quiet", "-m", msg]);
+    }
+
+    /// Branch `name` in repo `repo`, with one commit of its own.
+    pub fn branch_with_commit(&self, repo: &str, name: &str) {
+        let dir = self.repo(repo);
+        self.git(&dir, &["switch", "--quiet", "-c", name]);
+        self.commit(
+            &dir,
+            &format!("{}.txt", name.replace('/', "_")),
+            name,
+            &format!("Work on {name}"),
+        );
+        self.git(&dir, &["switch", "--quiet", "main"]);
+    }
+
+    pub fn branches(&self, repo: &str) -> Vec<String> {
+        let out = self.git(&self.repo(repo), &["branch", "--format=%(refname:short)"]);
+        out.lines().map(str::to_string).collect()
+    }
+
+    /// Paths of the repo's worktrees, main checkout first.
+    pub fn worktrees(&self, repo: &str) -> Vec<PathBuf> {
+        let out = self.git(&self.repo(repo), &["worktree", "list", "--porcelain"]);
+        out.lines()
+            .filter_map(|l| l.strip_prefix("worktree "))
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    pub fn env_dir(&self, env: &str) -> PathBuf {
+        self.root.join(".grove/envs").join(env)
+    }
+
+    pub fn worktree(&self, env: &str, layer: &str) -> PathBuf {
+        self.env_dir(env).join(layer)
+    }
+
+    /// A `grove` command with the hermetic environment, run in the workspace folder.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(GROVE);
+        self.apply_env(&mut cmd);
+        cmd.current_dir(&self.root).stdin(Stdio::null());
+        cmd
+    }
+
+    #[must_use = "check the outcome with .success() or .failure(code)"]
+    pub fn grove(&self, args: &[&str]) -> Out {
+        run(self.cmd().args(args))
+    }
+
+    #[must_use = "check the outcome with .success() or .failure(code)"]
+    pub fn grove_in(&self, dir: &Path, args: &[&str]) -> Out {
+        run(self.cmd().current_dir(dir).args(args))
+    }
+
+    /// `grove ps --json`'s env records.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        let json = self.grove(&["ps", "--json"]).success().json();
+        assert_eq!(json["version"], 1);
+        json["envs"].as_array().unwrap().clone()
+    }
+
+    /// Leased ports according to the store, read with sqlite directly (not through grove).
+    pub fn leased_ports(&self) -> Vec<u16> {
+        let db = self.grove_home.join("state.db");
+        if !db.exists() {
+            return Vec::new();
+        }
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT port FROM port_leases ORDER BY port")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// The whole state as grove sees it and as git sees it, for "nothing changed" checks.
+    pub fn snapshot(&self, repos: &[&str]) -> String {
+        let mut s = String::new();
+        for repo in repos {
+            s.push_str(&format!("{repo} branches: {:?}\n", self.branches(repo)));
+            s.push_str(&format!("{repo} worktrees: {:?}\n", self.worktrees(repo)));
+        }
+        s.push_str(&format!("leases: {:?}\n", self.leased_ports()));
+        s.push_str(&format!(
+            "envs dir: {:?}\n",
+            list_dir(&self.root.join(".grove/envs"))
+        ));
+        s
+    }
+}
+
+#[must_use = "check the outcome with .success() or .failure(code)"]
+pub fn run(cmd: &mut Command) -> Out {
+    let out = cmd.output().expect("grove runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Entries of a folder except grove's `.gitignore`, sorted; empty when it does not exist.
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".gitignore")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Polls `cond` every 20 ms until it holds or `secs` pass; returns whether it held.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pids of live (non-zombie) processes in process group `pgid`, read from /proc.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] = state, [1] = ppid, [2] = pgrp
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Normalizes output for snapshots: temp paths and this test's ports.
+pub fn redact(ws: &TestWorkspace, text: &str) -> String {
+    let mut s = text.replace(&ws.root.to_string_lossy().into_owned(), "[WS]");
+    s = s.replace(
+        &ws.tmp
+            .path()
+            .canonicalize()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
+        "[TMP]",
+    );
+    for i in (0..BLOCK).rev() {
+        let port = ws.ports.start + i;
+        s = s.replace(&port.to_string(), &format!("[P{i}]"));
+    }
+    s
+}

@@ -1,0 +1,13 @@
+//! One integration-test binary (faster to link than one per file); every module runs the real
+//! `grove` binary against real git repos in a hermetic temp workspace.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)]
+
+mod common;
+
+mod bad_input;
+mod commands;
+mod concurrency;
+mod rollback;
+mod safety;
+mod workflow;

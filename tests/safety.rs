@@ -1,0 +1,191 @@
+//! Data safety: destroy never loses uncommitted work or unmerged commits without `--force`,
+//! and never deletes a branch it did not create.
+
+use crate::common::TestWorkspace;
+
+#[test]
+fn destroy_refuses_over_uncommitted_changes_and_untracked_files() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01", "--from-api=main"])
+        .success();
+    let front = ws.worktree("feat-01", "front");
+    std::fs::write(front.join("README.md"), "changed\n").unwrap();
+    std::fs::write(ws.worktree("feat-01", "api").join("new file.txt"), "new\n").unwrap();
+    // Ignored files are not work: they do not block.
+    std::fs::write(front.join(".env"), "X=1\n").unwrap();
+    let before = ws.snapshot(&["front", "api"]);
+
+    let out = ws.grove(&["destroy", "feat-01"]).failure(1);
+    assert!(
+        out.stderr
+            .contains("env `feat-01` has uncommitted work; nothing was removed"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("front: README.md"), "{out}");
+    assert!(out.stderr.contains("api: new file.txt"), "{out}");
+    assert!(
+        out.stderr.contains("hint:") && out.stderr.contains("--force"),
+        "{out}"
+    );
+    assert_eq!(ws.snapshot(&["front", "api"]), before);
+    assert_eq!(
+        std::fs::read_to_string(front.join("README.md")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(ws.ps()[0]["status"], "stopped");
+
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    assert!(
+        out.stderr
+            .contains("discarding uncommitted work: README.md"),
+        "{out}"
+    );
+    assert!(!front.exists());
+    assert!(ws.ps().is_empty());
+}
+
+#[test]
+fn destroy_keeps_a_branch_with_unmerged_commits_and_force_deletes_it() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    ws.commit(&wt, "a.txt", "a", "First");
+    ws.commit(&wt, "b.txt", "b", "Second");
+    let tip = ws.git(&wt, &["rev-parse", "HEAD"]);
+
+    let out = ws.grove(&["destroy", "feat-01"]).success();
+    assert!(
+        out.stderr
+            .contains("kept branch `feat-01`: 2 commit(s) not in main"),
+        "{out}"
+    );
+    assert!(!wt.exists());
+    assert_eq!(ws.git(&ws.repo("front"), &["rev-parse", "feat-01"]), tip);
+
+    // The kept branch is reused by the next env of that name, and then --force deletes it...
+    let out = ws.grove(&["create", "feat-01"]).success();
+    assert!(out.stderr.contains("existing branch"), "{out}");
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    // ...no: a branch that existed before the env is never deleted, even with --force.
+    assert!(
+        out.stderr
+            .contains("kept branch `feat-01`: it existed before the env"),
+        "{out}"
+    );
+    assert_eq!(ws.git(&ws.repo("front"), &["rev-parse", "feat-01"]), tip);
+}
+
+#[test]
+fn force_deletes_unmerged_branch_grove_created_and_lists_the_commits() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    ws.commit(&wt, "a.txt", "a", "Precious work");
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    assert!(
+        out.stderr.contains("discarding 1 commit(s) on `feat-01`"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("Precious work"), "{out}");
+    assert!(!ws.branches("front").contains(&"feat-01".to_string()));
+}
+
+#[test]
+fn merged_or_pushed_branches_are_deleted() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "merged"]).success();
+    ws.grove(&["create", "pushed"]).success();
+    let merged = ws.worktree("merged", "front");
+    ws.commit(&merged, "m.txt", "m", "Merged work");
+    ws.git(
+        &ws.repo("front"),
+        &["merge", "--quiet", "--ff-only", "merged"],
+    );
+
+    let remote = ws.tmp.path().join("remote.git");
+    ws.git(
+        ws.tmp.path(),
+        &["init", "--quiet", "--bare", remote.to_str().unwrap()],
+    );
+    let pushed = ws.worktree("pushed", "front");
+    ws.commit(&pushed, "p.txt", "p", "Pushed work");
+    ws.git(
+        &pushed,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    ws.git(&pushed, &["push", "--quiet", "-u", "origin", "pushed"]);
+
+    let out = ws.grove(&["destroy", "merged"]).success();
+    assert!(out.stderr.contains("deleted branch `merged`"), "{out}");
+    let out = ws.grove(&["destroy", "pushed"]).success();
+    assert!(out.stderr.contains("deleted branch `pushed`"), "{out}");
+    assert_eq!(ws.branches("front"), vec!["main"]);
+}
+
+#[test]
+fn destroy_works_after_the_worktree_was_deleted_by_hand() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    std::fs::remove_dir_all(ws.worktree("feat-01", "front")).unwrap();
+    let out = ws.grove(&["ps"]).success();
+    assert!(out.stdout.contains("broken"), "{out}");
+    assert!(
+        out.stderr
+            .contains("hint: feat-01: worktree of `front` is missing"),
+        "{out}"
+    );
+    assert_eq!(ws.ps()[0]["status"], "broken");
+    ws.grove(&["destroy", "feat-01"]).success();
+    assert_eq!(ws.worktrees("front"), vec![ws.repo("front")]);
+    assert_eq!(ws.branches("front"), vec!["main"]);
+    assert!(ws.leased_ports().is_empty());
+}
+
+#[test]
+fn a_folder_that_lost_its_git_file_is_not_thrown_away_without_force() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    std::fs::remove_file(wt.join(".git")).unwrap();
+    std::fs::write(wt.join("notes.txt"), "mine").unwrap();
+    let out = ws.grove(&["destroy", "feat-01"]).failure(1);
+    assert!(out.stderr.contains("no longer a git worktree"), "{out}");
+    assert!(wt.join("notes.txt").exists());
+    ws.grove(&["destroy", "feat-01", "--force"]).success();
+    assert!(!wt.exists());
+}
+
+#[test]
+fn branch_checked_out_elsewhere_is_refused_naming_the_worktree() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let other = ws.tmp.path().join("elsewhere");
+    ws.git(
+        &ws.repo("front"),
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            "busy",
+            other.to_str().unwrap(),
+        ],
+    );
+    let before = ws.snapshot(&["front", "api"]);
+    let out = ws.grove(&["create", "busy"]).failure(1);
+    assert!(
+        out.stderr
+            .contains("branch `busy` of layer `front` is checked out at"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("elsewhere"), "{out}");
+    assert_eq!(ws.snapshot(&["front", "api"]), before);
+}
+
+#[test]
+fn destroy_without_a_tty_never_prompts() {
+    // stdin is /dev/null in the harness: the destroy must proceed, not wait for an answer.
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let out = ws.grove(&["destroy", "feat-01"]).success();
+    assert!(!out.stderr.contains("proceed?"), "{out}");
+}
