@@ -91,6 +91,7 @@ pub fn print_urls(report: &EnvReport) {
 /// Makes the env `opts.name`, all or nothing.
 pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
     let started = Instant::now();
+    crate::git::require_version()?;
     let env_name = names::env_name(&opts.name)?;
     if ctx.store.env(ctx.ws_id, &env_name)?.is_some() {
         return Err(Fail::new(format!("env `{env_name}` already exists"))

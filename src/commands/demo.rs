@@ -152,12 +152,30 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
             ui::out(format!("{k}={v}"));
         }
     }
+    let grove = grove_command();
     ui::out(format!(
-        "\nThe demo workspace is {}. Try:\n  cd {}\n  grove ps\n  grove exec feat-02 -- git log --oneline -3\n  grove destroy feat-02",
-        dir.display(),
-        dir.display()
+        "\nThe demo workspace is {dir}. Try:\n  cd {dir}\n  {grove} ps\n  {grove} exec feat-02 -- git log --oneline -3\n  {grove} destroy feat-02",
+        dir = crate::shq(&dir.to_string_lossy()),
     ));
     Ok(())
+}
+
+/// How the user can run this grove: `grove` when that is what PATH finds, else its full path
+/// (the demo is often run with `cargo run` before grove is installed).
+fn grove_command() -> String {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("grove"))
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    });
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => crate::shq(&me.to_string_lossy()),
+        _ => "grove".into(),
+    }
 }
 
 fn show(ctx: &mut Ctx, opts: &CreateOpts) -> Result<()> {

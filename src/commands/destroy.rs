@@ -36,6 +36,7 @@ impl LayerCheck {
 }
 
 pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
+    crate::git::require_version()?;
     let env = ctx.require_env(&args.name)?;
     if let Some(owner) = env.owner.filter(|o| o.alive()) {
         let what = if env.phase == Phase::Creating {

@@ -36,6 +36,29 @@ pub fn is_checkout(dir: &Path) -> bool {
     dir.join(".git").exists()
 }
 
+/// The oldest git grove works with: `worktree list -z` arrived in 2.36.
+pub const MIN_VERSION: (u32, u32) = (2, 36);
+
+/// Fails with a clear message when git is missing or older than [`MIN_VERSION`].
+pub fn require_version() -> Result<()> {
+    let out = Cmd::new("git").arg("--version").run().map_err(|e| {
+        crate::error::Fail::new(format!("git is not usable: {e}"))
+            .hint("install git 2.36 or newer and make sure it is on PATH")
+    })?;
+    let version = parse::version(&out.stdout);
+    if version.is_none_or(|v| v < MIN_VERSION) {
+        return Err(crate::error::Fail::new(format!(
+            "grove needs git {}.{} or newer; found `{}`",
+            MIN_VERSION.0,
+            MIN_VERSION.1,
+            out.stdout.trim()
+        ))
+        .hint("upgrade git")
+        .into());
+    }
+    Ok(())
+}
+
 /// `git check-ref-format --branch NAME`: git's own rules for a branch name.
 pub fn is_valid_branch_name(name: &str) -> Result<bool> {
     let tmp = std::env::temp_dir();

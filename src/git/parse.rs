@@ -86,9 +86,25 @@ pub fn status_paths(out: &str) -> Vec<String> {
     paths
 }
 
+/// `(major, minor)` from `git --version` output (`git version 2.47.3`, or with a vendor
+/// suffix such as `2.39.3 (Apple Git-146)`).
+pub fn version(out: &str) -> Option<(u32, u32)> {
+    let v = out.trim().strip_prefix("git version ")?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_versions() {
+        assert_eq!(version("git version 2.47.3\n"), Some((2, 47)));
+        assert_eq!(version("git version 2.39.3 (Apple Git-146)"), Some((2, 39)));
+        assert_eq!(version("git version 2.45.windows.1"), Some((2, 45)));
+        assert_eq!(version("nonsense"), None);
+    }
 
     #[test]
     fn worktree_list_main_linked_detached_and_prunable() {
