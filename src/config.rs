@@ -34,6 +34,17 @@ pub struct Config {
     pub layers: IndexMap<String, Layer>,
 }
 
+impl Config {
+    /// Names of the code layers (those with a repo), in file order.
+    pub fn code_layers(&self) -> Vec<&str> {
+        self.layers
+            .values()
+            .filter(|l| l.is_code())
+            .map(|l| l.name.as_str())
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Layer {
     pub name: String,

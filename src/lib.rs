@@ -75,13 +75,7 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
             // The flag may well be right: the config that would define it did not load.
             Err(fail) => report(&fail.clone().into()),
             Ok(ws) => {
-                let known: Vec<&str> = ws
-                    .config
-                    .layers
-                    .values()
-                    .filter(|l| l.is_code())
-                    .map(|l| l.name.as_str())
-                    .collect();
+                let known = ws.config.code_layers();
                 let fail = Fail::usage(format!("unknown layer `{layer}` in `--from-{layer}`"))
                     .hint(format!(
                         "code layers of {}: {}",

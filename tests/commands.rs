@@ -80,7 +80,7 @@ fn path_env_and_exec() {
     assert_eq!(out.json()["envs"][0]["name"], "feat-01");
 
     let out = ws.grove(&["exec", "feat-01", "--", "no-such-command-xyz"]);
-    assert_ne!(out.code, 0, "{out}");
+    assert_eq!(out.code, 127, "{out}");
     assert!(out.stderr.contains("no-such-command-xyz"), "{out}");
 }
 

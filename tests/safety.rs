@@ -189,3 +189,48 @@ fn destroy_without_a_tty_never_prompts() {
     let out = ws.grove(&["destroy", "feat-01"]).success();
     assert!(!out.stderr.contains("proceed?"), "{out}");
 }
+
+/// Runs `grove destroy feat-01` on a pseudo-terminal (util-linux `script`), answering `answer`.
+fn destroy_on_a_tty(ws: &TestWorkspace, answer: &str) -> crate::common::Out {
+    use std::io::Write;
+    let grove = crate::common::GROVE;
+    let mut child = ws
+        .command("script")
+        .args(["-qec", &format!("{grove} destroy feat-01"), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    crate::common::Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
+#[test]
+fn destroy_on_a_terminal_asks_first() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let out = destroy_on_a_tty(&ws, "n\n");
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout
+            .contains("front: remove worktree, delete branch `feat-01`"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("proceed? [y/N]"), "{out}");
+    assert!(out.stdout.contains("nothing was removed"), "{out}");
+    assert_eq!(ws.ps().len(), 1);
+    let out = destroy_on_a_tty(&ws, "y\n");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(ws.ps().is_empty());
+}

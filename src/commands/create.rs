@@ -159,12 +159,7 @@ fn plan(ctx: &Ctx, opts: &CreateOpts, env_name: &str) -> Result<Vec<LayerPlan>> 
                 .into());
             }
             None => {
-                let known: Vec<&str> = config
-                    .layers
-                    .values()
-                    .filter(|l| l.is_code())
-                    .map(|l| l.name.as_str())
-                    .collect();
+                let known = config.code_layers();
                 return Err(Fail::usage(format!("unknown layer `{layer}`"))
                     .hint(format!("code layers: {}", known.join(", ")))
                     .into());

@@ -93,7 +93,21 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
         .without_git_env()
         .envs(vars)
         .status_inherit()
-        .map_err(|e| Fail::new(e.to_string()).hint("check the command name and your PATH"))?;
+        .map_err(|e| {
+            // The shell's codes: 127 not found, 126 found but not runnable.
+            let code = match &e {
+                crate::exec::CmdError::Spawn { source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    127
+                }
+                _ => 126,
+            };
+            Fail {
+                code,
+                ..Fail::new(e.to_string()).hint("check the command name and your PATH")
+            }
+        })?;
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()

@@ -35,14 +35,7 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
         ui::info("no envs in this workspace; create one with `grove create NAME`");
         return Ok(());
     }
-    let code_layers: Vec<&str> = ctx
-        .ws
-        .config
-        .layers
-        .values()
-        .filter(|l| l.is_code())
-        .map(|l| l.name.as_str())
-        .collect();
+    let code_layers = ctx.ws.config.code_layers();
     let mut rows = vec![
         std::iter::once("NAME".to_string())
             .chain(code_layers.iter().map(|l| l.to_ascii_uppercase()))

@@ -289,7 +289,12 @@ shared_url = "http://127.0.0.1:{shared_api}"
 
     /// A `grove` command with the hermetic environment, run in the workspace folder.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::new(GROVE);
+        self.command(GROVE)
+    }
+
+    /// Any program, with the hermetic environment, run in the workspace folder.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         self.apply_env(&mut cmd);
         cmd.current_dir(&self.root).stdin(Stdio::null());
         cmd
