@@ -124,6 +124,35 @@ fn owner_params(owner: Option<ProcId>) -> (Option<u32>, Option<i64>) {
     }
 }
 
+/// Switches the database to WAL once. Changing the journal mode needs an exclusive lock and
+/// SQLite does not always run the busy handler for it: sixteen groves opening a new store at
+/// once saw "database is locked". So: only when not WAL yet, and retried until a deadline.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let res = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(())
+                } else {
+                    conn.pragma_update(None, "journal_mode", "WAL")
+                }
+            });
+        match res {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A port leased by some env: for "range exhausted" errors.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -148,8 +177,7 @@ impl Store {
         let path = home.join("state.db");
         let conn = Connection::open(&path).map_err(|e| unwritable(&e))?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| unwritable(&e))?;
+        set_wal(&conn).map_err(|e| unwritable(&e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Self { conn };
