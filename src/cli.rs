@@ -41,6 +41,10 @@ pub struct Cli {
 pub enum Command {
     Create(CreateArgs),
     Ps(PsArgs),
+    Up(UpArgs),
+    Down(DownArgs),
+    Restart(RestartArgs),
+    Logs(LogsArgs),
     Destroy(DestroyArgs),
     Path(PathArgs),
     Env(EnvArgs),
@@ -92,6 +96,49 @@ pub struct PsArgs {
     /// Print JSON (schema: see the README, "ps --json")
     #[arg(long)]
     pub json: bool,
+}
+
+/// Start an env's servers and wait until they are ready
+///
+/// Servers start in dependency order (a layer whose `env` reads another dedicated layer's URL
+/// starts once that one is ready), each supervised: restarted with backoff when it crashes.
+/// Ports are those leased at create, so URLs stay the same across `down` and `up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    pub name: String,
+}
+
+/// Stop an env's servers; worktrees, branches and ports are kept
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    pub name: String,
+}
+
+/// Restart one server of an env (LAYER), or all of them
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    pub name: String,
+    pub layer: Option<String>,
+}
+
+/// Show an env's server logs (and setup output)
+///
+/// With several layers, lines are merged in time order and prefixed with their layer. Logs live
+/// in $GROVE_HOME/logs/<workspace>/<env>/<layer>.log.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub name: String,
+
+    /// One layer, or `setup` / `supervisor` [default: every server and the setup output]
+    pub layer: Option<String>,
+
+    /// Keep printing new lines as they are written
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+
+    /// How many of the last lines to print first
+    #[arg(long, short = 'n', default_value_t = 100, value_name = "N")]
+    pub lines: usize,
 }
 
 /// Remove an env: its worktrees, the branches grove created, its ports

@@ -61,7 +61,23 @@ pub struct Layer {
     pub ready: Ready,
     pub env: IndexMap<String, String>,
     pub dotenv: Option<String>,
+    pub restart: Restart,
+    /// Seconds between SIGTERM and SIGKILL when stopping the server.
+    pub stop_timeout_secs: u64,
 }
+
+/// When the supervisor restarts a server that exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// After a non-zero exit or a signal (the default).
+    OnFailure,
+    /// After any exit.
+    Always,
+    No,
+}
+
+pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 
 impl Layer {
     pub fn is_code(&self) -> bool {
@@ -151,6 +167,8 @@ struct RawLayer {
     #[serde(default)]
     env: IndexMap<Spanned<String>, Spanned<String>>,
     dotenv: Option<Spanned<String>>,
+    restart: Option<Spanned<Restart>>,
+    stop_timeout: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +463,8 @@ fn validate_layer(
             ("url", raw.url.as_ref().map(Spanned::span)),
             ("ready", raw.ready.as_ref().map(Spanned::span)),
             ("dotenv", raw.dotenv.as_ref().map(Spanned::span)),
+            ("restart", raw.restart.as_ref().map(Spanned::span)),
+            ("stop_timeout", raw.stop_timeout.as_ref().map(Spanned::span)),
             ("copy", raw.copy.first().map(Spanned::span)),
             ("setup", raw.setup.first().map(Spanned::span)),
             ("env", raw.env.keys().next().map(Spanned::span)),
@@ -580,6 +600,10 @@ fn validate_layer(
         ready,
         env,
         dotenv: raw.dotenv.map(Spanned::into_inner),
+        restart: raw.restart.map_or(Restart::OnFailure, Spanned::into_inner),
+        stop_timeout_secs: raw
+            .stop_timeout
+            .map_or(DEFAULT_STOP_TIMEOUT_SECS, Spanned::into_inner),
     }
 }
 

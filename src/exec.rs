@@ -9,7 +9,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -271,6 +271,28 @@ impl Cmd {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            .spawn()
+            .map_err(|e| self.spawn_error(e))
+    }
+
+    /// Starts the child with stdin closed and stdout + stderr both writing into `out` (the
+    /// write end of a pipe the caller reads).
+    pub fn spawn_to(&self, out: std::os::fd::OwnedFd) -> Result<Child, CmdError> {
+        let err = out.try_clone().map_err(|e| self.spawn_error(e))?;
+        trace_line(&format!("$ {} &", self.describe()));
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| self.spawn_error(e))
+    }
+
+    /// Starts the child with stdin closed and this process's stdout and stderr.
+    pub fn spawn_inherit(&self) -> Result<Child, CmdError> {
+        trace_line(&format!("$ {} &", self.describe()));
+        self.command()
+            .stdin(Stdio::null())
             .spawn()
             .map_err(|e| self.spawn_error(e))
     }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 pub mod git;
 pub mod interrupt;
+pub mod logfile;
 pub mod names;
 pub mod ports;
 pub mod proc;
@@ -18,6 +19,7 @@ pub mod provision;
 pub mod recover;
 pub mod report;
 pub mod state;
+pub mod supervisor;
 pub mod template;
 pub mod ui;
 pub mod vars;
@@ -32,6 +34,12 @@ use crate::workspace::Workspace;
 
 /// Runs grove with `argv` and returns the process exit code.
 pub fn run(argv: Vec<OsString>) -> i32 {
+    // grove's own helpers, re-executed by grove itself: no workspace discovery, no clap.
+    match argv.get(1).and_then(|a| a.to_str()) {
+        Some("__exec") => return supervisor::guard::main(&argv[2..]),
+        Some("__supervise") => return internal::supervise(&argv[2..]),
+        _ => {}
+    }
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let explicit =
         workspace_arg(&argv).or_else(|| std::env::var_os("GROVE_WORKSPACE").map(PathBuf::from));
@@ -43,6 +51,25 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     match commands::dispatch(cli, ws, &cwd) {
         Ok(()) => 0,
         Err(e) => report(&e),
+    }
+}
+
+mod internal {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    /// `grove __supervise --workspace ROOT ENV`.
+    pub(super) fn supervise(args: &[OsString]) -> i32 {
+        let (Some(flag), Some(root), Some(env)) = (args.first(), args.get(1), args.get(2)) else {
+            return 2;
+        };
+        if flag != "--workspace" {
+            return 2;
+        }
+        match crate::supervisor::main(Path::new(root), &env.to_string_lossy()) {
+            Ok(()) => 0,
+            Err(e) => crate::report(&e),
+        }
     }
 }
 

@@ -39,6 +39,7 @@ impl ProcId {
 struct Stat {
     state: char,
     start: u64,
+    session: i64,
 }
 
 /// Reads `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself hold
@@ -52,9 +53,98 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
-    // After the state (field 3), the start time is field 22: 18 fields further on.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some(Stat { state, start })
+    // Fields 4 (ppid) and 5 (pgrp), then 6: the session id.
+    let session = fields.nth(2)?.parse().ok()?;
+    // The start time is field 22: 15 fields further on.
+    let start = fields.nth(15)?.parse().ok()?;
+    Some(Stat {
+        state,
+        start,
+        session,
+    })
+}
+
+/// Live processes of session `leader.pid`, whose leader is `leader`. Nothing when the session
+/// id now belongs to another process: Linux does not reuse a pid while it names a live
+/// session, so if the pid is alive with another start time, our session is gone.
+pub fn session_members(leader: ProcId) -> Vec<ProcId> {
+    if let Some(now) = stat(leader.pid)
+        && now.start != leader.start
+        && now.session == i64::from(leader.pid)
+    {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let sid = i64::from(leader.pid);
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let s = stat(pid)?;
+            (s.session == sid && s.state != 'Z' && s.start >= leader.start).then_some(ProcId {
+                pid,
+                start: s.start,
+            })
+        })
+        .collect()
+}
+
+/// The short command name of a process (`/proc/PID/comm`).
+pub fn name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The process listening on TCP `port` (IPv4 or IPv6), from `/proc/net/tcp*` and the socket
+/// inodes in `/proc/*/fd`. Slow-ish (scans every process): only for error reports.
+pub fn port_holder(port: u16) -> Option<(u32, String)> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let targets: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && targets.iter().any(|t| link.as_os_str() == t.as_str())
+            {
+                return Some((pid, name(pid).unwrap_or_default()));
+            }
+        }
+    }
+    None
+}
+
+/// Inodes of sockets listening (state `0A`) on `port` in a `/proc/net/tcp` table.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    let want = format!("{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            (local_port == want && *f.get(3)? == "0A")
+                .then(|| f.get(9).map(|s| (*s).to_string()))?
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -67,7 +157,25 @@ mod tests {
             "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
         let s = parse_stat(line).unwrap();
         assert_eq!(s.state, 'S');
+        assert_eq!(s.session, 1234);
         assert_eq!(s.start, 987_654);
+    }
+
+    #[test]
+    fn finds_listening_inode() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:0BB9 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000\n\
+   1: 0100007F:0BB9 0100007F:D1D2 01 00000000:00000000 00:00000000 00000000     0        0 4343 1 0000\n";
+        assert_eq!(listening_inodes(table, 3001), vec!["4242"]);
+        assert!(listening_inodes(table, 3002).is_empty());
+    }
+
+    #[test]
+    fn finds_who_listens_on_a_port() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (pid, _) = port_holder(port).unwrap();
+        assert_eq!(pid, std::process::id());
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! and the `setup` commands.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use crate::error::Fail;
 use crate::exec::Cmd;
 use crate::git::Repo;
 use crate::interrupt;
+use crate::logfile::{LineRelay, LogWriter};
 use crate::proc::ProcId;
 use crate::ui;
 
@@ -153,14 +153,16 @@ pub fn run_step(
     log: &Path,
     started: impl FnOnce(ProcId) -> Result<()>,
 ) -> Result<()> {
-    let mut file = open_log(log)?;
-    let _ = writeln!(file, "\n$ {script}    [{}]", cwd.display());
+    let mut writer = LogWriter::open(log)?;
+    writer.line(&format!("[grove] $ {script}    ({})", cwd.display()));
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut relay = LineRelay::new(r)?;
     let mut child = Cmd::shell(script)
         .cwd(cwd)
         .without_git_env()
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .own_process_group()
-        .spawn_logged(&file)?;
+        .spawn_to(w)?;
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     if let Some(leader) = ProcId::of(child.id())
         && let Err(e) = started(leader)
@@ -169,21 +171,23 @@ pub fn run_step(
         return Err(e);
     }
     loop {
+        relay.pump(|l| writer.line(l));
         if let Some(status) = child.try_wait()? {
+            relay.pump(|l| writer.line(l));
             if status.success() {
                 return Ok(());
             }
-            let _ = writeln!(file, "[grove] {}", crate::exec::describe_status(status));
-            return Err(Fail::new(format!(
-                "setup command `{script}` failed ({})",
-                crate::exec::describe_status(status)
-            ))
-            .hint(format!("its output is in {}", log.display()))
-            .into());
+            let how = crate::exec::describe_status(status);
+            writer.line(&format!("[grove] setup step failed ({how})"));
+            return Err(
+                Fail::new(format!("setup command `{script}` failed ({how})"))
+                    .hint(format!("its output is in {}", log.display()))
+                    .into(),
+            );
         }
         if let Some(sig) = interrupt::received() {
             stop_group(pgid, &mut child, Duration::from_secs(5));
-            let _ = writeln!(file, "[grove] interrupted");
+            writer.line("[grove] interrupted");
             return Err(Interrupted(sig).into());
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -1,21 +1,28 @@
 //! An env as `ps`, `create` and `--json` show it: state from the store, checked against the
-//! disk. Version 1 of the JSON schema is documented in the README; add fields freely, never
-//! rename or remove one without bumping `version`.
+//! disk and the processes. Version 1 of the JSON schema is documented in the README; add fields
+//! freely, never rename or remove one without bumping `version`.
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::ctx::Ctx;
-use crate::state::{EnvRow, Instance, Phase};
+use crate::proc::{self, ProcId};
+use crate::state::{EnvRow, Instance, Phase, ServerRow};
+use crate::{logfile, ports};
 
 pub const JSON_VERSION: u32 = 1;
+/// Log lines shown with a failed server.
+const FAILED_TAIL: usize = 20;
 
 #[derive(Debug, Serialize)]
 pub struct EnvReport {
     pub name: String,
     pub env_id: String,
+    /// `running`, `starting`, `partial`, `failed`, `stopped`, `creating`, `destroying`, `broken`.
     pub status: &'static str,
     pub created_at: i64,
+    /// The supervisor's pid while it runs.
+    pub supervisor: Option<u32>,
     pub layers: Vec<LayerReport>,
     /// What is wrong with the env, each with what to do about it.
     pub problems: Vec<String>,
@@ -33,13 +40,28 @@ pub struct LayerReport {
     pub worktree: Option<String>,
     /// Whether grove created the branch (and so may delete it on destroy).
     pub branch_created: Option<bool>,
+    /// The server's state: `starting`, `ready`, `unhealthy`, `backoff`, `failed`, `stopped`;
+    /// `null` for a layer that runs no server here.
+    pub state: Option<String>,
+    pub pid: Option<u32>,
+    pub restarts: Option<u32>,
+    /// Unix milliseconds since which it has been ready.
+    pub ready_since: Option<i64>,
+    pub last_exit: Option<String>,
+    pub message: Option<String>,
+    /// The last log lines of a failed server.
+    pub log_tail: Option<Vec<String>>,
 }
 
-/// Builds the report of `env`, checking each worktree is still on disk.
+/// Builds the report of `env`, checking worktrees, the supervisor and the servers' processes.
 pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<EnvReport> {
     let view = ctx.view(env, instances);
+    let sup_row = ctx.store.supervisor(env.key)?;
+    let sup = sup_row.filter(ProcId::alive);
+    let rows = ctx.store.servers(env.key)?;
     let mut layers = Vec::new();
     let mut problems = Vec::new();
+    let mut states: Vec<String> = Vec::new();
     for layer in ctx.ws.config.layers.values() {
         // Infra layers get a column once they can be isolated; until then every env shares them.
         let inst = instances.iter().find(|i| i.layer == layer.name);
@@ -47,57 +69,150 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
             continue;
         }
         let url = view.url(layer).ok().flatten();
-        match inst {
-            Some(i) => {
-                if env.phase == Phase::Ready && !i.worktree.join(".git").exists() {
-                    problems.push(format!(
-                        "worktree of `{}` is missing ({}); run `grove destroy {}` to clean up",
-                        i.layer,
-                        i.worktree.display(),
-                        crate::shq(&env.name)
-                    ));
-                }
-                layers.push(LayerReport {
-                    name: layer.name.clone(),
-                    mode: "dedicated",
-                    url,
-                    port: i.port,
-                    branch: Some(i.branch.clone()),
-                    base: Some(i.base.clone()),
-                    worktree: Some(i.worktree.to_string_lossy().into_owned()),
-                    branch_created: Some(i.branch_created),
-                });
-            }
-            None => layers.push(LayerReport {
-                name: layer.name.clone(),
-                mode: "shared",
-                url,
-                port: None,
-                branch: None,
-                base: None,
-                worktree: None,
-                branch_created: None,
-            }),
+        let Some(i) = inst else {
+            layers.push(LayerReport::shared(&layer.name, url));
+            continue;
+        };
+        if env.phase == Phase::Ready && !i.worktree.join(".git").exists() {
+            problems.push(format!(
+                "worktree of `{}` is missing ({}); run `grove destroy {}` to clean up",
+                i.layer,
+                i.worktree.display(),
+                crate::shq(&env.name)
+            ));
         }
+        let mut rep = LayerReport::dedicated(i, url);
+        if layer.run.is_some() {
+            let row = rows.iter().find(|r| r.layer == i.layer);
+            server_state(ctx, env, &mut rep, row, sup.is_some());
+            states.push(rep.state.clone().unwrap_or_default());
+            if rep.state.as_deref() != Some("ready")
+                && let Some(p) = i.port.filter(|p| !ports::is_free(*p))
+                && let Some((pid, name)) = foreign_holder(p, row)
+            {
+                problems.push(format!(
+                    "port {p} of `{}` is held by pid {pid} ({name}), not by this env's server",
+                    i.layer
+                ));
+            }
+        }
+        layers.push(rep);
+    }
+    if let (Some(dead), None) = (sup_row, sup) {
+        problems.push(format!(
+            "its supervisor (pid {}) died, and its servers with it; run `grove up {}`",
+            dead.pid,
+            crate::shq(&env.name)
+        ));
     }
     let status = match env.phase {
         Phase::Creating => "creating",
         Phase::Destroying => "destroying",
-        Phase::Ready if !problems.is_empty() => "broken",
-        // Servers are not supervised yet: a made env is a stopped one.
-        Phase::Ready => "stopped",
+        Phase::Ready if problems.iter().any(|p| p.starts_with("worktree of")) => "broken",
+        Phase::Ready => servers_status(&states, sup.is_some(), sup_row.is_some()),
     };
     Ok(EnvReport {
         name: env.name.clone(),
         env_id: env.ident.clone(),
         status,
         created_at: env.created_at,
+        supervisor: sup.map(|s| s.pid),
         layers,
         problems,
     })
 }
 
+fn servers_status(states: &[String], sup_alive: bool, sup_recorded: bool) -> &'static str {
+    let count = |s: &str| states.iter().filter(|x| *x == s).count();
+    let up = count("ready") + count("unhealthy");
+    if states.is_empty() || (!sup_alive && !sup_recorded) {
+        "stopped"
+    } else if !sup_alive {
+        "failed"
+    } else if up == states.len() {
+        "running"
+    } else if count("failed") > 0 || count("stopped") > 0 {
+        if up > 0 { "partial" } else { "failed" }
+    } else {
+        "starting"
+    }
+}
+
+/// Fills in the server columns of a dedicated layer from its row, trusting the row only
+/// while the supervisor lives and the recorded process is the one running.
+fn server_state(
+    ctx: &Ctx,
+    env: &EnvRow,
+    rep: &mut LayerReport,
+    row: Option<&ServerRow>,
+    sup_alive: bool,
+) {
+    let Some(row) = row.filter(|_| sup_alive) else {
+        rep.state = Some("stopped".into());
+        rep.restarts = row.map(|r| r.restarts);
+        rep.last_exit = row.and_then(|r| r.last_exit.clone());
+        return;
+    };
+    let live = row.leader.filter(ProcId::alive);
+    rep.state = Some(row.state.clone());
+    rep.pid = live.map(|l| l.pid);
+    rep.restarts = Some(row.restarts);
+    rep.ready_since = row.ready_since;
+    rep.last_exit = row.last_exit.clone();
+    rep.message = row.message.clone();
+    if row.state == "failed" {
+        let log = ctx.log_dir(&env.name).join(format!("{}.log", row.layer));
+        rep.log_tail = Some(
+            logfile::tail(&log, FAILED_TAIL)
+                .iter()
+                .map(|l| logfile::split(l).1.to_string())
+                .collect(),
+        );
+    }
+}
+
+/// Who holds `port` when it is not this env's server.
+fn foreign_holder(port: u16, row: Option<&ServerRow>) -> Option<(u32, String)> {
+    let (pid, name) = proc::port_holder(port)?;
+    let ours = row
+        .and_then(|r| r.leader)
+        .is_some_and(|l| proc::session_members(l).iter().any(|m| m.pid == pid));
+    (!ours).then_some((pid, name))
+}
+
 impl LayerReport {
+    fn shared(name: &str, url: Option<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            mode: "shared",
+            url,
+            port: None,
+            branch: None,
+            base: None,
+            worktree: None,
+            branch_created: None,
+            state: None,
+            pid: None,
+            restarts: None,
+            ready_since: None,
+            last_exit: None,
+            message: None,
+            log_tail: None,
+        }
+    }
+
+    fn dedicated(i: &Instance, url: Option<String>) -> Self {
+        Self {
+            mode: "dedicated",
+            port: i.port,
+            branch: Some(i.branch.clone()),
+            base: Some(i.base.clone()),
+            worktree: Some(i.worktree.to_string_lossy().into_owned()),
+            branch_created: Some(i.branch_created),
+            ..Self::shared(&i.layer, url)
+        }
+    }
+
     /// The ps cell: `URL [base]` for a dedicated layer, `shared` otherwise.
     pub fn cell(&self) -> String {
         match (self.mode, &self.url, &self.base) {

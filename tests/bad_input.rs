@@ -121,7 +121,7 @@ fn malformed_config_names_line_and_column() {
         &ws,
         &["create", "a"],
         1,
-        "grove.toml:10:1: unknown key `redy`",
+        "grove.toml:9:1: unknown key `redy`",
     );
     assert!(err.contains("redy = { http"), "the line is shown: {err}");
     assert!(err.contains("hint:"), "{err}");

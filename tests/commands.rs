@@ -135,7 +135,8 @@ fn init_writes_a_config_that_loads() {
     assert!(text.contains("run = \"bin/rails s -p $PORT\""), "{text}");
     assert!(text.contains("default_layers = [\"api\"]"), "{text}");
     ws.grove(&["ps"]).success();
-    ws.grove(&["create", "x", "--from-web=main"]).success();
+    ws.grove(&["create", "x", "--from-web=main", "--no-start"])
+        .success();
     // Never overwrites without --force.
     ws.grove(&["init"]).failure(1);
     ws.grove(&["init", "--force"]).success();

@@ -126,11 +126,17 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
         Ok(()) => {
             ctx.store.journal_clear(env.key)?;
             ctx.store.set_phase(env.key, Phase::Ready, None)?;
+            let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
+            // From here the env is whole: a server that does not come up is reported, and the
+            // env stays for the user to fix and `grove restart` (nothing to roll back).
+            if opts.start {
+                crate::supervisor::up(ctx, &env)?;
+            }
             ui::info(format!(
                 "created env `{env_name}` in {:.1}s",
                 started.elapsed().as_secs_f64()
             ));
-            Ok(ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env))
+            Ok(env)
         }
         Err(err) => {
             ui::info(format!("undoing the partial create of `{env_name}`…"));
@@ -404,15 +410,6 @@ fn make(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerPlan], opts: &CreateOpts) -> 
         }
     }
     check_interrupt()?;
-    if opts.start {
-        start(ctx, env)?;
-    }
-    Ok(())
-}
-
-/// Starts the env's servers. Servers are not supervised by this version of grove yet, so a
-/// made env is `stopped`; supervision plugs in here.
-fn start(_ctx: &mut Ctx, _env: &EnvRow) -> Result<()> {
     Ok(())
 }
 

@@ -193,6 +193,13 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     }
     if dir.join(MARKER).exists() {
         let root = dir.canonicalize()?;
+        // Its servers first: nothing of the old demo may keep running.
+        if let Ok(ws) = Workspace::discover(Some(&root), &root) {
+            let mut ctx = Ctx::open(ws)?;
+            for env in ctx.store.envs(ctx.ws_id)? {
+                crate::supervisor::down(&mut ctx, &env)?;
+            }
+        }
         let mut store = Store::open(&workspace::grove_home()?)?;
         store.forget_workspace(&root)?;
         fs_err::remove_dir_all(dir)?;

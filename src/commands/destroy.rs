@@ -82,6 +82,10 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     interrupt::guard();
     ctx.store
         .set_phase(env.key, Phase::Destroying, Some(ctx.me))?;
+    // Nothing grove started outlives the env.
+    if crate::supervisor::down(ctx, &env)? {
+        ui::info(format!("  stopped the servers of `{}`", env.name));
+    }
     for c in &checks {
         destroy_layer(ctx, &env, c, args.force)?;
         if interrupt::received().is_some() {

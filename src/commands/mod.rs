@@ -6,7 +6,9 @@ mod demo;
 mod destroy;
 mod envcmd;
 mod init;
+mod logs;
 mod ps;
+mod servers;
 
 use std::path::Path;
 
@@ -22,6 +24,10 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
     match cli.command {
         Command::Create(args) => create::run(&mut ctx()?, &args),
         Command::Ps(args) => ps::run(&mut ctx()?, &args),
+        Command::Up(args) => servers::up(&mut ctx()?, &args),
+        Command::Down(args) => servers::down(&mut ctx()?, &args),
+        Command::Restart(args) => servers::restart(&mut ctx()?, &args),
+        Command::Logs(args) => logs::run(&ctx()?, &args),
         Command::Destroy(args) => destroy::run(&mut ctx()?, &args),
         Command::Path(args) => envcmd::path(&ctx()?, &args),
         Command::Env(args) => envcmd::env(&ctx()?, &args),

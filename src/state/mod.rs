@@ -124,6 +124,21 @@ fn owner_params(owner: Option<ProcId>) -> (Option<u32>, Option<i64>) {
     }
 }
 
+/// The lowest port of `start..=end` that no env leases and for which `usable` says yes; run
+/// inside the write transaction that records the lease, so nobody can take it in between.
+fn lowest_free(
+    tx: &Transaction<'_>,
+    (start, end): (u16, u16),
+    usable: impl Fn(u16) -> bool,
+) -> Result<Option<u16>> {
+    let mut stmt =
+        tx.prepare_cached("SELECT port FROM port_leases WHERE port BETWEEN ?1 AND ?2")?;
+    let leased: std::collections::HashSet<u16> = stmt
+        .query_map([start, end], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((start..=end).find(|p| !leased.contains(p) && usable(*p)))
+}
+
 /// Switches the database to WAL once. Changing the journal mode needs an exclusive lock and
 /// SQLite does not always run the busy handler for it: sixteen groves opening a new store at
 /// once saw "database is locked". So: only when not WAL yet, and retried until a deadline.
@@ -151,6 +166,20 @@ fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
             other => return other,
         }
     }
+}
+
+/// A server as the supervisor last recorded it.
+#[derive(Debug, Clone, Default)]
+pub struct ServerRow {
+    pub layer: String,
+    pub state: String,
+    /// The session leader: its pid is the server's process group and session id.
+    pub leader: Option<ProcId>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+    /// Unix milliseconds.
+    pub ready_since: Option<i64>,
+    pub message: Option<String>,
 }
 
 /// A port leased by some env: for "range exhausted" errors.
@@ -453,18 +482,163 @@ impl Store {
         usable: impl Fn(u16) -> bool,
     ) -> Result<Option<u16>> {
         let tx = self.write()?;
-        let leased: std::collections::HashSet<u16> = {
-            let mut stmt =
-                tx.prepare_cached("SELECT port FROM port_leases WHERE port BETWEEN ?1 AND ?2")?;
-            stmt.query_map([start, end], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?
-        };
-        let Some(port) = (start..=end).find(|p| !leased.contains(p) && usable(*p)) else {
+        let Some(port) = lowest_free(&tx, (start, end), usable)? else {
             return Ok(None);
         };
         tx.execute(
             "INSERT INTO port_leases (port, env, layer, leased_at) VALUES (?1, ?2, ?3, ?4)",
             params![port, key, layer, now()],
+        )?;
+        tx.commit()?;
+        Ok(Some(port))
+    }
+
+    /// The env's supervisor as registered, alive or not.
+    pub fn supervisor(&self, key: EnvKey) -> Result<Option<ProcId>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT pid, start FROM supervisors WHERE env = ?1",
+                [key],
+                |r| {
+                    Ok(ProcId {
+                        pid: r.get(0)?,
+                        start: r.get::<_, i64>(1)?.unsigned_abs(),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Registers `me` as the env's supervisor unless a live one is registered already;
+    /// returns whether `me` now supervises the env.
+    pub fn register_supervisor(&mut self, key: EnvKey, me: ProcId) -> Result<bool> {
+        let tx = self.write()?;
+        let current: Option<(u32, i64)> = tx
+            .query_row(
+                "SELECT pid, start FROM supervisors WHERE env = ?1",
+                [key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((pid, start)) = current {
+            let other = ProcId {
+                pid,
+                start: start.unsigned_abs(),
+            };
+            if other != me && other.alive() {
+                return Ok(false);
+            }
+        }
+        let (pid, start) = owner_params(Some(me));
+        tx.execute(
+            "INSERT INTO supervisors (env, pid, start, started_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (env) DO UPDATE SET pid = ?2, start = ?3, started_at = ?4",
+            params![key, pid, start, now()],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Forgets the env's supervisor, if it is still `me` (a newer one is left alone).
+    pub fn unregister_supervisor(&mut self, key: EnvKey, me: ProcId) -> Result<()> {
+        let (pid, start) = owner_params(Some(me));
+        self.conn.execute(
+            "DELETE FROM supervisors WHERE env = ?1 AND pid = ?2 AND start = ?3",
+            params![key, pid, start],
+        )?;
+        Ok(())
+    }
+
+    pub fn servers(&self, key: EnvKey) -> Result<Vec<ServerRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT layer, state, pid, start, restarts, last_exit, ready_since, message
+             FROM servers WHERE env = ?1",
+        )?;
+        let rows = stmt
+            .query_map([key], |r| {
+                let pid: Option<u32> = r.get(2)?;
+                let start: Option<i64> = r.get(3)?;
+                Ok(ServerRow {
+                    layer: r.get(0)?,
+                    state: r.get(1)?,
+                    leader: pid.zip(start).map(|(pid, s)| ProcId {
+                        pid,
+                        start: s.unsigned_abs(),
+                    }),
+                    restarts: r.get(4)?,
+                    last_exit: r.get(5)?,
+                    ready_since: r.get(6)?,
+                    message: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Records a server's state (insert or replace), keeping `restart_requested`.
+    pub fn put_server(&mut self, key: EnvKey, s: &ServerRow) -> Result<()> {
+        let (pid, start) = owner_params(s.leader);
+        self.conn.execute(
+            "INSERT INTO servers (env, layer, state, pid, start, restarts, last_exit, ready_since, message, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (env, layer) DO UPDATE SET state = ?3, pid = ?4, start = ?5, restarts = ?6,
+                 last_exit = ?7, ready_since = ?8, message = ?9, updated_at = ?10",
+            params![
+                key, s.layer, s.state, pid, start, s.restarts, s.last_exit, s.ready_since, s.message, now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Asks the supervisor to restart `layer` (it reads the flag when signalled).
+    pub fn request_restart(&mut self, key: EnvKey, layer: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE servers SET restart_requested = 1 WHERE env = ?1 AND layer = ?2",
+            params![key, layer],
+        )?;
+        Ok(())
+    }
+
+    /// Layers whose restart was requested, clearing the requests.
+    pub fn take_restart_requests(&mut self, key: EnvKey) -> Result<Vec<String>> {
+        let tx = self.write()?;
+        let layers: Vec<String> = {
+            let mut stmt =
+                tx.prepare("SELECT layer FROM servers WHERE env = ?1 AND restart_requested = 1")?;
+            stmt.query_map([key], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        tx.execute(
+            "UPDATE servers SET restart_requested = 0 WHERE env = ?1",
+            [key],
+        )?;
+        tx.commit()?;
+        Ok(layers)
+    }
+
+    pub fn clear_servers(&mut self, key: EnvKey) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM servers WHERE env = ?1", [key])?;
+        Ok(())
+    }
+
+    /// Moves `layer`'s lease to another port of `range` (the lowest that no env holds and for
+    /// which `usable` says yes). `Ok(None)` when none is left.
+    pub fn relocate_port(
+        &mut self,
+        key: EnvKey,
+        layer: &str,
+        (start, end): (u16, u16),
+        usable: impl Fn(u16) -> bool,
+    ) -> Result<Option<u16>> {
+        let tx = self.write()?;
+        let Some(port) = lowest_free(&tx, (start, end), usable)? else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE port_leases SET port = ?1, leased_at = ?2 WHERE env = ?3 AND layer = ?4",
+            params![port, now(), key, layer],
         )?;
         tx.commit()?;
         Ok(Some(port))

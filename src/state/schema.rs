@@ -58,4 +58,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
         at      INTEGER NOT NULL
     );
     ",
+    // 2: supervision. One supervisor process per running env, one row per server.
+    r"
+    CREATE TABLE supervisors (
+        env         INTEGER PRIMARY KEY REFERENCES envs(id) ON DELETE CASCADE,
+        pid         INTEGER NOT NULL,
+        start       INTEGER NOT NULL,
+        started_at  INTEGER NOT NULL
+    );
+
+    -- state: starting, ready, unhealthy, backoff, failed, stopped. pid/start identify the
+    -- server's session leader (its pid is also the process group and session id).
+    CREATE TABLE servers (
+        env                INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer              TEXT NOT NULL,
+        state              TEXT NOT NULL,
+        pid                INTEGER,
+        start              INTEGER,
+        restarts           INTEGER NOT NULL DEFAULT 0,
+        last_exit          TEXT,
+        ready_since        INTEGER,
+        message            TEXT,
+        restart_requested  INTEGER NOT NULL DEFAULT 0,
+        updated_at         INTEGER NOT NULL,
+        PRIMARY KEY (env, layer)
+    );
+    ",
 ];

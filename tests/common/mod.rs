@@ -157,7 +157,6 @@ default_layers = ["front"]
 
 [layers.front]
 repo = "front"
-run = "true"
 ports = "{front}"
 shared_url = "http://127.0.0.1:{shared_front}"
 env.API_URL = "{{{{ layers.api.url }}}}"
@@ -165,7 +164,6 @@ env.API_URL = "{{{{ layers.api.url }}}}"
 
 [layers.api]
 repo = "api"
-run = "true"
 ports = "{api}"
 shared_url = "http://127.0.0.1:{shared_api}"
 "#,
@@ -346,6 +344,41 @@ shared_url = "http://127.0.0.1:{shared_api}"
             list_dir(&self.root.join(".grove/envs"))
         ));
         s
+    }
+}
+
+#[must_use = "check the outcome with .success() or .failure(code)"]
+impl Drop for TestWorkspace {
+    /// No test leaves a process behind, even one that failed half-way: every supervisor this
+    /// GROVE_HOME knows is asked to stop (its guards stop the servers), then anything left in
+    /// the recorded server sessions is killed.
+    fn drop(&mut self) {
+        let db = self.grove_home.join("state.db");
+        let Ok(conn) = rusqlite::Connection::open(db) else {
+            return;
+        };
+        let pids = |sql: &str| -> Vec<i32> {
+            conn.prepare(sql)
+                .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                .unwrap_or_default()
+        };
+        let supervisors = pids("SELECT pid FROM supervisors");
+        let leaders = pids("SELECT pid FROM servers WHERE pid IS NOT NULL");
+        for pid in &supervisors {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        wait_until(10, || leaders.iter().all(|l| group_members(*l).is_empty()));
+        for l in &leaders {
+            for pid in group_members(*l) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
     }
 }
 

@@ -1,0 +1,130 @@
+//! `grove logs`: an env's server logs and setup output, merged in time order.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::LogsArgs;
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::{logfile, ui};
+
+struct Source {
+    name: String,
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    let dir = ctx.log_dir(&env.name);
+    let servers: Vec<String> = ctx
+        .store
+        .instances(env.key)?
+        .into_iter()
+        .filter(|i| {
+            ctx.ws
+                .config
+                .layers
+                .get(&i.layer)
+                .is_some_and(|l| l.run.is_some())
+        })
+        .map(|i| i.layer)
+        .collect();
+    let names: Vec<String> = match &args.layer {
+        Some(l) if servers.contains(l) || l == "setup" || l == "supervisor" => vec![l.clone()],
+        Some(l) => {
+            return Err(Fail::new(format!("env `{}` has no server `{l}`", env.name))
+                .hint(format!(
+                    "logs of this env: {}, setup, supervisor",
+                    servers.join(", ")
+                ))
+                .into());
+        }
+        None => std::iter::once("setup".to_string())
+            .chain(servers)
+            .collect(),
+    };
+    let mut sources: Vec<Source> = names
+        .into_iter()
+        .map(|name| Source {
+            path: dir.join(format!("{name}.log")),
+            name,
+            offset: 0,
+            partial: String::new(),
+        })
+        .collect();
+    let width = sources.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let prefixed = sources.len() > 1;
+    let show = |name: &str, line: &str| {
+        let text = logfile::split(line).1;
+        if prefixed {
+            ui::out(format!("{name:width$} | {text}"));
+        } else {
+            ui::out(text);
+        }
+    };
+
+    let mut first: Vec<(String, usize, String)> = Vec::new();
+    for (k, src) in sources.iter_mut().enumerate() {
+        src.offset = std::fs::metadata(&src.path).map_or(0, |m| m.len());
+        for line in logfile::tail(&src.path, args.lines) {
+            first.push((logfile::split(&line).0.to_string(), k, line));
+        }
+    }
+    // Stable: lines of one file keep their order; files interleave by time.
+    first.sort_by(|a, b| a.0.cmp(&b.0));
+    let skip = first.len().saturating_sub(args.lines);
+    for (_, k, line) in &first[skip..] {
+        show(&sources[*k].name, line);
+    }
+    if first.is_empty() && !args.follow {
+        ui::info(format!(
+            "no logs yet for env `{}` ({})",
+            env.name,
+            dir.display()
+        ));
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        for src in &mut sources {
+            for line in read_new(src) {
+                show(&src.name, &line);
+            }
+        }
+    }
+}
+
+/// Complete lines appended to the source since last time; a file that shrank was rotated and
+/// is read again from its start.
+fn read_new(src: &mut Source) -> Vec<String> {
+    let Ok(mut f) = std::fs::File::open(&src.path) else {
+        return Vec::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    if len < src.offset {
+        src.offset = 0;
+        src.partial.clear();
+    }
+    if len == src.offset || f.seek(SeekFrom::Start(src.offset)).is_err() {
+        return Vec::new();
+    }
+    let mut buf = Vec::new();
+    if f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    src.offset += buf.len() as u64;
+    src.partial.push_str(&String::from_utf8_lossy(&buf));
+    let mut lines = Vec::new();
+    while let Some(pos) = src.partial.find('\n') {
+        lines.push(src.partial[..pos].to_string());
+        src.partial.drain(..=pos);
+    }
+    lines
+}

@@ -1,0 +1,463 @@
+//! Supervision, as the CLI sees it: start an env's supervisor, wait for its servers, stop it.
+//!
+//! Why servers die with their supervisor instead of being adopted by the next `grove up`: an
+//! unsupervised server is one nobody restarts, probes or logs, and that holds its port with no
+//! owner `ps` can name. So each server runs under a guard (`grove __exec`, see [`guard`]) that
+//! stops it, and everything it forked, when the supervisor dies, even by `kill -9`. As a last
+//! line of defence, every command that starts or stops an env first sweeps what a dead
+//! supervisor may have left (processes in its servers' sessions, known by pid and start time).
+
+pub mod guard;
+pub mod probe;
+mod run;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::exec::Cmd;
+use crate::logfile;
+use crate::proc::{self, ProcId};
+use crate::provision::Interrupted;
+use crate::state::{EnvRow, ServerRow};
+use crate::{interrupt, ui};
+
+pub use run::main;
+
+/// How long `up` waits for the supervisor to register before calling it dead.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The live supervisor of `env`, if any.
+pub fn alive(ctx: &Ctx, env: &EnvRow) -> Result<Option<ProcId>> {
+    Ok(ctx.store.supervisor(env.key)?.filter(ProcId::alive))
+}
+
+/// Starts `env`'s servers: warns about shared layers that do not answer, clears what a dead
+/// supervisor left, starts a supervisor, and waits until every server is ready.
+pub fn up(ctx: &mut Ctx, env: &EnvRow) -> Result<()> {
+    if !has_servers(ctx, env)? {
+        return Ok(());
+    }
+    if alive(ctx, env)?.is_none() {
+        warn_unreachable_shared(ctx, env)?;
+        sweep_leftovers(ctx, env)?;
+        // Rows of an earlier run must not pass for the new servers' readiness.
+        ctx.store.clear_servers(env.key)?;
+        spawn(ctx, env)?;
+    }
+    wait_ready(ctx, env)
+}
+
+/// Whether any dedicated layer of the env has a server to run.
+pub fn has_servers(ctx: &Ctx, env: &EnvRow) -> Result<bool> {
+    Ok(ctx.store.instances(env.key)?.iter().any(|i| {
+        ctx.ws
+            .config
+            .layers
+            .get(&i.layer)
+            .is_some_and(|l| l.run.is_some())
+    }))
+}
+
+/// Spawns the supervisor, detached, and waits until it has registered in the store.
+fn spawn(ctx: &Ctx, env: &EnvRow) -> Result<ProcId> {
+    let log_path = ctx.log_dir(&env.name).join("supervisor.log");
+    let log = crate::provision::open_log(&log_path)?;
+    let exe = std::env::current_exe().context("locating the grove binary")?;
+    let mut child = Cmd::new(exe)
+        .args(["__supervise", "--workspace"])
+        .arg(&ctx.ws.root)
+        .arg(&env.name)
+        .spawn_logged(&log)?;
+    let deadline = Instant::now() + REGISTER_TIMEOUT;
+    loop {
+        if let Some(sup) = ctx.store.supervisor(env.key)?
+            && sup.pid == child.id()
+            && sup.alive()
+        {
+            return Ok(sup);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = logfile::tail(&log_path, 10).join("\n");
+            return Err(Fail::new(format!(
+                "the supervisor of `{}` exited at once ({}):\n{tail}",
+                env.name,
+                crate::exec::describe_status(status)
+            ))
+            .hint(format!("its log is {}", log_path.display()))
+            .into());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(
+                Fail::new(format!("the supervisor of `{}` did not start", env.name))
+                    .hint(format!("its log is {}", log_path.display()))
+                    .into(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Stops `env`'s servers: asks the supervisor (SIGTERM: it stops them gracefully and exits),
+/// and whether or not it did, makes sure no process of the env's servers remains.
+/// Returns whether anything was running.
+pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
+    let grace = ctx
+        .ws
+        .config
+        .layers
+        .values()
+        .map(|l| l.stop_timeout_secs)
+        .max()
+        .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT_SECS);
+    let mut was_running = false;
+    if let Some(sup) = alive(ctx, env)? {
+        was_running = true;
+        let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(grace + 5);
+        while sup.alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if sup.alive() {
+            ui::warn(format!(
+                "the supervisor of `{}` did not stop in time; killing it",
+                env.name
+            ));
+            let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGKILL);
+        }
+    }
+    was_running |= sweep_leftovers(ctx, env)?;
+    if let Some(sup) = ctx.store.supervisor(env.key)? {
+        ctx.store.unregister_supervisor(env.key, sup)?;
+    }
+    ctx.store.clear_servers(env.key)?;
+    Ok(was_running)
+}
+
+/// Stops whatever remains of the env's servers after a supervisor that is gone (killed, or
+/// stopped with servers ignoring it): each recorded session, SIGTERM then SIGKILL.
+fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
+    let mut found = false;
+    let grace = Duration::from_secs(
+        ctx.ws
+            .config
+            .layers
+            .values()
+            .map(|l| l.stop_timeout_secs)
+            .max()
+            .unwrap_or(10),
+    );
+    for row in ctx.store.servers(env.key)? {
+        let Some(leader) = row.leader else { continue };
+        if proc::session_members(leader).is_empty() {
+            continue;
+        }
+        found = true;
+        stop_session(leader, grace);
+    }
+    Ok(found)
+}
+
+/// SIGTERM to the session's group, wait up to `grace` for the session to empty, then SIGKILL
+/// everything left in it.
+fn stop_session(leader: ProcId, grace: Duration) {
+    if leader.alive() {
+        let _ = killpg(Pid::from_raw(leader.pid.cast_signed()), Signal::SIGTERM);
+    } else {
+        run::sweep(leader, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while !proc::session_members(leader).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run::sweep(leader, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !proc::session_members(leader).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asks the supervisor to restart `layer` and waits for it to be ready again.
+pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
+    let Some(sup) = alive(ctx, env)? else {
+        return Err(Fail::new(format!("env `{}` is not running", env.name))
+            .hint(format!(
+                "start it with `grove up {}`",
+                crate::shq(&env.name)
+            ))
+            .into());
+    };
+    let before = ctx
+        .store
+        .servers(env.key)?
+        .into_iter()
+        .find(|r| r.layer == layer);
+    let Some(before) = before else {
+        return Err(Fail::new(format!("layer `{layer}` of `{}` runs no server", env.name)).into());
+    };
+    ctx.store.request_restart(env.key, layer)?;
+    let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGUSR1);
+    // Wait for the new process, so the readiness we then wait for is the new one's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let now = ctx
+            .store
+            .servers(env.key)?
+            .into_iter()
+            .find(|r| r.layer == layer);
+        if now.as_ref().is_none_or(|r| {
+            (r.leader.is_some() && r.leader != before.leader) || r.state == "failed"
+        }) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ui::info(format!("  {layer}  restarted"));
+    wait_for(ctx, env, false)
+}
+
+/// Waits until every server of `env` is ready, printing each change; a failure prints the
+/// server's last log lines and is an error (the env stays, to be fixed and restarted).
+pub fn wait_ready(ctx: &Ctx, env: &EnvRow) -> Result<()> {
+    wait_for(ctx, env, true)
+}
+
+/// [`wait_ready`]; `announce` says whether the states found at first are printed too.
+fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
+    let started = Instant::now();
+    let mut seen: HashMap<String, (String, Option<ProcId>, u32)> = HashMap::new();
+    if !announce {
+        for row in ctx.store.servers(env.key)? {
+            seen.insert(
+                row.layer.clone(),
+                (row.state.clone(), row.leader, row.restarts),
+            );
+        }
+    }
+    let width = ctx
+        .ws
+        .config
+        .layers
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0);
+    loop {
+        let rows = ctx.store.servers(env.key)?;
+        let sup = ctx.store.supervisor(env.key)?.filter(ProcId::alive);
+        for row in &rows {
+            let key = (row.state.clone(), row.leader, row.restarts);
+            if seen.get(&row.layer) != Some(&key) {
+                report_change(row, seen.get(&row.layer), started, width);
+                seen.insert(row.layer.clone(), key);
+            }
+        }
+        // A stopped server under a live supervisor exited on purpose and will not come back.
+        if let Some(row) = rows
+            .iter()
+            .find(|r| r.state == "failed" || r.state == "stopped")
+        {
+            return Err(failure(ctx, env, row));
+        }
+        if sup.is_some()
+            && !rows.is_empty()
+            && rows
+                .iter()
+                .all(|r| r.state == "ready" || r.state == "unhealthy")
+        {
+            return Ok(());
+        }
+        if sup.is_none() {
+            if rows.is_empty() || rows.iter().all(|r| r.state == "ready") {
+                // No servers to run (no layer has `run`), or a supervisor that exited cleanly.
+                return Ok(());
+            }
+            let log = ctx.log_dir(&env.name).join("supervisor.log");
+            return Err(Fail::new(format!("the supervisor of `{}` died", env.name))
+                .hint(format!("see {}", log.display()))
+                .into());
+        }
+        if let Some(sig) = interrupt::received() {
+            return Err(anyhow::Error::new(Interrupted(sig)).context(format!(
+                "stopped waiting; env `{}` keeps starting in the background (`grove ps`)",
+                env.name
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn report_change(
+    row: &ServerRow,
+    before: Option<&(String, Option<ProcId>, u32)>,
+    t0: Instant,
+    w: usize,
+) {
+    let layer = &row.layer;
+    let line = match row.state.as_str() {
+        "starting" if before.is_some_and(|b| b.0 == "backoff") => {
+            format!("restarted (pid {})", pid(row))
+        }
+        "starting" => match row.leader {
+            Some(l) => format!("starting (pid {})", l.pid),
+            None => "waiting".into(),
+        },
+        "ready" => format!("ready in {:.1}s", t0.elapsed().as_secs_f64()),
+        "unhealthy" => "ready, but failing its health check".into(),
+        "backoff" => format!(
+            "exited ({}); restarting",
+            row.last_exit.as_deref().unwrap_or("?")
+        ),
+        "failed" => "failed".into(),
+        other => other.to_string(),
+    };
+    ui::info(format!("  {layer:w$}  {line}"));
+    if let Some(msg) = &row.message
+        && msg.starts_with("port ")
+        && before.is_none_or(|b| b.0 != row.state || b.1 != row.leader)
+    {
+        ui::info(format!("  {layer:w$}  {msg}"));
+    }
+}
+
+fn pid(row: &ServerRow) -> String {
+    row.leader.map_or("-".into(), |l| l.pid.to_string())
+}
+
+fn failure(ctx: &Ctx, env: &EnvRow, row: &ServerRow) -> anyhow::Error {
+    let log = ctx.log_dir(&env.name).join(format!("{}.log", row.layer));
+    let tail: Vec<String> = logfile::tail(&log, 20)
+        .iter()
+        .map(|l| format!("  | {}", logfile::split(l).1))
+        .collect();
+    let why = row
+        .message
+        .clone()
+        .or_else(|| row.last_exit.clone())
+        .unwrap_or_default();
+    Fail::new(format!(
+        "layer `{}` of `{}` failed: {why}\nlast lines of {}:\n{}",
+        row.layer,
+        env.name,
+        log.display(),
+        tail.join("\n")
+    ))
+    .hint(format!(
+        "fix it, then `grove restart {} {}`; the env is kept",
+        crate::shq(&env.name),
+        row.layer
+    ))
+    .into()
+}
+
+/// Warns when a shared layer that a dedicated layer's `env` reads does not accept connections:
+/// the main stack is down, and the env will not reach it until it is up.
+fn warn_unreachable_shared(ctx: &Ctx, env: &EnvRow) -> Result<()> {
+    let instances = ctx.store.instances(env.key)?;
+    let dedicated: Vec<&str> = instances.iter().map(|i| i.layer.as_str()).collect();
+    let mut checked = Vec::new();
+    for inst in &instances {
+        let Some(layer) = ctx.ws.config.layers.get(&inst.layer) else {
+            continue;
+        };
+        for dep in layer.references() {
+            if dedicated.contains(&dep.as_str()) || checked.contains(&dep) {
+                continue;
+            }
+            checked.push(dep.clone());
+            let Some(url) = ctx
+                .ws
+                .config
+                .layers
+                .get(&dep)
+                .and_then(|l| l.shared_url.clone())
+            else {
+                continue;
+            };
+            if let Some((host, port)) = host_port(&url)
+                && !reachable(&host, port)
+            {
+                ui::warn(format!(
+                    "shared `{dep}` at {url} does not answer: `{}` of `{}` will not reach it until the main stack is up",
+                    inst.layer, env.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reachable(host: &str, port: u16) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = (host, port).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+}
+
+/// Host and port of a URL such as `postgres://user:pw@db:5432/app`, with the scheme's default
+/// port when none is written.
+pub fn host_port(url: &str) -> Option<(String, u16)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let hostport = authority.rsplit('@').next()?;
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (
+            h.to_string(),
+            after.strip_prefix(':').and_then(|p| p.parse().ok()),
+        )
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()),
+            None => (hostport.to_string(), None),
+        }
+    };
+    let default = match scheme {
+        "http" | "ws" => 80,
+        "https" | "wss" => 443,
+        "postgres" | "postgresql" => 5432,
+        "redis" => 6379,
+        "mysql" => 3306,
+        "amqp" => 5672,
+        "kafka" => 9092,
+        "mongodb" => 27017,
+        _ => return port.map(|p| (host, p)),
+    };
+    Some((host, port.unwrap_or(default)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_of_urls() {
+        assert_eq!(
+            host_port("http://localhost:3000/x"),
+            Some(("localhost".into(), 3000))
+        );
+        assert_eq!(
+            host_port("postgres://u:p@db/app"),
+            Some(("db".into(), 5432))
+        );
+        assert_eq!(
+            host_port("redis://[::1]:6380/0"),
+            Some(("::1".into(), 6380))
+        );
+        assert_eq!(
+            host_port("https://example.test"),
+            Some(("example.test".into(), 443))
+        );
+        assert_eq!(host_port("weird://host"), None);
+        assert_eq!(host_port("not a url"), None);
+    }
+}

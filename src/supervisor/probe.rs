@@ -1,0 +1,126 @@
+//! Readiness probes. Each is cheap and bounded in time: the supervisor runs them from its one
+//! thread, and a hung server must not hang the supervisor.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn loopback(port: u16) -> [SocketAddr; 2] {
+    [
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+    ]
+}
+
+/// Something accepts connections on `port`, over IPv4 or IPv6.
+pub fn tcp(port: u16) -> bool {
+    loopback(port)
+        .iter()
+        .any(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).is_ok())
+}
+
+/// `GET path` answers with `status`, or with any status below 500 when none is required.
+/// `Err` says what was wrong, for the user.
+pub fn http(port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
+    let mut last = String::from("nothing listens");
+    for addr in loopback(port) {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) else {
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(HTTP_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(HTTP_TIMEOUT));
+        let req =
+            format!("GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+        if stream.write_all(req.as_bytes()).is_err() {
+            last = "connection closed".into();
+            continue;
+        }
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).unwrap_or(0);
+        let Some(code) = parse_status(&head[..n]) else {
+            last = "no HTTP answer".into();
+            continue;
+        };
+        let ok = match status {
+            Some(want) => code == want,
+            None => code < 500,
+        };
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("HTTP {code} on {path}"))
+        };
+    }
+    Err(last)
+}
+
+fn parse_status(head: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut parts = text.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+/// A `log` probe: a line containing the text, or matching it as a regular expression.
+pub struct LogMatcher {
+    text: String,
+    regex: Option<regex_lite::Regex>,
+}
+
+impl LogMatcher {
+    pub fn new(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            regex: regex_lite::Regex::new(text).ok(),
+        }
+    }
+
+    pub fn matches(&self, line: &str) -> bool {
+        line.contains(&self.text) || self.regex.as_ref().is_some_and(|r| r.is_match(line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line() {
+        assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(parse_status(b"HTTP/1.0 500"), Some(500));
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
+    }
+
+    #[test]
+    fn log_matcher_literal_and_regex() {
+        assert!(LogMatcher::new("ready in").matches("vite ready in 300 ms"));
+        assert!(LogMatcher::new(r"listening on \d+").matches("listening on 3001"));
+        // Not a valid regex: still matched as text.
+        assert!(LogMatcher::new("started (pid").matches("server started (pid 42)"));
+        assert!(!LogMatcher::new("ready").matches("starting"));
+    }
+
+    #[test]
+    fn tcp_and_http_against_a_real_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 503 Unavailable\r\n\r\n").unwrap();
+            l
+        });
+        assert_eq!(
+            http(port, "/health", None),
+            Err("HTTP 503 on /health".into())
+        );
+        let l = server.join().unwrap();
+        assert!(tcp(port));
+        drop(l);
+        assert!(!tcp(port));
+    }
+}

@@ -1,0 +1,865 @@
+//! The supervisor process (`grove __supervise`): one per running env, single-threaded.
+//!
+//! Invariants:
+//! - every server runs `sh -c RUN` under a guard (`grove __exec`) that leads the server's own
+//!   session (its pid is also the process group and session id, recorded as the server's
+//!   leader) and stops the server when this supervisor dies;
+//! - the supervisor is a child subreaper: a server's orphaned grandchildren become its children,
+//!   are reaped here, and are swept (by session) when the server stops;
+//! - it sleeps in `poll` until output, a signal (SIGCHLD wakes it on any exit) or the next timer:
+//!   no busy loop;
+//! - every state change is written to the store at once; `ps` reads it and checks it against
+//!   the processes themselves.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+
+use super::probe::{self, LogMatcher};
+use crate::config::{Layer, Probe, Restart};
+use crate::ctx::Ctx;
+use crate::exec::Cmd;
+use crate::logfile::{LineRelay, LogWriter};
+use crate::proc::{self, ProcId};
+use crate::state::{EnvRow, ServerRow};
+use crate::workspace::Workspace;
+
+/// How often a starting server is probed.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How often a ready server is checked (tcp/http probes), and how many misses make it unhealthy.
+const HEALTH_EVERY: Duration = Duration::from_secs(10);
+const HEALTH_MISSES: u32 = 3;
+/// Restart backoff: 0.5 s doubling to 30 s; more than 5 restarts within 60 s is a failure.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const MAX_RESTARTS: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Stop,
+    Restart,
+    Fail,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for the layers its `env` reads to be ready.
+    Waiting,
+    Starting {
+        deadline: Instant,
+        next_probe: Instant,
+    },
+    Ready {
+        next_check: Instant,
+        misses: u32,
+    },
+    Backoff {
+        until: Instant,
+    },
+    Stopping {
+        deadline: Instant,
+        then: Then,
+        killed: bool,
+    },
+    Failed,
+    Stopped,
+}
+
+impl State {
+    fn name(&self, misses_unhealthy: bool) -> &'static str {
+        match self {
+            State::Waiting | State::Starting { .. } => "starting",
+            State::Ready { .. } if misses_unhealthy => "unhealthy",
+            State::Ready { .. } => "ready",
+            State::Backoff { .. } => "backoff",
+            State::Stopping {
+                then: Then::Restart,
+                ..
+            } => "starting",
+            State::Stopping { .. } | State::Stopped => "stopped",
+            State::Failed => "failed",
+        }
+    }
+}
+
+struct Server {
+    cfg: Layer,
+    deps: Vec<String>,
+    port: Option<u16>,
+    state: State,
+    leader: Option<ProcId>,
+    out: Option<LineRelay>,
+    log: LogWriter,
+    matcher: Option<LogMatcher>,
+    log_seen: bool,
+    exec_probe: Option<u32>,
+    exec_ok: bool,
+    started_at: Instant,
+    restarts: u32,
+    recent: VecDeque<Instant>,
+    last_exit: Option<String>,
+    message: Option<String>,
+    ready_since: Option<i64>,
+    /// The port was moved once already because another program took it.
+    relocated: bool,
+}
+
+struct Flags {
+    chld: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+    usr1: Arc<AtomicBool>,
+}
+
+struct Supervisor {
+    ctx: Ctx,
+    env: EnvRow,
+    me: ProcId,
+    servers: Vec<Server>,
+    wake: OwnedFd,
+    flags: Flags,
+    stopping: bool,
+    log: LogWriter,
+}
+
+/// Entry point of `grove __supervise --workspace ROOT ENV`.
+pub fn main(root: &Path, env_name: &str) -> Result<()> {
+    // Our own session: the terminal's Ctrl-C and hang-up no longer reach us.
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let ws = Workspace::discover(Some(root), root)?;
+    let mut ctx = Ctx::open(ws)?;
+    let env = ctx.require_env(env_name)?;
+    let me = ProcId::current();
+    let log = LogWriter::open(&ctx.log_dir(&env.name).join("supervisor.log"))?;
+    let (wake, flags) = signals()?;
+    if !ctx.store.register_supervisor(env.key, me)? {
+        return Ok(());
+    }
+    let mut sup = Supervisor {
+        ctx,
+        env,
+        me,
+        servers: Vec::new(),
+        wake,
+        flags,
+        stopping: false,
+        log,
+    };
+    sup.log.line(&format!("supervisor {} started", me.pid));
+    let result = sup.load().and_then(|()| sup.run());
+    if let Err(e) = &result {
+        sup.log.line(&format!("supervisor failed: {e:#}"));
+        sup.stop_all_now();
+    }
+    let _ = sup.ctx.store.unregister_supervisor(sup.env.key, me);
+    sup.log.line("supervisor exited");
+    result
+}
+
+/// A pipe that becomes readable on any of our signals, and a flag per signal we act on.
+fn signals() -> Result<(OwnedFd, Flags)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let flags = Flags {
+        chld: Arc::new(AtomicBool::new(false)),
+        term: Arc::new(AtomicBool::new(false)),
+        usr1: Arc::new(AtomicBool::new(false)),
+    };
+    let w = std::fs::File::from(w);
+    for (sig, flag) in [
+        (SIGCHLD, &flags.chld),
+        (SIGTERM, &flags.term),
+        (SIGINT, &flags.term),
+        (SIGHUP, &flags.term),
+        (SIGUSR1, &flags.usr1),
+    ] {
+        signal_hook::flag::register(sig, Arc::clone(flag))?;
+        signal_hook::low_level::pipe::register(sig, w.try_clone()?)?;
+    }
+    Ok((r, flags))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Supervisor {
+    /// Reads the env's dedicated layers that have a `run`, and their dependencies.
+    fn load(&mut self) -> Result<()> {
+        let instances = self.ctx.store.instances(self.env.key)?;
+        let dedicated: Vec<String> = instances.iter().map(|i| i.layer.clone()).collect();
+        self.ctx.store.clear_servers(self.env.key)?;
+        for inst in &instances {
+            let Some(cfg) = self.ctx.ws.config.layers.get(&inst.layer).cloned() else {
+                continue;
+            };
+            if cfg.run.is_none() {
+                continue;
+            }
+            let deps = cfg
+                .references()
+                .into_iter()
+                .filter(|d| d != &cfg.name && dedicated.contains(d))
+                .collect();
+            let log = LogWriter::open(
+                &self
+                    .ctx
+                    .log_dir(&self.env.name)
+                    .join(format!("{}.log", cfg.name)),
+            )?;
+            let matcher = match &cfg.ready.probe {
+                Probe::Log(text) => Some(LogMatcher::new(text)),
+                _ => None,
+            };
+            self.servers.push(Server {
+                cfg,
+                deps,
+                port: inst.port,
+                state: State::Waiting,
+                leader: None,
+                out: None,
+                log,
+                matcher,
+                log_seen: false,
+                exec_probe: None,
+                exec_ok: false,
+                started_at: Instant::now(),
+                restarts: 0,
+                recent: VecDeque::new(),
+                last_exit: None,
+                message: None,
+                ready_since: None,
+                relocated: false,
+            });
+        }
+        for i in 0..self.servers.len() {
+            self.save(i);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) -> Result<()> {
+        loop {
+            if self.flags.chld.swap(false, Ordering::SeqCst) {
+                self.reap();
+            }
+            if self.flags.term.swap(false, Ordering::SeqCst) && !self.stopping {
+                self.log.line("stop requested");
+                self.stopping = true;
+                for i in 0..self.servers.len() {
+                    self.stop(i, Then::Stop);
+                }
+            }
+            if self.flags.usr1.swap(false, Ordering::SeqCst) {
+                for layer in self.ctx.store.take_restart_requests(self.env.key)? {
+                    if let Some(i) = self.servers.iter().position(|s| s.cfg.name == layer) {
+                        self.restart(i);
+                    }
+                }
+            }
+            self.tick();
+            if self.stopping
+                && self
+                    .servers
+                    .iter()
+                    .all(|s| matches!(s.state, State::Stopped | State::Failed))
+            {
+                return Ok(());
+            }
+            self.wait()?;
+        }
+    }
+
+    /// Sleeps until output, a signal, or the next timer.
+    fn wait(&mut self) -> Result<()> {
+        let now = Instant::now();
+        let next = self.servers.iter().filter_map(|s| match s.state {
+            State::Starting {
+                next_probe,
+                deadline,
+            } => Some(next_probe.min(deadline)),
+            State::Ready { next_check, .. } => Some(next_check),
+            State::Backoff { until } => Some(until),
+            State::Stopping { deadline, .. } => Some(deadline),
+            _ => None,
+        });
+        let timeout = match next.min() {
+            Some(t) => {
+                let ms = t.saturating_duration_since(now).as_millis();
+                PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
+        let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
+        let mut owners = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            if let Some(relay) = &s.out {
+                fds.push(PollFd::new(relay.fd(), PollFlags::POLLIN));
+                owners.push(i);
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            let mut buf = [0u8; 64];
+            while matches!(nix::unistd::read(&self.wake, &mut buf), Ok(n) if n > 0) {}
+        }
+        for (k, i) in owners.into_iter().enumerate() {
+            if ready[k + 1] {
+                self.drain(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what server `i` wrote, line by line into its log.
+    fn drain(&mut self, i: usize) {
+        let Some(mut relay) = self.servers[i].out.take() else {
+            return;
+        };
+        let mut lines = Vec::new();
+        relay.pump(|l| lines.push(l.to_string()));
+        for l in lines {
+            self.line(i, &l);
+        }
+        if !relay.eof {
+            self.servers[i].out = Some(relay);
+        }
+    }
+
+    fn line(&mut self, i: usize, text: &str) {
+        let s = &mut self.servers[i];
+        s.log.line(text);
+        if let Some(m) = &s.matcher
+            && matches!(s.state, State::Starting { .. })
+            && m.matches(text)
+        {
+            s.log_seen = true;
+        }
+    }
+
+    /// Collects every exited child: servers, exec probes, and orphans we adopted.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    self.exited(pid, format!("exit {code}"), code == 0)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    self.exited(pid, format!("killed by {}", sig.as_str()), false);
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn exited(&mut self, pid: Pid, how: String, success: bool) {
+        let pid = pid.as_raw().unsigned_abs();
+        if let Some(s) = self.servers.iter_mut().find(|s| s.exec_probe == Some(pid)) {
+            s.exec_probe = None;
+            s.exec_ok = success;
+            return;
+        }
+        let Some(i) = self
+            .servers
+            .iter()
+            .position(|s| s.leader.is_some_and(|l| l.pid == pid))
+        else {
+            return;
+        };
+        let leader = self.servers[i].leader.take();
+        if let Some(leader) = leader {
+            // Whatever it left behind in its session goes with it.
+            sweep(leader, Signal::SIGKILL);
+        }
+        self.drain(i);
+        self.servers[i].out = None;
+        let s = &mut self.servers[i];
+        s.last_exit = Some(how.clone());
+        s.log
+            .line(&format!("[grove] {} exited ({how})", s.cfg.name));
+        match s.state {
+            State::Stopping {
+                then: Then::Restart,
+                ..
+            } => {
+                s.state = State::Waiting;
+                self.start(i);
+            }
+            State::Stopping {
+                then: Then::Fail, ..
+            } => {
+                s.state = State::Failed;
+                self.save(i);
+            }
+            State::Stopping {
+                then: Then::Stop, ..
+            } => {
+                s.state = State::Stopped;
+                self.save(i);
+            }
+            _ if self.stopping => {
+                s.state = State::Stopped;
+                self.save(i);
+            }
+            _ => self.crashed(i, success),
+        }
+    }
+
+    /// A server exited on its own: move its port if another program took it, else restart it
+    /// by its policy, with backoff, until it crashes too often.
+    fn crashed(&mut self, i: usize, success: bool) {
+        let was_starting = matches!(self.servers[i].state, State::Starting { .. });
+        if was_starting && self.relocate_if_taken(i) {
+            self.servers[i].state = State::Waiting;
+            self.start(i);
+            return;
+        }
+        let s = &mut self.servers[i];
+        let again = match s.cfg.restart {
+            Restart::Always => true,
+            Restart::OnFailure => !success,
+            Restart::No => false,
+        };
+        if !again {
+            // Exiting on purpose after being ready is a stop; before, it never came up.
+            s.state = if success && !was_starting {
+                State::Stopped
+            } else {
+                State::Failed
+            };
+            let when = if was_starting {
+                " before it was ready"
+            } else {
+                ""
+            };
+            s.message = Some(format!(
+                "exited ({}){when}",
+                s.last_exit.clone().unwrap_or_default()
+            ));
+            self.save(i);
+            return;
+        }
+        let now = Instant::now();
+        s.recent.push_back(now);
+        while s
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
+        {
+            s.recent.pop_front();
+        }
+        if s.recent.len() > MAX_RESTARTS {
+            s.state = State::Failed;
+            s.message = Some(format!(
+                "crashed {} times within {} s ({}); not restarting",
+                s.recent.len(),
+                RESTART_WINDOW.as_secs(),
+                s.last_exit.clone().unwrap_or_default()
+            ));
+            s.log.line(&format!(
+                "[grove] {}",
+                s.message.clone().unwrap_or_default()
+            ));
+            self.save(i);
+            return;
+        }
+        let exp = u32::try_from(s.recent.len().saturating_sub(1))
+            .unwrap_or(16)
+            .min(16);
+        let delay = (BACKOFF_FIRST * 2u32.pow(exp)).min(BACKOFF_MAX);
+        s.restarts += 1;
+        s.state = State::Backoff { until: now + delay };
+        s.log.line(&format!(
+            "[grove] restarting in {:.1} s",
+            delay.as_secs_f64()
+        ));
+        self.save(i);
+    }
+
+    /// When another program holds the server's leased port, leases the next free one (once per
+    /// start) and says so. Layers that read this one's URL are restarted with the new one.
+    fn relocate_if_taken(&mut self, i: usize) -> bool {
+        let (Some(port), Some(range)) = (self.servers[i].port, self.servers[i].cfg.ports) else {
+            return false;
+        };
+        if self.servers[i].relocated || crate::ports::is_free(port) {
+            return false;
+        }
+        let holder = proc::port_holder(port);
+        let layer = self.servers[i].cfg.name.clone();
+        let moved = self.ctx.store.relocate_port(
+            self.env.key,
+            &layer,
+            (range.start, range.end),
+            crate::ports::is_free,
+        );
+        let Ok(Some(new_port)) = moved else {
+            return false;
+        };
+        let who = holder.map_or("another program".into(), |(pid, name)| {
+            format!("pid {pid} ({name})")
+        });
+        let msg = format!("port {port} was taken by {who}; moved `{layer}` to port {new_port}");
+        let s = &mut self.servers[i];
+        s.relocated = true;
+        s.port = Some(new_port);
+        s.message = Some(msg.clone());
+        s.log.line(&format!("[grove] {msg}"));
+        self.log.line(&msg);
+        for j in 0..self.servers.len() {
+            if self.servers[j].deps.contains(&layer) && self.servers[j].leader.is_some() {
+                self.stop(j, Then::Restart);
+            }
+        }
+        true
+    }
+
+    /// Timers: starts, probes, deadlines.
+    fn tick(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.servers.len() {
+            match self.servers[i].state {
+                State::Waiting if !self.stopping => {
+                    let failed_dep = self.servers[i].deps.iter().find(|d| {
+                        self.servers
+                            .iter()
+                            .any(|s| &s.cfg.name == *d && matches!(s.state, State::Failed))
+                    });
+                    if let Some(dep) = failed_dep.cloned() {
+                        self.servers[i].state = State::Failed;
+                        self.servers[i].message = Some(format!("not started: `{dep}` failed"));
+                        self.save(i);
+                    } else if self.deps_ready(i) {
+                        self.start(i);
+                    }
+                }
+                State::Backoff { until } if now >= until && !self.stopping => {
+                    self.servers[i].state = State::Waiting;
+                    self.start(i);
+                }
+                State::Starting {
+                    deadline,
+                    next_probe,
+                } => {
+                    if self.probe_starting(i) {
+                        let s = &mut self.servers[i];
+                        let took = s.started_at.elapsed().as_secs_f64();
+                        s.state = State::Ready {
+                            next_check: now + HEALTH_EVERY,
+                            misses: 0,
+                        };
+                        s.ready_since = Some(now_ms());
+                        s.message = s.message.take().filter(|m| m.starts_with("port "));
+                        s.log
+                            .line(&format!("[grove] {} ready in {took:.2} s", s.cfg.name));
+                        self.save(i);
+                    } else if now >= deadline {
+                        if self.relocate_if_taken(i) {
+                            self.stop(i, Then::Restart);
+                        } else {
+                            let s = &mut self.servers[i];
+                            let msg = format!(
+                                "not ready after {} s ({})",
+                                s.cfg.ready.timeout_secs,
+                                describe_probe(&s.cfg.ready.probe)
+                            );
+                            s.log.line(&format!("[grove] {msg}"));
+                            s.message = Some(msg);
+                            self.stop(i, Then::Fail);
+                        }
+                    } else if now >= next_probe {
+                        let every = if matches!(self.servers[i].cfg.ready.probe, Probe::Exec(_)) {
+                            EXEC_PROBE_EVERY
+                        } else {
+                            PROBE_EVERY
+                        };
+                        self.servers[i].state = State::Starting {
+                            deadline,
+                            next_probe: now + every,
+                        };
+                    }
+                }
+                State::Ready { next_check, misses } if now >= next_check => {
+                    let healthy = self.health(i);
+                    let misses = if healthy { 0 } else { misses + 1 };
+                    let was_unhealthy = self.servers[i].message.as_deref() == Some("unhealthy");
+                    self.servers[i].state = State::Ready {
+                        next_check: now + HEALTH_EVERY,
+                        misses,
+                    };
+                    let unhealthy = misses >= HEALTH_MISSES;
+                    if unhealthy != was_unhealthy {
+                        self.servers[i].message = unhealthy.then(|| "unhealthy".to_string());
+                        self.save(i);
+                    }
+                }
+                State::Stopping {
+                    deadline,
+                    then,
+                    killed: false,
+                } if now >= deadline => {
+                    if let Some(leader) = self.servers[i].leader {
+                        let _ = killpg(Pid::from_raw(leader.pid.cast_signed()), Signal::SIGKILL);
+                        sweep(leader, Signal::SIGKILL);
+                        self.servers[i]
+                            .log
+                            .line("[grove] did not stop in time: killed");
+                    }
+                    self.servers[i].state = State::Stopping {
+                        deadline: now + Duration::from_secs(5),
+                        then,
+                        killed: true,
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn deps_ready(&self, i: usize) -> bool {
+        self.servers[i].deps.iter().all(|d| {
+            self.servers
+                .iter()
+                .find(|s| &s.cfg.name == d)
+                .is_none_or(|s| matches!(s.state, State::Ready { .. }))
+        })
+    }
+
+    /// One readiness check of a starting server.
+    fn probe_starting(&mut self, i: usize) -> bool {
+        let s = &mut self.servers[i];
+        if s.leader.is_none() {
+            return false;
+        }
+        match (&s.cfg.ready.probe, s.port) {
+            (Probe::Log(_), _) => s.log_seen,
+            (Probe::Tcp, Some(port)) => probe::tcp(port),
+            // Nothing to probe: a server without a port is ready once started.
+            (Probe::Tcp, None) => true,
+            (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
+            (Probe::Http { .. }, None) => false,
+            (Probe::Exec(cmd), _) => {
+                if s.exec_ok {
+                    return true;
+                }
+                if s.exec_probe.is_none() {
+                    let cmd = cmd.clone();
+                    self.spawn_exec_probe(i, &cmd);
+                }
+                false
+            }
+        }
+    }
+
+    fn spawn_exec_probe(&mut self, i: usize, cmd: &str) {
+        let Ok(vars) = self.vars(i) else { return };
+        let s = &mut self.servers[i];
+        let Some(wt) = self.ctx.store.instances(self.env.key).ok().and_then(|is| {
+            is.into_iter()
+                .find(|x| x.layer == s.cfg.name)
+                .map(|x| x.worktree)
+        }) else {
+            return;
+        };
+        let devnull = std::fs::File::options().write(true).open("/dev/null");
+        let Ok(devnull) = devnull else { return };
+        if let Ok(child) = Cmd::shell(cmd)
+            .cwd(wt)
+            .without_git_env()
+            .envs(vars)
+            .spawn_logged(&devnull)
+        {
+            s.exec_probe = Some(child.id());
+        }
+    }
+
+    /// Post-ready check (tcp and http probes only; a log line or a command says nothing later).
+    fn health(&self, i: usize) -> bool {
+        let s = &self.servers[i];
+        match (&s.cfg.ready.probe, s.port) {
+            (Probe::Tcp, Some(port)) => probe::tcp(port),
+            (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
+            _ => true,
+        }
+    }
+
+    /// The variables of layer `i`, rendered now (ports may have moved).
+    fn vars(&self, i: usize) -> Result<Vec<(String, String)>> {
+        let instances = self.ctx.store.instances(self.env.key)?;
+        self.ctx
+            .view(&self.env, &instances)
+            .vars(&self.servers[i].cfg)
+    }
+
+    fn start(&mut self, i: usize) {
+        if let Err(e) = self.try_start(i) {
+            let s = &mut self.servers[i];
+            s.state = State::Failed;
+            s.message = Some(format!("cannot start: {e:#}"));
+            s.log.line(&format!("[grove] cannot start: {e:#}"));
+            self.save(i);
+        }
+    }
+
+    fn try_start(&mut self, i: usize) -> Result<()> {
+        let vars = self.vars(i)?;
+        let instances = self.ctx.store.instances(self.env.key)?;
+        let s = &mut self.servers[i];
+        let inst = instances
+            .iter()
+            .find(|x| x.layer == s.cfg.name)
+            .context("instance vanished")?;
+        s.port = inst.port;
+        let run = s.cfg.run.clone().context("layer has no `run`")?;
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let relay = LineRelay::new(r)?;
+        let exe = std::env::current_exe().context("locating the grove binary")?;
+        let child = Cmd::new(exe)
+            .args(["__exec", "--parent", &self.me.pid.to_string()])
+            .args([
+                "--grace",
+                &s.cfg.stop_timeout_secs.to_string(),
+                "--",
+                "sh",
+                "-c",
+                &run,
+            ])
+            .cwd(&inst.worktree)
+            .without_git_env()
+            .envs(vars)
+            .spawn_to(w)?;
+        let leader = ProcId::of(child.id()).context("the server vanished at once")?;
+        s.log.line(&format!(
+            "[grove] starting {}: $ {run}   (pid {}, port {})",
+            s.cfg.name,
+            leader.pid,
+            s.port.map_or("-".into(), |p| p.to_string())
+        ));
+        s.leader = Some(leader);
+        s.out = Some(relay);
+        s.log_seen = false;
+        s.exec_ok = false;
+        s.started_at = Instant::now();
+        let now = Instant::now();
+        s.state = State::Starting {
+            deadline: now + Duration::from_secs(s.cfg.ready.timeout_secs),
+            next_probe: now + Duration::from_millis(20),
+        };
+        self.save(i);
+        Ok(())
+    }
+
+    /// Begins a graceful stop of server `i`: SIGTERM to its group, SIGKILL after its
+    /// `stop_timeout`; `then` says what follows once it is gone.
+    fn stop(&mut self, i: usize, then: Then) {
+        let s = &mut self.servers[i];
+        match s.leader {
+            Some(leader) => {
+                let _ = killpg(Pid::from_raw(leader.pid.cast_signed()), Signal::SIGTERM);
+                s.state = State::Stopping {
+                    deadline: Instant::now() + Duration::from_secs(s.cfg.stop_timeout_secs),
+                    then,
+                    killed: false,
+                };
+            }
+            None => {
+                s.state = match then {
+                    Then::Stop => State::Stopped,
+                    Then::Fail => State::Failed,
+                    Then::Restart => State::Waiting,
+                };
+            }
+        }
+        self.save(i);
+    }
+
+    fn restart(&mut self, i: usize) {
+        let s = &mut self.servers[i];
+        s.recent.clear();
+        s.relocated = false;
+        s.message = None;
+        if s.leader.is_some() {
+            self.stop(i, Then::Restart);
+        } else {
+            s.state = State::Waiting;
+            self.save(i);
+        }
+    }
+
+    /// Last resort when the supervisor itself fails: nothing it started may outlive it.
+    fn stop_all_now(&mut self) {
+        for s in &mut self.servers {
+            if let Some(leader) = s.leader.take() {
+                let _ = killpg(Pid::from_raw(leader.pid.cast_signed()), Signal::SIGKILL);
+                sweep(leader, Signal::SIGKILL);
+            }
+        }
+        let _ = self.ctx.store.clear_servers(self.env.key);
+    }
+
+    fn save(&mut self, i: usize) {
+        let s = &self.servers[i];
+        let unhealthy = s.message.as_deref() == Some("unhealthy");
+        let row = ServerRow {
+            layer: s.cfg.name.clone(),
+            state: s.state.name(unhealthy).to_string(),
+            leader: s.leader,
+            restarts: s.restarts,
+            last_exit: s.last_exit.clone(),
+            ready_since: if matches!(s.state, State::Ready { .. }) {
+                s.ready_since
+            } else {
+                None
+            },
+            message: s.message.clone(),
+        };
+        if let Err(e) = self.ctx.store.put_server(self.env.key, &row) {
+            self.log
+                .line(&format!("cannot record the state of {}: {e:#}", row.layer));
+        }
+    }
+}
+
+/// Signals every process left in `leader`'s session (see [`proc::session_members`]).
+pub(super) fn sweep(leader: ProcId, sig: Signal) {
+    for p in proc::session_members(leader) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(p.pid.cast_signed()), sig);
+    }
+}
+
+fn describe_probe(p: &Probe) -> String {
+    match p {
+        Probe::Tcp => "nothing accepted connections on its port".into(),
+        Probe::Http {
+            path,
+            status: Some(s),
+        } => format!("GET {path} never answered {s}"),
+        Probe::Http { path, status: None } => format!("GET {path} never answered below 500"),
+        Probe::Log(text) => format!("no output line matched `{text}`"),
+        Probe::Exec(cmd) => format!("`{cmd}` never exited 0"),
+    }
+}
