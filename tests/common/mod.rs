@@ -347,7 +347,6 @@ shared_url = "http://127.0.0.1:{shared_api}"
     }
 }
 
-#[must_use = "check the outcome with .success() or .failure(code)"]
 impl Drop for TestWorkspace {
     /// No test leaves a process behind, even one that failed half-way: every supervisor this
     /// GROVE_HOME knows is asked to stop (its guards stop the servers), then anything left in
