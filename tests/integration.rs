@@ -10,4 +10,5 @@ mod commands;
 mod concurrency;
 mod rollback;
 mod safety;
+mod servers;
 mod workflow;

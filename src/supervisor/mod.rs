@@ -211,8 +211,11 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
             .servers(env.key)?
             .into_iter()
             .find(|r| r.layer == layer);
+        // A new process, or a new failure (the request can fail before any process starts).
         if now.as_ref().is_none_or(|r| {
-            (r.leader.is_some() && r.leader != before.leader) || r.state == "failed"
+            (r.leader.is_some() && r.leader != before.leader)
+                || (r.state == "failed"
+                    && (before.state != "failed" || r.message != before.message))
         }) {
             break;
         }

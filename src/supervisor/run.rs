@@ -90,6 +90,10 @@ impl State {
                 then: Then::Restart,
                 ..
             } => "starting",
+            // Given up on: failed already, while its process is being stopped.
+            State::Stopping {
+                then: Then::Fail, ..
+            } => "failed",
             State::Stopping { .. } | State::Stopped => "stopped",
             State::Failed => "failed",
         }
@@ -266,7 +270,10 @@ impl Supervisor {
                 }
             }
             if self.flags.usr1.swap(false, Ordering::SeqCst) {
-                for layer in self.ctx.store.take_restart_requests(self.env.key)? {
+                let layers = self.ctx.store.take_restart_requests(self.env.key)?;
+                // A restart is how a fixed grove.toml reaches a running env.
+                self.reload_config(&layers);
+                for layer in layers {
                     if let Some(i) = self.servers.iter().position(|s| s.cfg.name == layer) {
                         self.restart(i);
                     }
@@ -285,6 +292,30 @@ impl Supervisor {
         }
     }
 
+    /// Re-reads grove.toml for the layers about to restart; a broken file keeps the old one.
+    fn reload_config(&mut self, layers: &[String]) {
+        let root = self.ctx.ws.root.clone();
+        match Workspace::discover(Some(&root), &root) {
+            Ok(ws) => {
+                for s in &mut self.servers {
+                    if layers.contains(&s.cfg.name)
+                        && let Some(cfg) = ws.config.layers.get(&s.cfg.name)
+                    {
+                        s.cfg = cfg.clone();
+                        s.matcher = match &cfg.ready.probe {
+                            Probe::Log(text) => Some(LogMatcher::new(text)),
+                            _ => None,
+                        };
+                    }
+                }
+                self.ctx.ws = ws;
+            }
+            Err(e) => self
+                .log
+                .line(&format!("grove.toml not reloaded: {}", e.msg)),
+        }
+    }
+
     /// Sleeps until output, a signal, or the next timer.
     fn wait(&mut self) -> Result<()> {
         let now = Instant::now();
@@ -298,6 +329,13 @@ impl Supervisor {
             State::Stopping { deadline, .. } => Some(deadline),
             _ => None,
         });
+        // A layer whose dependencies just became ready (or failed) must not wait for a timer.
+        let due_now = !self.stopping
+            && (0..self.servers.len()).any(|i| {
+                matches!(self.servers[i].state, State::Waiting)
+                    && (self.deps_ready(i) || self.failed_dep(i).is_some())
+            });
+        let next = next.chain(due_now.then_some(now));
         let timeout = match next.min() {
             Some(t) => {
                 let ms = t.saturating_duration_since(now).as_millis();
@@ -544,12 +582,7 @@ impl Supervisor {
         for i in 0..self.servers.len() {
             match self.servers[i].state {
                 State::Waiting if !self.stopping => {
-                    let failed_dep = self.servers[i].deps.iter().find(|d| {
-                        self.servers
-                            .iter()
-                            .any(|s| &s.cfg.name == *d && matches!(s.state, State::Failed))
-                    });
-                    if let Some(dep) = failed_dep.cloned() {
+                    if let Some(dep) = self.failed_dep(i) {
                         self.servers[i].state = State::Failed;
                         self.servers[i].message = Some(format!("not started: `{dep}` failed"));
                         self.save(i);
@@ -638,6 +671,19 @@ impl Supervisor {
                 _ => {}
             }
         }
+    }
+
+    /// A dependency of server `i` that failed: `i` will never start.
+    fn failed_dep(&self, i: usize) -> Option<String> {
+        self.servers[i]
+            .deps
+            .iter()
+            .find(|d| {
+                self.servers
+                    .iter()
+                    .any(|s| &s.cfg.name == *d && matches!(s.state, State::Failed))
+            })
+            .cloned()
     }
 
     fn deps_ready(&self, i: usize) -> bool {

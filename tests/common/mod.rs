@@ -174,6 +174,63 @@ shared_url = "http://127.0.0.1:{shared_api}"
         )
     }
 
+    /// Two layers running the test server (`tests/fixtures/server.py`), front wired to api,
+    /// each probed on `/health`, with a short stop grace. `front_extra` / `api_extra` are
+    /// appended to each layer's table (`env.CRASH = "1"`, `ready = …`).
+    pub fn servers_config(&self, front_extra: &str, api_extra: &str) -> String {
+        let layer = |name: &str, ports: String, shared: u16, extra: &str| {
+            format!(
+                r#"
+[layers.{name}]
+repo = "{name}"
+run = "exec python3 -u {fixture}"
+ports = "{ports}"
+shared_url = "http://127.0.0.1:{shared}"
+stop_timeout = 2
+env.PID_DIR = "{pids}/{{{{ env }}}}"
+{extra}
+"#,
+                fixture = fixture("server.py").display(),
+                pids = self.pid_dir().display(),
+            )
+        };
+        let front_extra = format!("env.API_URL = \"{{{{ layers.api.url }}}}\"\n{front_extra}");
+        let mut toml = String::from("[workspace]\ndefault_layers = [\"front\"]\n");
+        toml.push_str(&layer(
+            "front",
+            self.ports.range(0, 40),
+            self.ports.port(98),
+            &front_extra,
+        ));
+        toml.push_str(&layer(
+            "api",
+            self.ports.range(40, 40),
+            self.ports.port(99),
+            api_extra,
+        ));
+        toml
+    }
+
+    /// Where the test server writes `<env>/<layer>.pid` and `<env>/<layer>.grandchild.pid`.
+    pub fn pid_dir(&self) -> PathBuf {
+        self.tmp.path().join("pids")
+    }
+
+    /// The pid the test server of `layer` in `env` wrote, once it has.
+    pub fn server_pid(&self, env: &str, name: &str) -> i32 {
+        let path = self.pid_dir().join(env).join(name);
+        assert!(
+            wait_until(30, || path.exists()),
+            "{} never written",
+            path.display()
+        );
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub fn front_port(&self, n: u16) -> u16 {
         self.ports.port(n)
     }
@@ -389,6 +446,36 @@ pub fn run(cmd: &mut Command) -> Out {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// A file of `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `GET path` on 127.0.0.1:`port`: the status and body, or `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 /// Entries of a folder except grove's `.gitignore`, sorted; empty when it does not exist.
