@@ -113,7 +113,7 @@ def main():
     ap.add_argument("--envs", type=int, default=50)
     ap.add_argument("--grove")
     args = ap.parse_args()
-    grove = args.grove
+    grove = args.grove and str(Path(args.grove).resolve())
     if not grove:
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
         grove = str(ROOT / "target/release/grove")

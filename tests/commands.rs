@@ -164,8 +164,14 @@ fn demo_runs_the_reference_workflow_and_can_run_again() {
         "{out}"
     );
     assert!(out.stdout.contains("[feat-02 from feat/endpoint]"), "{out}");
+    // The fronts answer, each with the API it is wired to.
     assert!(
-        out.stdout.contains("API_URL=http://localhost:4000"),
+        out.stdout.contains("front (new UI) of env feat-02"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("\"api\": \"feat-02\""), "{out}");
+    assert!(
+        out.stdout.contains("wired to API http://localhost:4000"),
         "{out}"
     );
     let demo = ws.root.join("d");

@@ -141,20 +141,30 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
     step("grove ps");
     ps::run(&mut ctx, &PsArgs { json: false })?;
 
-    for env in ["feat-01", "feat-02"] {
-        step(&format!("grove env {env} front | grep API_URL"));
+    // Each front answers with the API it is wired to: feat-02's own, feat-01's shared one.
+    for env in ["feat-02", "feat-01"] {
         let row = ctx.require_env(env)?;
-        let instances = ctx.store.instances(row.key)?;
-        let vars = ctx
-            .view(&row, &instances)
-            .vars(&ctx.ws.config.layers["front"])?;
-        for (k, v) in vars.iter().filter(|(k, _)| k.contains("API_URL")) {
-            ui::out(format!("{k}={v}"));
+        let port = ctx
+            .store
+            .instances(row.key)?
+            .iter()
+            .find(|i| i.layer == "front")
+            .and_then(|i| i.port);
+        if let Some(port) = port {
+            step(&format!("curl http://localhost:{port}/"));
+            match crate::supervisor::probe::get(port, "/") {
+                Ok(body) => ui::out(body.trim_end()),
+                Err(e) => ui::out(format!("(no answer: {e})")),
+            }
         }
     }
     let grove = grove_command();
     ui::out(format!(
-        "\nThe demo workspace is {dir}. Try:\n  cd {dir}\n  {grove} ps\n  {grove} exec feat-02 -- git log --oneline -3\n  {grove} destroy feat-02",
+        "\nfeat-01 is wired to the shared API of the main stack (http://localhost:4000), which the\n\
+         demo does not run: start one with `(cd {dir}/api && PORT=4000 python3 server.py)`.\n\n\
+         The envs keep running. Try:\n  cd {dir}\n  {grove} ps\n  {grove} logs feat-02\n  \
+         {grove} exec feat-02 -- git log --oneline -3\n  {grove} destroy feat-02\n\
+         Running `grove demo` again stops and replaces them.",
         dir = crate::shq(&dir.to_string_lossy()),
     ));
     Ok(())

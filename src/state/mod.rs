@@ -209,6 +209,9 @@ impl Store {
         set_wal(&conn).map_err(|e| unwritable(&e))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The store is a few kilobytes; the 2 MB default page cache would be most of a
+        // supervisor's memory.
+        conn.pragma_update(None, "cache_size", -256)?;
         let mut store = Self { conn };
         store.migrate().map_err(|e| unwritable(&e))?;
         Ok(store)

@@ -57,6 +57,26 @@ pub fn http(port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
     Err(last)
 }
 
+/// The body of `GET path` on the loopback `port` (HTTP/1.0, for the demo).
+pub fn get(port: u16, path: &str) -> Result<String, String> {
+    let addr = loopback(port)[0];
+    let mut stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let req = format!("GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\n\r\n");
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    Ok(text
+        .split_once("\r\n\r\n")
+        .map_or(text.as_str(), |(_, b)| b)
+        .to_string())
+}
+
 fn parse_status(head: &[u8]) -> Option<u16> {
     let text = std::str::from_utf8(head).ok()?;
     let mut parts = text.split_whitespace();

@@ -39,6 +39,8 @@ use crate::workspace::Workspace;
 /// How often a starting server is probed.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// Least time between two probes triggered by output.
+const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(20);
 /// How often a ready server is checked (tcp/http probes), and how many misses make it unhealthy.
 const HEALTH_EVERY: Duration = Duration::from_secs(10);
 const HEALTH_MISSES: u32 = 3;
@@ -110,6 +112,9 @@ struct Server {
     log: LogWriter,
     matcher: Option<LogMatcher>,
     log_seen: bool,
+    /// Output arrived since the last readiness probe.
+    fresh_output: bool,
+    last_probe: Instant,
     exec_probe: Option<u32>,
     exec_ok: bool,
     started_at: Instant,
@@ -240,6 +245,8 @@ impl Supervisor {
                 log,
                 matcher,
                 log_seen: false,
+                fresh_output: false,
+                last_probe: Instant::now(),
                 exec_probe: None,
                 exec_ok: false,
                 started_at: Instant::now(),
@@ -323,6 +330,14 @@ impl Supervisor {
             State::Starting {
                 next_probe,
                 deadline,
+            } if s.fresh_output => Some(
+                next_probe
+                    .min(deadline)
+                    .min(s.last_probe + OUTPUT_PROBE_GAP),
+            ),
+            State::Starting {
+                next_probe,
+                deadline,
             } => Some(next_probe.min(deadline)),
             State::Ready { next_check, .. } => Some(next_check),
             State::Backoff { until } => Some(until),
@@ -390,6 +405,7 @@ impl Supervisor {
     fn line(&mut self, i: usize, text: &str) {
         let s = &mut self.servers[i];
         s.log.line(text);
+        s.fresh_output = true;
         if let Some(m) = &s.matcher
             && matches!(s.state, State::Starting { .. })
             && m.matches(text)
@@ -598,7 +614,17 @@ impl Supervisor {
                     deadline,
                     next_probe,
                 } => {
-                    if self.probe_starting(i) {
+                    // Probed on its timer, and soon after it prints something (a server often
+                    // says it listens): quick to notice, yet bounded for a chatty build.
+                    let s = &self.servers[i];
+                    let due = now >= next_probe
+                        || (s.fresh_output && now >= s.last_probe + OUTPUT_PROBE_GAP);
+                    if !due && now < deadline {
+                        continue;
+                    }
+                    self.servers[i].fresh_output = false;
+                    self.servers[i].last_probe = now;
+                    if due && self.probe_starting(i) {
                         let s = &mut self.servers[i];
                         let took = s.started_at.elapsed().as_secs_f64();
                         s.state = State::Ready {
@@ -624,7 +650,7 @@ impl Supervisor {
                             s.message = Some(msg);
                             self.stop(i, Then::Fail);
                         }
-                    } else if now >= next_probe {
+                    } else {
                         let every = if matches!(self.servers[i].cfg.ready.probe, Probe::Exec(_)) {
                             EXEC_PROBE_EVERY
                         } else {
