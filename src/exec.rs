@@ -265,14 +265,7 @@ impl Cmd {
     /// Starts the child with stdin closed and stdout + stderr appended to `log`.
     pub fn spawn_logged(&self, log: &File) -> Result<Child, CmdError> {
         let out = log.try_clone().map_err(|e| self.spawn_error(e))?;
-        let err = log.try_clone().map_err(|e| self.spawn_error(e))?;
-        trace_line(&format!("$ {} &", self.describe()));
-        self.command()
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| self.spawn_error(e))
+        self.spawn_to(out.into())
     }
 
     /// Starts the child with stdin closed and stdout + stderr both writing into `out` (the
