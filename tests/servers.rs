@@ -440,3 +440,28 @@ fn logs_follow_prints_new_lines() {
     child.wait().unwrap();
     assert!(seen, "`logs -f` never printed the request");
 }
+
+#[test]
+fn down_sweeps_servers_whose_supervisor_and_guard_were_both_killed() {
+    let ws = ws_with("", "");
+    ws.grove(&["create", "feat-01"]).success();
+    let env = env_json(&ws, "feat-01");
+    let sup = i32::try_from(env["supervisor"].as_i64().unwrap()).unwrap();
+    let guard = leaders(&env)[0];
+    let server = ws.server_pid("feat-01", "front.pid");
+    // Both die, the supervisor frozen first so that it cannot react to the guard's death:
+    // nothing is left to stop the server but grove's sweep.
+    kill(Pid::from_raw(sup), Signal::SIGSTOP).unwrap();
+    kill(Pid::from_raw(guard), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(sup), Signal::SIGKILL).unwrap();
+    assert!(wait_until(5, || group_members(sup).is_empty()));
+    assert!(
+        !group_members(guard).is_empty(),
+        "the server outlived its guard, as it can"
+    );
+    assert!(group_members(guard).contains(&server));
+    let out = ws.grove(&["down", "feat-01"]).success();
+    assert!(out.stderr.contains("stopped env `feat-01`"), "{out}");
+    assert!(group_members(guard).is_empty());
+    assert!(!listening(ws.front_port(0)));
+}
