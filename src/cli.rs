@@ -45,12 +45,18 @@ pub enum Command {
     Down(DownArgs),
     Restart(RestartArgs),
     Logs(LogsArgs),
+    Agent(AgentArgs),
+    Attach(AttachArgs),
     Destroy(DestroyArgs),
     Path(PathArgs),
     Env(EnvArgs),
     Exec(ExecArgs),
     Init(InitArgs),
     Demo(DemoArgs),
+    #[command(name = "agent-status")]
+    AgentStatus(AgentStatusArgs),
+    #[command(subcommand)]
+    Hooks(HooksCommand),
 }
 
 /// Make an env: a worktree per dedicated layer, ports, variables, copied files, setup
@@ -64,7 +70,30 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Branch name of the ticket (e.g. `feat-01`, `feat/login`)
-    pub name: String,
+    #[arg(required_unless_present = "tickets", conflicts_with = "tickets")]
+    pub name: Option<String>,
+
+    /// Launch the configured agent in the env once it is up (see `grove agent`)
+    #[arg(long, conflicts_with = "no_start")]
+    pub agent: bool,
+
+    /// The ticket the agent works on (a file; its text goes into the prompt)
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "agent",
+        conflicts_with = "tickets"
+    )]
+    pub ticket: Option<PathBuf>,
+
+    /// One env per ticket file, named after the file's stem, made in parallel (files or
+    /// patterns like 'tickets/*.md'); ends with a summary of what is up and what failed
+    #[arg(long, value_name = "FILE|GLOB", num_args = 1..)]
+    pub tickets: Vec<String>,
+
+    /// How many envs `--tickets` makes at once [default: the number of CPUs]
+    #[arg(long, value_name = "N", requires = "tickets")]
+    pub jobs: Option<usize>,
 
     /// Give LAYER its own instance, branched from BASE (repeatable; same as --from-<layer>=BASE)
     #[arg(long = "from", value_name = "LAYER=BASE")]
@@ -98,6 +127,68 @@ pub struct PsArgs {
     pub json: bool,
 }
 
+/// Launch the configured agent in an env, with a ticket as its task
+///
+/// Writes the env's context file (its URLs, worktrees, the ticket, the technical solution, how
+/// to use grove) into the env folder, renders `[agent] prompt`, and starts `[agent] command` in
+/// the env with its variables: in a tmux window (session `grove-<workspace>`, one window per
+/// env) or headless under the env's supervisor (`mode = "headless"`, output in `grove logs NAME
+/// agent`). Waits for the env's servers first unless `wait_ready = false`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    pub name: String,
+
+    /// The ticket: a file whose text goes into the prompt and the context file
+    #[arg(long, value_name = "FILE")]
+    pub ticket: Option<PathBuf>,
+
+    /// Run this command instead of `[agent] command`
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+}
+
+/// Go to an env's agent: its tmux window, or its log when headless
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    pub name: String,
+}
+
+/// Record an agent's state (called by the agent's hooks)
+///
+/// With `--hook`, reads the JSON Claude Code passes to hooks on stdin and maps its event:
+/// UserPromptSubmit, PreToolUse, PostToolUse → working; Notification (permission, idle,
+/// elicitation) → waiting; Stop → done; SessionEnd → exited. The env is `--env`, else
+/// $GROVE_ENV, else the one whose worktree holds the hook's (or this) folder.
+#[derive(Debug, Args)]
+pub struct AgentStatusArgs {
+    /// working, waiting, done or exited
+    #[arg(required_unless_present = "hook", value_parser = ["working", "waiting", "done", "exited"])]
+    pub state: Option<String>,
+
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+
+    /// Read a Claude Code hook's JSON from stdin
+    #[arg(long)]
+    pub hook: bool,
+}
+
+/// Agent hooks that report state to grove
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Merge grove's hooks into the agent's settings in a worktree (never replacing the user's)
+    ///
+    /// For `claude`: `.claude/settings.local.json` in the env's agent folder (or, without NAME,
+    /// the git worktree holding the current folder), kept out of git's sight.
+    Install {
+        /// The agent: `claude`
+        #[arg(value_parser = ["claude"])]
+        agent: String,
+        /// The env [default: the worktree holding the current folder]
+        name: Option<String>,
+    },
+}
+
 /// Start an env's servers and wait until they are ready
 ///
 /// Servers start in dependency order (a layer whose `env` reads another dedicated layer's URL
@@ -108,7 +199,7 @@ pub struct UpArgs {
     pub name: String,
 }
 
-/// Stop an env's servers; worktrees, branches and ports are kept
+/// Stop an env's servers and agent; worktrees, branches and ports are kept
 #[derive(Debug, Args)]
 pub struct DownArgs {
     pub name: String,
@@ -141,7 +232,7 @@ pub struct LogsArgs {
     pub lines: usize,
 }
 
-/// Remove an env: its worktrees, the branches grove created, its ports
+/// Remove an env: its servers and agent, worktrees, the branches grove created, its ports
 ///
 /// Refuses while any worktree has uncommitted changes or untracked files. A branch grove
 /// created is deleted only when its commits are in the base or on its upstream; otherwise it

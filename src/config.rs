@@ -32,7 +32,56 @@ pub struct Config {
     /// Absolute folder holding one folder per env.
     pub envs_dir: PathBuf,
     pub layers: IndexMap<String, Layer>,
+    pub agent: Option<AgentConfig>,
 }
+
+/// `[agent]`: the coding agent launched in an env with its ticket.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub command: String,
+    pub prompt: String,
+    pub prompt_via: PromptVia,
+    pub mode: AgentMode,
+    /// `None`: the env's first dedicated layer's worktree; `Some("env")`: the env folder;
+    /// `Some(layer)`: that layer's worktree.
+    pub cwd: Option<String>,
+    /// Absolute path of the technical solution every agent of the workspace gets.
+    pub solution: Option<PathBuf>,
+    pub wait_ready: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptVia {
+    /// The prompt is the command's last argument.
+    Arg,
+    /// The prompt is the command's standard input.
+    Stdin,
+    /// The path of a file holding the prompt is the command's last argument.
+    File,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    Tmux,
+    Headless,
+}
+
+pub const DEFAULT_PROMPT: &str = "You are working in the grove environment `{{ env }}`. Read {{ context }} first: \
+it lists this environment's URLs, the worktrees of its repos, and how to see logs and restart servers.\
+{% if solution %} The technical solution all tickets follow is {{ solution }}.{% endif %}\n\n\
+Implement this ticket ({{ ticket }}):\n\n{{ ticket_text }}\n";
+
+/// Variables a prompt may use.
+const PROMPT_VARS: &[&str] = &[
+    "ticket",
+    "ticket_text",
+    "solution",
+    "context",
+    "env",
+    "layers",
+];
 
 impl Config {
     /// Names of the code layers (those with a repo), in file order.
@@ -139,7 +188,19 @@ struct RawConfig {
     workspace: Option<RawWorkspace>,
     #[serde(default)]
     layers: IndexMap<Spanned<String>, Spanned<RawLayer>>,
-    agent: Option<Spanned<toml::Table>>,
+    agent: Option<Spanned<RawAgent>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    command: Option<Spanned<String>>,
+    prompt: Option<Spanned<String>>,
+    prompt_via: Option<PromptVia>,
+    mode: Option<AgentMode>,
+    cwd: Option<Spanned<String>>,
+    solution: Option<Spanned<String>>,
+    wait_ready: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -296,15 +357,6 @@ pub fn parse(path: &Path, root: &Path, src: &str) -> Result<Config, Fail> {
 }
 
 fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> Config {
-    if let Some(agent) = &raw.agent {
-        diags.push(
-            diag(
-                agent.span(),
-                "`[agent]` is not supported by this version of grove",
-            )
-            .hint("remove the `[agent]` table; agents arrive in a later release"),
-        );
-    }
     let names: Vec<String> = raw.layers.keys().map(|k| k.get_ref().clone()).collect();
     let mut layers = IndexMap::new();
     let mut ranges: Vec<(String, PortRange)> = Vec::new();
@@ -376,6 +428,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         }
         None => root.join(DEFAULT_ENVS_DIR),
     };
+    let agent = raw.agent.map(|a| validate_agent(a, &layers, root, diags));
     let name = ws.name.map(Spanned::into_inner).unwrap_or_else(|| {
         root.file_name()
             .map_or("workspace".into(), |n| n.to_string_lossy().into_owned())
@@ -386,6 +439,83 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         default_layers,
         envs_dir,
         layers,
+        agent,
+    }
+}
+
+fn validate_agent(
+    raw: Spanned<RawAgent>,
+    layers: &IndexMap<String, Layer>,
+    root: &Path,
+    diags: &mut Vec<Diag>,
+) -> AgentConfig {
+    let header = raw.span();
+    let raw = raw.into_inner();
+    let command = match &raw.command {
+        Some(c) if !c.get_ref().trim().is_empty() => c.get_ref().clone(),
+        Some(c) => {
+            diags.push(diag(c.span(), "empty agent `command`"));
+            String::new()
+        }
+        None => {
+            diags.push(
+                diag(header, "`[agent]` has no `command`")
+                    .hint("name the agent program, e.g. `command = \"claude\"`"),
+            );
+            String::new()
+        }
+    };
+    if let Some(p) = &raw.prompt {
+        match template::variables(p.get_ref()) {
+            Err(e) => diags.push(diag(p.span(), format!("bad template: {e}"))),
+            Ok(vars) => {
+                for var in vars {
+                    let root_var = var.split('.').next().unwrap_or("");
+                    if !PROMPT_VARS.contains(&root_var) {
+                        diags.push(
+                            diag(
+                                p.span(),
+                                format!("unknown template variable `{var}` in `prompt`"),
+                            )
+                            .hint(format!("available: {}", PROMPT_VARS.join(", "))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if let Some(cwd) = &raw.cwd {
+        let name = cwd.get_ref();
+        if name != "env" && !layers.get(name).is_some_and(Layer::is_code) {
+            diags.push(
+                diag(cwd.span(), format!("agent `cwd` `{name}` is neither `env` nor a code layer"))
+                    .hint("name a code layer, whose worktree the agent starts in, or `env` for the env folder"),
+            );
+        }
+    }
+    let solution = raw.solution.as_ref().map(|s| {
+        let path = root.join(s.get_ref());
+        if !path.is_file() {
+            diags.push(
+                diag(
+                    s.span(),
+                    format!("solution `{}` not found at {}", s.get_ref(), path.display()),
+                )
+                .hint("`solution` is a path relative to the folder holding grove.toml"),
+            );
+        }
+        path
+    });
+    AgentConfig {
+        command,
+        prompt: raw
+            .prompt
+            .map_or_else(|| DEFAULT_PROMPT.to_string(), Spanned::into_inner),
+        prompt_via: raw.prompt_via.unwrap_or(PromptVia::Arg),
+        mode: raw.mode.unwrap_or(AgentMode::Tmux),
+        cwd: raw.cwd.map(Spanned::into_inner),
+        solution,
+        wait_ready: raw.wait_ready.unwrap_or(true),
     }
 }
 
@@ -909,6 +1039,33 @@ mod tests {
             parse_str("[layers.front]\nrepo = \"front\"\nready = { tcp = true, log = \"x\" }\n")
                 .unwrap_err();
         assert!(e.contains("more than one probe"), "{e}");
+    }
+
+    #[test]
+    fn agent_table() {
+        let c = parse_str(
+            "[layers.front]\nrepo = \"front\"\n[agent]\ncommand = \"claude\"\nmode = \"headless\"\nprompt_via = \"stdin\"\n",
+        )
+        .unwrap();
+        let a = c.agent.unwrap();
+        assert_eq!(
+            (a.mode, a.prompt_via, a.wait_ready),
+            (AgentMode::Headless, PromptVia::Stdin, true)
+        );
+        assert!(template::variables(&a.prompt).is_ok());
+        let e = parse_str(
+            "[layers.front]\nrepo = \"front\"\n[agent]\nprompt = \"{{ tiket }}\"\ncwd = \"db\"\nmode = \"screen\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown variant `screen`"), "{e}");
+        let e = parse_str(
+            "[layers.front]\nrepo = \"front\"\n[agent]\nprompt = \"{{ tiket }}\"\ncwd = \"db\"\nsolution = \"nope.md\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`[agent]` has no `command`"), "{e}");
+        assert!(e.contains("unknown template variable `tiket`"), "{e}");
+        assert!(e.contains("agent `cwd` `db`"), "{e}");
+        assert!(e.contains("solution `nope.md` not found"), "{e}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub struct Cmd {
     envs: Vec<(OsString, Option<OsString>)>,
     stdin: Option<Vec<u8>>,
     own_group: bool,
+    clear_env: bool,
 }
 
 impl Cmd {
@@ -89,6 +90,7 @@ impl Cmd {
             envs: Vec::new(),
             stdin: None,
             own_group: false,
+            clear_env: false,
         }
     }
 
@@ -147,6 +149,13 @@ impl Cmd {
         self
     }
 
+    /// Starts the child with only the variables given with [`Cmd::env`], not this process's.
+    #[must_use]
+    pub fn env_clear(mut self) -> Self {
+        self.clear_env = true;
+        self
+    }
+
     /// Removes the git discovery variables (see [`GIT_DISCOVERY_VARS`]).
     #[must_use]
     pub fn without_git_env(mut self) -> Self {
@@ -184,6 +193,9 @@ impl Cmd {
         cmd.args(&self.args);
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
+        }
+        if self.clear_env {
+            cmd.env_clear();
         }
         for (k, v) in &self.envs {
             match v {
@@ -272,6 +284,17 @@ impl Cmd {
     /// write end of a pipe the caller reads).
     pub fn spawn_to(&self, out: std::os::fd::OwnedFd) -> Result<Child, CmdError> {
         let err = out.try_clone().map_err(|e| self.spawn_error(e))?;
+        trace_line(&format!("$ {} &", self.describe()));
+        self.command()
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| self.spawn_error(e))
+    }
+
+    /// Starts the child with stdin closed, stdout into `out` and stderr into `err`.
+    pub fn spawn_split(&self, out: File, err: File) -> Result<Child, CmdError> {
         trace_line(&format!("$ {} &", self.describe()));
         self.command()
             .stdin(Stdio::null())

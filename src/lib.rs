@@ -3,6 +3,7 @@
 //! This is the library behind the `grove` binary; its API is not stable and not meant for
 //! other crates.
 
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -40,6 +41,15 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         Some("__supervise") => return internal::supervise(&argv[2..]),
         _ => {}
     }
+    // `agent-status --hook` runs inside an agent's hooks: whatever goes wrong (no workspace
+    // here, a bad JSON), it must not fail the agent's tool call.
+    let hook =
+        argv.get(1).is_some_and(|a| a == "agent-status") && argv.iter().any(|a| a == "--hook");
+    let code = run_cli(argv);
+    if hook { 0 } else { code }
+}
+
+fn run_cli(argv: Vec<OsString>) -> i32 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let explicit =
         workspace_arg(&argv).or_else(|| std::env::var_os("GROVE_WORKSPACE").map(PathBuf::from));

@@ -24,8 +24,24 @@ pub struct EnvReport {
     /// The supervisor's pid while it runs.
     pub supervisor: Option<u32>,
     pub layers: Vec<LayerReport>,
+    pub agent: Option<AgentReport>,
     /// What is wrong with the env, each with what to do about it.
     pub problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentReport {
+    /// `tmux` or `headless`.
+    pub mode: String,
+    /// What its hooks last reported (`working`, `waiting`, `done`, `exited`), `running` when
+    /// alive and silent, `exited` when its process is gone.
+    pub state: String,
+    /// Unix milliseconds since it has been in that state.
+    pub since: Option<i64>,
+    pub pid: Option<u32>,
+    /// `session:window` of a tmux agent.
+    pub window: Option<String>,
+    pub last_exit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +127,20 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
         Phase::Ready if problems.iter().any(|p| p.starts_with("worktree of")) => "broken",
         Phase::Ready => servers_status(&states, sup.is_some(), sup_row.is_some()),
     };
+    let agent = ctx.store.agent(env.key)?.map(|row| {
+        let (state, since) = crate::agent::state(&row);
+        AgentReport {
+            window: row
+                .tmux_window
+                .as_ref()
+                .map(|id| format!("grove-{}:{id}", ctx.ws.key())),
+            pid: row.process.filter(ProcId::alive).map(|p| p.pid),
+            mode: row.mode,
+            state,
+            since,
+            last_exit: row.exit,
+        }
+    });
     Ok(EnvReport {
         name: env.name.clone(),
         env_id: env.ident.clone(),
@@ -118,6 +148,7 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
         created_at: env.created_at,
         supervisor: sup.map(|s| s.pid),
         layers,
+        agent,
         problems,
     })
 }

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod agents;
 mod bad_input;
 mod commands;
 mod concurrency;

@@ -115,7 +115,7 @@ fn reference_workflow_with_live_servers() {
     assert!(
         ps.stdout
             .lines()
-            .all(|l| l.starts_with("NAME") || l.ends_with("running")),
+            .all(|l| l.starts_with("NAME") || l.ends_with("running  -")),
         "{ps}"
     );
 

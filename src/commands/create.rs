@@ -49,8 +49,11 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
         };
         from.push((layer.to_string(), base.to_string()));
     }
+    if !args.tickets.is_empty() {
+        return super::fanout::run(ctx, args, &from);
+    }
     let opts = CreateOpts {
-        name: args.name.clone(),
+        name: args.name.clone().unwrap_or_default(),
         from,
         base: args.base.clone(),
         start: !args.no_start,
@@ -62,6 +65,10 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
         ui::out(serde_json::to_string_pretty(&report)?);
     } else {
         print_urls(&report);
+    }
+    if args.agent {
+        // The env is whole and stays if its agent cannot start.
+        crate::agent::launch(ctx, &env, args.ticket.as_deref(), None)?;
     }
     Ok(())
 }

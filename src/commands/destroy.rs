@@ -83,7 +83,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     ctx.store
         .set_phase(env.key, Phase::Destroying, Some(ctx.me))?;
     // Nothing grove started outlives the env.
-    if crate::supervisor::down(ctx, &env)? {
+    if crate::supervisor::stop_env(ctx, &env)? {
         ui::info(format!("  stopped the servers of `{}`", env.name));
     }
     for c in &checks {

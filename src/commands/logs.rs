@@ -35,18 +35,26 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         .map(|i| i.layer)
         .collect();
     let names: Vec<String> = match &args.layer {
-        Some(l) if servers.contains(l) || l == "setup" || l == "supervisor" => vec![l.clone()],
+        Some(l)
+            if servers.contains(l) || ["setup", "supervisor", "agent"].contains(&l.as_str()) =>
+        {
+            vec![l.clone()]
+        }
         Some(l) => {
             return Err(Fail::new(format!("env `{}` has no server `{l}`", env.name))
                 .hint(format!(
-                    "logs of this env: {}, setup, supervisor",
+                    "logs of this env: {}, setup, agent, supervisor",
                     servers.join(", ")
                 ))
                 .into());
         }
-        None => std::iter::once("setup".to_string())
-            .chain(servers)
-            .collect(),
+        None => {
+            let agent = dir.join("agent.log").exists().then(|| "agent".to_string());
+            std::iter::once("setup".to_string())
+                .chain(servers)
+                .chain(agent)
+                .collect()
+        }
     };
     let mut sources: Vec<Source> = names
         .into_iter()

@@ -1,10 +1,12 @@
 //! One file per command: `run(ctx, args)`. Commands hold the workflow; the mechanisms (git,
 //! the store, templates, provisioning) live in the modules they call.
 
+mod agents;
 mod create;
 mod demo;
 mod destroy;
 mod envcmd;
+mod fanout;
 mod init;
 mod logs;
 mod ps;
@@ -24,6 +26,10 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
     match cli.command {
         Command::Create(args) => create::run(&mut ctx()?, &args),
         Command::Ps(args) => ps::run(&mut ctx()?, &args),
+        Command::Agent(args) => agents::agent(&mut ctx()?, &args),
+        Command::Attach(args) => agents::attach(&ctx()?, &args),
+        Command::AgentStatus(args) => agents::agent_status(&mut ctx()?, &args, cwd),
+        Command::Hooks(cmd) => agents::hooks(&ctx()?, &cmd, cwd),
         Command::Up(args) => servers::up(&mut ctx()?, &args),
         Command::Down(args) => servers::down(&mut ctx()?, &args),
         Command::Restart(args) => servers::restart(&mut ctx()?, &args),

@@ -39,7 +39,7 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
     let mut rows = vec![
         std::iter::once("NAME".to_string())
             .chain(code_layers.iter().map(|l| l.to_ascii_uppercase()))
-            .chain(std::iter::once("STATUS".to_string()))
+            .chain(["STATUS".to_string(), "AGENT".to_string()])
             .collect::<Vec<_>>(),
     ];
     for r in &reports {
@@ -53,6 +53,7 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
             );
         }
         row.push(r.status.to_string());
+        row.push(r.agent.as_ref().map_or("-".into(), |a| a.state.clone()));
         rows.push(row);
     }
     for line in ui::table(&rows) {

@@ -42,7 +42,7 @@ pub fn up(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
 pub fn down(ctx: &mut Ctx, args: &DownArgs) -> Result<()> {
     let env = ready_env(ctx, &args.name)?;
     interrupt::guard();
-    if supervisor::down(ctx, &env)? {
+    if supervisor::stop_env(ctx, &env)? {
         ui::info(format!("stopped env `{}`", env.name));
     } else {
         ui::info(format!("env `{}` was not running", env.name));

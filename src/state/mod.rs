@@ -182,6 +182,26 @@ pub struct ServerRow {
     pub message: Option<String>,
 }
 
+/// An env's agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentRow {
+    /// `tmux` or `headless`.
+    pub mode: String,
+    /// Headless: how to start it (JSON), for the supervisor.
+    pub spec: Option<String>,
+    /// The agent's process: the tmux pane's, or the headless guard's.
+    pub process: Option<ProcId>,
+    /// The tmux server socket (absent: the default server) and the window id (`@3`).
+    pub tmux_socket: Option<String>,
+    pub tmux_window: Option<String>,
+    /// The last state the agent's hooks reported, and since when (Unix ms).
+    pub state: Option<String>,
+    pub state_since: Option<i64>,
+    pub started_at: i64,
+    /// How its process ended, when it did (headless).
+    pub exit: Option<String>,
+}
+
 /// A port leased by some env: for "range exhausted" errors.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -645,6 +665,94 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some(port))
+    }
+
+    pub fn agent(&self, key: EnvKey) -> Result<Option<AgentRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT mode, spec, pid, start, tmux_socket, tmux_window, state, state_since, started_at, exit
+                 FROM agents WHERE env = ?1",
+                [key],
+                |r| {
+                    let pid: Option<u32> = r.get(2)?;
+                    let start: Option<i64> = r.get(3)?;
+                    Ok(AgentRow {
+                        mode: r.get(0)?,
+                        spec: r.get(1)?,
+                        process: pid.zip(start).map(|(pid, s)| ProcId { pid, start: s.unsigned_abs() }),
+                        tmux_socket: r.get(4)?,
+                        tmux_window: r.get(5)?,
+                        state: r.get(6)?,
+                        state_since: r.get(7)?,
+                        started_at: r.get(8)?,
+                        exit: r.get(9)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Records a newly launched agent, replacing any earlier one of the env.
+    pub fn put_agent(&mut self, key: EnvKey, a: &AgentRow) -> Result<()> {
+        let (pid, start) = owner_params(a.process);
+        self.conn.execute(
+            "INSERT OR REPLACE INTO agents
+             (env, mode, spec, pid, start, tmux_socket, tmux_window, state, state_since, started_at, exit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                key, a.mode, a.spec, pid, start, a.tmux_socket, a.tmux_window, a.state,
+                a.state_since, a.started_at, a.exit
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The headless agent's process started (or ended, with how).
+    pub fn set_agent_process(
+        &mut self,
+        key: EnvKey,
+        process: Option<ProcId>,
+        exit: Option<&str>,
+    ) -> Result<()> {
+        let (pid, start) = owner_params(process);
+        self.conn.execute(
+            "UPDATE agents SET pid = ?1, start = ?2, exit = ?3 WHERE env = ?4",
+            params![pid, start, exit, key],
+        )?;
+        Ok(())
+    }
+
+    /// The tmux window the agent runs in, once opened (its state, if it reported one already,
+    /// is kept).
+    pub fn set_agent_window(
+        &mut self,
+        key: EnvKey,
+        process: Option<ProcId>,
+        socket: &str,
+        window: &str,
+    ) -> Result<()> {
+        let (pid, start) = owner_params(process);
+        self.conn.execute(
+            "UPDATE agents SET pid = ?1, start = ?2, tmux_socket = ?3, tmux_window = ?4 WHERE env = ?5",
+            params![pid, start, socket, window, key],
+        )?;
+        Ok(())
+    }
+
+    /// What the agent's hooks report (`working`, `waiting`, `done`, `exited`).
+    pub fn set_agent_state(&mut self, key: EnvKey, state: &str, since_ms: i64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE agents SET state = ?1, state_since = ?2 WHERE env = ?3",
+            params![state, since_ms, key],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn delete_agent(&mut self, key: EnvKey) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM agents WHERE env = ?1", [key])?;
+        Ok(())
     }
 
     /// Leases held in `start..=end`, with the env and workspace holding each.

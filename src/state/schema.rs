@@ -84,4 +84,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (env, layer)
     );
     ",
+    // 3: agents. One per env: in a tmux window, or headless under the env's supervisor.
+    r"
+    CREATE TABLE agents (
+        env          INTEGER PRIMARY KEY REFERENCES envs(id) ON DELETE CASCADE,
+        mode         TEXT NOT NULL CHECK (mode IN ('tmux', 'headless')),
+        spec         TEXT,
+        pid          INTEGER,
+        start        INTEGER,
+        tmux_socket  TEXT,
+        tmux_window  TEXT,
+        state        TEXT,
+        state_since  INTEGER,
+        started_at   INTEGER NOT NULL,
+        exit         TEXT
+    );
+    ",
 ];

@@ -43,14 +43,35 @@ pub fn up(ctx: &mut Ctx, env: &EnvRow) -> Result<()> {
     if !has_servers(ctx, env)? {
         return Ok(());
     }
-    if alive(ctx, env)?.is_none() {
-        warn_unreachable_shared(ctx, env)?;
-        sweep_leftovers(ctx, env)?;
-        // Rows of an earlier run must not pass for the new servers' readiness.
-        ctx.store.clear_servers(env.key)?;
-        spawn(ctx, env)?;
+    if alive(ctx, env)?.is_some() {
+        // Already up: only changes from here on are news.
+        return wait_for(ctx, env, false);
     }
+    warn_unreachable_shared(ctx, env)?;
+    // Clears the rows of an earlier run: they must not pass for the new servers' readiness.
+    ensure_running(ctx, env)?;
     wait_ready(ctx, env)
+}
+
+/// Starts the env's supervisor unless it runs (it starts the servers; nothing waits for them).
+pub fn ensure_running(ctx: &mut Ctx, env: &EnvRow) -> Result<ProcId> {
+    if let Some(sup) = alive(ctx, env)? {
+        return Ok(sup);
+    }
+    sweep_leftovers(ctx, env)?;
+    ctx.store.clear_servers(env.key)?;
+    spawn(ctx, env)
+}
+
+/// Tells the supervisor to look at its requests (restarts, a headless agent to start).
+pub fn notify(sup: ProcId) {
+    let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGUSR1);
+}
+
+/// Stops everything of the env that runs: its agent and its servers.
+pub fn stop_env(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
+    let agent = crate::agent::stop(ctx, env)?;
+    Ok(down(ctx, env)? | agent)
 }
 
 /// Whether any dedicated layer of the env has a server to run.
@@ -202,7 +223,7 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
         return Err(Fail::new(format!("layer `{layer}` of `{}` runs no server", env.name)).into());
     };
     ctx.store.request_restart(env.key, layer)?;
-    let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGUSR1);
+    notify(sup);
     // Wait for the new process, so the readiness we then wait for is the new one's.
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {

@@ -142,7 +142,21 @@ struct Supervisor {
     flags: Flags,
     stopping: bool,
     log: LogWriter,
+    /// The env's headless agent, while it runs.
+    agent: Option<Agent>,
 }
+
+/// A headless agent: started once, never restarted, stopped with the env.
+struct Agent {
+    leader: ProcId,
+    out: Option<LineRelay>,
+    log: LogWriter,
+    /// Set when a stop began: SIGKILL after this.
+    kill_at: Option<Instant>,
+}
+
+/// How long a headless agent gets between SIGTERM and SIGKILL.
+const AGENT_GRACE: Duration = Duration::from_secs(10);
 
 /// Entry point of `grove __supervise --workspace ROOT ENV`.
 pub fn main(root: &Path, env_name: &str) -> Result<()> {
@@ -167,9 +181,13 @@ pub fn main(root: &Path, env_name: &str) -> Result<()> {
         flags,
         stopping: false,
         log,
+        agent: None,
     };
     sup.log.line(&format!("supervisor {} started", me.pid));
-    let result = sup.load().and_then(|()| sup.run());
+    let result = sup.load().and_then(|()| {
+        sup.start_agent();
+        sup.run()
+    });
     if let Err(e) = &result {
         sup.log.line(&format!("supervisor failed: {e:#}"));
         sup.stop_all_now();
@@ -275,8 +293,10 @@ impl Supervisor {
                 for i in 0..self.servers.len() {
                     self.stop(i, Then::Stop);
                 }
+                self.stop_agent();
             }
             if self.flags.usr1.swap(false, Ordering::SeqCst) {
+                self.start_agent();
                 let layers = self.ctx.store.take_restart_requests(self.env.key)?;
                 // A restart is how a fixed grove.toml reaches a running env.
                 self.reload_config(&layers);
@@ -287,7 +307,13 @@ impl Supervisor {
                 }
             }
             self.tick();
+            if let Some(a) = &self.agent
+                && a.kill_at.is_some_and(|t| Instant::now() >= t)
+            {
+                let _ = killpg(Pid::from_raw(a.leader.pid.cast_signed()), Signal::SIGKILL);
+            }
             if self.stopping
+                && self.agent.is_none()
                 && self
                     .servers
                     .iter()
@@ -296,6 +322,73 @@ impl Supervisor {
                 return Ok(());
             }
             self.wait()?;
+        }
+    }
+
+    /// Starts the headless agent the CLI asked for (a row with a spec and no process yet).
+    fn start_agent(&mut self) {
+        if self.agent.is_some() || self.stopping {
+            return;
+        }
+        let Ok(Some(row)) = self.ctx.store.agent(self.env.key) else {
+            return;
+        };
+        if row.mode != "headless" || row.process.is_some() || row.exit.is_some() {
+            return;
+        }
+        let Some(spec) = row
+            .spec
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<crate::agent::Spec>(s).ok())
+        else {
+            return;
+        };
+        match self.spawn_agent(&spec) {
+            Ok(agent) => {
+                let _ = self
+                    .ctx
+                    .store
+                    .set_agent_process(self.env.key, Some(agent.leader), None);
+                self.agent = Some(agent);
+            }
+            Err(e) => {
+                self.log.line(&format!("cannot start the agent: {e:#}"));
+                let _ = self.ctx.store.set_agent_process(
+                    self.env.key,
+                    None,
+                    Some(&format!("cannot start: {e:#}")),
+                );
+            }
+        }
+    }
+
+    fn spawn_agent(&mut self, spec: &crate::agent::Spec) -> Result<Agent> {
+        let mut log = LogWriter::open(&self.ctx.log_dir(&self.env.name).join("agent.log"))?;
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let relay = LineRelay::new(r)?;
+        let exe = std::env::current_exe().context("locating the grove binary")?;
+        let child = Cmd::new(exe)
+            .args(["__exec", "--parent", &self.me.pid.to_string()])
+            .args(["--grace", &AGENT_GRACE.as_secs().to_string(), "--"])
+            .args(&spec.argv)
+            .cwd(&spec.cwd)
+            .env_clear()
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .spawn_to(w)?;
+        let leader = ProcId::of(child.id()).context("the agent vanished at once")?;
+        log.line(&format!("[grove] agent started (pid {})", leader.pid));
+        Ok(Agent {
+            leader,
+            out: Some(relay),
+            log,
+            kill_at: None,
+        })
+    }
+
+    fn stop_agent(&mut self) {
+        if let Some(a) = &mut self.agent {
+            let _ = killpg(Pid::from_raw(a.leader.pid.cast_signed()), Signal::SIGTERM);
+            a.kill_at = Some(Instant::now() + AGENT_GRACE);
         }
     }
 
@@ -350,7 +443,9 @@ impl Supervisor {
                 matches!(self.servers[i].state, State::Waiting)
                     && (self.deps_ready(i) || self.failed_dep(i).is_some())
             });
-        let next = next.chain(due_now.then_some(now));
+        let next = next
+            .chain(due_now.then_some(now))
+            .chain(self.agent.as_ref().and_then(|a| a.kill_at));
         let timeout = match next.min() {
             Some(t) => {
                 let ms = t.saturating_duration_since(now).as_millis();
@@ -366,6 +461,10 @@ impl Supervisor {
                 owners.push(i);
             }
         }
+        let agent_fd = self.agent.as_ref().and_then(|a| a.out.as_ref()).map(|r| {
+            fds.push(PollFd::new(r.fd(), PollFlags::POLLIN));
+            fds.len() - 1
+        });
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll"),
@@ -384,7 +483,20 @@ impl Supervisor {
                 self.drain(i);
             }
         }
+        if agent_fd.is_some_and(|k| ready[k]) {
+            self.drain_agent();
+        }
         Ok(())
+    }
+
+    fn drain_agent(&mut self) {
+        let Some(a) = &mut self.agent else { return };
+        let Some(relay) = &mut a.out else { return };
+        let log = &mut a.log;
+        relay.pump(|l| log.line(l));
+        if relay.eof {
+            a.out = None;
+        }
     }
 
     /// Reads what server `i` wrote, line by line into its log.
@@ -432,6 +544,18 @@ impl Supervisor {
 
     fn exited(&mut self, pid: Pid, how: String, success: bool) {
         let pid = pid.as_raw().unsigned_abs();
+        if self.agent.as_ref().is_some_and(|a| a.leader.pid == pid) {
+            self.drain_agent();
+            if let Some(mut a) = self.agent.take() {
+                sweep(a.leader, Signal::SIGKILL);
+                a.log.line(&format!("[grove] agent exited ({how})"));
+            }
+            let _ = self
+                .ctx
+                .store
+                .set_agent_process(self.env.key, None, Some(&how));
+            return;
+        }
         if let Some(s) = self.servers.iter_mut().find(|s| s.exec_probe == Some(pid)) {
             s.exec_probe = None;
             s.exec_ok = success;
@@ -884,6 +1008,10 @@ impl Supervisor {
 
     /// Last resort when the supervisor itself fails: nothing it started may outlive it.
     fn stop_all_now(&mut self) {
+        if let Some(a) = self.agent.take() {
+            let _ = killpg(Pid::from_raw(a.leader.pid.cast_signed()), Signal::SIGKILL);
+            sweep(a.leader, Signal::SIGKILL);
+        }
         for s in &mut self.servers {
             if let Some(leader) = s.leader.take() {
                 let _ = killpg(Pid::from_raw(leader.pid.cast_signed()), Signal::SIGKILL);

@@ -116,7 +116,13 @@ impl TestWorkspace {
         let base = tmp.path().canonicalize().unwrap();
         let root = base.join("ws");
         let home = base.join("home");
-        for d in [&root, &home, &base.join("state"), &base.join("config")] {
+        for d in [
+            &root,
+            &home,
+            &base.join("state"),
+            &base.join("config"),
+            &base.join("tmux"),
+        ] {
             std::fs::create_dir_all(d).unwrap();
         }
         std::fs::write(
@@ -211,6 +217,32 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
         toml
     }
 
+    /// What the fake agent recorded for `env`: `argv`, `cwd`, `env`, `stdin`, `pid`.
+    pub fn agent_record(&self, env: &str, what: &str) -> String {
+        let path = self.tmp.path().join("agents").join(env).join(what);
+        assert!(
+            wait_until(30, || path.exists()),
+            "{} never written",
+            path.display()
+        );
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// Lets the fake agent of `env` go on to its next state (`go-waiting`, `go-done`).
+    pub fn agent_step(&self, env: &str, step: &str) {
+        let dir = self.tmp.path().join("agents").join(env);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(step), "").unwrap();
+    }
+
+    /// `[agent]` running the fake agent.
+    pub fn agent_config(&self, mode: &str, extra: &str) -> String {
+        format!(
+            "\n[agent]\ncommand = \"sh {}\"\nmode = \"{mode}\"\n{extra}\n",
+            fixture("fake_agent.sh").display()
+        )
+    }
+
     /// Where the test server writes `<env>/<layer>.pid` and `<env>/<layer>.grandchild.pid`.
     pub fn pid_dir(&self) -> PathBuf {
         self.tmp.path().join("pids")
@@ -265,8 +297,17 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
     /// The hermetic environment of every process the tests start.
     fn apply_env(&self, cmd: &mut Command) {
         let base = self.tmp.path().canonicalize().unwrap();
+        // grove on PATH, as once installed: agents and hooks call it by name.
+        let bin = Path::new(GROVE).parent().unwrap().to_path_buf();
+        let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )))
+        .unwrap();
         cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", path)
+            // A tmux server of this test's own (its socket lives under TMUX_TMPDIR).
+            .env("TMUX_TMPDIR", base.join("tmux"))
+            .env("AGENT_RECORD", base.join("agents"))
             .env("HOME", &self.home)
             .env("XDG_CONFIG_HOME", base.join("config"))
             .env("XDG_STATE_HOME", base.join("state"))
@@ -409,6 +450,7 @@ impl Drop for TestWorkspace {
     /// GROVE_HOME knows is asked to stop (its guards stop the servers), then anything left in
     /// the recorded server sessions is killed.
     fn drop(&mut self) {
+        let _ = self.command("tmux").arg("kill-server").output();
         let db = self.grove_home.join("state.db");
         let Ok(conn) = rusqlite::Connection::open(db) else {
             return;

@@ -1,0 +1,449 @@
+//! One coding agent per env: launched in the env with its ticket and the env's context, in a
+//! tmux window or headless under the env's supervisor; its state comes from its own hooks,
+//! with the liveness of its process as the fallback.
+//!
+//! The context and prompt files live in the env folder, next to the worktrees and inside none
+//! of them, so no repo's `git status` ever shows them.
+
+pub mod hooks;
+pub mod tmux;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AgentConfig, AgentMode, PromptVia};
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::git::Repo;
+use crate::proc::ProcId;
+use crate::state::{AgentRow, EnvRow};
+use crate::{provision, supervisor, template, ui};
+
+pub const CONTEXT_FILE: &str = "grove-context.md";
+pub const PROMPT_FILE: &str = "grove-prompt.md";
+
+/// How the supervisor starts a headless agent.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Spec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The agent configuration: grove.toml's `[agent]`, with `--command` overriding its command.
+fn config(ctx: &Ctx, command: Option<&str>) -> Result<AgentConfig> {
+    match (&ctx.ws.config.agent, command) {
+        (Some(a), Some(c)) => Ok(AgentConfig {
+            command: c.to_string(),
+            ..a.clone()
+        }),
+        (Some(a), None) => Ok(a.clone()),
+        (None, Some(c)) => Ok(AgentConfig {
+            command: c.to_string(),
+            prompt: crate::config::DEFAULT_PROMPT.to_string(),
+            prompt_via: PromptVia::Arg,
+            mode: AgentMode::Tmux,
+            cwd: None,
+            solution: None,
+            wait_ready: true,
+        }),
+        (None, None) => Err(Fail::new(format!(
+            "{} has no `[agent]`",
+            ctx.ws.config.path.display()
+        ))
+        .hint("add `[agent]` with `command = \"claude\"` (or your agent), or pass `--command CMD`")
+        .into()),
+    }
+}
+
+/// What `ps` shows of the env's agent: the state its hooks reported while its process lives,
+/// `running` when it lives but never reported, `exited` when its process is gone.
+pub fn state(row: &AgentRow) -> (String, Option<i64>) {
+    let alive = row.process.is_some_and(|p| p.alive());
+    // Recorded, not started yet: the row is written first, so that an agent reporting at once
+    // finds it.
+    let pending = row.process.is_none() && row.exit.is_none();
+    match (&row.state, alive || pending) {
+        (Some(s), true) => (s.clone(), row.state_since),
+        (None, true) => ("running".into(), Some(row.started_at)),
+        (Some(s), false) if s == "exited" => (s.clone(), row.state_since),
+        (_, false) => ("exited".into(), row.state_since),
+    }
+}
+
+/// Launches the configured agent in `env`, with `ticket` as its task.
+pub fn launch(
+    ctx: &mut Ctx,
+    env: &EnvRow,
+    ticket: Option<&Path>,
+    command: Option<&str>,
+) -> Result<()> {
+    let cfg = config(ctx, command)?;
+    if cfg.mode == AgentMode::Tmux {
+        tmux::require()?;
+    }
+    let ticket = match ticket {
+        Some(p) => {
+            let text = fs_err::read_to_string(p)
+                .map_err(|e| Fail::new(format!("cannot read the ticket: {e}")))?;
+            Some((std::path::absolute(p)?, text))
+        }
+        None => None,
+    };
+    if let Some(old) = ctx.store.agent(env.key)? {
+        if state(&old).0 != "exited" {
+            return Err(
+                Fail::new(format!("env `{}` already has a running agent", env.name))
+                    .hint(format!(
+                        "see it with `grove attach {n}`; `grove down {n}` stops it",
+                        n = crate::shq(&env.name)
+                    ))
+                    .into(),
+            );
+        }
+        stop(ctx, env)?;
+    }
+    if cfg.wait_ready {
+        supervisor::up(ctx, env)?;
+    }
+    let instances = ctx.store.instances(env.key)?;
+    let primary = instances
+        .first()
+        .context("the env has no dedicated layer")?;
+    let (cwd, vars_layer) = match cfg.cwd.as_deref() {
+        None => (primary.worktree.clone(), primary.layer.clone()),
+        Some("env") => (ctx.ws.env_dir(&env.name), primary.layer.clone()),
+        Some(layer) => match instances.iter().find(|i| i.layer == layer) {
+            Some(i) => (i.worktree.clone(), i.layer.clone()),
+            None => {
+                return Err(Fail::new(format!(
+                    "the agent's `cwd` is layer `{layer}`, which env `{}` does not have",
+                    env.name
+                ))
+                .hint(format!("create the env with `--from-{layer}=BASE`"))
+                .into());
+            }
+        },
+    };
+    let env_dir = ctx.ws.env_dir(&env.name);
+    let context_path = env_dir.join(CONTEXT_FILE);
+    provision::write_atomic(
+        &context_path,
+        context(ctx, env, ticket.as_ref(), &cfg)?.as_bytes(),
+    )?;
+    let prompt = render_prompt(ctx, env, &cfg, ticket.as_ref(), &context_path)?;
+    let prompt_path = env_dir.join(PROMPT_FILE);
+    provision::write_atomic(&prompt_path, prompt.as_bytes())?;
+
+    let view = ctx.view(env, &instances);
+    let mut vars = view.vars(&ctx.ws.config.layers[&vars_layer])?;
+    vars.push((
+        "GROVE_CONTEXT".into(),
+        context_path.to_string_lossy().into_owned(),
+    ));
+    vars.push((
+        "GROVE_PROMPT_FILE".into(),
+        prompt_path.to_string_lossy().into_owned(),
+    ));
+    if let Some((path, _)) = &ticket {
+        vars.push(("GROVE_TICKET".into(), path.to_string_lossy().into_owned()));
+    }
+    // The agent runs with the environment of whoever launched it (their PATH, their API keys),
+    // wherever it actually starts (a tmux server or a supervisor started earlier), plus the
+    // env's variables. A terminal's own variables stay the terminal's.
+    const TERMINAL_VARS: &[&str] = &[
+        "TERM",
+        "TMUX",
+        "TMUX_PANE",
+        "COLUMNS",
+        "LINES",
+        "SHLVL",
+        "PWD",
+        "OLDPWD",
+        "_",
+    ];
+    let mut full: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            !TERMINAL_VARS.contains(&k.as_str())
+                && !crate::exec::GIT_DISCOVERY_VARS.contains(&k.as_str())
+                && !vars.iter().any(|(v, _)| v == k)
+        })
+        .collect();
+    full.extend(vars);
+    let vars = full;
+    let script = match cfg.prompt_via {
+        PromptVia::Arg => format!("{} \"$1\"", cfg.command),
+        PromptVia::Stdin => format!("{} < \"$GROVE_PROMPT_FILE\"", cfg.command),
+        PromptVia::File => format!("{} \"$GROVE_PROMPT_FILE\"", cfg.command),
+    };
+    // The command is the user's shell text; the prompt is data, passed as `$1`.
+    let argv: Vec<String> = vec![
+        "sh".into(),
+        "-c".into(),
+        script,
+        "grove-agent".into(),
+        prompt,
+    ];
+
+    if is_claude(&cfg.command) {
+        let repo = instances
+            .iter()
+            .find(|i| cwd.starts_with(&i.worktree))
+            .map(|i| Repo::new(&i.repo));
+        if let Some(repo) = repo {
+            hooks::install_claude(&repo, &cwd, &grove_program())?;
+        }
+    }
+    let mut row = AgentRow {
+        started_at: now_ms(),
+        ..AgentRow::default()
+    };
+    match cfg.mode {
+        AgentMode::Tmux => {
+            let session = format!("grove-{}", ctx.ws.key());
+            row.mode = "tmux".into();
+            ctx.store.put_agent(env.key, &row)?;
+            let w = match tmux::open(&session, &env.name, &cwd, &vars, &argv) {
+                Ok(w) => w,
+                Err(e) => {
+                    ctx.store.delete_agent(env.key)?;
+                    return Err(e);
+                }
+            };
+            ctx.store
+                .set_agent_window(env.key, ProcId::of(w.pane_pid), &w.socket, &w.id)?;
+            ui::info(format!(
+                "agent of `{}` started in tmux window {session}:{} ({})",
+                env.name, env.name, w.id
+            ));
+            ui::info(format!("  see it: grove attach {}", crate::shq(&env.name)));
+        }
+        AgentMode::Headless => {
+            row.mode = "headless".into();
+            row.spec = Some(serde_json::to_string(&Spec {
+                argv,
+                cwd,
+                env: vars,
+            })?);
+            ctx.store.put_agent(env.key, &row)?;
+            let sup = supervisor::ensure_running(ctx, env)?;
+            supervisor::notify(sup);
+            wait_headless_start(ctx, env)?;
+            ui::info(format!("agent of `{}` started headless", env.name));
+            ui::info(format!(
+                "  its output: grove logs {} agent -f",
+                crate::shq(&env.name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn wait_headless_start(ctx: &Ctx, env: &EnvRow) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let row = ctx.store.agent(env.key)?;
+        if row
+            .as_ref()
+            .is_some_and(|r| r.process.is_some() || r.exit.is_some())
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(Fail::new(format!(
+        "the supervisor of `{}` did not start the agent",
+        env.name
+    ))
+    .hint("see `grove logs NAME supervisor`")
+    .into())
+}
+
+/// Stops the env's agent: its tmux window (and the processes in it), or, headless, through
+/// the supervisor. Returns whether one was running.
+pub fn stop(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
+    let Some(row) = ctx.store.agent(env.key)? else {
+        return Ok(false);
+    };
+    let alive = row.process.is_some_and(|p| p.alive());
+    if let (Some(socket), Some(id)) = (&row.tmux_socket, &row.tmux_window) {
+        if let Some(p) = row.process.filter(ProcId::alive) {
+            // The pane's process leads its own group: the agent and what it runs stop together.
+            let pgid = nix::unistd::Pid::from_raw(p.pid.cast_signed());
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while p.alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+        tmux::kill_window(socket, id);
+    }
+    // A headless agent is stopped with its supervisor (`supervisor::down`).
+    ctx.store.delete_agent(env.key)?;
+    Ok(alive)
+}
+
+/// `grove attach`: in front of the agent (tmux), or following its log (headless).
+pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<i32> {
+    let Some(row) = ctx.store.agent(env.key)? else {
+        return Err(Fail::new(format!("env `{}` has no agent", env.name))
+            .hint(format!(
+                "start one with `grove agent {} --ticket FILE`",
+                crate::shq(&env.name)
+            ))
+            .into());
+    };
+    match (&row.tmux_socket, &row.tmux_window) {
+        (Some(socket), Some(id)) => {
+            if !tmux::exists(socket, id) {
+                return Err(Fail::new(format!(
+                    "the tmux window of `{}`'s agent is gone",
+                    env.name
+                ))
+                .into());
+            }
+            if !interactive {
+                return Err(Fail::new("no terminal to attach to")
+                    .hint(format!(
+                        "run `{}` from a terminal",
+                        tmux::attach_hint(socket, id)
+                    ))
+                    .into());
+            }
+            tmux::attach(socket, id)
+        }
+        _ => {
+            let follow = format!("grove logs {} agent -f", crate::shq(&env.name));
+            if !interactive {
+                return Err(Fail::new("no terminal to follow the agent's log on")
+                    .hint(format!("run `{follow}`"))
+                    .into());
+            }
+            Ok(-1)
+        }
+    }
+}
+
+fn is_claude(command: &str) -> bool {
+    command
+        .split_whitespace()
+        .next()
+        .is_some_and(|p| Path::new(p).file_name().is_some_and(|n| n == "claude"))
+}
+
+/// How hooks call this grove: `grove` when PATH finds this binary, else its full path.
+pub fn grove_program() -> String {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("grove"))
+            .find(|p| p.is_file())
+    });
+    match (me, found.and_then(|p| p.canonicalize().ok())) {
+        (Some(me), Some(f)) if me == f => "grove".into(),
+        (Some(me), _) => crate::shq(&me.to_string_lossy()),
+        (None, _) => "grove".into(),
+    }
+}
+
+fn render_prompt(
+    ctx: &Ctx,
+    env: &EnvRow,
+    cfg: &AgentConfig,
+    ticket: Option<&(PathBuf, String)>,
+    context_path: &Path,
+) -> Result<String> {
+    let instances = ctx.store.instances(env.key)?;
+    let view = ctx.view(env, &instances);
+    let mut layers = std::collections::BTreeMap::new();
+    for layer in ctx.ws.config.layers.values() {
+        let wt = instances
+            .iter()
+            .find(|i| i.layer == layer.name)
+            .map(|i| i.worktree.to_string_lossy().into_owned());
+        layers.insert(
+            layer.name.clone(),
+            minijinja::context! { url => view.url(layer).ok().flatten(), worktree => wt },
+        );
+    }
+    let c = minijinja::context! {
+        ticket => ticket.map(|t| t.0.to_string_lossy().into_owned()),
+        ticket_text => ticket.map_or(String::new(), |t| t.1.clone()),
+        solution => cfg.solution.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        context => context_path.to_string_lossy(),
+        env => &env.name,
+        layers => layers,
+    };
+    template::render(&cfg.prompt, &c)
+        .map_err(|e| Fail::new(format!("cannot render the agent's `prompt`: {e}")).into())
+}
+
+/// The env's context file: what an agent needs to know to work in it.
+fn context(
+    ctx: &Ctx,
+    env: &EnvRow,
+    ticket: Option<&(PathBuf, String)>,
+    cfg: &AgentConfig,
+) -> Result<String> {
+    let instances = ctx.store.instances(env.key)?;
+    let view = ctx.view(env, &instances);
+    let n = crate::shq(&env.name);
+    let mut s = String::new();
+    let _ = writeln!(s, "# grove environment `{}`\n", env.name);
+    let _ = writeln!(s, "Workspace: {}", ctx.ws.root.display());
+    if let Some(i) = instances.first() {
+        let _ = writeln!(s, "Branch: {}", i.branch);
+    }
+    let _ = writeln!(s, "\n## Layers\n");
+    for layer in ctx.ws.config.layers.values() {
+        let url = view.url(layer)?.unwrap_or_else(|| "(no URL)".into());
+        match instances.iter().find(|i| i.layer == layer.name) {
+            Some(i) => {
+                let _ = writeln!(
+                    s,
+                    "- `{}`: dedicated to this env, {url}\n  worktree {} (branch `{}` from `{}`)",
+                    layer.name,
+                    i.worktree.display(),
+                    i.branch,
+                    i.base
+                );
+            }
+            None => {
+                let _ = writeln!(s, "- `{}`: shared with the main stack, {url}", layer.name);
+            }
+        }
+    }
+    let _ = writeln!(s, "\n## Ticket\n");
+    match ticket {
+        Some((path, text)) => {
+            let _ = writeln!(s, "{}\n\n{}", path.display(), text.trim_end());
+        }
+        None => s.push_str("(none given)\n"),
+    }
+    if let Some(sol) = &cfg.solution {
+        let _ = writeln!(s, "\n## Technical solution\n\n{}", sol.display());
+    }
+    let _ = writeln!(
+        s,
+        "\n## Working with grove\n\n\
+         - state of every env: `grove ps`\n\
+         - server logs: `grove logs {n} [LAYER]` (`-f` to follow)\n\
+         - restart a server after changing its config or dependencies: `grove restart {n} LAYER`\n\
+         - run a command with this env's variables: `grove exec {n} -- CMD`\n\
+         - these variables: `grove env {n} [LAYER]`"
+    );
+    Ok(s)
+}

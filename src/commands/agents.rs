@@ -1,0 +1,136 @@
+//! `grove agent`, `grove attach`, `grove agent-status`, `grove hooks install`.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::agent::{self, hooks};
+use crate::cli::{AgentArgs, AgentStatusArgs, AttachArgs, HooksCommand};
+use crate::ctx::Ctx;
+use crate::error::{Exit, Fail};
+use crate::git::Repo;
+use crate::state::EnvRow;
+use crate::{interrupt, ui};
+
+pub fn agent(ctx: &mut Ctx, args: &AgentArgs) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    interrupt::guard();
+    agent::launch(ctx, &env, args.ticket.as_deref(), args.command.as_deref())
+}
+
+pub fn attach(ctx: &Ctx, args: &AttachArgs) -> Result<()> {
+    let env = ctx.require_env(&args.name)?;
+    match agent::attach(ctx, &env, ui::interactive())? {
+        -1 => {
+            // Headless, on a terminal: follow its log.
+            let logs = crate::cli::LogsArgs {
+                name: env.name.clone(),
+                layer: Some("agent".into()),
+                follow: true,
+                lines: 50,
+            };
+            super::logs::run(ctx, &logs)
+        }
+        0 => Ok(()),
+        code => Err(Exit(code).into()),
+    }
+}
+
+/// The env a hook or an agent speaks for: `--env`, else `$GROVE_ENV`, else the env whose
+/// folder holds `dir`.
+fn env_for(ctx: &Ctx, explicit: Option<&str>, dir: &Path) -> Result<Option<EnvRow>> {
+    if let Some(name) = explicit {
+        return ctx.require_env(name).map(Some);
+    }
+    if let Ok(name) = std::env::var("GROVE_ENV")
+        && let Some(env) = ctx.store.env(ctx.ws_id, &name)?
+    {
+        return Ok(Some(env));
+    }
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    for env in ctx.store.envs(ctx.ws_id)? {
+        if dir.starts_with(ctx.ws.env_dir(&env.name)) {
+            return Ok(Some(env));
+        }
+    }
+    Ok(None)
+}
+
+pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result<()> {
+    let (state, dir) = if args.hook {
+        let mut input = String::new();
+        let _ = std::io::stdin().read_to_string(&mut input);
+        let json: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
+        let dir = json["cwd"]
+            .as_str()
+            .map_or_else(|| cwd.to_path_buf(), Into::into);
+        (hooks::state_of_event(&json).map(str::to_string), dir)
+    } else {
+        (args.state.clone(), cwd.to_path_buf())
+    };
+    let Some(state) = state else { return Ok(()) };
+    let found = env_for(ctx, args.env.as_deref(), &dir);
+    let env = match (found, args.hook) {
+        (Ok(Some(env)), _) => env,
+        // A hook must never disturb the agent it reports for (Claude Code treats some exit
+        // codes as "block"): outside a grove env, or on any error, it says nothing and exits 0.
+        (_, true) => return Ok(()),
+        (Ok(None), false) => {
+            return Err(
+                Fail::new(format!("{} is in no env of this workspace", dir.display()))
+                    .hint("pass `--env NAME`")
+                    .into(),
+            );
+        }
+        (Err(e), false) => return Err(e),
+    };
+    let recorded = ctx.store.set_agent_state(env.key, &state, agent::now_ms());
+    match (recorded, args.hook) {
+        (Ok(true), _) | (_, true) => Ok(()),
+        (Ok(false), false) => Err(Fail::new(format!("env `{}` has no agent", env.name))
+            .hint(format!(
+                "start one with `grove agent {}`",
+                crate::shq(&env.name)
+            ))
+            .into()),
+        (Err(e), false) => Err(e),
+    }
+}
+
+pub fn hooks(ctx: &Ctx, cmd: &HooksCommand, cwd: &Path) -> Result<()> {
+    let HooksCommand::Install { agent: _, name } = cmd;
+    let (repo, dir) = match name {
+        Some(name) => {
+            let env = ctx.require_env(name)?;
+            let instances = ctx.store.instances(env.key)?;
+            let layer = ctx.ws.config.agent.as_ref().and_then(|a| a.cwd.clone());
+            let inst = match layer.as_deref() {
+                Some(l) if l != "env" => instances.iter().find(|i| i.layer == l),
+                _ => instances.first(),
+            };
+            let inst = inst.ok_or_else(|| {
+                Fail::new(format!("env `{}` has no worktree for its agent", env.name))
+            })?;
+            (Repo::new(&inst.repo), inst.worktree.clone())
+        }
+        None => {
+            let top = crate::git::git(cwd)
+                .args(["rev-parse", "--show-toplevel"])
+                .run()
+                .map_err(|_| {
+                    Fail::new(format!("{} is not in a git worktree", cwd.display())).hint(
+                        "run it in a worktree, or name the env: `grove hooks install claude NAME`",
+                    )
+                })?;
+            let top = std::path::PathBuf::from(top.stdout.trim());
+            (Repo::new(&top), top)
+        }
+    };
+    hooks::install_claude(&repo, &dir, &agent::grove_program())?;
+    ui::info(format!(
+        "installed grove's Claude Code hooks in {}",
+        dir.join(".claude/settings.local.json").display()
+    ));
+    Ok(())
+}
