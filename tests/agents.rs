@@ -438,3 +438,72 @@ fn no_agent_configured() {
     let out = ws.grove(&["attach", "feat-01"]).failure(1);
     assert!(out.stderr.contains("env `feat-01` has no agent"), "{out}");
 }
+
+#[test]
+fn an_agent_that_never_reports_is_running_then_exited() {
+    let ws = ws_with_agent("headless", "");
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&["agent", "feat-01", "--command", "sleep 30; :"])
+        .success();
+    let agent = agent_json(&ws, "feat-01");
+    assert_eq!(agent["state"], "running", "{agent}");
+    let pid = i32::try_from(agent["pid"].as_i64().unwrap()).unwrap();
+    // The agent dies: its own process, not a report, says so.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(agent_state_becomes(&ws, "feat-01", "exited"));
+    assert_eq!(agent_json(&ws, "feat-01")["last_exit"], "killed by SIGKILL");
+    // A new agent may start once the old one is gone.
+    ws.grove(&["agent", "feat-01", "--command", "sleep 30; :"])
+        .success();
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "running");
+}
+
+#[test]
+fn inside_tmux_the_window_opens_in_the_users_server() {
+    let ws = ws_with_agent("tmux", "");
+    let socket = ws.tmp.path().join("users-tmux");
+    let socket_s = socket.to_string_lossy().into_owned();
+    run(ws
+        .command("tmux")
+        .args(["-S", &socket_s, "new-session", "-d", "-s", "mine"]))
+    .success();
+    ws.grove(&["create", "feat-01"]).success();
+    let out = run(ws
+        .cmd()
+        .env("TMUX", format!("{socket_s},1,0"))
+        .args(["agent", "feat-01"]));
+    assert_eq!(out.code, 0, "{out}");
+    let windows = run(ws.command("tmux").args([
+        "-S",
+        &socket_s,
+        "list-windows",
+        "-a",
+        "-F",
+        "#{session_name}:#{window_name}",
+    ]))
+    .success();
+    assert!(
+        windows
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("grove-") && l.ends_with(":feat-01")),
+        "{windows}"
+    );
+    assert!(agent_state_becomes(&ws, "feat-01", "working"));
+    ws.grove(&["destroy", "feat-01", "--force"]).success();
+    let windows = run(ws.command("tmux").args([
+        "-S",
+        &socket_s,
+        "list-windows",
+        "-a",
+        "-F",
+        "#{window_name}",
+    ]))
+    .success();
+    assert!(!windows.stdout.contains("feat-01"), "{windows}");
+    let _ = run(ws.command("tmux").args(["-S", &socket_s, "kill-server"]));
+}
