@@ -71,7 +71,8 @@ pub enum AgentMode {
 pub const DEFAULT_PROMPT: &str = "You are working in the grove environment `{{ env }}`. Read {{ context }} first: \
 it lists this environment's URLs, the worktrees of its repos, and how to see logs and restart servers.\
 {% if solution %} The technical solution all tickets follow is {{ solution }}.{% endif %}\n\n\
-Implement this ticket ({{ ticket }}):\n\n{{ ticket_text }}\n";
+{% if ticket %}Implement this ticket ({{ ticket }}):\n\n{{ ticket_text }}\n\
+{% else %}No ticket was given: ask the human what to work on.\n{% endif %}";
 
 /// Variables a prompt may use.
 const PROMPT_VARS: &[&str] = &[

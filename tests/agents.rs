@@ -467,6 +467,14 @@ fn inside_tmux_the_window_opens_in_the_users_server() {
     let ws = ws_with_agent("tmux", "");
     let socket = ws.tmp.path().join("users-tmux");
     let socket_s = socket.to_string_lossy().into_owned();
+    /// Stops the user's tmux server, even when the test fails half-way.
+    struct Server<'a>(&'a TestWorkspace, String);
+    impl Drop for Server<'_> {
+        fn drop(&mut self) {
+            let _ = run(self.0.command("tmux").args(["-S", &self.1, "kill-server"]));
+        }
+    }
+    let _server = Server(&ws, socket_s.clone());
     run(ws
         .command("tmux")
         .args(["-S", &socket_s, "new-session", "-d", "-s", "mine"]))
@@ -505,5 +513,4 @@ fn inside_tmux_the_window_opens_in_the_users_server() {
     ]))
     .success();
     assert!(!windows.stdout.contains("feat-01"), "{windows}");
-    let _ = run(ws.command("tmux").args(["-S", &socket_s, "kill-server"]));
 }
