@@ -47,6 +47,9 @@ pub enum Command {
     Logs(LogsArgs),
     Agent(AgentArgs),
     Attach(AttachArgs),
+    Review(ReviewArgs),
+    Diff(DiffArgs),
+    Check(CheckArgs),
     Destroy(DestroyArgs),
     Path(PathArgs),
     Env(EnvArgs),
@@ -187,6 +190,50 @@ pub enum HooksCommand {
         /// The env [default: the worktree holding the current folder]
         name: Option<String>,
     },
+}
+
+/// What needs the human: a queue of envs, what each changed, and a conflict radar
+///
+/// Most urgent first: an agent waiting for input; commits not yet reviewed (agent done, or no
+/// agent); failed servers; then the rest. Per layer: commits ahead of and behind the base as it
+/// is now, the diffstat, uncommitted files, the last commit, the last check. The radar lists
+/// envs that touched the same files, and the conflicts a merge would have (git ≥ 2.38), with
+/// each other and with the base. With NAME: that env in full.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    pub name: Option<String>,
+
+    /// Print JSON (schema: see the README, "review --json")
+    #[arg(long)]
+    pub json: bool,
+
+    /// Remember the env's current commits as reviewed: new ones put it back in the queue
+    #[arg(long, requires = "name")]
+    pub mark_reviewed: bool,
+
+    /// `git fetch --all` in every repo first (the review itself uses no network)
+    #[arg(long)]
+    pub fetch: bool,
+}
+
+/// Show what an env changed: `git diff BASE...BRANCH`, through git's pager
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    pub name: String,
+    /// One layer [default: every dedicated layer]
+    pub layer: Option<String>,
+    /// Include uncommitted changes (compare the worktree with the merge base)
+    #[arg(long)]
+    pub dirty: bool,
+}
+
+/// Run each dedicated layer's `check` commands (tests, lint) in the env, layers in parallel
+///
+/// Records pass or fail, the duration, the log and the commit checked; `grove review` shows the
+/// last result and whether the branch moved on since.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    pub name: String,
 }
 
 /// Start an env's servers and wait until they are ready

@@ -112,6 +112,8 @@ pub struct Layer {
     pub env: IndexMap<String, String>,
     pub dotenv: Option<String>,
     pub restart: Restart,
+    /// `grove check` commands (tests, lint), run in order in the worktree.
+    pub check: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL when stopping the server.
     pub stop_timeout_secs: u64,
 }
@@ -231,6 +233,8 @@ struct RawLayer {
     dotenv: Option<Spanned<String>>,
     restart: Option<Spanned<Restart>>,
     stop_timeout: Option<Spanned<u64>>,
+    #[serde(default)]
+    check: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -596,6 +600,7 @@ fn validate_layer(
             ("dotenv", raw.dotenv.as_ref().map(Spanned::span)),
             ("restart", raw.restart.as_ref().map(Spanned::span)),
             ("stop_timeout", raw.stop_timeout.as_ref().map(Spanned::span)),
+            ("check", raw.check.first().map(Spanned::span)),
             ("copy", raw.copy.first().map(Spanned::span)),
             ("setup", raw.setup.first().map(Spanned::span)),
             ("env", raw.env.keys().next().map(Spanned::span)),
@@ -696,7 +701,7 @@ fn validate_layer(
             );
         }
     }
-    for s in &raw.setup {
+    for s in raw.setup.iter().chain(&raw.check) {
         if s.get_ref().trim().is_empty() {
             diags.push(diag(s.span(), "empty `setup` command"));
         }
@@ -732,6 +737,7 @@ fn validate_layer(
         env,
         dotenv: raw.dotenv.map(Spanned::into_inner),
         restart: raw.restart.map_or(Restart::OnFailure, Spanned::into_inner),
+        check: raw.check.into_iter().map(Spanned::into_inner).collect(),
         stop_timeout_secs: raw
             .stop_timeout
             .map_or(DEFAULT_STOP_TIMEOUT_SECS, Spanned::into_inner),

@@ -19,6 +19,7 @@ pub mod proc;
 pub mod provision;
 pub mod recover;
 pub mod report;
+pub mod review;
 pub mod state;
 pub mod supervisor;
 pub mod template;

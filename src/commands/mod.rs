@@ -10,6 +10,7 @@ mod fanout;
 mod init;
 mod logs;
 mod ps;
+mod review;
 mod servers;
 
 use std::path::Path;
@@ -30,6 +31,9 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Attach(args) => agents::attach(&ctx()?, &args),
         Command::AgentStatus(args) => agents::agent_status(&mut ctx()?, &args, cwd),
         Command::Hooks(cmd) => agents::hooks(&ctx()?, &cmd, cwd),
+        Command::Review(args) => review::review(&mut ctx()?, &args),
+        Command::Diff(args) => review::diff(&ctx()?, &args),
+        Command::Check(args) => review::check(&mut ctx()?, &args),
         Command::Up(args) => servers::up(&mut ctx()?, &args),
         Command::Down(args) => servers::down(&mut ctx()?, &args),
         Command::Restart(args) => servers::restart(&mut ctx()?, &args),

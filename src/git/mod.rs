@@ -36,6 +36,16 @@ pub fn is_checkout(dir: &Path) -> bool {
     dir.join(".git").exists()
 }
 
+/// Whether this git predicts merge conflicts (`merge-tree --write-tree`, git 2.38).
+pub fn has_merge_tree() -> bool {
+    Cmd::new("git")
+        .arg("--version")
+        .run()
+        .ok()
+        .and_then(|o| parse::version(&o.stdout))
+        .is_some_and(|v| v >= (2, 38))
+}
+
 /// The oldest git grove works with: `worktree list -z` arrived in 2.36.
 pub const MIN_VERSION: (u32, u32) = (2, 36);
 
@@ -288,6 +298,56 @@ impl Repo {
         Ok(git(worktree)
             .args(["check-ignore", "-q", "--no-index", "--", path])
             .check()?)
+    }
+
+    /// Commits only in `right` and only in `left`: `(behind, ahead)` of `right` against `left`.
+    pub fn behind_ahead(&self, left: &str, right: &str) -> Result<(u32, u32)> {
+        let range = format!("{left}...{right}");
+        let out = self.stdout(&["rev-list", "--left-right", "--count", &range, "--"])?;
+        let mut it = out.split_whitespace().map(|n| n.parse().unwrap_or(0));
+        Ok((it.next().unwrap_or(0), it.next().unwrap_or(0)))
+    }
+
+    /// What `to` changed since its merge base with `from` (`git diff from...to`), per file.
+    pub fn numstat(&self, from: &str, to: &str) -> Result<Vec<parse::FileStat>> {
+        let range = format!("{from}...{to}");
+        let out = self.stdout(&["diff", "--numstat", "-z", "--no-renames", &range, "--"])?;
+        Ok(parse::numstat(&out))
+    }
+
+    /// Files that merging `a` and `b` would leave in conflict, predicted without touching any
+    /// worktree (`git merge-tree --write-tree`, git ≥ 2.38). Empty when they merge cleanly.
+    pub fn merge_conflicts(&self, a: &str, b: &str) -> Result<Vec<String>> {
+        let out = self
+            .cmd()
+            .args([
+                "merge-tree",
+                "--write-tree",
+                "--name-only",
+                "--no-messages",
+                "-z",
+                a,
+                b,
+            ])
+            .output()?;
+        match out.status.code() {
+            Some(0) => Ok(Vec::new()),
+            Some(1) => Ok(parse::merge_tree_conflicts(&out.stdout)),
+            _ => Err(anyhow::anyhow!(
+                "git merge-tree {a} {b} failed: {}",
+                out.stderr.trim()
+            )),
+        }
+    }
+
+    /// Tip, commit time and subject of every local branch, in one call.
+    pub fn branch_tips(&self) -> Result<std::collections::HashMap<String, parse::Tip>> {
+        let out = self.stdout(&[
+            "for-each-ref",
+            "--format=%(refname:strip=2)%00%(objectname)%00%(committerdate:unix)%00%(contents:subject)",
+            "refs/heads/",
+        ])?;
+        Ok(parse::branch_tips(&out))
     }
 
     /// The repository's common git dir (shared by all its worktrees), absolute.

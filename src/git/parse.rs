@@ -86,6 +86,71 @@ pub fn status_paths(out: &str) -> Vec<String> {
     paths
 }
 
+/// One file of `git diff --numstat -z`: lines added and deleted (`None` for a binary file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileStat {
+    pub path: String,
+    pub insertions: Option<u32>,
+    pub deletions: Option<u32>,
+}
+
+/// `git diff --numstat -z --no-renames`: `ADDED\tDELETED\tPATH\0` per file (`-` for binary).
+pub fn numstat(out: &str) -> Vec<FileStat> {
+    out.split('\0')
+        .filter(|r| !r.is_empty())
+        .filter_map(|r| {
+            let mut f = r.splitn(3, '\t');
+            let (a, d, path) = (f.next()?, f.next()?, f.next()?);
+            Some(FileStat {
+                path: path.trim_start_matches('\n').to_string(),
+                insertions: a.trim().parse().ok(),
+                deletions: d.trim().parse().ok(),
+            })
+        })
+        .collect()
+}
+
+/// `git merge-tree --write-tree --name-only --no-messages -z` with conflicts: the tree id, then
+/// each conflicted path, NUL-terminated.
+pub fn merge_tree_conflicts(out: &str) -> Vec<String> {
+    let mut paths: Vec<String> = out
+        .split('\0')
+        .skip(1)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    paths.dedup();
+    paths
+}
+
+/// A branch tip from `for-each-ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tip {
+    pub commit: String,
+    pub time: i64,
+    pub subject: String,
+}
+
+pub fn branch_tips(out: &str) -> std::collections::HashMap<String, Tip> {
+    out.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(4, '\0');
+            let name = f.next()?.to_string();
+            let commit = f.next()?.to_string();
+            let time = f.next()?.parse().unwrap_or(0);
+            let subject = f.next().unwrap_or("").to_string();
+            Some((
+                name,
+                Tip {
+                    commit,
+                    time,
+                    subject,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// `(major, minor)` from `git --version` output (`git version 2.47.3`, or with a vendor
 /// suffix such as `2.39.3 (Apple Git-146)`).
 pub fn version(out: &str) -> Option<(u32, u32)> {
@@ -97,6 +162,46 @@ pub fn version(out: &str) -> Option<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numstat_text_and_binary_and_odd_names() {
+        let out = "3\t1\tsrc/a.rs\0-\t-\timg.png\x0010\t0\tdir/with\ttab.txt\0";
+        let stats = numstat(out);
+        assert_eq!(stats.len(), 3);
+        assert_eq!(
+            stats[0],
+            FileStat {
+                path: "src/a.rs".into(),
+                insertions: Some(3),
+                deletions: Some(1)
+            }
+        );
+        assert_eq!(stats[1].insertions, None);
+        assert_eq!(stats[2].path, "dir/with\ttab.txt");
+    }
+
+    #[test]
+    fn merge_tree_conflicted_paths() {
+        assert_eq!(
+            merge_tree_conflicts("abc123\0src/x.rs\0src/y.rs\0"),
+            vec!["src/x.rs", "src/y.rs"]
+        );
+        assert!(merge_tree_conflicts("abc123\0").is_empty());
+    }
+
+    #[test]
+    fn branch_tips_parse() {
+        let tips =
+            branch_tips("main\0aaa\x001700000000\0Initial\nfeat/x\0bbb\x001700000100\0Add: a, b\n");
+        assert_eq!(
+            tips["feat/x"],
+            Tip {
+                commit: "bbb".into(),
+                time: 1_700_000_100,
+                subject: "Add: a, b".into()
+            }
+        );
+    }
 
     #[test]
     fn git_versions() {

@@ -202,6 +202,17 @@ pub struct AgentRow {
     pub exit: Option<String>,
 }
 
+/// The last `grove check` of a layer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckRow {
+    pub passed: bool,
+    /// The commit checked (the branch tip when the check ran).
+    pub commit: String,
+    pub duration_ms: i64,
+    pub log: String,
+    pub finished_at: i64,
+}
+
 /// A port leased by some env: for "range exhausted" errors.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -752,6 +763,55 @@ impl Store {
     pub fn delete_agent(&mut self, key: EnvKey) -> Result<()> {
         self.conn
             .execute("DELETE FROM agents WHERE env = ?1", [key])?;
+        Ok(())
+    }
+
+    /// The commit of each layer a human marked reviewed.
+    pub fn reviews(&self, key: EnvKey) -> Result<std::collections::HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT layer, commit_id FROM reviews WHERE env = ?1")?;
+        let rows = stmt
+            .query_map([key], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn mark_reviewed(&mut self, key: EnvKey, layer: &str, commit: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO reviews (env, layer, commit_id, reviewed_at) VALUES (?1, ?2, ?3, ?4)",
+            params![key, layer, commit, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn checks(&self, key: EnvKey) -> Result<std::collections::HashMap<String, CheckRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT layer, passed, commit_id, duration_ms, log, finished_at FROM checks WHERE env = ?1",
+        )?;
+        let rows = stmt
+            .query_map([key], |r| {
+                Ok((
+                    r.get(0)?,
+                    CheckRow {
+                        passed: r.get(1)?,
+                        commit: r.get(2)?,
+                        duration_ms: r.get(3)?,
+                        log: r.get(4)?,
+                        finished_at: r.get(5)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn put_check(&mut self, key: EnvKey, layer: &str, c: &CheckRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO checks (env, layer, passed, commit_id, duration_ms, log, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![key, layer, c.passed, c.commit, c.duration_ms, c.log, c.finished_at],
+        )?;
         Ok(())
     }
 

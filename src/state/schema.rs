@@ -100,4 +100,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         exit         TEXT
     );
     ",
+    // 4: review. The commit a human last reviewed per layer, and the last check per layer.
+    r"
+    CREATE TABLE reviews (
+        env          INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer        TEXT NOT NULL,
+        commit_id    TEXT NOT NULL,
+        reviewed_at  INTEGER NOT NULL,
+        PRIMARY KEY (env, layer)
+    );
+
+    CREATE TABLE checks (
+        env          INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer        TEXT NOT NULL,
+        passed       INTEGER NOT NULL,
+        commit_id    TEXT NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        log          TEXT NOT NULL,
+        finished_at  INTEGER NOT NULL,
+        PRIMARY KEY (env, layer)
+    );
+    ",
 ];

@@ -1,0 +1,440 @@
+//! What each env changed, and which envs will collide: read-only git queries, run in parallel
+//! across every worktree (bounded), with no network.
+//!
+//! Per repository, one `for-each-ref` gives every branch tip; per layer, `rev-list
+//! --left-right --count` (ahead/behind the base as it is now), `diff --numstat` (since the merge
+//! base), `status --porcelain=v2` (uncommitted work) and, when the base moved on and changed a
+//! file the branch changed too, a `merge-tree --write-tree` against the base tip. Between envs, `merge-tree` runs only for pairs
+//! that touched a same file: without a shared file, a merge cannot conflict.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::ctx::Ctx;
+use crate::git::{self, Repo, parse::FileStat};
+use crate::report;
+use crate::state::{CheckRow, EnvRow};
+
+pub const JSON_VERSION: u32 = 1;
+/// Git processes at once: more than the cores, as each spends much of its life starting up and
+/// waiting on the disk.
+const PARALLEL: usize = 8;
+
+#[derive(Debug, Serialize)]
+pub struct Review {
+    pub version: u32,
+    /// Whether conflicts were predicted (git ≥ 2.38 has `merge-tree --write-tree`).
+    pub merge_tree: bool,
+    pub envs: Vec<EnvReview>,
+    pub conflicts: Vec<Conflict>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnvReview {
+    pub name: String,
+    /// 0 = most urgent: agent waiting; 1 = commits to review; 2 = servers failed; 3 = the rest.
+    pub urgency: u8,
+    pub reason: String,
+    pub status: &'static str,
+    pub agent: Option<String>,
+    pub agent_since: Option<i64>,
+    /// Every layer's commits have been reviewed (or there are none).
+    pub reviewed: bool,
+    pub layers: Vec<LayerReview>,
+    #[serde(skip)]
+    pub urls: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayerReview {
+    pub layer: String,
+    pub branch: String,
+    pub base: String,
+    pub base_tip: Option<String>,
+    pub tip: Option<String>,
+    pub ahead: u32,
+    pub behind: u32,
+    pub files: Vec<FileStat>,
+    pub insertions: u32,
+    pub deletions: u32,
+    /// Uncommitted changes and untracked files.
+    pub uncommitted: Vec<String>,
+    pub last_commit_time: Option<i64>,
+    pub last_commit_subject: Option<String>,
+    pub reviewed_commit: Option<String>,
+    pub check: Option<CheckReport>,
+    /// Files that would conflict when merging the branch into the base as it is now; `null`
+    /// when not predicted (old git).
+    pub conflicts_with_base: Option<Vec<String>>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub repo: PathBuf,
+    #[serde(skip)]
+    pub worktree: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub passed: bool,
+    /// The branch moved on since the check ran.
+    pub stale: bool,
+    pub duration_ms: i64,
+    pub log: String,
+    pub finished_at: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Conflict {
+    pub envs: [String; 2],
+    pub layer: String,
+    /// Files both changed since their merge base with the base.
+    pub overlap: Vec<String>,
+    /// Files a merge of the two would leave in conflict; `null` when not predicted.
+    pub conflict: Option<Vec<String>>,
+}
+
+/// Runs `f` over `items` on up to [`PARALLEL`] threads, keeping the order.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(items.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    out.lock().expect("no worker panics while holding the lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .expect("workers are done")
+        .into_iter()
+        .map(|r| r.expect("every item was mapped"))
+        .collect()
+}
+
+struct Job<'a> {
+    env: usize,
+    layer: &'a crate::state::Instance,
+    reviewed: Option<String>,
+    check: Option<CheckRow>,
+}
+
+/// Gathers the review of every env of the workspace.
+pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
+    let merge_tree = git::has_merge_tree();
+    let env_rows: Vec<EnvRow> = ctx.store.envs(ctx.ws_id)?;
+    let instances: Vec<Vec<crate::state::Instance>> = env_rows
+        .iter()
+        .map(|e| ctx.store.instances(e.key))
+        .collect::<Result<_>>()?;
+    let mut repos: Vec<PathBuf> = instances.iter().flatten().map(|i| i.repo.clone()).collect();
+    repos.sort();
+    repos.dedup();
+    if fetch {
+        par_map(&repos, |r| {
+            Repo::new(r)
+                .cmd()
+                .args(["fetch", "--all", "--quiet"])
+                .run()
+                .map(|_| ())
+        });
+    }
+    let tips: HashMap<PathBuf, HashMap<String, git::parse::Tip>> = repos
+        .iter()
+        .zip(par_map(&repos, |r| Repo::new(r).branch_tips()))
+        .map(|(r, t)| Ok((r.clone(), t?)))
+        .collect::<Result<_>>()?;
+
+    let mut jobs = Vec::new();
+    let mut envs = Vec::new();
+    for (k, env) in env_rows.iter().enumerate() {
+        let reviews = ctx.store.reviews(env.key)?;
+        let checks = ctx.store.checks(env.key)?;
+        for inst in &instances[k] {
+            jobs.push(Job {
+                env: k,
+                layer: inst,
+                reviewed: reviews.get(&inst.layer).cloned(),
+                check: checks.get(&inst.layer).cloned(),
+            });
+        }
+        let rep = report::env_report(ctx, env, &instances[k])?;
+        envs.push(EnvReview {
+            name: env.name.clone(),
+            urgency: 3,
+            reason: String::new(),
+            status: rep.status,
+            agent: rep.agent.as_ref().map(|a| a.state.clone()),
+            agent_since: rep.agent.as_ref().and_then(|a| a.since),
+            reviewed: true,
+            layers: Vec::new(),
+            urls: rep
+                .layers
+                .iter()
+                .map(|l| (l.name.clone(), l.url.clone()))
+                .collect(),
+        });
+    }
+    let base_moves = base_moves(&jobs, &tips);
+    let layers = par_map(&jobs, |j| layer_review(j, &tips, &base_moves, merge_tree));
+    for (job, lr) in jobs.iter().zip(layers) {
+        envs[job.env].layers.push(lr);
+    }
+    let conflicts = radar(&envs, merge_tree);
+    for e in &mut envs {
+        classify(e);
+    }
+    envs.sort_by(|a, b| {
+        let last = |e: &EnvReview| e.layers.iter().filter_map(|l| l.last_commit_time).max();
+        a.urgency.cmp(&b.urgency).then(last(b).cmp(&last(a)))
+    });
+    Ok(Review {
+        version: JSON_VERSION,
+        merge_tree,
+        envs,
+        conflicts,
+    })
+}
+
+/// Where a base went since envs branched from it: `(repo, base commit at create, base tip now)`.
+type BaseKey = (PathBuf, String, String);
+
+/// For each distinct base move, the files it changed, when it only moved forward. Many envs
+/// share one: computed once each, it lets a branch that touched none of those files skip its
+/// merge prediction (a merge cannot conflict on files one side never changed).
+fn base_moves(
+    jobs: &[Job<'_>],
+    tips: &HashMap<PathBuf, HashMap<String, git::parse::Tip>>,
+) -> HashMap<BaseKey, Option<BTreeSet<String>>> {
+    let mut keys: Vec<BaseKey> = jobs
+        .iter()
+        .filter_map(|j| {
+            let tip = tips.get(&j.layer.repo)?.get(&j.layer.base)?;
+            (tip.commit != j.layer.base_commit).then(|| {
+                (
+                    j.layer.repo.clone(),
+                    j.layer.base_commit.clone(),
+                    tip.commit.clone(),
+                )
+            })
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let files = par_map(&keys, |(repo, from, to)| {
+        let repo = Repo::new(repo);
+        // A base rewritten (not a descendant) gets no shortcut: its merge base is unknown here.
+        if !repo.is_ancestor(from, to).ok()? {
+            return None;
+        }
+        let out = repo
+            .cmd()
+            .args(["diff", "--name-only", "-z", "--no-renames", from, to, "--"])
+            .run()
+            .ok()?;
+        Some(
+            out.stdout
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    });
+    keys.into_iter().zip(files).collect()
+}
+
+fn layer_review(
+    job: &Job<'_>,
+    tips: &HashMap<PathBuf, HashMap<String, git::parse::Tip>>,
+    base_moves: &HashMap<BaseKey, Option<BTreeSet<String>>>,
+    merge_tree: bool,
+) -> LayerReview {
+    let inst = job.layer;
+    let repo = Repo::new(&inst.repo);
+    let repo_tips = tips.get(&inst.repo);
+    let tip = repo_tips.and_then(|t| t.get(&inst.branch));
+    let mut lr = LayerReview {
+        layer: inst.layer.clone(),
+        branch: inst.branch.clone(),
+        base: inst.base.clone(),
+        base_tip: None,
+        tip: tip.map(|t| t.commit.clone()),
+        ahead: 0,
+        behind: 0,
+        files: Vec::new(),
+        insertions: 0,
+        deletions: 0,
+        uncommitted: Vec::new(),
+        last_commit_time: tip.map(|t| t.time),
+        last_commit_subject: tip.map(|t| t.subject.clone()),
+        reviewed_commit: job.reviewed.clone(),
+        check: None,
+        conflicts_with_base: None,
+        error: None,
+        repo: inst.repo.clone(),
+        worktree: inst.worktree.clone(),
+    };
+    if let Some(c) = &job.check {
+        lr.check = Some(CheckReport {
+            passed: c.passed,
+            stale: lr.tip.as_deref() != Some(c.commit.as_str()),
+            duration_ms: c.duration_ms,
+            log: c.log.clone(),
+            finished_at: c.finished_at,
+        });
+    }
+    let Some(tip) = lr.tip.clone() else {
+        lr.error = Some(format!("branch `{}` is gone", inst.branch));
+        return lr;
+    };
+    // The base as it is now: a branch's tip, else whatever it names, else where it was.
+    let base_tip = match repo_tips.and_then(|t| t.get(&inst.base)) {
+        Some(t) => t.commit.clone(),
+        None => repo
+            .resolve_commit(&inst.base)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| inst.base_commit.clone()),
+    };
+    lr.base_tip = Some(base_tip.clone());
+    let fill = |lr: &mut LayerReview| -> Result<()> {
+        (lr.behind, lr.ahead) = repo.behind_ahead(&base_tip, &tip)?;
+        if lr.ahead > 0 {
+            lr.files = repo.numstat(&base_tip, &tip)?;
+            lr.insertions = lr.files.iter().filter_map(|f| f.insertions).sum();
+            lr.deletions = lr.files.iter().filter_map(|f| f.deletions).sum();
+        }
+        if inst.worktree.join(".git").exists() {
+            lr.uncommitted = Repo::dirty_paths(&inst.worktree)?;
+        } else {
+            lr.error = Some(format!("worktree missing: {}", inst.worktree.display()));
+        }
+        let key = (
+            inst.repo.clone(),
+            inst.base_commit.clone(),
+            base_tip.clone(),
+        );
+        let disjoint = match base_moves.get(&key) {
+            Some(Some(base_files)) => lr.files.iter().all(|f| !base_files.contains(&f.path)),
+            _ => false,
+        };
+        lr.conflicts_with_base = match (merge_tree, lr.ahead > 0 && lr.behind > 0 && !disjoint) {
+            (false, _) => None,
+            // Base not moved, nothing of our own, or no file both sides changed: no conflict.
+            (true, false) => Some(Vec::new()),
+            (true, true) => Some(repo.merge_conflicts(&base_tip, &tip)?),
+        };
+        Ok(())
+    };
+    if let Err(e) = fill(&mut lr) {
+        lr.error = Some(format!("{e:#}"));
+    }
+    lr
+}
+
+/// Pairs of envs with worktrees of the same repo that touched a same file.
+fn radar(envs: &[EnvReview], merge_tree: bool) -> Vec<Conflict> {
+    struct Pair<'a> {
+        a: &'a EnvReview,
+        b: &'a EnvReview,
+        la: &'a LayerReview,
+        lb: &'a LayerReview,
+        overlap: Vec<String>,
+    }
+    let mut pairs = Vec::new();
+    for (i, a) in envs.iter().enumerate() {
+        for b in &envs[i + 1..] {
+            for la in &a.layers {
+                let Some(lb) = b.layers.iter().find(|l| l.repo == la.repo) else {
+                    continue;
+                };
+                let fa: BTreeSet<&str> = la.files.iter().map(|f| f.path.as_str()).collect();
+                let overlap: Vec<String> = lb
+                    .files
+                    .iter()
+                    .filter(|f| fa.contains(f.path.as_str()))
+                    .map(|f| f.path.clone())
+                    .collect();
+                if !overlap.is_empty() {
+                    pairs.push(Pair {
+                        a,
+                        b,
+                        la,
+                        lb,
+                        overlap,
+                    });
+                }
+            }
+        }
+    }
+    let predicted = par_map(&pairs, |p| match (merge_tree, &p.la.tip, &p.lb.tip) {
+        (true, Some(ta), Some(tb)) => Repo::new(&p.la.repo).merge_conflicts(ta, tb).ok(),
+        _ => None,
+    });
+    pairs
+        .into_iter()
+        .zip(predicted)
+        .map(|(p, conflict)| Conflict {
+            envs: [p.a.name.clone(), p.b.name.clone()],
+            layer: p.la.layer.clone(),
+            overlap: p.overlap,
+            conflict,
+        })
+        .collect()
+}
+
+/// Where an env goes in the queue, and why.
+fn classify(e: &mut EnvReview) {
+    let unreviewed: u32 = e
+        .layers
+        .iter()
+        .filter(|l| l.ahead > 0 && l.reviewed_commit.as_ref() != l.tip.as_ref())
+        .map(|l| l.ahead)
+        .sum();
+    e.reviewed = unreviewed == 0;
+    let agent = e.agent.as_deref();
+    let (urgency, reason) = if agent == Some("waiting") {
+        (0, "agent waiting for input".to_string())
+    } else if unreviewed > 0 && !matches!(agent, Some("working" | "running")) {
+        let who = if agent == Some("done") {
+            "agent done, "
+        } else {
+            ""
+        };
+        (1, format!("{who}{unreviewed} commit(s) to review"))
+    } else if matches!(e.status, "failed" | "partial") {
+        (2, format!("servers {}", e.status))
+    } else if matches!(agent, Some("working" | "running")) {
+        (3, "agent working".into())
+    } else if e.layers.iter().any(|l| l.ahead > 0) {
+        (3, "reviewed".into())
+    } else {
+        (3, "no commits yet".into())
+    };
+    e.urgency = urgency;
+    e.reason = reason;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_map;
+
+    #[test]
+    fn par_map_keeps_order() {
+        let items: Vec<u32> = (0..100).collect();
+        assert_eq!(
+            par_map(&items, |x| x * 2),
+            items.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
+        assert!(par_map(&Vec::<u32>::new(), |x| *x).is_empty());
+    }
+}

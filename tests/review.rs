@@ -1,0 +1,257 @@
+//! The review queue and the conflict radar, on real repos with real conflicts.
+
+use serde_json::Value;
+
+use crate::common::TestWorkspace;
+
+const LINES: usize = 12;
+
+fn text_with(line: usize, value: &str) -> String {
+    (1..=LINES)
+        .map(|i| {
+            if i == line {
+                format!("{value}\n")
+            } else {
+                format!("line {i}\n")
+            }
+        })
+        .collect()
+}
+
+/// A workspace with one repo `app` holding `shared.txt`, and envs a, b, c, d:
+/// a and b change line 2 (a conflict), c changes line 10 (overlap, no conflict), d another file.
+fn scenario() -> TestWorkspace {
+    let ws = TestWorkspace::empty();
+    let app = ws.init_repo("app");
+    ws.commit(&app, "shared.txt", &text_with(0, ""), "Shared file");
+    ws.write_config(&format!(
+        "[layers.app]\nrepo = \"app\"\nports = \"{}\"\ncheck = [\"test -f ok.txt\"]\n",
+        ws.ports.range(0, 20)
+    ));
+    for env in ["a", "b", "c", "d"] {
+        ws.grove(&["create", env, "--no-start"]).success();
+    }
+    let wt = |e: &str| ws.worktree(e, "app");
+    ws.commit(
+        &wt("a"),
+        "shared.txt",
+        &text_with(2, "A was here"),
+        "A: line 2",
+    );
+    ws.commit(
+        &wt("b"),
+        "shared.txt",
+        &text_with(2, "B was here"),
+        "B: line 2",
+    );
+    ws.commit(&wt("b"), "b.txt", "b", "B: more");
+    ws.commit(
+        &wt("c"),
+        "shared.txt",
+        &text_with(10, "C was here"),
+        "C: line 10",
+    );
+    ws.commit(&wt("d"), "other.txt", "d", "D: other file");
+    ws
+}
+
+fn review(ws: &TestWorkspace) -> Value {
+    let v = ws.grove(&["review", "--json"]).success().json();
+    assert_eq!(v["version"], 1);
+    v
+}
+
+fn env<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["envs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap()
+}
+
+fn pair<'a>(v: &'a Value, a: &str, b: &str) -> Option<&'a Value> {
+    v["conflicts"].as_array().unwrap().iter().find(|c| {
+        let e = [
+            c["envs"][0].as_str().unwrap(),
+            c["envs"][1].as_str().unwrap(),
+        ];
+        e.contains(&a) && e.contains(&b)
+    })
+}
+
+#[test]
+fn conflicts_overlaps_and_unrelated_envs() {
+    let ws = scenario();
+    let v = review(&ws);
+    assert_eq!(v["merge_tree"], true);
+    let ab = pair(&v, "a", "b").expect("a and b touch the same file");
+    assert_eq!(ab["conflict"], serde_json::json!(["shared.txt"]));
+    assert_eq!(ab["overlap"], serde_json::json!(["shared.txt"]));
+    for (x, y) in [("a", "c"), ("b", "c")] {
+        let p = pair(&v, x, y).expect("overlap");
+        assert_eq!(
+            p["conflict"],
+            serde_json::json!([]),
+            "{x}/{y}: same file, other lines"
+        );
+    }
+    for other in ["a", "b", "c"] {
+        assert!(
+            pair(&v, other, "d").is_none(),
+            "d touches nothing of {other}'s"
+        );
+    }
+    let b = &env(&v, "b")["layers"][0];
+    assert_eq!(b["ahead"], 2);
+    assert_eq!(b["behind"], 0);
+    assert_eq!(b["files"].as_array().unwrap().len(), 2);
+    assert_eq!(b["insertions"], 2);
+    assert_eq!(b["last_commit_subject"], "B: more");
+    assert_eq!(b["conflicts_with_base"], serde_json::json!([]));
+
+    let text = ws.grove(&["review"]).success().stdout;
+    assert!(
+        text.contains("a ⟷ b  app  conflict: shared.txt · overlap: 1 file(s)"),
+        "{text}"
+    );
+    assert!(text.contains("merges cleanly"), "{text}");
+    let one = ws.grove(&["review", "b"]).success().stdout;
+    assert!(one.contains("B: more") && one.contains("b.txt"), "{one}");
+    assert!(one.contains("a ⟷ b"), "{one}");
+}
+
+#[test]
+fn a_base_that_moved_on_shows_behind_and_conflicts_with_its_tip() {
+    let ws = scenario();
+    let app = ws.repo("app");
+    ws.commit(
+        &app,
+        "shared.txt",
+        &text_with(2, "main changed it"),
+        "Main: line 2",
+    );
+    let v = review(&ws);
+    let a = &env(&v, "a")["layers"][0];
+    assert_eq!(
+        (a["ahead"].as_u64(), a["behind"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(a["conflicts_with_base"], serde_json::json!(["shared.txt"]));
+    let c = &env(&v, "c")["layers"][0];
+    assert_eq!(c["behind"], 1);
+    assert_eq!(c["conflicts_with_base"], serde_json::json!([]));
+    // d changed a file the base did not: no conflict, without asking git to merge.
+    let d = &env(&v, "d")["layers"][0];
+    assert_eq!(
+        (d["behind"].as_u64(), d["conflicts_with_base"].clone()),
+        (Some(1), serde_json::json!([]))
+    );
+    let text = ws.grove(&["review"]).success().stdout;
+    assert!(
+        text.contains("a ⟷ main (moved on)  app  conflict: shared.txt"),
+        "{text}"
+    );
+}
+
+#[test]
+fn uncommitted_files_and_the_queue_order_and_mark_reviewed() {
+    let ws = scenario();
+    std::fs::write(ws.worktree("d", "app").join("draft.txt"), "wip").unwrap();
+    let mut v = review(&ws);
+    let d = &env(&v, "d")["layers"][0];
+    assert_eq!(d["uncommitted"], serde_json::json!(["draft.txt"]));
+    // Every env has commits to review and no agent: all in the second group.
+    assert!(
+        v["envs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["urgency"] == 1 && e["reviewed"] == false)
+    );
+
+    ws.grove(&["review", "a", "--mark-reviewed"]).success();
+    v = review(&ws);
+    let a = env(&v, "a");
+    assert_eq!(a["reviewed"], true);
+    assert_eq!(a["urgency"], 3);
+    assert_eq!(
+        v["envs"].as_array().unwrap().last().unwrap()["name"],
+        "a",
+        "reviewed envs go last"
+    );
+    // A new commit puts it back.
+    ws.commit(&ws.worktree("a", "app"), "more.txt", "x", "A: more");
+    v = review(&ws);
+    assert_eq!(env(&v, "a")["reviewed"], false);
+    assert_eq!(env(&v, "a")["reason"], "2 commit(s) to review");
+}
+
+#[test]
+fn an_agent_waiting_comes_first() {
+    let ws = scenario();
+    let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap()
+        + "[agent]\ncommand = \"sleep 60; :\"\nmode = \"headless\"\n";
+    ws.write_config(&config);
+    ws.grove(&["agent", "c"]).success();
+    ws.grove(&["agent-status", "waiting", "--env", "c"])
+        .success();
+    let v = review(&ws);
+    assert_eq!(v["envs"][0]["name"], "c");
+    assert_eq!(v["envs"][0]["reason"], "agent waiting for input");
+    ws.grove(&["agent-status", "working", "--env", "c"])
+        .success();
+    let v = review(&ws);
+    assert_eq!(env(&v, "c")["reason"], "agent working");
+    ws.grove(&["down", "c"]).success();
+}
+
+#[test]
+fn check_pass_and_fail_are_recorded() {
+    let ws = scenario();
+    ws.commit(&ws.worktree("a", "app"), "ok.txt", "ok", "A: ok");
+    let out = ws.grove(&["check", "a"]).success();
+    assert!(out.stderr.contains("app  passed"), "{out}");
+    let out = ws.grove(&["check", "b"]).failure(1);
+    assert!(out.stderr.contains("app  FAILED"), "{out}");
+    assert!(out.stderr.contains("check failed in app"), "{out}");
+    let v = review(&ws);
+    let ca = &env(&v, "a")["layers"][0]["check"];
+    assert_eq!(
+        (ca["passed"].as_bool(), ca["stale"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(std::path::Path::new(ca["log"].as_str().unwrap()).exists());
+    assert_eq!(env(&v, "b")["layers"][0]["check"]["passed"], false);
+    // The branch moves on: the result is older than the tip.
+    ws.commit(&ws.worktree("a", "app"), "later.txt", "x", "A: later");
+    assert_eq!(env(&review(&ws), "a")["layers"][0]["check"]["stale"], true);
+    assert!(
+        ws.grove(&["review"])
+            .success()
+            .stdout
+            .contains("check passed, before the last commit")
+    );
+    let out = ws.grove(&["check", "nope"]).failure(1);
+    assert!(out.stderr.contains("no env `nope`"), "{out}");
+}
+
+#[test]
+fn diff_shows_what_the_env_changed() {
+    let ws = scenario();
+    let out = ws.grove(&["diff", "b"]).success().stdout;
+    assert!(
+        out.contains("+B was here") && out.contains("b/app/b.txt"),
+        "{out}"
+    );
+    assert!(!out.contains("draft"), "{out}");
+    std::fs::write(
+        ws.worktree("b", "app").join("b.txt"),
+        "changed, not committed",
+    )
+    .unwrap();
+    let dirty = ws.grove(&["diff", "b", "app", "--dirty"]).success().stdout;
+    assert!(dirty.contains("+changed, not committed"), "{dirty}");
+    let clean = ws.grove(&["diff", "b", "app"]).success().stdout;
+    assert!(!clean.contains("changed, not committed"), "{clean}");
+}
