@@ -102,6 +102,10 @@ pub struct CreateArgs {
     #[arg(long = "from", value_name = "LAYER=BASE")]
     pub from: Vec<String>,
 
+    /// Give infra LAYER an instance of its own (repeatable; same as --isolate-<layer>)
+    #[arg(long = "isolate", value_name = "LAYER")]
+    pub isolate: Vec<String>,
+
     /// Base for every dedicated layer without its own --from-<layer> [default: the layer's
     /// `base`, else the repo's default branch]
     #[arg(long, value_name = "BASE")]
@@ -118,6 +122,10 @@ pub struct CreateArgs {
     /// Filled from the generated `--from-<layer>` flags after parsing.
     #[arg(skip)]
     pub from_layer: Vec<(String, String)>,
+
+    /// Filled from the generated `--isolate-<layer>` flags after parsing.
+    #[arg(skip)]
+    pub isolate_layer: Vec<String>,
 }
 
 /// List the workspace's envs: URL and base of each dedicated layer, and status
@@ -296,6 +304,10 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation on a terminal
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    /// Keep the env's isolated databases (and what other recipes made), and say where they are
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 /// Print the path of an env's worktree (the first dedicated layer's unless LAYER is given)
@@ -374,8 +386,28 @@ pub fn command(config: Option<&Config>) -> clap::Command {
                     )),
             );
         }
+        for layer in config.layers.values().filter(|l| l.isolate.is_some()) {
+            let default = if config.default_isolated.contains(&layer.name) {
+                " (isolated in every env already)"
+            } else {
+                ""
+            };
+            create = create.arg(
+                Arg::new(isolate_id(&layer.name))
+                    .long(format!("isolate-{}", layer.name))
+                    .action(ArgAction::SetTrue)
+                    .help(format!(
+                        "Give `{}` an instance of its own{default}",
+                        layer.name
+                    )),
+            );
+        }
         create
     })
+}
+
+fn isolate_id(layer: &str) -> String {
+    format!("isolate-layer:{layer}")
 }
 
 fn from_id(layer: &str) -> String {
@@ -391,6 +423,12 @@ pub fn parse(argv: Vec<OsString>, ws: &Result<Workspace, Fail>) -> Result<Cli, c
         && let Some(sub) = matches.subcommand_matches("create")
     {
         args.from_layer = generated_froms(sub, config);
+        args.isolate_layer = config
+            .layers
+            .values()
+            .filter(|l| l.isolate.is_some() && sub.get_flag(&isolate_id(&l.name)))
+            .map(|l| l.name.clone())
+            .collect();
     }
     Ok(cli)
 }
@@ -408,7 +446,8 @@ fn generated_froms(m: &ArgMatches, config: &Config) -> Vec<(String, String)> {
 }
 
 /// The layer named by an unknown `--from-<x>` flag, if that is what clap tripped on.
-pub fn unknown_from_flag(err: &clap::Error) -> Option<String> {
+/// The flag kind (`from` or `isolate`) and layer of an unknown generated flag.
+pub fn unknown_layer_flag(err: &clap::Error) -> Option<(&'static str, String)> {
     use clap::error::{ContextKind, ContextValue};
     if err.kind() != clap::error::ErrorKind::UnknownArgument {
         return None;
@@ -417,5 +456,9 @@ pub fn unknown_from_flag(err: &clap::Error) -> Option<String> {
         return None;
     };
     let flag = arg.split('=').next()?;
-    flag.strip_prefix("--from-").map(str::to_string)
+    if let Some(l) = flag.strip_prefix("--from-") {
+        return Some(("from", l.to_string()));
+    }
+    flag.strip_prefix("--isolate-")
+        .map(|l| ("isolate", l.to_string()))
 }

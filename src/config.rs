@@ -29,6 +29,8 @@ pub struct Config {
     pub path: PathBuf,
     pub name: String,
     pub default_layers: Vec<String>,
+    /// Infra layers every env isolates.
+    pub default_isolated: Vec<String>,
     /// Absolute folder holding one folder per env.
     pub envs_dir: PathBuf,
     pub layers: IndexMap<String, Layer>,
@@ -112,10 +114,29 @@ pub struct Layer {
     pub env: IndexMap<String, String>,
     pub dotenv: Option<String>,
     pub restart: Restart,
+    /// How an infra layer gets an instance of its own in an env (`--isolate-<layer>`).
+    pub isolate: Option<Isolate>,
     /// `grove check` commands (tests, lint), run in order in the worktree.
     pub check: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL when stopping the server.
     pub stop_timeout_secs: u64,
+}
+
+/// An infra layer's isolation recipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolate {
+    /// A database `<template>_<env_id>` made from the template database.
+    Postgres { template: String },
+    /// A database index of its own (1-15) on the shared server.
+    Redis,
+    /// Commands of the user's: `create` and `destroy` (with the env's variables), the URL of
+    /// what they made (a template), and a command that tells when it is ready.
+    Recipe {
+        create: String,
+        destroy: String,
+        url: Option<String>,
+        ready: Option<String>,
+    },
 }
 
 /// When the supervisor restarts a server that exited.
@@ -211,6 +232,7 @@ struct RawAgent {
 struct RawWorkspace {
     name: Option<Spanned<String>>,
     default_layers: Option<Vec<Spanned<String>>>,
+    default_isolated: Option<Vec<Spanned<String>>>,
     envs_dir: Option<Spanned<String>>,
 }
 
@@ -235,6 +257,18 @@ struct RawLayer {
     stop_timeout: Option<Spanned<u64>>,
     #[serde(default)]
     check: Vec<Spanned<String>>,
+    isolate: Option<Spanned<RawIsolate>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIsolate {
+    kind: Option<String>,
+    template: Option<String>,
+    create: Option<String>,
+    destroy: Option<String>,
+    url: Option<Spanned<String>>,
+    ready: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -391,6 +425,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
     let ws = raw.workspace.unwrap_or(RawWorkspace {
         name: None,
         default_layers: None,
+        default_isolated: None,
         envs_dir: None,
     });
     let default_layers = match ws.default_layers {
@@ -422,6 +457,31 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
             .map(|l| l.name.clone())
             .collect(),
     };
+    let default_isolated: Vec<String> = ws
+        .default_isolated
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|item| {
+            if layers
+                .get(item.get_ref())
+                .is_some_and(|l| l.isolate.is_some())
+            {
+                Some(item.into_inner())
+            } else {
+                diags.push(
+                    diag(
+                        item.span(),
+                        format!(
+                            "`{}` in `default_isolated` is not a layer with `isolate`",
+                            item.get_ref()
+                        ),
+                    )
+                    .hint("list infra layers that have an `isolate` recipe"),
+                );
+                None
+            }
+        })
+        .collect();
     check_start_order(&layers, diags);
     let envs_dir = match ws.envs_dir {
         Some(dir) => {
@@ -442,6 +502,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         path: path.to_owned(),
         name,
         default_layers,
+        default_isolated,
         envs_dir,
         layers,
         agent,
@@ -589,6 +650,20 @@ fn validate_layer(
         }
         std::fs::canonicalize(&dir).unwrap_or(dir)
     });
+    if let (Some(i), Some(_)) = (&raw.isolate, &repo) {
+        diags.push(
+            diag(
+                i.span(),
+                format!("`isolate` is for infra layers: `{name}` has a repo"),
+            )
+            .hint("a code layer gets its own instance with `--from-<layer>=BASE`"),
+        );
+    }
+    let isolate = raw
+        .isolate
+        .as_ref()
+        .filter(|_| repo.is_none())
+        .map(|i| validate_isolate(name, i, names, diags));
     if repo.is_none() {
         // An infra layer: reached at its shared URL, with nothing of a code layer.
         let code_keys = [
@@ -737,10 +812,80 @@ fn validate_layer(
         env,
         dotenv: raw.dotenv.map(Spanned::into_inner),
         restart: raw.restart.map_or(Restart::OnFailure, Spanned::into_inner),
+        isolate,
         check: raw.check.into_iter().map(Spanned::into_inner).collect(),
         stop_timeout_secs: raw
             .stop_timeout
             .map_or(DEFAULT_STOP_TIMEOUT_SECS, Spanned::into_inner),
+    }
+}
+
+fn validate_isolate(
+    name: &str,
+    raw: &Spanned<RawIsolate>,
+    names: &[String],
+    diags: &mut Vec<Diag>,
+) -> Isolate {
+    let span = raw.span();
+    let r = raw.get_ref();
+    let recipe_keys =
+        r.create.is_some() || r.destroy.is_some() || r.url.is_some() || r.ready.is_some();
+    match r.kind.as_deref() {
+        Some("postgres") => {
+            let template = r.template.clone().unwrap_or_default();
+            let ok = !template.is_empty()
+                && template
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !template.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                diags.push(
+                    diag(span.clone(), format!("`isolate` of `{name}` needs `template`, a database name"))
+                        .hint("e.g. `isolate = { kind = \"postgres\", template = \"app\" }` (letters, digits, `_`)"),
+                );
+            }
+            if recipe_keys {
+                diags.push(diag(
+                    span,
+                    "a built-in `kind` takes no `create`, `destroy`, `url` or `ready`",
+                ));
+            }
+            Isolate::Postgres { template }
+        }
+        Some("redis") => {
+            if recipe_keys || r.template.is_some() {
+                diags.push(diag(span, "`kind = \"redis\"` takes no other key"));
+            }
+            Isolate::Redis
+        }
+        Some(other) => {
+            diags.push(diag(span, format!("unknown isolate kind `{other}`")).hint(
+                "`postgres`, `redis`, or no `kind` with your own `create`/`destroy` commands",
+            ));
+            Isolate::Redis
+        }
+        None => {
+            if r.create.is_none() || r.destroy.is_none() {
+                diags.push(
+                    diag(
+                        span,
+                        format!("`isolate` of `{name}` needs `create` and `destroy` (or a `kind`)"),
+                    )
+                    .hint(
+                        "both run with the env's variables: `$GROVE_ENV_ID` names what they make",
+                    ),
+                );
+            }
+            if let Some(u) = &r.url {
+                check_template(u, &["env", "env_id", "layer", "shared_url"], names, diags);
+            }
+            Isolate::Recipe {
+                create: r.create.clone().unwrap_or_default(),
+                destroy: r.destroy.clone().unwrap_or_default(),
+                url: r.url.as_ref().map(|u| u.get_ref().clone()),
+                ready: r.ready.clone(),
+            }
+        }
     }
 }
 

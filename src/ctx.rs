@@ -77,12 +77,20 @@ impl Ctx {
                 (i.layer.clone(), d)
             })
             .collect();
+        let isolated = self
+            .store
+            .isolated(env.key)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| (i.layer, i.url))
+            .collect();
         EnvView {
             config: &self.ws.config,
             root: &self.ws.root,
             name: &env.name,
             ident: &env.ident,
             dedicated,
+            isolated,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod git;
 pub mod interrupt;
+pub mod isolate;
 pub mod logfile;
 pub mod names;
 pub mod ports;
@@ -108,18 +109,27 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
         let _ = e.print();
         return 0;
     }
-    if let Some(layer) = cli::unknown_from_flag(e) {
+    if let Some((kind, layer)) = cli::unknown_layer_flag(e) {
         return match ws {
             // The flag may well be right: the config that would define it did not load.
             Err(fail) => report(&fail.clone().into()),
             Ok(ws) => {
-                let known = ws.config.code_layers();
-                let fail = Fail::usage(format!("unknown layer `{layer}` in `--from-{layer}`"))
-                    .hint(format!(
-                        "code layers of {}: {}",
-                        ws.config.path.display(),
-                        known.join(", ")
-                    ));
+                let (known, what) = if kind == "from" {
+                    (ws.config.code_layers(), "code layers")
+                } else {
+                    let l = ws.config.layers.values().filter(|l| l.isolate.is_some());
+                    (
+                        l.map(|l| l.name.as_str()).collect(),
+                        "layers with `isolate`",
+                    )
+                };
+                let known = if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                };
+                let fail = Fail::usage(format!("unknown layer `{layer}` in `--{kind}-{layer}`"))
+                    .hint(format!("{what} of {}: {known}", ws.config.path.display()));
                 report(&fail.into())
             }
         };

@@ -74,6 +74,16 @@ pub fn rollback(ctx: &mut Ctx, key: EnvKey) -> Result<()> {
                     ));
                 }
             }
+            Action::Isolated { layer, resource } => {
+                let env = ctx.store.env_by_key(key)?;
+                if let Some(env) = env
+                    && let Err(e) = crate::isolate::drop_resource(ctx, &env, layer, resource)
+                {
+                    ui::warn(format!(
+                        "could not drop the isolated `{layer}` ({resource}): {e:#}"
+                    ));
+                }
+            }
             Action::Process { leader } => {
                 crate::provision::stop_orphan_group(*leader, std::time::Duration::from_secs(5));
             }

@@ -56,6 +56,8 @@ pub struct LayerReport {
     pub worktree: Option<String>,
     /// Whether grove created the branch (and so may delete it on destroy).
     pub branch_created: Option<bool>,
+    /// An isolated infra layer's database (name or Redis index) or recipe resource.
+    pub resource: Option<String>,
     /// The server's state: `starting`, `ready`, `unhealthy`, `backoff`, `failed`, `stopped`;
     /// `null` for a layer that runs no server here.
     pub state: Option<String>,
@@ -72,6 +74,7 @@ pub struct LayerReport {
 /// Builds the report of `env`, checking worktrees, the supervisor and the servers' processes.
 pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<EnvReport> {
     let view = ctx.view(env, instances);
+    let isolated = ctx.store.isolated(env.key)?;
     let sup_row = ctx.store.supervisor(env.key)?;
     let sup = sup_row.filter(ProcId::alive);
     let rows = ctx.store.servers(env.key)?;
@@ -79,12 +82,19 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
     let mut problems = Vec::new();
     let mut states: Vec<String> = Vec::new();
     for layer in ctx.ws.config.layers.values() {
-        // Infra layers get a column once they can be isolated; until then every env shares them.
         let inst = instances.iter().find(|i| i.layer == layer.name);
-        if !layer.is_code() && inst.is_none() {
+        let url = view.url(layer).ok().flatten();
+        if !layer.is_code() {
+            // Infra: listed when the env has its own; shared otherwise, like every env.
+            if let Some(iso) = isolated.iter().find(|i| i.layer == layer.name) {
+                layers.push(LayerReport {
+                    mode: "isolated",
+                    resource: Some(iso.resource.clone()),
+                    ..LayerReport::shared(&layer.name, Some(iso.url.clone()))
+                });
+            }
             continue;
         }
-        let url = view.url(layer).ok().flatten();
         let Some(i) = inst else {
             layers.push(LayerReport::shared(&layer.name, url));
             continue;
@@ -222,6 +232,7 @@ impl LayerReport {
             base: None,
             worktree: None,
             branch_created: None,
+            resource: None,
             state: None,
             pid: None,
             restarts: None,
@@ -249,6 +260,7 @@ impl LayerReport {
         match (self.mode, &self.url, &self.base) {
             ("dedicated", Some(url), Some(base)) => format!("{url} [{base}]"),
             ("dedicated", None, Some(base)) => format!("[{base}]"),
+            ("isolated", Some(url), _) => url.clone(),
             _ => "shared".into(),
         }
     }

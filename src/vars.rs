@@ -30,6 +30,8 @@ pub struct EnvView<'a> {
     pub name: &'a str,
     pub ident: &'a str,
     pub dedicated: IndexMap<String, Dedicated>,
+    /// Infra layers the env has of its own, with their URLs.
+    pub isolated: IndexMap<String, String>,
 }
 
 /// `GROVE_<LAYER>_URL` for layer `name`.
@@ -40,6 +42,9 @@ pub fn url_var(name: &str) -> String {
 impl EnvView<'_> {
     /// The URL of `layer` in this env: its dedicated instance's, else its shared one.
     pub fn url(&self, layer: &Layer) -> Result<Option<String>> {
+        if let Some(url) = self.isolated.get(&layer.name) {
+            return Ok(Some(url.clone()));
+        }
         let Some(d) = self.dedicated.get(&layer.name) else {
             return Ok(layer.shared_url.clone());
         };

@@ -9,6 +9,7 @@ mod agents;
 mod bad_input;
 mod commands;
 mod concurrency;
+mod isolation;
 mod review;
 mod rollback;
 mod safety;

@@ -25,6 +25,9 @@ pub struct CreateOpts {
     pub from: Vec<(String, String)>,
     pub base: Option<String>,
     pub start: bool,
+    /// Infra layers to isolate (`--isolate-<layer>`, `--isolate LAYER`), besides the
+    /// workspace's `default_isolated`.
+    pub isolate: Vec<String>,
 }
 
 /// One dedicated layer, checked and ready to make.
@@ -50,13 +53,22 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
         from.push((layer.to_string(), base.to_string()));
     }
     if !args.tickets.is_empty() {
-        return super::fanout::run(ctx, args, &from);
+        let isolate: Vec<String> = args
+            .isolate_layer
+            .iter()
+            .chain(&args.isolate)
+            .cloned()
+            .collect();
+        return super::fanout::run(ctx, args, &from, &isolate);
     }
+    let mut isolate = args.isolate_layer.clone();
+    isolate.extend(args.isolate.iter().cloned());
     let opts = CreateOpts {
         name: args.name.clone().unwrap_or_default(),
         from,
         base: args.base.clone(),
         start: !args.no_start,
+        isolate,
     };
     let env = create(ctx, &opts)?;
     let instances = ctx.store.instances(env.key)?;
@@ -109,7 +121,8 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
             .into());
     }
     let plans = plan(ctx, opts, &env_name)?;
-    preflight_templates(ctx, &env_name, &opts.name, &plans)?;
+    let isolated = isolated_layers(ctx, opts)?;
+    preflight_templates(ctx, &env_name, &opts.name, &plans, &isolated)?;
 
     interrupt::guard();
     let ident = names::env_id(&env_name);
@@ -129,7 +142,7 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
         "creating env `{env_name}` in {}",
         crate::tilde(&ctx.ws.root)
     ));
-    match make(ctx, &env, &plans, opts) {
+    match make(ctx, &env, &plans, &isolated, opts) {
         Ok(()) => {
             ctx.store.journal_clear(env.key)?;
             ctx.store.set_phase(env.key, Phase::Ready, None)?;
@@ -279,7 +292,51 @@ fn plan(ctx: &Ctx, opts: &CreateOpts, env_name: &str) -> Result<Vec<LayerPlan>> 
 
 /// Renders every template the env will need, with placeholder ports, so that a template
 /// that cannot render (a shared URL that does not exist) fails before anything is made.
-fn preflight_templates(ctx: &Ctx, env_name: &str, branch: &str, plans: &[LayerPlan]) -> Result<()> {
+/// The infra layers the env isolates: the workspace's defaults and those asked for.
+fn isolated_layers(ctx: &Ctx, opts: &CreateOpts) -> Result<Vec<String>> {
+    let config = &ctx.ws.config;
+    let mut out: Vec<String> = config.default_isolated.clone();
+    for layer in &opts.isolate {
+        match config.layers.get(layer) {
+            Some(l) if l.isolate.is_some() => {}
+            Some(_) => {
+                return Err(Fail::usage(format!("layer `{layer}` has no `isolate` recipe"))
+                    .hint(format!("add `isolate = {{ kind = \"postgres\", template = \"…\" }}` (or your own) to [layers.{layer}]"))
+                    .into());
+            }
+            None => {
+                let known: Vec<&str> = config
+                    .layers
+                    .values()
+                    .filter(|l| l.isolate.is_some())
+                    .map(|l| l.name.as_str())
+                    .collect();
+                return Err(Fail::usage(format!("unknown layer `{layer}`"))
+                    .hint(format!(
+                        "layers that can be isolated: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ))
+                    .into());
+            }
+        }
+        if !out.contains(layer) {
+            out.push(layer.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn preflight_templates(
+    ctx: &Ctx,
+    env_name: &str,
+    branch: &str,
+    plans: &[LayerPlan],
+    isolated: &[String],
+) -> Result<()> {
     let ident = names::env_id(env_name);
     let dedicated = plans
         .iter()
@@ -299,6 +356,11 @@ fn preflight_templates(ctx: &Ctx, env_name: &str, branch: &str, plans: &[LayerPl
         name: env_name,
         ident: &ident,
         dedicated,
+        // The real URLs exist once made; any value tells the templates the layer is there.
+        isolated: isolated
+            .iter()
+            .map(|l| (l.clone(), "isolated://".to_string()))
+            .collect(),
     };
     for p in plans {
         view.vars(&ctx.ws.config.layers[&p.layer])?;
@@ -307,7 +369,13 @@ fn preflight_templates(ctx: &Ctx, env_name: &str, branch: &str, plans: &[LayerPl
 }
 
 /// The steps, each journaled before it is taken.
-fn make(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerPlan], opts: &CreateOpts) -> Result<()> {
+fn make(
+    ctx: &mut Ctx,
+    env: &EnvRow,
+    plans: &[LayerPlan],
+    isolated: &[String],
+    opts: &CreateOpts,
+) -> Result<()> {
     let config = ctx.ws.config.clone();
     ensure_envs_dir_ignored(&config.envs_dir, &ctx.ws.root)?;
     let env_dir = ctx.ws.env_dir(&env.name);
@@ -373,6 +441,13 @@ fn make(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerPlan], opts: &CreateOpts) -> 
                 port: leased.get(&p.layer).copied(),
             },
         )?;
+    }
+    // Isolated infra before setup: setup (migrations) and servers use its URLs.
+    for layer in isolated {
+        check_interrupt()?;
+        let cfg = config.layers[layer].clone();
+        let row = crate::isolate::create(ctx, env, &cfg)?;
+        ui::info(format!("  {layer:w$}  isolated: {}", row.url));
     }
     let instances = ctx.store.instances(env.key)?;
     let all_vars = {

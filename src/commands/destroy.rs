@@ -86,6 +86,25 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     if crate::supervisor::stop_env(ctx, &env)? {
         ui::info(format!("  stopped the servers of `{}`", env.name));
     }
+    // Isolated infra after the servers that used it are gone.
+    for row in ctx.store.isolated(env.key)? {
+        if args.keep_data {
+            crate::isolate::kept(&row, &row.layer);
+        } else {
+            crate::isolate::drop_resource(ctx, &env, &row.layer, &row.resource).map_err(|e| {
+                Fail::new(format!(
+                    "cannot drop the isolated `{}` of `{}`: {e:#}",
+                    row.layer, env.name
+                ))
+                .hint(format!(
+                    "the env is half-destroyed; fix the cause and run `grove destroy {}` again",
+                    crate::shq(&env.name)
+                ))
+            })?;
+            ui::info(format!("  {}  dropped {}", row.layer, row.url));
+        }
+        ctx.store.delete_isolated(env.key, &row.layer)?;
+    }
     for c in &checks {
         destroy_layer(ctx, &env, c, args.force)?;
         if interrupt::received().is_some() {

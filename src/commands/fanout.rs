@@ -28,7 +28,12 @@ struct Done {
     secs: f64,
 }
 
-pub fn run(ctx: &Ctx, args: &CreateArgs, from: &[(String, String)]) -> Result<()> {
+pub fn run(
+    ctx: &Ctx,
+    args: &CreateArgs,
+    from: &[(String, String)],
+    isolate: &[String],
+) -> Result<()> {
     let files = expand(&args.tickets)?;
     let tmp = tempdir(&ctx.home)?;
     let jobs: Vec<Job> = files
@@ -68,6 +73,9 @@ pub fn run(ctx: &Ctx, args: &CreateArgs, from: &[(String, String)]) -> Result<()
             }
             for (layer, base) in from {
                 cmd = cmd.arg("--from").arg(format!("{layer}={base}"));
+            }
+            for layer in isolate {
+                cmd = cmd.arg("--isolate").arg(layer);
             }
             if let Some(b) = &args.base {
                 cmd = cmd.arg("--base").arg(b);

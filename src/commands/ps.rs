@@ -35,7 +35,17 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
         ui::info("no envs in this workspace; create one with `grove create NAME`");
         return Ok(());
     }
-    let code_layers = ctx.ws.config.code_layers();
+    // A column per code layer, and per infra layer that some env isolates.
+    let mut code_layers = ctx.ws.config.code_layers();
+    for l in ctx.ws.config.layers.values().filter(|l| !l.is_code()) {
+        if reports.iter().any(|r| {
+            r.layers
+                .iter()
+                .any(|x| x.name == l.name && x.mode == "isolated")
+        }) {
+            code_layers.push(&l.name);
+        }
+    }
     let mut rows = vec![
         std::iter::once("NAME".to_string())
             .chain(code_layers.iter().map(|l| l.to_ascii_uppercase()))
@@ -49,7 +59,7 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
                 r.layers
                     .iter()
                     .find(|l| l.name == *layer)
-                    .map_or("-".into(), |l| l.cell()),
+                    .map_or("shared".into(), |l| l.cell()),
             );
         }
         row.push(r.status.to_string());

@@ -82,6 +82,9 @@ pub enum Action {
         name: String,
         sha: String,
     },
+    /// An infra layer is being isolated: `resource` (a database, a Redis index, an env id) is
+    /// made for `layer`.
+    Isolated { layer: String, resource: String },
     /// A setup command runs as the leader of its own process group (journaled once started).
     Process { leader: ProcId },
 }
@@ -200,6 +203,18 @@ pub struct AgentRow {
     pub started_at: i64,
     /// How its process ended, when it did (headless).
     pub exit: Option<String>,
+}
+
+/// An infra layer an env has of its own.
+#[derive(Debug, Clone)]
+pub struct IsolatedRow {
+    pub layer: String,
+    /// `postgres`, `redis` or `recipe`.
+    pub kind: String,
+    /// The database name, the Redis database index, or what the recipe made.
+    pub resource: String,
+    pub url: String,
+    pub created_at: i64,
 }
 
 /// The last `grove check` of a layer.
@@ -764,6 +779,86 @@ impl Store {
         self.conn
             .execute("DELETE FROM agents WHERE env = ?1", [key])?;
         Ok(())
+    }
+
+    pub fn isolated(&self, key: EnvKey) -> Result<Vec<IsolatedRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT layer, kind, resource, url, created_at FROM isolated WHERE env = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt
+            .query_map([key], |r| {
+                Ok(IsolatedRow {
+                    layer: r.get(0)?,
+                    kind: r.get(1)?,
+                    resource: r.get(2)?,
+                    url: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn put_isolated(&mut self, key: EnvKey, i: &IsolatedRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO isolated (env, layer, kind, resource, url, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![key, i.layer, i.kind, i.resource, i.url, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets an isolated layer of the env, and its Redis lease if it had one.
+    pub fn delete_isolated(&mut self, key: EnvKey, layer: &str) -> Result<()> {
+        let tx = self.write()?;
+        tx.execute(
+            "DELETE FROM isolated WHERE env = ?1 AND layer = ?2",
+            params![key, layer],
+        )?;
+        tx.execute(
+            "DELETE FROM redis_leases WHERE env = ?1 AND layer = ?2",
+            params![key, layer],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Leases the lowest Redis database index of `server` (1 to 15: 0 is the shared one) that
+    /// no env holds and for which `usable` says yes (it is empty), in one write transaction.
+    pub fn lease_redis_db(
+        &mut self,
+        server: &str,
+        key: EnvKey,
+        layer: &str,
+        usable: impl Fn(u32) -> bool,
+    ) -> Result<Option<u32>> {
+        let tx = self.write()?;
+        let leased: std::collections::HashSet<u32> = {
+            let mut stmt = tx.prepare_cached("SELECT db FROM redis_leases WHERE server = ?1")?;
+            stmt.query_map([server], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let Some(db) = (1..=15).find(|d| !leased.contains(d) && usable(*d)) else {
+            return Ok(None);
+        };
+        tx.execute(
+            "INSERT INTO redis_leases (server, db, env, layer) VALUES (?1, ?2, ?3, ?4)",
+            params![server, db, key, layer],
+        )?;
+        tx.commit()?;
+        Ok(Some(db))
+    }
+
+    /// The env row of `key`, whatever its workspace.
+    pub fn env_by_key(&self, key: EnvKey) -> Result<Option<EnvRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {ENV_COLS} FROM envs WHERE id = ?1"),
+                [key],
+                env_row,
+            )
+            .optional()?)
     }
 
     /// The commit of each layer a human marked reviewed.

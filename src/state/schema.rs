@@ -121,4 +121,25 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (env, layer)
     );
     ",
+    // 5: isolated infrastructure: what each env made of its own, and Redis database indexes,
+    // leased machine-wide per server like ports.
+    r"
+    CREATE TABLE isolated (
+        env         INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer       TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        resource    TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (env, layer)
+    );
+
+    CREATE TABLE redis_leases (
+        server  TEXT NOT NULL,
+        db      INTEGER NOT NULL,
+        env     INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        layer   TEXT NOT NULL,
+        PRIMARY KEY (server, db)
+    );
+    ",
 ];

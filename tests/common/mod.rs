@@ -587,3 +587,186 @@ pub fn redact(ws: &TestWorkspace, text: &str) -> String {
     }
     s
 }
+
+/// A throwaway PostgreSQL cluster on a test port, with a database `app` holding a table
+/// `items (v text)`. PostgreSQL refuses to run as root: as root, it runs as `postgres`.
+pub struct Postgres {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    pub fn start(port: u16) -> Self {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL is installed (.ci/run installs it)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .expect("an initdb");
+        // Outside the test's own temp dir: the `postgres` user must be able to reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("grove-pg")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
+        let as_root = nix::unistd::getuid().is_root();
+        if as_root {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .unwrap();
+        }
+        let pg = Postgres { port, dir, bin };
+        let data = pg.dir.join("data");
+        pg.as_owner(&[
+            pg.bin.join("initdb").to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+        ]);
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            pg.dir.display()
+        );
+        pg.as_owner(&[
+            pg.bin.join("pg_ctl").to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            pg.dir.join("log").to_str().unwrap(),
+            "-w",
+            "start",
+        ]);
+        pg.psql("postgres", "CREATE DATABASE app");
+        pg.psql("app", "CREATE TABLE items (v text)");
+        pg
+    }
+
+    fn as_owner(&self, argv: &[&str]) {
+        let mut cmd = if nix::unistd::getuid().is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]);
+            c
+        } else {
+            Command::new(argv[0])
+        };
+        let args = if nix::unistd::getuid().is_root() {
+            argv
+        } else {
+            &argv[1..]
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs `sql` on database `db`; returns the unaligned output.
+    #[track_caller]
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args(["-X", "-qtA", "-d", &self.url(db), "-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        self.psql(
+            "postgres",
+            "SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY 1",
+        )
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        self.as_owner(&[
+            self.bin.join("pg_ctl").to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "stop",
+        ]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway redis-server on a test port.
+pub struct Redis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    pub fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        assert!(wait_until(20, || listening(port)));
+        Redis { port, child }
+    }
+
+    pub fn url(&self, db: u32) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    #[track_caller]
+    pub fn cli(&self, db: u32, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "-n", &db.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

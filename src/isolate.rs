@@ -1,0 +1,410 @@
+//! Infra layers of an env's own: a PostgreSQL database made from a template, a Redis database
+//! index, or whatever a recipe of the user's makes. Shared by default; `--isolate-<layer>` makes
+//! one. Every resource is journaled before it is made and recorded once it is, so a failed
+//! create, `destroy` and a crash's cleanup can always drop it.
+//!
+//! PostgreSQL goes through `psql` rather than a client crate: wherever PostgreSQL is used,
+//! `psql` is there, it speaks every authentication method the server may ask for, and it keeps
+//! a large dependency (and its TLS stack) out of grove. Redis goes through its protocol, which
+//! takes a few lines, so isolation does not depend on `redis-cli` being installed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::config::{Isolate, Layer};
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::exec::Cmd;
+use crate::state::{Action, EnvRow, IsolatedRow};
+use crate::{supervisor, template, ui};
+
+/// How long an isolated resource's `ready` command may take.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `url` with its path (the database) replaced by `/db`, keeping credentials and query.
+pub fn with_db(url: &str, db: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(cut);
+    let query = tail.find(['?', '#']).map_or("", |i| &tail[i..]);
+    Some(format!("{scheme}://{authority}/{db}{query}"))
+}
+
+/// Makes `layer` of its own for `env`, journaled first, recorded after.
+pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow> {
+    let isolate = layer
+        .isolate
+        .as_ref()
+        .context("layer has no isolate recipe")?;
+    let shared = layer.shared_url.clone().unwrap_or_default();
+    let (kind, resource, url) = match isolate {
+        Isolate::Postgres { template } => {
+            let db = format!("{template}_{}", env.ident);
+            journal(ctx, env, layer, &db)?;
+            postgres_create(&shared, template, &db, &layer.name)?;
+            let url = with_db(&shared, &db).context("bad shared_url")?;
+            ("postgres", db, url)
+        }
+        Isolate::Redis => {
+            let (host, port) = supervisor::host_port(&shared)
+                .ok_or_else(|| Fail::new(format!("cannot read host and port from `{shared}`")))?;
+            let server = format!("{host}:{port}");
+            let probe_err = std::cell::RefCell::new(None);
+            let db = ctx
+                .store
+                .lease_redis_db(&server, env.key, &layer.name, |n| {
+                    match redis(&shared, n, &[&["DBSIZE"]]) {
+                        Ok(r) => r.first().is_some_and(|s| s == "0"),
+                        Err(e) => {
+                            probe_err.borrow_mut().get_or_insert(e);
+                            false
+                        }
+                    }
+                })?;
+            let Some(db) = db else {
+                if let Some(e) = probe_err.into_inner() {
+                    return Err(e.context(format!(
+                        "cannot reach the Redis of `{}` at {shared}",
+                        layer.name
+                    )));
+                }
+                return Err(Fail::new(format!(
+                    "no free Redis database on {server} for `{}`: 1 to 15 are leased or hold data",
+                    layer.name
+                ))
+                .hint("destroy envs you no longer need; a database that holds data is never taken")
+                .into());
+            };
+            journal(ctx, env, layer, &db.to_string())?;
+            let url = with_db(&shared, &db.to_string()).context("bad shared_url")?;
+            ("redis", db.to_string(), url)
+        }
+        Isolate::Recipe {
+            create, url, ready, ..
+        } => {
+            journal(ctx, env, layer, &env.ident)?;
+            let url = match url {
+                Some(t) => render_url(t, env, layer)?,
+                None => shared.clone(),
+            };
+            let vars = recipe_vars(ctx, env, layer, &url);
+            run_recipe(ctx, env, &layer.name, "create", create, &vars)?;
+            if let Some(ready) = ready {
+                wait_ready(ctx, env, &layer.name, ready, &vars)?;
+            }
+            ("recipe", env.ident.clone(), url)
+        }
+    };
+    let row = IsolatedRow {
+        layer: layer.name.clone(),
+        kind: kind.into(),
+        resource,
+        url,
+        created_at: 0,
+    };
+    ctx.store.put_isolated(env.key, &row)?;
+    Ok(row)
+}
+
+fn journal(ctx: &mut Ctx, env: &EnvRow, layer: &Layer, resource: &str) -> Result<()> {
+    ctx.store.journal_push(
+        env.key,
+        &Action::Isolated {
+            layer: layer.name.clone(),
+            resource: resource.to_string(),
+        },
+    )
+}
+
+/// Drops what [`create`] made of `layer` (`resource`), by the layer's recipe.
+pub fn drop_resource(ctx: &Ctx, env: &EnvRow, layer_name: &str, resource: &str) -> Result<()> {
+    let Some(layer) = ctx.ws.config.layers.get(layer_name) else {
+        return Err(Fail::new(format!(
+            "layer `{layer_name}` is no longer in grove.toml; {resource} is left as it is"
+        ))
+        .into());
+    };
+    let shared = layer.shared_url.clone().unwrap_or_default();
+    match &layer.isolate {
+        Some(Isolate::Postgres { .. }) => postgres_drop(&shared, resource),
+        Some(Isolate::Redis) => {
+            let db: u32 = resource.parse().context("bad Redis database index")?;
+            redis(&shared, db, &[&["FLUSHDB"]]).map(|_| ())
+        }
+        Some(Isolate::Recipe { destroy, url, .. }) => {
+            let url = match url {
+                Some(t) => render_url(t, env, layer)?,
+                None => shared,
+            };
+            let vars = recipe_vars(ctx, env, layer, &url);
+            run_recipe(ctx, env, layer_name, "destroy", destroy, &vars)
+        }
+        None => Err(Fail::new(format!(
+            "layer `{layer_name}` has no `isolate` any more; {resource} is left as it is"
+        ))
+        .into()),
+    }
+}
+
+fn render_url(tmpl: &str, env: &EnvRow, layer: &Layer) -> Result<String> {
+    let c = minijinja::context! {
+        env => &env.name, env_id => &env.ident, layer => &layer.name, shared_url => &layer.shared_url,
+    };
+    template::render(tmpl, &c).map_err(|e| {
+        Fail::new(format!(
+            "cannot render `isolate.url` of `{}`: {e}",
+            layer.name
+        ))
+        .into()
+    })
+}
+
+/// What a recipe's commands get: the env's identity and the layer's URLs.
+fn recipe_vars(ctx: &Ctx, env: &EnvRow, layer: &Layer, url: &str) -> Vec<(String, String)> {
+    vec![
+        ("GROVE_ENV".into(), env.name.clone()),
+        ("GROVE_ENV_ID".into(), env.ident.clone()),
+        ("GROVE_LAYER".into(), layer.name.clone()),
+        (
+            "GROVE_WORKSPACE".into(),
+            ctx.ws.root.to_string_lossy().into_owned(),
+        ),
+        (
+            "GROVE_SHARED_URL".into(),
+            layer.shared_url.clone().unwrap_or_default(),
+        ),
+        ("GROVE_ISOLATED_URL".into(), url.to_string()),
+    ]
+}
+
+fn run_recipe(
+    ctx: &Ctx,
+    env: &EnvRow,
+    layer: &str,
+    what: &str,
+    script: &str,
+    vars: &[(String, String)],
+) -> Result<()> {
+    let log = ctx.log_dir(&env.name).join("setup.log");
+    crate::provision::run_step(script, &ctx.ws.root, vars, &log, |_| Ok(()))
+        .with_context(|| format!("isolate.{what} of layer `{layer}`"))
+}
+
+fn wait_ready(
+    ctx: &Ctx,
+    env: &EnvRow,
+    layer: &str,
+    cmd: &str,
+    vars: &[(String, String)],
+) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let ok = Cmd::shell(cmd)
+            .cwd(&ctx.ws.root)
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .check()?;
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Fail::new(format!(
+                "the isolated `{layer}` of `{}` was not ready after {} s (`{cmd}` never exited 0)",
+                env.name,
+                READY_TIMEOUT.as_secs()
+            ))
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---- PostgreSQL, through psql ---------------------------------------------------------------
+
+/// Runs one SQL statement against the server of `url` (on its maintenance database).
+fn psql(url: &str, sql: &str) -> Result<crate::exec::Output> {
+    let admin = with_db(url, "postgres").context("bad shared_url")?;
+    Ok(Cmd::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(admin)
+        .arg("-c")
+        .arg(sql)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .output()
+        .map_err(|e| {
+            Fail::new(format!("{e}"))
+                .hint("isolating a PostgreSQL layer needs `psql` (apt install postgresql-client)")
+        })?)
+}
+
+fn postgres_create(shared: &str, template: &str, db: &str, layer: &str) -> Result<()> {
+    let out = psql(
+        shared,
+        &format!("CREATE DATABASE \"{db}\" TEMPLATE \"{template}\""),
+    )?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = out.stderr.trim().to_string();
+    if err.contains("is being accessed by other users") {
+        // Name who holds the template: the user has to close those sessions.
+        let who = psql(
+            shared,
+            &format!(
+                "SELECT pid || ' ' || coalesce(usename, '?') || ' from ' || coalesce(client_addr::text, 'local socket') \
+                 || coalesce(' (' || nullif(application_name, '') || ')', '') \
+                 FROM pg_stat_activity WHERE datname = '{template}' AND pid <> pg_backend_pid()"
+            ),
+        )
+        .map(|o| o.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .unwrap_or_default();
+        let list = if who.is_empty() {
+            "(they left since)".to_string()
+        } else {
+            who.join("; ")
+        };
+        return Err(Fail::new(format!(
+            "cannot copy template database `{template}` for `{layer}`: other sessions are connected to it: {list}"
+        ))
+        .hint(format!(
+            "PostgreSQL copies a template only while nobody is connected to it: close those sessions \
+             (or `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{template}'`) and try again"
+        ))
+        .into());
+    }
+    if err.contains("already exists") {
+        return Err(Fail::new(format!("database `{db}` already exists"))
+            .hint(format!("it may be kept from an earlier env (`destroy --keep-data`): drop it with `dropdb {db}`"))
+            .into());
+    }
+    Err(Fail::new(format!(
+        "cannot create database `{db}` for `{layer}`: {err}"
+    ))
+    .into())
+}
+
+fn postgres_drop(shared: &str, db: &str) -> Result<()> {
+    // FORCE ends the sessions of servers that did not stop cleanly (PostgreSQL 13+).
+    let out = psql(
+        shared,
+        &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+    )?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let out = psql(shared, &format!("DROP DATABASE IF EXISTS \"{db}\""))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Fail::new(format!(
+            "cannot drop database `{db}`: {}",
+            out.stderr.trim()
+        ))
+        .into())
+    }
+}
+
+// ---- Redis, by its protocol ------------------------------------------------------------------
+
+/// Runs `cmds` on database `db` of the Redis server of `url`; returns each reply as text.
+pub fn redis(url: &str, db: u32, cmds: &[&[&str]]) -> Result<Vec<String>> {
+    let (host, port) = supervisor::host_port(url).context("bad Redis URL")?;
+    let userinfo = url
+        .split_once("://")
+        .and_then(|(_, r)| r.split('/').next())
+        .and_then(|a| a.rsplit_once('@'))
+        .map(|(u, _)| u);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))?
+        .next()
+        .context("cannot resolve the Redis host")?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .with_context(|| format!("connecting to Redis at {host}:{port}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    let mut send = |args: &[&str]| -> Result<String> {
+        let mut msg = format!("*{}\r\n", args.len());
+        for a in args {
+            msg.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        w.write_all(msg.as_bytes())?;
+        reply(&mut r)
+    };
+    if let Some(u) = userinfo {
+        let (user, pass) = u.split_once(':').unwrap_or(("", u));
+        if user.is_empty() {
+            send(&["AUTH", pass])?
+        } else {
+            send(&["AUTH", user, pass])?
+        };
+    }
+    send(&["SELECT", &db.to_string()])?;
+    cmds.iter().map(|c| send(c)).collect()
+}
+
+fn reply(r: &mut impl BufRead) -> Result<String> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end();
+    match line.split_at_checked(1) {
+        Some(("+" | ":", v)) => Ok(v.to_string()),
+        Some(("-", e)) => Err(Fail::new(format!("Redis said: {e}")).into()),
+        Some(("$", n)) => {
+            let n: i64 = n.parse().unwrap_or(-1);
+            if n < 0 {
+                return Ok(String::new());
+            }
+            let mut buf = vec![0u8; usize::try_from(n).unwrap_or(0) + 2];
+            std::io::Read::read_exact(r, &mut buf)?;
+            Ok(String::from_utf8_lossy(&buf[..buf.len() - 2]).into_owned())
+        }
+        _ => Err(Fail::new(format!("unexpected answer from Redis: `{line}`")).into()),
+    }
+}
+
+/// Reports what `destroy --keep-data` left in place.
+pub fn kept(row: &IsolatedRow, layer_name: &str) {
+    let what = match row.kind.as_str() {
+        "postgres" => format!("database `{}`", row.resource),
+        "redis" => format!(
+            "Redis database {} (grove will not lease it while it holds data)",
+            row.resource
+        ),
+        _ => format!("what `isolate.create` made for `{}`", row.resource),
+    };
+    ui::info(format!("  {layer_name}  kept {what}: {}", row.url));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_another_database() {
+        assert_eq!(
+            with_db("postgres://u:p@db:5432/app?sslmode=disable", "app_x").unwrap(),
+            "postgres://u:p@db:5432/app_x?sslmode=disable"
+        );
+        assert_eq!(
+            with_db("redis://localhost:6379/0", "3").unwrap(),
+            "redis://localhost:6379/3"
+        );
+        assert_eq!(
+            with_db("redis://localhost:6379", "3").unwrap(),
+            "redis://localhost:6379/3"
+        );
+        assert!(with_db("not a url", "x").is_none());
+    }
+
+    #[test]
+    fn redis_replies() {
+        let mut r = BufReader::new(&b"+OK\r\n:42\r\n$5\r\nhello\r\n$-1\r\n-ERR bad\r\n"[..]);
+        assert_eq!(reply(&mut r).unwrap(), "OK");
+        assert_eq!(reply(&mut r).unwrap(), "42");
+        assert_eq!(reply(&mut r).unwrap(), "hello");
+        assert_eq!(reply(&mut r).unwrap(), "");
+        assert!(reply(&mut r).is_err());
+    }
+}
