@@ -25,8 +25,21 @@ pub fn variables(source: &str) -> Result<BTreeSet<String>, String> {
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
+/// Renders `source` with `ctx`. Each distinct template is compiled once per process and kept:
+/// `ps` renders every layer's URL for every env, and compiling dominated its time.
 pub fn render(source: &str, ctx: &Value) -> Result<String, String> {
-    engine().render_str(source, ctx).map_err(|e| describe(&e))
+    thread_local! {
+        static CACHE: std::cell::RefCell<Environment<'static>> = std::cell::RefCell::new(engine());
+    }
+    CACHE.with(|cache| {
+        let mut env = cache.borrow_mut();
+        if env.get_template(source).is_err() {
+            env.add_template_owned(source.to_string(), source.to_string())
+                .map_err(|e| describe(&e))?;
+        }
+        let tmpl = env.get_template(source).map_err(|e| describe(&e))?;
+        tmpl.render(ctx).map_err(|e| describe(&e))
+    })
 }
 
 fn describe(e: &minijinja::Error) -> String {
