@@ -93,7 +93,7 @@ def bench_ps(grove, tmp, env, envs, runs):
         synthetic_repo(ws / repo, 10, env)
     (ws / "grove.toml").write_text(
         '[workspace]\ndefault_layers = ["front"]\n'
-        '[layers.front]\nrepo = "front"\nports = "38001-38199"\nenv.API_URL = "{{ layers.api.url }}"\n'
+        '[layers.front]\nrepo = "front"\nports = "38001-38199"\nrun = "true"\nenv.API_URL = "{{ layers.api.url }}"\n'
         '[layers.api]\nrepo = "api"\nports = "38201-38399"\nshared_url = "http://localhost:38000"\n'
     )
     for i in range(envs):
@@ -112,6 +112,7 @@ def main():
     ap.add_argument("--files", type=int, default=20000)
     ap.add_argument("--envs", type=int, default=50)
     ap.add_argument("--grove")
+    ap.add_argument("--ps-only", action="store_true", help="skip the (slow) create benchmark")
     args = ap.parse_args()
     grove = args.grove and str(Path(args.grove).resolve())
     if not grove:
@@ -120,7 +121,7 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="grove-bench-")).resolve()
     try:
         env = make_env(tmp)
-        git_c, grove_c = bench_create(grove, tmp, env, args.files, args.runs)
+        git_c, grove_c = (1.0, 1.0) if args.ps_only else bench_create(grove, tmp, env, args.files, args.runs)
         git_l, ps, ps_json = bench_ps(grove, tmp, env, args.envs, args.runs * 2)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
