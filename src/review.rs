@@ -218,7 +218,9 @@ fn base_moves(
     let mut keys: Vec<BaseKey> = jobs
         .iter()
         .filter_map(|j| {
-            let tip = tips.get(&j.layer.repo)?.get(&j.layer.base)?;
+            // Only for branches grove made at the base commit: a reused branch forked elsewhere.
+            let tip = local_base_tip(j.layer, tips.get(&j.layer.repo))
+                .filter(|_| j.layer.branch_created)?;
             (tip.commit != j.layer.base_commit).then(|| {
                 (
                     j.layer.repo.clone(),
@@ -250,6 +252,15 @@ fn base_moves(
         )
     });
     keys.into_iter().zip(files).collect()
+}
+
+/// The tip of the base when it is a local branch (not the env's own), from the batch.
+fn local_base_tip<'a>(
+    inst: &crate::state::Instance,
+    tips: Option<&'a HashMap<String, git::parse::Tip>>,
+) -> Option<&'a git::parse::Tip> {
+    let branch = inst.base_ref.as_deref()?.strip_prefix("refs/heads/")?;
+    (branch != inst.branch).then(|| tips?.get(branch))?
 }
 
 fn layer_review(
@@ -296,14 +307,10 @@ fn layer_review(
         lr.error = Some(format!("branch `{}` is gone", inst.branch));
         return lr;
     };
-    // The base as it is now: a branch's tip, else whatever it names, else where it was.
-    let base_tip = match repo_tips.and_then(|t| t.get(&inst.base)) {
+    // The base as it is now: a local branch's tip from the batch, else its ref resolved.
+    let base_tip = match local_base_tip(inst, repo_tips) {
         Some(t) => t.commit.clone(),
-        None => repo
-            .resolve_commit(&inst.base)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| inst.base_commit.clone()),
+        None => inst.current_base(&repo),
     };
     lr.base_tip = Some(base_tip.clone());
     let fill = |lr: &mut LayerReview| -> Result<()> {

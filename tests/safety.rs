@@ -234,3 +234,34 @@ fn destroy_on_a_terminal_asks_first() {
     assert_eq!(out.code, 0, "{out}");
     assert!(ws.ps().is_empty());
 }
+
+#[test]
+fn a_base_named_like_the_branch_never_passes_for_it() {
+    // feat/login exists only on the remote; the env's branch takes the same name from it. At
+    // destroy, `feat/login` now also names the env's own branch: its new commit must not look
+    // merged into itself.
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let upstream = ws.init_repo("upstream");
+    ws.git(&upstream, &["branch", "feat/login"]);
+    ws.git(
+        &ws.repo("front"),
+        &["remote", "add", "origin", upstream.to_str().unwrap()],
+    );
+    ws.git(&ws.repo("front"), &["fetch", "--quiet", "origin"]);
+    ws.grove(&["create", "feat/login", "--base", "feat/login"])
+        .success();
+    let wt = ws.worktree("feat-login", "front");
+    ws.commit(&wt, "mine.txt", "unpushed", "My unpushed work");
+    let tip = ws.git(&wt, &["rev-parse", "HEAD"]);
+    let out = ws.grove(&["destroy", "feat/login"]).success();
+    assert!(
+        out.stderr
+            .contains("kept branch `feat/login`: 1 commit(s) not in feat/login"),
+        "{out}"
+    );
+    assert_eq!(ws.git(&ws.repo("front"), &["rev-parse", "feat/login"]), tip);
+    // And a base that is the env's own existing branch is refused outright.
+    ws.git(&ws.repo("front"), &["branch", "solo"]);
+    let out = ws.grove(&["create", "solo", "--base", "solo"]).failure(1);
+    assert!(out.stderr.contains("is the env's own branch"), "{out}");
+}

@@ -37,6 +37,8 @@ struct LayerPlan {
     /// The base as the user named it (shown in `ps`), and the commit it resolved to.
     base: String,
     base_commit: String,
+    /// The full ref the base named (`None`: a commit id).
+    base_ref: Option<String>,
     /// True when branch NAME does not exist yet and grove creates it.
     new_branch: bool,
     worktree: PathBuf,
@@ -245,6 +247,15 @@ fn plan(ctx: &Ctx, opts: &CreateOpts, env_name: &str) -> Result<Vec<LayerPlan>> 
             ))
             .into());
         };
+        let base_ref = repo.full_ref(&base)?;
+        if base_ref.as_deref() == Some(format!("refs/heads/{}", opts.name).as_str()) {
+            return Err(Fail::new(format!(
+                "base `{base}` of layer `{name}` is the env's own branch `{}`",
+                opts.name
+            ))
+            .hint("an env's branch starts from another branch: pass its base with `--base` or `--from-<layer>`")
+            .into());
+        }
         let new_branch = match repo.branch_tip(&opts.name)? {
             None => true,
             Some(_) => {
@@ -283,6 +294,7 @@ fn plan(ctx: &Ctx, opts: &CreateOpts, env_name: &str) -> Result<Vec<LayerPlan>> 
             repo,
             base,
             base_commit,
+            base_ref,
             new_branch,
             worktree: env_dir.join(name),
         });
@@ -408,6 +420,18 @@ fn make(
             p.layer, opts.name, p.base
         ));
         if p.new_branch {
+            // Created only if absent, and journaled only once it is ours: a branch someone
+            // else made in the meantime must never be what a rollback deletes. (A crash between
+            // the two leaves a branch at the base commit: nothing lost.)
+            if !p.repo.create_branch(&opts.name, &p.base_commit)? {
+                return Err(Fail::new(format!(
+                    "branch `{}` appeared in {} while the env was being made",
+                    opts.name,
+                    p.repo.dir.display()
+                ))
+                .hint("another grove or git made it; try again")
+                .into());
+            }
             let action = Action::Branch {
                 repo: p.repo.dir.clone(),
                 name: opts.name.clone(),
@@ -422,12 +446,7 @@ fn make(
                 path: p.worktree.clone(),
             },
         )?;
-        if p.new_branch {
-            p.repo
-                .worktree_add(&p.worktree, Some(&opts.name), &p.base_commit)?;
-        } else {
-            p.repo.worktree_add(&p.worktree, None, &opts.name)?;
-        }
+        p.repo.worktree_add(&p.worktree, None, &opts.name)?;
         ctx.store.insert_instance(
             env.key,
             &Instance {
@@ -437,6 +456,7 @@ fn make(
                 branch: opts.name.clone(),
                 base: p.base.clone(),
                 base_commit: p.base_commit.clone(),
+                base_ref: p.base_ref.clone(),
                 branch_created: p.new_branch,
                 port: leased.get(&p.layer).copied(),
             },

@@ -165,9 +165,7 @@ fn check(ctx: &Ctx, env: &EnvRow) -> Result<Vec<LayerCheck>> {
 /// Commits of the branch that would be lost with it: not in the base (as it is now, else as it
 /// was at create) and not on the branch's upstream.
 fn unmerged(repo: &Repo, inst: &Instance, tip: &str) -> Result<Vec<String>> {
-    let base = repo
-        .resolve_commit(&inst.base)?
-        .unwrap_or_else(|| inst.base_commit.clone());
+    let base = inst.current_base(repo);
     if tip == base || repo.is_ancestor(tip, &base)? {
         return Ok(Vec::new());
     }

@@ -250,9 +250,7 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
     };
     for inst in chosen {
         let repo = Repo::new(&inst.repo);
-        let base = repo
-            .resolve_commit(&inst.base)?
-            .unwrap_or_else(|| inst.base_commit.clone());
+        let base = inst.current_base(&repo);
         let prefix = format!("--src-prefix=a/{}/", inst.layer);
         let dst = format!("--dst-prefix=b/{}/", inst.layer);
         let cmd = crate::git::git(&inst.worktree).args(["diff", &prefix, &dst]);

@@ -133,6 +133,37 @@ impl Repo {
         })
     }
 
+    /// The full ref `rev` names (`refs/heads/main`, `refs/remotes/origin/x`, `refs/tags/v1`),
+    /// or `None` for a commit id; guessed remote branches as in [`Repo::resolve_commit`].
+    pub fn full_ref(&self, rev: &str) -> Result<Option<String>> {
+        let out = self
+            .cmd()
+            .args(["rev-parse", "--symbolic-full-name", "--end-of-options", rev])
+            .output()?;
+        // rev-parse echoes `--end-of-options` on a line of its own before the name.
+        if let Some(name) = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("refs/"))
+            .filter(|_| out.status.success())
+        {
+            return Ok(Some(name.to_string()));
+        }
+        let remotes = self.stdout(&["for-each-ref", "--format=%(refname)", "refs/remotes/"])?;
+        let hits: Vec<&str> = remotes
+            .lines()
+            .filter(|r| {
+                r.strip_prefix("refs/remotes/")
+                    .and_then(|x| x.split_once('/'))
+                    .is_some_and(|(_, b)| b == rev)
+            })
+            .collect();
+        Ok(match hits.as_slice() {
+            [one] => Some((*one).to_string()),
+            _ => None,
+        })
+    }
+
     /// Tip of local branch `name`, or `None` when there is no such branch.
     pub fn branch_tip(&self, name: &str) -> Result<Option<String>> {
         let refname = format!("refs/heads/{name}");
@@ -183,6 +214,17 @@ impl Repo {
     pub fn worktrees(&self) -> Result<Vec<WorktreeEntry>> {
         let out = self.stdout(&["worktree", "list", "--porcelain", "-z"])?;
         Ok(parse::worktree_list(&out))
+    }
+
+    /// Creates branch `name` at `sha` unless it exists (compare-and-create on the ref): returns
+    /// whether this call created it.
+    pub fn create_branch(&self, name: &str, sha: &str) -> Result<bool> {
+        let refname = format!("refs/heads/{name}");
+        // The empty old value means "must not exist yet".
+        Ok(self
+            .cmd()
+            .args(["update-ref", "--no-deref", &refname, sha, ""])
+            .check()?)
     }
 
     /// Adds a worktree at `path`: on a new branch `new_branch` starting at `start`, or on the

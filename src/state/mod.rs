@@ -64,8 +64,22 @@ pub struct Instance {
     pub branch: String,
     pub base: String,
     pub base_commit: String,
+    /// The full ref the base named at create; `None` for a commit.
+    pub base_ref: Option<String>,
     pub branch_created: bool,
     pub port: Option<u16>,
+}
+
+impl Instance {
+    /// The base's commit now: its ref's tip, else the commit it was at create. A ref that is
+    /// the env's own branch never counts (the base must not be the branch itself).
+    pub fn current_base(&self, repo: &crate::git::Repo) -> String {
+        self.base_ref
+            .as_deref()
+            .filter(|r| *r != format!("refs/heads/{}", self.branch))
+            .and_then(|r| repo.resolve_commit(r).ok().flatten())
+            .unwrap_or_else(|| self.base_commit.clone())
+    }
 }
 
 /// One undoable step of an operation, recorded before it is carried out.
@@ -465,8 +479,8 @@ impl Store {
 
     pub fn insert_instance(&mut self, key: EnvKey, i: &Instance) -> Result<()> {
         self.conn.execute(
-            "INSERT INTO instances (env, layer, repo, worktree, branch, base, base_commit, branch_created)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO instances (env, layer, repo, worktree, branch, base, base_commit, branch_created, base_ref)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 key,
                 i.layer,
@@ -475,7 +489,8 @@ impl Store {
                 i.branch,
                 i.base,
                 i.base_commit,
-                i.branch_created
+                i.branch_created,
+                i.base_ref
             ],
         )?;
         Ok(())
@@ -484,7 +499,7 @@ impl Store {
     /// Instances of the env, in the order they were made, with their leased ports.
     pub fn instances(&self, key: EnvKey) -> Result<Vec<Instance>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT i.layer, i.repo, i.worktree, i.branch, i.base, i.base_commit, i.branch_created, p.port
+            "SELECT i.layer, i.repo, i.worktree, i.branch, i.base, i.base_commit, i.branch_created, p.port, i.base_ref
              FROM instances i LEFT JOIN port_leases p ON p.env = i.env AND p.layer = i.layer
              WHERE i.env = ?1 ORDER BY i.id",
         )?;
@@ -499,6 +514,7 @@ impl Store {
                     base_commit: r.get(5)?,
                     branch_created: r.get(6)?,
                     port: r.get(7)?,
+                    base_ref: r.get(8)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

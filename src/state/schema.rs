@@ -142,4 +142,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (server, db)
     );
     ",
+    // 6: the full ref a base resolved to at create (`refs/remotes/origin/feat/ui`), so that a
+    // base is never read again as something else (a local branch of the same name, even the
+    // env's own); and the boot a recorded process belongs to.
+    r"
+    ALTER TABLE instances ADD COLUMN base_ref TEXT;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    ",
 ];
