@@ -265,3 +265,57 @@ fn a_base_named_like_the_branch_never_passes_for_it() {
     let out = ws.grove(&["create", "solo", "--base", "solo"]).failure(1);
     assert!(out.stderr.contains("is the env's own branch"), "{out}");
 }
+
+#[test]
+fn files_in_the_env_folder_are_work_too() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let notes = ws.env_dir("feat-01").join("NOTES.md");
+    std::fs::write(&notes, "an agent's notes").unwrap();
+    let out = ws.grove(&["destroy", "feat-01"]).failure(1);
+    assert!(
+        out.stderr.contains("env folder") && out.stderr.contains("NOTES.md"),
+        "{out}"
+    );
+    assert!(notes.exists());
+    assert_eq!(ws.worktrees("front").len(), 2, "nothing was removed");
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    assert!(
+        out.stderr.contains("discarding from") && out.stderr.contains("NOTES.md"),
+        "{out}"
+    );
+    assert!(!ws.env_dir("feat-01").exists());
+}
+
+#[test]
+fn a_branch_checked_out_elsewhere_is_never_deleted() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    // The user moved the worktree and kept working there.
+    let moved = ws.tmp.path().join("moved-worktree");
+    ws.git(
+        &ws.repo("front"),
+        &[
+            "worktree",
+            "move",
+            ws.worktree("feat-01", "front").to_str().unwrap(),
+            moved.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(moved.join("README.md"), "edited in the moved worktree\n").unwrap();
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    assert!(
+        out.stderr
+            .contains("kept branch `feat-01`: it is checked out at"),
+        "{out}"
+    );
+    assert!(ws.branches("front").contains(&"feat-01".to_string()));
+    assert_eq!(
+        std::fs::read_to_string(moved.join("README.md")).unwrap(),
+        "edited in the moved worktree\n"
+    );
+    assert_eq!(
+        ws.git(&moved, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "feat-01"
+    );
+}

@@ -27,11 +27,19 @@ struct LayerCheck {
     tip: Option<String>,
     /// Commits on the branch that are neither in the base nor on its upstream.
     unmerged: Vec<String>,
+    /// Another worktree has the branch checked out (the env's moved, or someone else's).
+    elsewhere: Option<std::path::PathBuf>,
 }
 
 impl LayerCheck {
+    /// Only a branch grove created, not checked out anywhere else, whose commits are safe
+    /// (or `--force`). A branch checked out elsewhere is kept even with `--force`: someone is
+    /// working on it there.
     fn deletes_branch(&self, force: bool) -> bool {
-        self.inst.branch_created && self.tip.is_some() && (self.unmerged.is_empty() || force)
+        self.inst.branch_created
+            && self.tip.is_some()
+            && self.elsewhere.is_none()
+            && (self.unmerged.is_empty() || force)
     }
 }
 
@@ -52,14 +60,22 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         .into());
     }
     let checks = check(ctx, &env)?;
+    let strays = strays(ctx, &env, &checks)?;
     let dirty: Vec<&LayerCheck> = checks.iter().filter(|c| !c.dirty.is_empty()).collect();
-    if !dirty.is_empty() && !args.force {
+    if (!dirty.is_empty() || !strays.is_empty()) && !args.force {
         let mut msg = format!(
             "env `{}` has uncommitted work; nothing was removed",
             env.name
         );
         for c in &dirty {
             msg.push_str(&format!("\n  {}: {}", c.inst.layer, list(&c.dirty, 10)));
+        }
+        if !strays.is_empty() {
+            msg.push_str(&format!(
+                "\n  env folder {}: {}",
+                ctx.ws.env_dir(&env.name).display(),
+                list(&strays, 10)
+            ));
         }
         return Err(Fail::new(msg)
             .hint(format!(
@@ -80,13 +96,34 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         }
     }
     interrupt::guard();
-    ctx.store
-        .set_phase(env.key, Phase::Destroying, Some(ctx.me))?;
+    // Exactly one grove destroys an env: taken over only from the owner we looked at.
+    if !ctx.store.begin_destroy(env.key, env.owner, ctx.me)? {
+        return Err(Fail::new(format!(
+            "env `{}` is being changed by another grove",
+            env.name
+        ))
+        .hint("wait for it to finish, then try again")
+        .into());
+    }
     // Nothing grove started outlives the env.
     if crate::supervisor::stop_env(ctx, &env)? {
         ui::info(format!("  stopped the servers of `{}`", env.name));
     }
-    // Isolated infra after the servers that used it are gone.
+    for c in &checks {
+        destroy_layer(ctx, &env, c, args.force)?;
+        if interrupt::received().is_some() {
+            ctx.store.set_phase(env.key, Phase::Destroying, None)?;
+            return Err(
+                Fail::new(format!("interrupted: env `{}` is half-destroyed", env.name))
+                    .hint(format!(
+                        "run `grove destroy {}` to finish",
+                        crate::shq(&env.name)
+                    ))
+                    .into(),
+            );
+        }
+    }
+    // Isolated data last: dropped only once nothing of the env can fail to go any more.
     for row in ctx.store.isolated(env.key)? {
         if args.keep_data {
             crate::isolate::kept(&row, &row.layer);
@@ -105,24 +142,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         }
         ctx.store.delete_isolated(env.key, &row.layer)?;
     }
-    for c in &checks {
-        destroy_layer(ctx, &env, c, args.force)?;
-        if interrupt::received().is_some() {
-            ctx.store.set_phase(env.key, Phase::Destroying, None)?;
-            return Err(
-                Fail::new(format!("interrupted: env `{}` is half-destroyed", env.name))
-                    .hint(format!(
-                        "run `grove destroy {}` to finish",
-                        crate::shq(&env.name)
-                    ))
-                    .into(),
-            );
-        }
-    }
-    let env_dir = ctx.ws.env_dir(&env.name);
-    if env_dir.starts_with(&ctx.ws.config.envs_dir) && env_dir.exists() {
-        fs_err::remove_dir_all(&env_dir)?;
-    }
+    remove_env_dir(ctx, &env, &strays, args.force)?;
     ctx.store.delete_env(env.key)?;
     ui::info(format!("destroyed env `{}`", env.name));
     Ok(())
@@ -147,6 +167,15 @@ fn check(ctx: &Ctx, env: &EnvRow) -> Result<Vec<LayerCheck>> {
             Vec::new()
         };
         let tip = repo.branch_tip(&inst.branch)?;
+        let elsewhere = repo
+            .worktrees()?
+            .into_iter()
+            .find(|w| {
+                w.branch.as_deref() == Some(inst.branch.as_str())
+                    && w.path != inst.worktree
+                    && !w.prunable
+            })
+            .map(|w| w.path);
         let unmerged = match &tip {
             Some(tip) => unmerged(&repo, &inst, tip)?,
             None => Vec::new(),
@@ -157,6 +186,7 @@ fn check(ctx: &Ctx, env: &EnvRow) -> Result<Vec<LayerCheck>> {
             dirty,
             tip,
             unmerged,
+            elsewhere,
         });
     }
     Ok(checks)
@@ -242,6 +272,12 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
                 ));
             }
         }
+        (Some(_), false) if c.elsewhere.is_some() => ui::info(format!(
+            "  {layer}  kept branch `{branch}`: it is checked out at {}",
+            c.elsewhere
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        )),
         (Some(_), false) if !c.inst.branch_created => {
             ui::info(format!(
                 "  {layer}  kept branch `{branch}`: it existed before the env"
@@ -255,6 +291,55 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
         (None, _) => {}
     }
     ctx.store.delete_instance(env.key, layer)?;
+    Ok(())
+}
+
+/// Files grove keeps in an env folder besides the worktrees.
+const GROVE_FILES: &[&str] = &[crate::agent::CONTEXT_FILE, crate::agent::PROMPT_FILE];
+
+/// What the env folder holds that grove did not put there (an agent working with `cwd =
+/// "env"` writes there): work, as far as grove can tell.
+fn strays(ctx: &Ctx, env: &EnvRow, checks: &[LayerCheck]) -> Result<Vec<String>> {
+    let dir = ctx.ws.env_dir(&env.name);
+    let Ok(entries) = fs_err::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = GROVE_FILES.contains(&name.as_str())
+            || checks.iter().any(|c| c.inst.worktree == e.path());
+        if !ours {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Removes the env folder: grove's own files, then the folder if empty; with `--force`,
+/// whatever else is in it too (listed first).
+fn remove_env_dir(ctx: &Ctx, env: &EnvRow, strays: &[String], force: bool) -> Result<()> {
+    let dir = ctx.ws.env_dir(&env.name);
+    if !dir.starts_with(&ctx.ws.config.envs_dir) || !dir.exists() {
+        return Ok(());
+    }
+    if force && !strays.is_empty() {
+        ui::warn(format!(
+            "discarding from {}: {}",
+            dir.display(),
+            list(strays, 20)
+        ));
+        fs_err::remove_dir_all(&dir)?;
+        return Ok(());
+    }
+    for f in GROVE_FILES {
+        let _ = fs_err::remove_file(dir.join(f));
+    }
+    if let Err(e) = std::fs::remove_dir(&dir) {
+        ui::warn(format!("kept {}: {e}", dir.display()));
+    }
     Ok(())
 }
 

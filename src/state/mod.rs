@@ -435,6 +435,19 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Marks the env `destroying`, owned by `me`, if its owner is still `from` (compare and
+    /// swap): of two groves destroying it at once, one goes on.
+    pub fn begin_destroy(&mut self, key: EnvKey, from: Option<ProcId>, me: ProcId) -> Result<bool> {
+        let (old_pid, old_start) = owner_params(from);
+        let (pid, start) = owner_params(Some(me));
+        let n = self.conn.execute(
+            "UPDATE envs SET phase = 'destroying', owner_pid = ?1, owner_start = ?2
+             WHERE id = ?3 AND owner_pid IS ?4 AND owner_start IS ?5",
+            params![pid, start, key, old_pid, old_start],
+        )?;
+        Ok(n == 1)
+    }
+
     pub fn set_phase(&mut self, key: EnvKey, phase: Phase, owner: Option<ProcId>) -> Result<()> {
         let (pid, start) = owner_params(owner);
         self.conn.execute(
