@@ -39,6 +39,7 @@ impl ProcId {
 struct Stat {
     state: char,
     start: u64,
+    pgrp: i64,
     session: i64,
 }
 
@@ -53,13 +54,15 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let rest = &text[text.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
-    // Fields 4 (ppid) and 5 (pgrp), then 6: the session id.
-    let session = fields.nth(2)?.parse().ok()?;
+    // Field 4 (ppid), 5 (pgrp), 6 (session).
+    let pgrp = fields.nth(1)?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
     // The start time is field 22: 15 fields further on.
     let start = fields.nth(15)?.parse().ok()?;
     Some(Stat {
         state,
         start,
+        pgrp,
         session,
     })
 }
@@ -68,22 +71,32 @@ fn parse_stat(text: &str) -> Option<Stat> {
 /// id now belongs to another process: Linux does not reuse a pid while it names a live
 /// session, so if the pid is alive with another start time, our session is gone.
 pub fn session_members(leader: ProcId) -> Vec<ProcId> {
+    members(leader, |s| s.session)
+}
+
+/// Live processes of process group `leader.pid`, whose leader is `leader` (same rule as
+/// [`session_members`]): what a setup step left running in the background.
+pub fn group_members(leader: ProcId) -> Vec<ProcId> {
+    members(leader, |s| s.pgrp)
+}
+
+fn members(leader: ProcId, id_of: impl Fn(&Stat) -> i64) -> Vec<ProcId> {
+    let id = i64::from(leader.pid);
     if let Some(now) = stat(leader.pid)
         && now.start != leader.start
-        && now.session == i64::from(leader.pid)
+        && id_of(&now) == id
     {
         return Vec::new();
     }
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let sid = i64::from(leader.pid);
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let s = stat(pid)?;
-            (s.session == sid && s.state != 'Z' && s.start >= leader.start).then_some(ProcId {
+            (id_of(&s) == id && s.state != 'Z' && s.start >= leader.start).then_some(ProcId {
                 pid,
                 start: s.start,
             })
@@ -158,6 +171,7 @@ mod tests {
         let s = parse_stat(line).unwrap();
         assert_eq!(s.state, 'S');
         assert_eq!(s.session, 1234);
+        assert_eq!(s.pgrp, 1234);
         assert_eq!(s.start, 987_654);
     }
 

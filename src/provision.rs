@@ -170,10 +170,16 @@ pub fn run_step(
         stop_group(pgid, &mut child, Duration::from_secs(5));
         return Err(e);
     }
+    let leader = ProcId::of(child.id());
     loop {
         relay.pump(|l| writer.line(l));
         if let Some(status) = child.try_wait()? {
             relay.pump(|l| writer.line(l));
+            // A step is over when its command is: what it left running in the background
+            // (`cmd &`) would outlive the env otherwise.
+            if let Some(leader) = leader {
+                stop_orphan_group(leader, Duration::from_secs(2));
+            }
             if status.success() {
                 return Ok(());
             }
@@ -194,19 +200,24 @@ pub fn run_step(
     }
 }
 
-/// Stops the process group led by `leader` if that very process still runs (a pid reused
-/// since is left alone): SIGTERM, then SIGKILL after `grace`.
+/// Stops what is left of the process group led by `leader` (the leader too, if that very
+/// process still runs; members whose leader exited count as well): SIGTERM, then SIGKILL
+/// after `grace`. A pid reused since is left alone.
 pub fn stop_orphan_group(leader: ProcId, grace: Duration) {
-    if !leader.alive() {
+    let signal_all = |sig| {
+        for p in crate::proc::group_members(leader) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p.pid.cast_signed()), sig);
+        }
+    };
+    if crate::proc::group_members(leader).is_empty() {
         return;
     }
-    let pgid = Pid::from_raw(i32::try_from(leader.pid).unwrap_or(i32::MAX));
-    let _ = killpg(pgid, Signal::SIGTERM);
+    signal_all(Signal::SIGTERM);
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && leader.alive() {
+    while Instant::now() < deadline && !crate::proc::group_members(leader).is_empty() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = killpg(pgid, Signal::SIGKILL);
+    signal_all(Signal::SIGKILL);
 }
 
 /// SIGTERM to the group, then SIGKILL after `grace`.

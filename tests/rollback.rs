@@ -6,7 +6,7 @@ use std::path::Path;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::common::{TestWorkspace, group_members, list_dir, wait_until};
+use crate::common::{TestWorkspace, group_members, list_dir, run, wait_until};
 
 /// A workspace whose `api` layer runs `api_setup`; creates use `--from-api` so both layers
 /// are made, front first.
@@ -131,4 +131,43 @@ fn a_git_failure_after_the_branch_was_made_rolls_back_cleanly() {
     assert!(!out.stderr.contains("kept branch"), "{out}");
     assert!(!out.stderr.contains("warning"), "{out}");
     assert_nothing_left(&ws);
+}
+
+#[test]
+fn what_a_setup_step_leaves_running_is_stopped() {
+    let marker = |ws: &TestWorkspace, name: &str| ws.tmp.path().join(name);
+    let ws = ws_with_api_setup("sleep 3141 & echo $! > \"$MARKER\"; exit 1");
+    let out = run(ws.cmd().env("MARKER", marker(&ws, "failed.pid")).args([
+        "create",
+        "feat-01",
+        "--from-api=main",
+    ]));
+    assert_eq!(out.code, 1, "{out}");
+    let pid: u32 = std::fs::read_to_string(marker(&ws, "failed.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(5, || !Path::new(&format!("/proc/{pid}")).exists()),
+        "the failed step's sleep survived"
+    );
+
+    // The same for a step that succeeds.
+    let ws = ws_with_api_setup("sleep 3142 & echo $! > \"$MARKER\"");
+    let out = run(ws.cmd().env("MARKER", marker(&ws, "ok.pid")).args([
+        "create",
+        "feat-01",
+        "--from-api=main",
+    ]));
+    assert_eq!(out.code, 0, "{out}");
+    let pid: u32 = std::fs::read_to_string(marker(&ws, "ok.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(5, || !Path::new(&format!("/proc/{pid}")).exists()),
+        "the step's sleep survived"
+    );
 }
