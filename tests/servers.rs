@@ -311,6 +311,8 @@ fn each_readiness_probe_and_its_timeout() {
                 .contains(&format!("failed: not ready after 1 s ({what})")),
             "{out}"
         );
+        // A server that listens but fails its probe holds its own port: it is not "taken".
+        assert!(!out.stderr.contains("was taken by"), "{out}");
         let env = env_json(&ws, &name);
         assert_eq!(layer(&env, "front")["state"], "failed");
         // A server that never got ready is not left running.
@@ -464,4 +466,25 @@ fn down_sweeps_servers_whose_supervisor_and_guard_were_both_killed() {
     assert!(out.stderr.contains("stopped env `feat-01`"), "{out}");
     assert!(group_members(guard).is_empty());
     assert!(!listening(ws.front_port(0)));
+}
+
+#[test]
+fn a_hanging_exec_probe_does_not_outlive_the_env() {
+    let ws = ws_with("ready = { exec = \"sleep 2718.5\", timeout = 2 }", "");
+    ws.grove(&["create", "feat-01"]).failure(1);
+    ws.grove(&["down", "feat-01"]).success();
+    let probes = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("2718.5"))
+            })
+            .count()
+    };
+    assert!(
+        wait_until(5, || probes() == 0),
+        "the probe is still running"
+    );
 }

@@ -39,6 +39,8 @@ use crate::workspace::Workspace;
 /// How often a starting server is probed.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
 const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
+/// An `exec` probe running longer than this is stopped and started again.
+const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two probes triggered by output.
 const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(20);
 /// How often a ready server is checked (tcp/http probes), and how many misses make it unhealthy.
@@ -115,7 +117,8 @@ struct Server {
     /// Output arrived since the last readiness probe.
     fresh_output: bool,
     last_probe: Instant,
-    exec_probe: Option<u32>,
+    /// A running `exec` readiness probe: the leader of its own process group.
+    exec_probe: Option<(ProcId, Instant)>,
     exec_ok: bool,
     started_at: Instant,
     restarts: u32,
@@ -556,7 +559,11 @@ impl Supervisor {
                 .set_agent_process(self.env.key, None, Some(&how));
             return;
         }
-        if let Some(s) = self.servers.iter_mut().find(|s| s.exec_probe == Some(pid)) {
+        if let Some(s) = self
+            .servers
+            .iter_mut()
+            .find(|s| s.exec_probe.is_some_and(|(p, _)| p.pid == pid))
+        {
             s.exec_probe = None;
             s.exec_ok = success;
             return;
@@ -583,9 +590,10 @@ impl Supervisor {
             State::Stopping {
                 then: Then::Restart,
                 ..
-            } => {
+            } if !self.stopping => {
+                // Started again by the next tick, once the layers it reads are ready.
                 s.state = State::Waiting;
-                self.start(i);
+                self.save(i);
             }
             State::Stopping {
                 then: Then::Fail, ..
@@ -603,15 +611,22 @@ impl Supervisor {
                 s.state = State::Stopped;
                 self.save(i);
             }
-            _ => self.crashed(i, success),
+            _ => self.crashed(i, success, leader),
         }
     }
 
     /// A server exited on its own: move its port if another program took it, else restart it
     /// by its policy, with backoff, until it crashes too often.
-    fn crashed(&mut self, i: usize, success: bool) {
+    fn crashed(&mut self, i: usize, success: bool, leader: Option<ProcId>) {
         let was_starting = matches!(self.servers[i].state, State::Starting { .. });
-        if was_starting && self.relocate_if_taken(i) {
+        // Its session was just killed: let it let go of the port before asking who holds it.
+        if let Some(l) = leader {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !proc::session_members(l).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if was_starting && self.relocate_if_taken(i, leader) {
             self.servers[i].state = State::Waiting;
             self.start(i);
             return;
@@ -680,7 +695,7 @@ impl Supervisor {
 
     /// When another program holds the server's leased port, leases the next free one (once per
     /// start) and says so. Layers that read this one's URL are restarted with the new one.
-    fn relocate_if_taken(&mut self, i: usize) -> bool {
+    fn relocate_if_taken(&mut self, i: usize, leader: Option<ProcId>) -> bool {
         let (Some(port), Some(range)) = (self.servers[i].port, self.servers[i].cfg.ports) else {
             return false;
         };
@@ -688,6 +703,14 @@ impl Supervisor {
             return false;
         }
         let holder = proc::port_holder(port);
+        // A server that listens but fails its probe holds its own port: not another program.
+        let ours = |pid: u32| {
+            pid == self.me.pid
+                || leader.is_some_and(|l| proc::session_members(l).iter().any(|m| m.pid == pid))
+        };
+        if holder.as_ref().is_some_and(|(pid, _)| ours(*pid)) {
+            return false;
+        }
         let layer = self.servers[i].cfg.name.clone();
         let moved = self.ctx.store.relocate_port(
             self.env.key,
@@ -761,7 +784,7 @@ impl Supervisor {
                             .line(&format!("[grove] {} ready in {took:.2} s", s.cfg.name));
                         self.save(i);
                     } else if now >= deadline {
-                        if self.relocate_if_taken(i) {
+                        if self.relocate_if_taken(i, self.servers[i].leader) {
                             self.stop(i, Then::Restart);
                         } else {
                             let s = &mut self.servers[i];
@@ -862,9 +885,16 @@ impl Supervisor {
                 if s.exec_ok {
                     return true;
                 }
-                if s.exec_probe.is_none() {
-                    let cmd = cmd.clone();
-                    self.spawn_exec_probe(i, &cmd);
+                match s.exec_probe {
+                    None => {
+                        let cmd = cmd.clone();
+                        self.spawn_exec_probe(i, &cmd);
+                    }
+                    // A probe that hangs is no answer: stopped, and tried again.
+                    Some((_, since)) if since.elapsed() > EXEC_PROBE_TIMEOUT => {
+                        self.kill_exec_probe(i)
+                    }
+                    Some(_) => {}
                 }
                 false
             }
@@ -887,10 +917,22 @@ impl Supervisor {
             .cwd(wt)
             .without_git_env()
             .envs(vars)
+            .own_process_group()
             .spawn_logged(&devnull)
+            && let Some(p) = ProcId::of(child.id())
         {
-            s.exec_probe = Some(child.id());
+            s.exec_probe = Some((p, Instant::now()));
         }
+    }
+
+    /// Stops the server's running `exec` probe, all of it; its late answer is then ignored.
+    fn kill_exec_probe(&mut self, i: usize) {
+        if let Some((p, _)) = self.servers[i].exec_probe.take() {
+            for m in proc::group_members(p) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(m.pid.cast_signed()), Signal::SIGKILL);
+            }
+        }
+        self.servers[i].exec_ok = false;
     }
 
     /// Post-ready check (tcp and http probes only; a log line or a command says nothing later).
@@ -922,6 +964,7 @@ impl Supervisor {
     }
 
     fn try_start(&mut self, i: usize) -> Result<()> {
+        self.kill_exec_probe(i);
         let vars = self.vars(i)?;
         let instances = self.ctx.store.instances(self.env.key)?;
         let s = &mut self.servers[i];
@@ -972,6 +1015,7 @@ impl Supervisor {
     /// Begins a graceful stop of server `i`: SIGTERM to its group, SIGKILL after its
     /// `stop_timeout`; `then` says what follows once it is gone.
     fn stop(&mut self, i: usize, then: Then) {
+        self.kill_exec_probe(i);
         let s = &mut self.servers[i];
         match s.leader {
             Some(leader) => {
@@ -994,6 +1038,10 @@ impl Supervisor {
     }
 
     fn restart(&mut self, i: usize) {
+        // A restart asked for while the env stops would start what is being stopped.
+        if self.stopping {
+            return;
+        }
         let s = &mut self.servers[i];
         s.recent.clear();
         s.relocated = false;
@@ -1008,6 +1056,9 @@ impl Supervisor {
 
     /// Last resort when the supervisor itself fails: nothing it started may outlive it.
     fn stop_all_now(&mut self) {
+        for i in 0..self.servers.len() {
+            self.kill_exec_probe(i);
+        }
         if let Some(a) = self.agent.take() {
             let _ = killpg(Pid::from_raw(a.leader.pid.cast_signed()), Signal::SIGKILL);
             sweep(a.leader, Signal::SIGKILL);
