@@ -13,7 +13,7 @@ use crate::error::Fail;
 use crate::git::Repo;
 use crate::provision::{self, check_interrupt};
 use crate::report::{self, EnvReport};
-use crate::state::{Action, EnvRow, Instance, Phase};
+use crate::state::{Action, EnvRow, Instance};
 use crate::vars::{Dedicated, EnvView};
 use crate::{interrupt, names, ports, recover, ui};
 
@@ -146,8 +146,7 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
     ));
     match make(ctx, &env, &plans, &isolated, opts) {
         Ok(()) => {
-            ctx.store.journal_clear(env.key)?;
-            ctx.store.set_phase(env.key, Phase::Ready, None)?;
+            ctx.store.finish_create(env.key)?;
             let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
             // From here the env is whole: a server that does not come up is reported, and the
             // env stays for the user to fix and `grove restart` (nothing to roll back).

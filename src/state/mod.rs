@@ -274,6 +274,7 @@ impl Store {
         conn.pragma_update(None, "cache_size", -256)?;
         let mut store = Self { conn };
         store.migrate().map_err(|e| unwritable(&e))?;
+        store.forget_previous_boot()?;
         Ok(store)
     }
 
@@ -281,7 +282,7 @@ impl Store {
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version.unsigned_abs() as usize >= schema::MIGRATIONS.len() {
+        if version.unsigned_abs() as usize == schema::MIGRATIONS.len() {
             return Ok(());
         }
         let tx = self.write()?;
@@ -296,6 +297,39 @@ impl Store {
                 .with_context(|| format!("migrating the store to {}", i + 1))?;
             tx.pragma_update(None, "user_version", i64::try_from(i + 1)?)?;
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A process is known by its pid and start time, and start times count from boot: after
+    /// a restart of the machine, every recorded process is gone and its pid may name anything.
+    /// So when the boot changed, forget them all: nothing grove recorded may be signalled.
+    fn forget_previous_boot(&mut self) -> Result<()> {
+        let Ok(boot) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") else {
+            return Ok(());
+        };
+        let boot = boot.trim();
+        let known: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'boot_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if known.as_deref() == Some(boot) {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        tx.execute_batch(
+            "DELETE FROM supervisors;
+             UPDATE servers SET pid = NULL, start = NULL, state = 'stopped';
+             UPDATE agents SET pid = NULL, start = NULL, exit = coalesce(exit, 'the machine restarted');
+             UPDATE envs SET owner_pid = NULL, owner_start = NULL;
+             DELETE FROM journal WHERE action LIKE '{\"action\":\"process\"%';",
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?1)",
+            [boot],
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -484,9 +518,17 @@ impl Store {
         Ok(out)
     }
 
-    pub fn journal_clear(&mut self, key: EnvKey) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM journal WHERE env = ?1", [key])?;
+    /// A create is complete: its journal goes and the env is ready, in one transaction (a crash
+    /// between the two would leave a ready-looking env with nothing to roll back, or the
+    /// reverse).
+    pub fn finish_create(&mut self, key: EnvKey) -> Result<()> {
+        let tx = self.write()?;
+        tx.execute("DELETE FROM journal WHERE env = ?1", [key])?;
+        tx.execute(
+            "UPDATE envs SET phase = 'ready', owner_pid = NULL, owner_start = NULL WHERE id = ?1",
+            [key],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -957,5 +999,43 @@ impl Store {
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_of_a_previous_boot_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let ws = store.workspace(Path::new("/w"), "w").unwrap();
+        let me = ProcId::current();
+        let env = store
+            .insert_env(ws, "e", "e", |_| "e2".into(), me)
+            .unwrap()
+            .unwrap();
+        assert!(store.register_supervisor(env.key, me).unwrap());
+        store
+            .journal_push(env.key, &Action::Process { leader: me })
+            .unwrap();
+        // Reopened in the same boot: kept.
+        drop(store);
+        let mut store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.supervisor(env.key).unwrap(), Some(me));
+        // Another boot: forgotten.
+        store
+            .conn
+            .execute(
+                "UPDATE meta SET value = 'another boot' WHERE key = 'boot_id'",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.supervisor(env.key).unwrap(), None);
+        assert!(store.journal(env.key).unwrap().is_empty());
+        assert_eq!(store.env(ws, "e").unwrap().unwrap().owner, None);
     }
 }

@@ -154,10 +154,15 @@ pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
         }
     }
     was_running |= sweep_leftovers(ctx, env)?;
-    if let Some(sup) = ctx.store.supervisor(env.key)? {
-        ctx.store.unregister_supervisor(env.key, sup)?;
+    // Forget the supervisor we stopped (or a dead one), never one a parallel `up` just started.
+    match ctx.store.supervisor(env.key)? {
+        Some(sup) if sup.alive() => {}
+        Some(sup) => {
+            ctx.store.unregister_supervisor(env.key, sup)?;
+            ctx.store.clear_servers(env.key)?;
+        }
+        None => ctx.store.clear_servers(env.key)?,
     }
-    ctx.store.clear_servers(env.key)?;
     Ok(was_running)
 }
 
