@@ -1022,7 +1022,7 @@ mod tests {
             .unwrap();
         // Reopened in the same boot: kept.
         drop(store);
-        let mut store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.supervisor(env.key).unwrap(), Some(me));
         // Another boot: forgotten.
         store
