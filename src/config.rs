@@ -833,7 +833,9 @@ fn validate_isolate(
     match r.kind.as_deref() {
         Some("postgres") => {
             let template = r.template.clone().unwrap_or_default();
+            // `<template>_<env_id>` must fit PostgreSQL's 63-byte names (env ids: 40 at most).
             let ok = !template.is_empty()
+                && template.len() <= 22
                 && template
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -841,7 +843,7 @@ fn validate_isolate(
             if !ok {
                 diags.push(
                     diag(span.clone(), format!("`isolate` of `{name}` needs `template`, a database name"))
-                        .hint("e.g. `isolate = { kind = \"postgres\", template = \"app\" }` (letters, digits, `_`)"),
+                        .hint("e.g. `isolate = { kind = \"postgres\", template = \"app\" }` (letters, digits, `_`; 22 at most)"),
                 );
             }
             if recipe_keys {

@@ -43,26 +43,35 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
     let (kind, resource, url) = match isolate {
         Isolate::Postgres { template } => {
             let db = format!("{template}_{}", env.ident);
-            journal(ctx, env, layer, &db)?;
+            // Journaled once made: a database that already existed (another workspace's env
+            // of the same name, data kept by `--keep-data`) is never what a rollback drops.
             postgres_create(&shared, template, &db, &layer.name)?;
+            journal(ctx, env, layer, &db)?;
             let url = with_db(&shared, &db).context("bad shared_url")?;
             ("postgres", db, url)
         }
         Isolate::Redis => {
             let (host, port) = supervisor::host_port(&shared)
                 .ok_or_else(|| Fail::new(format!("cannot read host and port from `{shared}`")))?;
-            let server = format!("{host}:{port}");
+            // Leases are per server, not per spelling of it: `localhost` and `127.0.0.1` are one.
+            let server = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                .ok()
+                .and_then(|mut a| a.next())
+                .map_or_else(|| format!("{host}:{port}"), |a| a.to_string());
+            // The shared index is the main stack's, empty or not.
+            let shared_db = redis_db_of(&shared);
             let probe_err = std::cell::RefCell::new(None);
             let db = ctx
                 .store
                 .lease_redis_db(&server, env.key, &layer.name, |n| {
-                    match redis(&shared, n, &[&["DBSIZE"]]) {
-                        Ok(r) => r.first().is_some_and(|s| s == "0"),
-                        Err(e) => {
-                            probe_err.borrow_mut().get_or_insert(e);
-                            false
+                    n != shared_db
+                        && match redis(&shared, n, &[&["DBSIZE"]]) {
+                            Ok(r) => r.first().is_some_and(|s| s == "0"),
+                            Err(e) => {
+                                probe_err.borrow_mut().get_or_insert(e);
+                                false
+                            }
                         }
-                    }
                 })?;
             let Some(db) = db else {
                 if let Some(e) = probe_err.into_inner() {
@@ -117,6 +126,14 @@ fn journal(ctx: &mut Ctx, env: &EnvRow, layer: &Layer, resource: &str) -> Result
             resource: resource.to_string(),
         },
     )
+}
+
+/// The database index a Redis URL names (0 when it names none).
+fn redis_db_of(url: &str) -> u32 {
+    url.split_once("://")
+        .and_then(|(_, r)| r.split_once('/'))
+        .and_then(|(_, p)| p.split(['?', '#']).next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Drops what [`create`] made of `layer` (`resource`), by the layer's recipe.
@@ -380,6 +397,13 @@ pub fn kept(row: &IsolatedRow, layer_name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_db_index_of_urls() {
+        assert_eq!(redis_db_of("redis://localhost:6379/3"), 3);
+        assert_eq!(redis_db_of("redis://:pw@localhost:6379/12?x=1"), 12);
+        assert_eq!(redis_db_of("redis://localhost:6379"), 0);
+    }
 
     #[test]
     fn urls_get_another_database() {

@@ -140,13 +140,18 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
     repos.sort();
     repos.dedup();
     if fetch {
-        par_map(&repos, |r| {
-            Repo::new(r)
-                .cmd()
-                .args(["fetch", "--all", "--quiet"])
-                .run()
-                .map(|_| ())
+        let fetched = par_map(&repos, |r| {
+            Repo::new(r).cmd().args(["fetch", "--all", "--quiet"]).run()
         });
+        for (r, res) in repos.iter().zip(fetched) {
+            if let Err(e) = res {
+                crate::ui::warn(format!(
+                    "could not fetch in {}: {}",
+                    r.display(),
+                    e.stderr()
+                ));
+            }
+        }
     }
     let tips: HashMap<PathBuf, HashMap<String, git::parse::Tip>> = repos
         .iter()

@@ -163,7 +163,8 @@ fn dotenv_quote(v: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+,=".contains(c);
     if !v.is_empty() && v.chars().all(plain) {
         v.to_string()
-    } else if !v.contains('\'') && !v.contains('\n') {
+    } else if !v.contains('\'') {
+        // A newline stays a newline inside single quotes, for `sh` as for dotenv parsers.
         format!("'{v}'")
     } else {
         let mut s = String::from("\"");
@@ -173,7 +174,6 @@ fn dotenv_quote(v: &str) -> String {
                     s.push('\\');
                     s.push(c);
                 }
-                '\n' => s.push_str("\\n"),
                 c => s.push(c),
             }
         }
@@ -193,6 +193,8 @@ mod tests {
             ("B".to_string(), "x;$(touch pwned)".to_string()),
             ("C".to_string(), "it's".to_string()),
             ("D".to_string(), String::new()),
+            ("E".to_string(), "two\nlines".to_string()),
+            ("F".to_string(), "it's\n$HOME".to_string()),
         ];
         assert_eq!(
             dotenv_lines(&vars),
@@ -201,6 +203,8 @@ mod tests {
                 "B='x;$(touch pwned)'",
                 "C=\"it's\"",
                 "D=''",
+                "E='two\nlines'",
+                "F=\"it's\n\\$HOME\"",
             ]
         );
     }

@@ -514,3 +514,81 @@ fn inside_tmux_the_window_opens_in_the_users_server() {
     .success();
     assert!(!windows.stdout.contains("feat-01"), "{windows}");
 }
+
+#[test]
+fn tmux_gets_no_format_from_a_branch_name_and_long_tickets_fit() {
+    let ws = ws_with_agent("tmux", "");
+    let name = "y#(touch${IFS}PWNED)";
+    let t = ticket(&ws, "big", &"A long ticket line.\n".repeat(1200));
+    ws.grove(&["create", name, "--agent", "--ticket", &t])
+        .success();
+    let argv = ws.agent_record(name, "argv");
+    assert!(
+        argv.matches("A long ticket line.").count() >= 1200,
+        "the whole ticket reached the agent"
+    );
+    assert_eq!(
+        ws.agent_record(name, "cwd").trim(),
+        ws.worktree(name, "front").to_string_lossy()
+    );
+    let walk = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name() == "PWNED")
+    };
+    assert!(
+        !walk(&ws.root) && !walk(&ws.worktree(name, "front")),
+        "a branch name ran as a tmux command"
+    );
+}
+
+#[test]
+fn an_agent_that_exits_at_once_leaves_its_window_and_state() {
+    let ws = ws_with_agent("tmux", "");
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&[
+        "agent",
+        "feat-01",
+        "--command",
+        "echo last words; sleep 0.5; :",
+    ])
+    .success();
+    assert!(agent_state_becomes(&ws, "feat-01", "exited"));
+    let window = agent_json(&ws, "feat-01")["window"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = window.rsplit(':').next().unwrap().to_string();
+    // The window stays, with the agent's last output on screen.
+    let screen = tmux(&ws, &["capture-pane", "-p", "-S", "-", "-t", &id])
+        .success()
+        .stdout;
+    assert!(screen.contains("last words"), "{screen}");
+}
+
+#[test]
+fn two_tickets_for_one_env_are_refused() {
+    let ws = ws_with_agent("headless", "");
+    std::fs::create_dir_all(ws.root.join("other")).unwrap();
+    ticket(&ws, "same", "one");
+    std::fs::write(ws.root.join("other/same.md"), "two").unwrap();
+    let out = ws
+        .grove(&["create", "--tickets", "tickets/same.md", "other/same.md"])
+        .failure(1);
+    assert!(
+        out.stderr.contains("two tickets would make env `same`"),
+        "{out}"
+    );
+    assert!(ws.ps().is_empty());
+}
+
+#[test]
+fn the_tmux_agents_process_is_the_one_watched() {
+    let ws = ws_with_agent("tmux", "");
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&["agent", "feat-01", "--command", "sleep 30; :"])
+        .success();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "running");
+}

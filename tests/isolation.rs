@@ -290,3 +290,40 @@ fn isolate_flags_and_config_errors() {
     assert!(out.stderr.contains("unknown isolate kind `mongo`"), "{out}");
     assert!(out.stderr.contains("needs `create` and `destroy`"), "{out}");
 }
+
+#[test]
+fn another_workspaces_database_of_the_same_name_is_never_dropped() {
+    let ws0 = TestWorkspace::empty();
+    let pg = Postgres::start(ws0.ports.port(90));
+    let redis = Redis::start(ws0.ports.port(91));
+    let one = ws_with_infra(&pg, &redis, "");
+    one.grove(&["create", "feat-01", "--isolate-db", "--no-start"])
+        .success();
+    pg.psql("app_feat_01", "INSERT INTO items VALUES ('precious')");
+    let two = ws_with_infra(&pg, &redis, "");
+    let out = two
+        .grove(&["create", "feat-01", "--isolate-db", "--no-start"])
+        .failure(1);
+    assert!(
+        out.stderr.contains("database `app_feat_01` already exists"),
+        "{out}"
+    );
+    assert_eq!(pg.psql("app_feat_01", "SELECT v FROM items"), "precious");
+    assert!(two.ps().is_empty());
+}
+
+#[test]
+fn the_shared_redis_index_is_never_leased() {
+    let ws0 = TestWorkspace::empty();
+    let pg = Postgres::start(ws0.ports.port(90));
+    let redis = Redis::start(ws0.ports.port(91));
+    let ws = ws_with_infra(&pg, &redis, "");
+    // The main stack uses index 1 and has not written anything yet.
+    let config = std::fs::read_to_string(ws.root.join("grove.toml"))
+        .unwrap()
+        .replace(&redis.url(0), &redis.url(1));
+    ws.write_config(&config);
+    ws.grove(&["create", "r", "--isolate-redis", "--no-start"])
+        .success();
+    assert_eq!(env_var(&ws, "r", "REDIS_URL"), redis.url(2));
+}

@@ -82,7 +82,7 @@ pub fn merge_claude_settings(text: &str, command: &str) -> Result<String> {
 
 /// Installs grove's Claude Code hooks in `worktree`'s `.claude/settings.local.json` (which
 /// Claude Code reads and git must not track: kept out of the diff like the dotenv file).
-pub fn install_claude(repo: &crate::git::Repo, worktree: &Path, grove: &str) -> Result<()> {
+pub fn install_claude(repo: Option<&crate::git::Repo>, worktree: &Path, grove: &str) -> Result<()> {
     let rel = ".claude/settings.local.json";
     let path = worktree.join(rel);
     let text = match fs_err::read_to_string(&path) {
@@ -94,7 +94,9 @@ pub fn install_claude(repo: &crate::git::Repo, worktree: &Path, grove: &str) -> 
     let merged = merge_claude_settings(&text, &command)
         .with_context(|| format!("merging grove's hooks into {}", path.display()))?;
     crate::provision::write_atomic(&path, merged.as_bytes())?;
-    crate::provision::keep_out_of_diff(repo, worktree, rel)?;
+    if let Some(repo) = repo {
+        crate::provision::keep_out_of_diff(repo, worktree, rel)?;
+    }
     Ok(())
 }
 

@@ -72,7 +72,8 @@ pub fn state(row: &AgentRow) -> (String, Option<i64>) {
     let alive = row.process.is_some_and(|p| p.alive());
     // Recorded, not started yet: the row is written first, so that an agent reporting at once
     // finds it.
-    let pending = row.process.is_none() && row.exit.is_none();
+    // (Briefly: a row that never got its process is a launch that died half-way.)
+    let pending = row.process.is_none() && row.exit.is_none() && now_ms() - row.started_at < 10_000;
     match (&row.state, alive || pending) {
         (Some(s), true) => (s.clone(), row.state_since),
         (None, true) => ("running".into(), Some(row.started_at)),
@@ -117,9 +118,7 @@ pub fn launch(
         supervisor::up(ctx, env)?;
     }
     let instances = ctx.store.instances(env.key)?;
-    let primary = instances
-        .first()
-        .context("the env has no dedicated layer")?;
+    let primary = primary(ctx, &instances).context("the env has no dedicated layer")?;
     let (cwd, vars_layer) = match cfg.cwd.as_deref() {
         None => (primary.worktree.clone(), primary.layer.clone()),
         Some("env") => (ctx.ws.env_dir(&env.name), primary.layer.clone()),
@@ -181,28 +180,23 @@ pub fn launch(
         .collect();
     full.extend(vars);
     let vars = full;
+    // The command is the user's shell text; the prompt is data, read from its file (a long
+    // ticket would not fit in a tmux command, nor belongs on a command line).
     let script = match cfg.prompt_via {
-        PromptVia::Arg => format!("{} \"$1\"", cfg.command),
+        PromptVia::Arg => format!("{} \"$(cat \"$GROVE_PROMPT_FILE\")\"", cfg.command),
         PromptVia::Stdin => format!("{} < \"$GROVE_PROMPT_FILE\"", cfg.command),
         PromptVia::File => format!("{} \"$GROVE_PROMPT_FILE\"", cfg.command),
     };
-    // The command is the user's shell text; the prompt is data, passed as `$1`.
-    let argv: Vec<String> = vec![
-        "sh".into(),
-        "-c".into(),
-        script,
-        "grove-agent".into(),
-        prompt,
-    ];
+    let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
 
     if is_claude(&cfg.command) {
         let repo = instances
             .iter()
             .find(|i| cwd.starts_with(&i.worktree))
             .map(|i| Repo::new(&i.repo));
-        if let Some(repo) = repo {
-            hooks::install_claude(&repo, &cwd, &grove_program())?;
-        }
+        // In a worktree the settings file is kept out of the repo's sight; in the env folder
+        // (`cwd = "env"`) no repo sees it anyway.
+        hooks::install_claude(repo.as_ref(), &cwd, &grove_program())?;
     }
     let mut row = AgentRow {
         started_at: now_ms(),
@@ -238,7 +232,10 @@ pub fn launch(
             ctx.store.put_agent(env.key, &row)?;
             let sup = supervisor::ensure_running(ctx, env)?;
             supervisor::notify(sup);
-            wait_headless_start(ctx, env)?;
+            if let Err(e) = wait_headless_start(ctx, env) {
+                ctx.store.delete_agent(env.key)?;
+                return Err(e);
+            }
             ui::info(format!("agent of `{}` started headless", env.name));
             ui::info(format!(
                 "  its output: grove logs {} agent -f",
@@ -333,6 +330,20 @@ pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<i32> {
             Ok(-1)
         }
     }
+}
+
+/// The layer an agent works in by default: the first default layer the env has (in
+/// `default_layers` order), else its first dedicated layer.
+pub fn primary<'a>(
+    ctx: &Ctx,
+    instances: &'a [crate::state::Instance],
+) -> Option<&'a crate::state::Instance> {
+    ctx.ws
+        .config
+        .default_layers
+        .iter()
+        .find_map(|l| instances.iter().find(|i| &i.layer == l))
+        .or_else(|| instances.first())
 }
 
 fn is_claude(command: &str) -> bool {

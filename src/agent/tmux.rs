@@ -46,6 +46,10 @@ pub fn require() -> Result<()> {
 
 /// Opens a window named `name` in `session` (created when absent) running `argv` in `cwd`
 /// with `env`. The window stays after the agent exits, so its last output can be read.
+///
+/// tmux expands `#{…}` and `#(…)` (a shell command!) in a window's name and start folder, and
+/// both come from the env's name, a branch name: so the name is escaped and the folder is not
+/// given to tmux at all, the pane's shell changes to it (`cwd` reaches it as an argument).
 pub fn open(
     session: &str,
     name: &str,
@@ -55,53 +59,81 @@ pub fn open(
 ) -> Result<Window> {
     let socket = current_socket();
     // tmux prints control characters as `_`: a plain separator no socket path holds.
-    let format = "#{socket_path} ::: #{window_id} ::: #{pane_pid}";
+    let format = "#{socket_path} ::: #{window_id}";
     let exists = tmux(socket.as_deref())
         .args(["has-session", "-t", &format!("={session}")])
         .check()?;
+    let safe_name = name.replace('#', "##");
+    // First a window that waits, so that `remain-on-exit` is set before the agent runs: one
+    // that exits at once still leaves its last words on screen.
+    let placeholder = ["sleep", "2147483647"];
+    let mut first_error = None;
     let mut out = None;
     for attempt in 0..2 {
-        let mut cmd = tmux(socket.as_deref());
-        cmd = if !exists && attempt == 0 {
+        let cmd = tmux(socket.as_deref());
+        let cmd = if !exists && attempt == 0 {
             cmd.args(["new-session", "-d", "-s", session, "-x", "200", "-y", "50"])
         } else {
             // Also when a parallel grove created the session a moment ago.
             cmd.args(["new-window", "-d", "-t", &format!("={session}:")])
         };
-        cmd = cmd
-            .args(["-n", name, "-P", "-F", format])
-            .arg("-c")
-            .arg(cwd);
-        for (k, v) in env {
-            cmd = cmd.arg("-e").arg(format!("{k}={v}"));
-        }
-        let res = cmd.arg("--").args(argv).output()?;
+        let res = cmd
+            .args(["-n", &safe_name, "-P", "-F", format, "--"])
+            .args(placeholder)
+            .output()?;
         if res.status.success() {
             out = Some(res.stdout);
             break;
         }
-        if attempt == 1 || exists {
-            return Err(Fail::new(format!(
-                "tmux could not open a window: {}",
-                res.stderr.trim()
-            ))
-            .into());
+        first_error.get_or_insert(res.stderr.trim().to_string());
+        if exists {
+            break;
         }
     }
-    let out = out.unwrap_or_default();
+    let Some(out) = out else {
+        return Err(Fail::new(format!(
+            "tmux could not open a window: {}",
+            first_error.unwrap_or_default()
+        ))
+        .into());
+    };
     let mut fields = out.trim().split(" ::: ");
-    let (Some(socket), Some(id), Some(pid)) = (fields.next(), fields.next(), fields.next()) else {
+    let (Some(socket), Some(id)) = (fields.next(), fields.next()) else {
         return Err(Fail::new(format!("tmux answered `{}`", out.trim())).into());
     };
-    let window = Window {
-        socket: socket.to_string(),
-        id: id.to_string(),
-        pane_pid: pid.parse().unwrap_or(0),
+    let (socket, id) = (socket.to_string(), id.to_string());
+    let t = || tmux(Some(&socket));
+    let run = |cmd: Cmd| -> Result<()> {
+        let res = cmd.output()?;
+        if res.status.success() {
+            return Ok(());
+        }
+        kill_window(&socket, &id);
+        Err(Fail::new(format!(
+            "tmux could not start the agent: {}",
+            res.stderr.trim()
+        ))
+        .into())
     };
-    tmux(Some(&window.socket))
-        .args(["set-option", "-w", "-t", &window.id, "remain-on-exit", "on"])
+    run(t().args(["set-option", "-w", "-t", &id, "remain-on-exit", "on"]))?;
+    let mut respawn = t().args(["respawn-pane", "-k", "-t", &id]);
+    for (k, v) in env {
+        respawn = respawn.arg("-e").arg(format!("{k}={v}"));
+    }
+    let script = "cd \"$1\" || exit 1; shift; exec \"$@\"";
+    respawn = respawn
+        .args(["--", "sh", "-c", script, "grove-agent"])
+        .arg(cwd)
+        .args(argv);
+    run(respawn)?;
+    let pid = t()
+        .args(["display-message", "-p", "-t", &id, "#{pane_pid}"])
         .run()?;
-    Ok(window)
+    Ok(Window {
+        socket,
+        id,
+        pane_pid: pid.stdout.trim().parse().unwrap_or(0),
+    })
 }
 
 /// Whether the window still exists.

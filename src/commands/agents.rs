@@ -104,15 +104,27 @@ pub fn hooks(ctx: &Ctx, cmd: &HooksCommand, cwd: &Path) -> Result<()> {
         Some(name) => {
             let env = ctx.require_env(name)?;
             let instances = ctx.store.instances(env.key)?;
-            let layer = ctx.ws.config.agent.as_ref().and_then(|a| a.cwd.clone());
-            let inst = match layer.as_deref() {
-                Some(l) if l != "env" => instances.iter().find(|i| i.layer == l),
-                _ => instances.first(),
-            };
-            let inst = inst.ok_or_else(|| {
-                Fail::new(format!("env `{}` has no worktree for its agent", env.name))
-            })?;
-            (Repo::new(&inst.repo), inst.worktree.clone())
+            // Where the env's agent works: a layer's worktree, or the env folder.
+            match ctx
+                .ws
+                .config
+                .agent
+                .as_ref()
+                .and_then(|a| a.cwd.clone())
+                .as_deref()
+            {
+                Some("env") => (None, ctx.ws.env_dir(&env.name)),
+                layer => {
+                    let inst = match layer {
+                        Some(l) => instances.iter().find(|i| i.layer == l),
+                        None => agent::primary(ctx, &instances),
+                    }
+                    .ok_or_else(|| {
+                        Fail::new(format!("env `{}` has no worktree for its agent", env.name))
+                    })?;
+                    (Some(Repo::new(&inst.repo)), inst.worktree.clone())
+                }
+            }
         }
         None => {
             let top = crate::git::git(cwd)
@@ -124,10 +136,10 @@ pub fn hooks(ctx: &Ctx, cmd: &HooksCommand, cwd: &Path) -> Result<()> {
                     )
                 })?;
             let top = std::path::PathBuf::from(top.stdout.trim());
-            (Repo::new(&top), top)
+            (Some(Repo::new(&top)), top)
         }
     };
-    hooks::install_claude(&repo, &dir, &agent::grove_program())?;
+    hooks::install_claude(repo.as_ref(), &dir, &agent::grove_program())?;
     ui::info(format!(
         "installed grove's Claude Code hooks in {}",
         dir.join(".claude/settings.local.json").display()

@@ -103,6 +103,7 @@ pub fn print_urls(report: &EnvReport) {
                 l.branch.as_deref().unwrap_or("?"),
                 l.base.as_deref().unwrap_or("?")
             ),
+            "isolated" => format!("isolated  {}", l.url.as_deref().unwrap_or("?")),
             _ => format!("shared  {}", l.url.as_deref().unwrap_or("(no shared_url)")),
         };
         ui::out(format!("  {:width$}  {rest}", l.name));

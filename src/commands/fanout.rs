@@ -35,6 +35,18 @@ pub fn run(
     isolate: &[String],
 ) -> Result<()> {
     let files = expand(&args.tickets)?;
+    let mut seen = std::collections::HashSet::new();
+    for f in &files {
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !seen.insert(stem.clone()) {
+            return Err(Fail::new(format!("two tickets would make env `{stem}`"))
+                .hint("each ticket names its env by its file name: rename one")
+                .into());
+        }
+    }
     let tmp = tempdir(&ctx.home)?;
     let jobs: Vec<Job> = files
         .iter()
@@ -66,8 +78,7 @@ pub fn run(
             let mut cmd = Cmd::new(&exe)
                 .arg("--workspace")
                 .arg(&ctx.ws.root)
-                .args(["create", "--json"])
-                .arg(&job.env);
+                .args(["create", "--json"]);
             if args.agent {
                 cmd = cmd.arg("--agent").arg("--ticket").arg(&job.ticket);
             }
@@ -83,6 +94,8 @@ pub fn run(
             if args.no_start {
                 cmd = cmd.arg("--no-start");
             }
+            // After `--`: a ticket named `-x.md` is a name, not a flag.
+            let cmd = cmd.arg("--").arg(&job.env);
             let out = std::fs::File::create(&job.out)?;
             let err = std::fs::File::create(&job.err)?;
             ui::info(format!("  {}  creating", job.env));
