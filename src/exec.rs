@@ -284,13 +284,7 @@ impl Cmd {
     /// write end of a pipe the caller reads).
     pub fn spawn_to(&self, out: std::os::fd::OwnedFd) -> Result<Child, CmdError> {
         let err = out.try_clone().map_err(|e| self.spawn_error(e))?;
-        trace_line(&format!("$ {} &", self.describe()));
-        self.command()
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| self.spawn_error(e))
+        self.spawn_split(File::from(out), File::from(err))
     }
 
     /// Starts the child with stdin closed, stdout into `out` and stderr into `err`.

@@ -123,11 +123,16 @@ fn env_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
         name: r.get(1)?,
         ident: r.get(2)?,
         phase: Phase::parse(&r.get::<_, String>(3)?),
-        owner: pid.zip(start).map(|(pid, start)| ProcId {
-            pid,
-            start: start.unsigned_abs(),
-        }),
+        owner: proc_id(pid, start),
         created_at: r.get(6)?,
+    })
+}
+
+/// A process recorded as two nullable columns.
+fn proc_id(pid: Option<u32>, start: Option<i64>) -> Option<ProcId> {
+    pid.zip(start).map(|(pid, start)| ProcId {
+        pid,
+        start: start.unsigned_abs(),
     })
 }
 
@@ -682,10 +687,7 @@ impl Store {
                 Ok(ServerRow {
                     layer: r.get(0)?,
                     state: r.get(1)?,
-                    leader: pid.zip(start).map(|(pid, s)| ProcId {
-                        pid,
-                        start: s.unsigned_abs(),
-                    }),
+                    leader: proc_id(pid, start),
                     restarts: r.get(4)?,
                     last_exit: r.get(5)?,
                     ready_since: r.get(6)?,
@@ -777,7 +779,7 @@ impl Store {
                     Ok(AgentRow {
                         mode: r.get(0)?,
                         spec: r.get(1)?,
-                        process: pid.zip(start).map(|(pid, s)| ProcId { pid, start: s.unsigned_abs() }),
+                        process: proc_id(pid, start),
                         tmux_socket: r.get(4)?,
                         tmux_window: r.get(5)?,
                         state: r.get(6)?,
