@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{Out, TestWorkspace};
+use crate::common::{TestWorkspace, finish};
 
 #[test]
 fn sixteen_creates_at_once() {
@@ -23,13 +23,7 @@ fn sixteen_creates_at_once() {
         })
         .collect();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        let out = Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into(),
-            stderr: String::from_utf8_lossy(&out.stderr).into(),
-        };
-        out.success();
+        finish(child).success();
     }
     let envs = ws.ps();
     assert_eq!(envs.len(), 16);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::common::{Out, Postgres, Redis, TestWorkspace, http_get};
+use crate::common::{Postgres, Redis, TestWorkspace, finish, http_get};
 
 /// front runs the test server wired to `db` and `redis`; both infra layers can be isolated.
 fn ws_with_infra(pg: &Postgres, redis: &Redis, front_extra: &str) -> TestWorkspace {
@@ -118,13 +118,7 @@ fn eight_parallel_creates_get_eight_databases_and_indexes() {
         })
         .collect();
     for c in children {
-        let o = c.wait_with_output().unwrap();
-        let out = Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        };
-        out.success();
+        finish(c).success();
     }
     let dbs: BTreeSet<String> = pg
         .databases()

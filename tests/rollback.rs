@@ -135,39 +135,27 @@ fn a_git_failure_after_the_branch_was_made_rolls_back_cleanly() {
 
 #[test]
 fn what_a_setup_step_leaves_running_is_stopped() {
-    let marker = |ws: &TestWorkspace, name: &str| ws.tmp.path().join(name);
-    let ws = ws_with_api_setup("sleep 3141 & echo $! > \"$MARKER\"; exit 1");
-    let out = run(ws.cmd().env("MARKER", marker(&ws, "failed.pid")).args([
-        "create",
-        "feat-01",
-        "--from-api=main",
-    ]));
-    assert_eq!(out.code, 1, "{out}");
-    let pid: u32 = std::fs::read_to_string(marker(&ws, "failed.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        wait_until(5, || !Path::new(&format!("/proc/{pid}")).exists()),
-        "the failed step's sleep survived"
-    );
-
-    // The same for a step that succeeds.
-    let ws = ws_with_api_setup("sleep 3142 & echo $! > \"$MARKER\"");
-    let out = run(ws.cmd().env("MARKER", marker(&ws, "ok.pid")).args([
-        "create",
-        "feat-01",
-        "--from-api=main",
-    ]));
-    assert_eq!(out.code, 0, "{out}");
-    let pid: u32 = std::fs::read_to_string(marker(&ws, "ok.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert!(
-        wait_until(5, || !Path::new(&format!("/proc/{pid}")).exists()),
-        "the step's sleep survived"
-    );
+    // A step that fails (and is rolled back) and one that succeeds: neither leaves its sleep.
+    for (step, code) in [
+        ("sleep 3141 & echo $! > \"$MARKER\"; exit 1", 1),
+        ("sleep 3142 & echo $! > \"$MARKER\"", 0),
+    ] {
+        let ws = ws_with_api_setup(step);
+        let marker = ws.tmp.path().join("step.pid");
+        let out =
+            run(ws
+                .cmd()
+                .env("MARKER", &marker)
+                .args(["create", "feat-01", "--from-api=main"]));
+        assert_eq!(out.code, code, "{out}");
+        let pid: u32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            wait_until(5, || !Path::new(&format!("/proc/{pid}")).exists()),
+            "`{step}` left its sleep running"
+        );
+    }
 }

@@ -208,12 +208,7 @@ fn destroy_on_a_tty(ws: &TestWorkspace, answer: &str) -> crate::common::Out {
         .unwrap()
         .write_all(answer.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    crate::common::Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
+    crate::common::finish(child)
 }
 
 #[test]

@@ -353,7 +353,8 @@ fn is_claude(command: &str) -> bool {
         .is_some_and(|p| Path::new(p).file_name().is_some_and(|n| n == "claude"))
 }
 
-/// How hooks call this grove: `grove` when PATH finds this binary, else its full path.
+/// How hooks and people call this grove: `grove` when PATH finds this binary, else its full
+/// path (the demo is often run with `cargo run` before grove is installed).
 pub fn grove_program() -> String {
     let me = std::env::current_exe()
         .ok()

@@ -158,7 +158,7 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
             }
         }
     }
-    let grove = grove_command();
+    let grove = crate::agent::grove_program();
     ui::out(format!(
         "\nfeat-01 is wired to the shared API of the main stack (http://localhost:4000), which the\n\
          demo does not run: start one with `(cd {dir}/api && PORT=4000 python3 server.py)`.\n\n\
@@ -168,24 +168,6 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
         dir = crate::shq(&dir.to_string_lossy()),
     ));
     Ok(())
-}
-
-/// How the user can run this grove: `grove` when that is what PATH finds, else its full path
-/// (the demo is often run with `cargo run` before grove is installed).
-fn grove_command() -> String {
-    let me = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.canonicalize().ok());
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("grove"))
-            .find(|p| p.is_file())
-            .and_then(|p| p.canonicalize().ok())
-    });
-    match me {
-        Some(me) if on_path.as_ref() != Some(&me) => crate::shq(&me.to_string_lossy()),
-        _ => "grove".into(),
-    }
 }
 
 fn show(ctx: &mut Ctx, opts: &CreateOpts) -> Result<()> {

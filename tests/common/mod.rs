@@ -480,6 +480,17 @@ impl Drop for TestWorkspace {
     }
 }
 
+/// Waits for a child started with piped output and collects it.
+#[must_use = "check the outcome with .success() or .failure(code)"]
+pub fn finish(child: std::process::Child) -> Out {
+    let out = child.wait_with_output().expect("the child runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 #[must_use = "check the outcome with .success() or .failure(code)"]
 pub fn run(cmd: &mut Command) -> Out {
     let out = cmd.output().expect("grove runs");
