@@ -173,8 +173,8 @@ pub struct AttachArgs {
 #[derive(Debug, Args)]
 pub struct AgentStatusArgs {
     /// working, waiting, done or exited
-    #[arg(required_unless_present = "hook", value_parser = ["working", "waiting", "done", "exited"])]
-    pub state: Option<String>,
+    #[arg(required_unless_present = "hook", value_parser = parse_agent_state)]
+    pub state: Option<crate::state::AgentState>,
 
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
@@ -182,6 +182,11 @@ pub struct AgentStatusArgs {
     /// Read a Claude Code hook's JSON from stdin
     #[arg(long)]
     pub hook: bool,
+}
+
+fn parse_agent_state(s: &str) -> Result<crate::state::AgentState, String> {
+    crate::state::AgentState::parse(s)
+        .ok_or_else(|| "expected one of: working, waiting, done, exited".to_string())
 }
 
 /// Agent hooks that report state to grove

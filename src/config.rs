@@ -35,6 +35,10 @@ pub struct Config {
     pub envs_dir: PathBuf,
     pub layers: IndexMap<String, Layer>,
     pub agent: Option<AgentConfig>,
+    /// The file's text and where some keys are, for problems found later than loading
+    /// (they need git) to point at the line all the same.
+    source: std::sync::Arc<str>,
+    spans: BTreeMap<&'static str, Range<usize>>,
 }
 
 /// `[agent]`: the coding agent launched in an env with its ticket.
@@ -63,12 +67,7 @@ pub enum PromptVia {
     File,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentMode {
-    Tmux,
-    Headless,
-}
+pub use crate::state::AgentMode;
 
 pub const DEFAULT_PROMPT: &str = "You are working in the grove environment `{{ env }}`. Read {{ context }} first: \
 it lists this environment's URLs, the worktrees of its repos, and how to see logs and restart servers.\
@@ -87,6 +86,13 @@ const PROMPT_VARS: &[&str] = &[
 ];
 
 impl Config {
+    /// A problem with `key` of `[workspace]`, reported like a load error: `file:line:column`,
+    /// the line, and `hint`.
+    pub fn error_at(&self, key: &str, msg: String, hint: &str) -> Fail {
+        let span = self.spans.get(key).cloned().unwrap_or(0..0);
+        render_diags(&self.path, &self.source, &[diag(span, msg).hint(hint)])
+    }
+
     /// Names of the code layers (those with a repo), in file order.
     pub fn code_layers(&self) -> Vec<&str> {
         self.layers
@@ -387,8 +393,9 @@ pub fn parse(path: &Path, root: &Path, src: &str) -> Result<Config, Fail> {
         render_diags(path, src, &[d])
     })?;
     let mut diags = Vec::new();
-    let config = validate(raw, path, root, &mut diags);
+    let mut config = validate(raw, path, root, &mut diags);
     if diags.is_empty() {
+        config.source = src.into();
         Ok(config)
     } else {
         Err(render_diags(path, src, &diags))
@@ -483,11 +490,17 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         })
         .collect();
     check_start_order(&layers, diags);
+    let mut spans = BTreeMap::new();
     let envs_dir = match ws.envs_dir {
         Some(dir) => {
+            spans.insert("envs_dir", dir.span());
             let p = PathBuf::from(dir.get_ref());
             if dir.get_ref().trim().is_empty() {
                 diags.push(diag(dir.span(), "`envs_dir` is empty"));
+            } else if let Some(why) = bad_envs_dir(&root.join(&p), root, &layers) {
+                diags.push(diag(dir.span(), format!("`envs_dir` {why}")).hint(
+                    "env folders need a folder of their own, outside every repo's `.git` and not holding a repo; the default is `.grove/envs`",
+                ));
             }
             root.join(p)
         }
@@ -506,7 +519,46 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         envs_dir,
         layers,
         agent,
+        source: "".into(),
+        spans,
     }
+}
+
+/// Why `dir` cannot hold env folders, if it cannot (checked on paths, without git).
+fn bad_envs_dir(dir: &Path, root: &Path, layers: &IndexMap<String, Layer>) -> Option<String> {
+    let norm = normalize(dir);
+    if norm.components().any(|c| c.as_os_str() == ".git") {
+        return Some("is inside a `.git` folder".into());
+    }
+    if norm == normalize(root) {
+        return Some("is the workspace folder itself".into());
+    }
+    for l in layers.values() {
+        let Some(repo) = &l.repo else { continue };
+        if repo.starts_with(&norm) {
+            return Some(format!(
+                "holds repo `{}` of layer `{}`",
+                repo.display(),
+                l.name
+            ));
+        }
+    }
+    None
+}
+
+/// `p` with `.` and `..` resolved lexically (the folder may not exist yet).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn validate_agent(
@@ -773,6 +825,14 @@ fn validate_layer(
                     format!("`{}` is not a relative path inside the repo", p.get_ref()),
                 )
                 .hint("paths are relative to the repo's root and may not use `..`"),
+            );
+        } else if Path::new(p.get_ref())
+            .components()
+            .any(|c| c.as_os_str() == ".git")
+        {
+            diags.push(
+                diag(p.span(), format!("`{}` is inside git's own `.git`", p.get_ref()))
+                    .hint("grove never writes into `.git` (a worktree's `.git` is a file git needs); name a file of the worktree"),
             );
         }
     }
@@ -1211,7 +1271,10 @@ mod tests {
             "[layers.front]\nrepo = \"front\"\n[agent]\nprompt = \"{{ tiket }}\"\ncwd = \"db\"\nmode = \"screen\"\n",
         )
         .unwrap_err();
-        assert!(e.contains("unknown variant `screen`"), "{e}");
+        assert!(
+            e.contains("unknown value `screen`: one of tmux, headless"),
+            "{e}"
+        );
         let e = parse_str(
             "[layers.front]\nrepo = \"front\"\n[agent]\nprompt = \"{{ tiket }}\"\ncwd = \"db\"\nsolution = \"nope.md\"\n",
         )

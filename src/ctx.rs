@@ -1,5 +1,6 @@
-//! What every workspace command starts from: the workspace, its config, the store, and a
-//! store that has been checked for operations a crash left half-done.
+//! What every workspace command starts from: the workspace, its config and the store. Opening
+//! it changes nothing: recovery from crashed operations is the business of the commands that
+//! change state (see [`crate::recover`]), never of a read-only command or an agent hook.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,6 @@ use indexmap::IndexMap;
 
 use crate::error::Fail;
 use crate::proc::ProcId;
-use crate::recover;
 use crate::state::{EnvRow, Instance, Store};
 use crate::vars::{Dedicated, EnvView};
 use crate::workspace::{self, Workspace};
@@ -23,20 +23,36 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Opens the store for `ws` and cleans up after any create that died half-way.
+    /// Opens the store for `ws`.
     pub fn open(ws: Workspace) -> Result<Self> {
         let home = workspace::grove_home()?;
         let mut store = Store::open(&home)?;
         let ws_id = store.workspace(&ws.root, &ws.config.name)?;
-        let mut ctx = Self {
+        Ok(Self {
             ws,
             store,
             ws_id,
             home,
             me: ProcId::current(),
+        })
+    }
+
+    /// Refuses while another live grove owns `env` (creating, starting or destroying it).
+    pub fn require_idle(&self, env: &EnvRow) -> Result<()> {
+        let Some(owner) = env.owner.filter(ProcId::alive) else {
+            return Ok(());
         };
-        recover::unfinished(&mut ctx)?;
-        Ok(ctx)
+        let what = match env.phase {
+            crate::state::Phase::Creating => "created",
+            crate::state::Phase::Ready => "started by the create that made it",
+            crate::state::Phase::Destroying => "destroyed",
+        };
+        Err(Fail::new(format!(
+            "env `{}` is being {what} by grove (pid {})",
+            env.name, owner.pid
+        ))
+        .hint("wait for it to finish, then try again")
+        .into())
     }
 
     /// The env called `name` (a branch name with `/` is accepted for its env name).

@@ -197,6 +197,12 @@ impl Cmd {
         if self.clear_env {
             cmd.env_clear();
         }
+        // A tag is given, never inherited: grove run from inside an env (by its agent, by
+        // `grove exec`) must not pass that env's tag to a supervisor, a tmux server or git,
+        // which a sweep of that env would then stop.
+        if !self.envs.iter().any(|(k, _)| k == crate::proc::TOKEN_VAR) {
+            cmd.env_remove(crate::proc::TOKEN_VAR);
+        }
         for (k, v) in &self.envs {
             match v {
                 Some(v) => cmd.env(k, v),

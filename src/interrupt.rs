@@ -33,3 +33,13 @@ pub fn received() -> Option<i32> {
 pub fn exit_code(sig: i32) -> i32 {
     128 + sig
 }
+
+/// `SIGINT (Ctrl-C)`, `SIGTERM`, …, for messages.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        2 => "SIGINT (Ctrl-C)".into(),
+        1 => "SIGHUP".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
+}

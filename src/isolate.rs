@@ -18,8 +18,9 @@ use crate::config::{Isolate, Layer};
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::exec::Cmd;
-use crate::state::{Action, EnvRow, IsolatedRow};
-use crate::{supervisor, template, ui};
+use crate::proc::{Role, Tag};
+use crate::state::{Action, EnvRow, IsolateKind, IsolatedRow};
+use crate::{failpoint, supervisor, template, ui};
 
 /// How long an isolated resource's `ready` command may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,7 +34,28 @@ pub fn with_db(url: &str, db: &str) -> Option<String> {
     Some(format!("{scheme}://{authority}/{db}{query}"))
 }
 
-/// Makes `layer` of its own for `env`, journaled first, recorded after.
+/// The mark grove leaves on what it makes for `env` (a database's comment, a key in a Redis
+/// database): recovery and `doctor` drop only what carries it.
+pub fn marker(env: &EnvRow) -> String {
+    format!("grove-env:{}", env.token)
+}
+
+/// The env token a mark names.
+pub fn marker_token(mark: &str) -> Option<&str> {
+    mark.strip_prefix("grove-env:")
+        .and_then(|t| t.split_whitespace().next())
+        .filter(|t| !t.is_empty())
+}
+
+/// The key grove writes in an isolated Redis database, holding [`marker`].
+pub const REDIS_MARK_KEY: &str = "__grove_env__";
+
+fn tag(env: &EnvRow, layer: &Layer) -> Tag {
+    Tag::new(&env.token, Role::Isolate).layer(&layer.name)
+}
+
+/// Makes `layer` of its own for `env`: the intent journaled first, the resource marked as the
+/// env's, recorded once made.
 pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow> {
     let isolate = layer
         .isolate
@@ -43,12 +65,15 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
     let (kind, resource, url) = match isolate {
         Isolate::Postgres { template } => {
             let db = format!("{template}_{}", env.ident);
-            // Journaled once made: a database that already existed (another workspace's env
-            // of the same name, data kept by `--keep-data`) is never what a rollback drops.
-            postgres_create(&shared, template, &db, &layer.name)?;
+            // Journaled before psql runs: a grove killed while the database is being made
+            // leaves an intent, and the undo drops the database only if its comment names
+            // this env (one that existed before, kept by `--keep-data`, is never dropped).
             journal(ctx, env, layer, &db)?;
+            failpoint::hit("isolate:before-create");
+            postgres_create(&shared, template, &db, &layer.name, env, &tag(env, layer))?;
+            failpoint::hit("isolate:after-create");
             let url = with_db(&shared, &db).context("bad shared_url")?;
-            ("postgres", db, url)
+            (IsolateKind::Postgres, db, url)
         }
         Isolate::Redis => {
             let (host, port) = supervisor::host_port(&shared)
@@ -61,6 +86,8 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
             // The shared index is the main stack's, empty or not.
             let shared_db = redis_db_of(&shared);
             let probe_err = std::cell::RefCell::new(None);
+            failpoint::hit("isolate:before-create");
+            // The lease is a row of the env: if grove dies now, it goes with the env.
             let db = ctx
                 .store
                 .lease_redis_db(&server, env.key, &layer.name, |n| {
@@ -88,8 +115,10 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
                 .into());
             };
             journal(ctx, env, layer, &db.to_string())?;
+            redis(&shared, db, &[&["SET", REDIS_MARK_KEY, &marker(env)]])?;
+            failpoint::hit("isolate:after-create");
             let url = with_db(&shared, &db.to_string()).context("bad shared_url")?;
-            ("redis", db.to_string(), url)
+            (IsolateKind::Redis, db.to_string(), url)
         }
         Isolate::Recipe {
             create, url, ready, ..
@@ -100,21 +129,24 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
                 None => shared.clone(),
             };
             let vars = recipe_vars(ctx, env, layer, &url);
-            run_recipe(ctx, env, &layer.name, "create", create, &vars)?;
+            failpoint::hit("isolate:before-create");
+            run_recipe(ctx, env, layer, "create", create, &vars)?;
             if let Some(ready) = ready {
-                wait_ready(ctx, env, &layer.name, ready, &vars)?;
+                wait_ready(ctx, env, layer, ready, &vars)?;
             }
-            ("recipe", env.ident.clone(), url)
+            failpoint::hit("isolate:after-create");
+            (IsolateKind::Recipe, env.ident.clone(), url)
         }
     };
     let row = IsolatedRow {
         layer: layer.name.clone(),
-        kind: kind.into(),
+        kind,
         resource,
         url,
         created_at: 0,
     };
     ctx.store.put_isolated(env.key, &row)?;
+    failpoint::hit("isolate:after-record");
     Ok(row)
 }
 
@@ -126,6 +158,47 @@ fn journal(ctx: &mut Ctx, env: &EnvRow, layer: &Layer, resource: &str) -> Result
             resource: resource.to_string(),
         },
     )
+}
+
+/// Undoes an isolation a create journaled (it may or may not have happened): drops the
+/// resource only if it carries this env's mark.
+pub fn undo(ctx: &Ctx, env: &EnvRow, layer_name: &str, resource: &str) -> Result<()> {
+    let Some(layer) = ctx.ws.config.layers.get(layer_name) else {
+        return Ok(());
+    };
+    let shared = layer.shared_url.clone().unwrap_or_default();
+    match &layer.isolate {
+        Some(Isolate::Postgres { .. }) => {
+            // A CREATE DATABASE whose client died may still run in the server.
+            wait_no_create(&shared, resource);
+            match postgres_mark(&shared, resource)? {
+                None => Ok(()),
+                Some(mark) if marker_token(&mark) == Some(env.token.as_str()) => {
+                    postgres_drop(&shared, resource)
+                }
+                Some(_) => {
+                    ui::warn(format!(
+                        "left database `{resource}` alone: it was not made for env `{}`",
+                        env.name
+                    ));
+                    Ok(())
+                }
+            }
+        }
+        Some(Isolate::Redis) => {
+            let db: u32 = resource.parse().context("bad Redis database index")?;
+            let mark = redis(&shared, db, &[&["GET", REDIS_MARK_KEY]])?;
+            let mark = mark.first().map(String::as_str).unwrap_or_default();
+            // Leased empty to this env, so an unmarked database is still its own.
+            if mark.is_empty() || marker_token(mark) == Some(env.token.as_str()) {
+                redis(&shared, db, &[&["FLUSHDB"]]).map(|_| ())
+            } else {
+                Ok(())
+            }
+        }
+        Some(Isolate::Recipe { .. }) => drop_resource(ctx, env, layer_name, resource),
+        None => Ok(()),
+    }
 }
 
 /// The database index a Redis URL names (0 when it names none).
@@ -157,7 +230,7 @@ pub fn drop_resource(ctx: &Ctx, env: &EnvRow, layer_name: &str, resource: &str) 
                 None => shared,
             };
             let vars = recipe_vars(ctx, env, layer, &url);
-            run_recipe(ctx, env, layer_name, "destroy", destroy, &vars)
+            run_recipe(ctx, env, layer, "destroy", destroy, &vars)
         }
         None => Err(Fail::new(format!(
             "layer `{layer_name}` has no `isolate` any more; {resource} is left as it is"
@@ -200,28 +273,30 @@ fn recipe_vars(ctx: &Ctx, env: &EnvRow, layer: &Layer, url: &str) -> Vec<(String
 fn run_recipe(
     ctx: &Ctx,
     env: &EnvRow,
-    layer: &str,
+    layer: &Layer,
     what: &str,
     script: &str,
     vars: &[(String, String)],
 ) -> Result<()> {
     let log = ctx.log_dir(&env.name).join("setup.log");
-    crate::provision::run_step(script, &ctx.ws.root, vars, &log, |_| Ok(()))
-        .with_context(|| format!("isolate.{what} of layer `{layer}`"))
+    crate::provision::run_step(script, &ctx.ws.root, vars, &log, &tag(env, layer))
+        .with_context(|| format!("isolate.{what} of layer `{}`", layer.name))
 }
 
 fn wait_ready(
     ctx: &Ctx,
     env: &EnvRow,
-    layer: &str,
+    layer: &Layer,
     cmd: &str,
     vars: &[(String, String)],
 ) -> Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
+    let layer = &layer.name;
     loop {
         let ok = Cmd::shell(cmd)
             .cwd(&ctx.ws.root)
             .envs(vars.iter().map(|(k, v)| (k, v)))
+            .env(crate::proc::TOKEN_VAR, tag_value_of(env, layer))
             .check()?;
         if ok {
             return Ok(());
@@ -240,26 +315,51 @@ fn wait_ready(
 
 // ---- PostgreSQL, through psql ---------------------------------------------------------------
 
-/// Runs one SQL statement against the server of `url` (on its maintenance database).
-fn psql(url: &str, sql: &str) -> Result<crate::exec::Output> {
-    let admin = with_db(url, "postgres").context("bad shared_url")?;
-    Ok(Cmd::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(admin)
-        .arg("-c")
-        .arg(sql)
-        .env("PGCONNECT_TIMEOUT", "5")
-        .output()
-        .map_err(|e| {
-            Fail::new(format!("{e}"))
-                .hint("isolating a PostgreSQL layer needs `psql` (apt install postgresql-client)")
-        })?)
+fn tag_value_of(env: &EnvRow, layer: &str) -> String {
+    Tag::new(&env.token, Role::Isolate).layer(layer).render()
 }
 
-fn postgres_create(shared: &str, template: &str, db: &str, layer: &str) -> Result<()> {
+/// Runs SQL statements, one transaction each, against the server of `url` (on its maintenance
+/// database). In a process group of its own: a Ctrl-C on the terminal must not cut a
+/// `CREATE DATABASE` in the middle (the statement is let finish, then undone).
+fn psql(url: &str, sql: &[&str], tag: Option<&Tag>) -> Result<crate::exec::Output> {
+    let admin = with_db(url, "postgres").context("bad shared_url")?;
+    let mut cmd = Cmd::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(admin)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .own_process_group();
+    for stmt in sql {
+        cmd = cmd.arg("-c").arg(stmt);
+    }
+    if let Some(t) = tag {
+        cmd = cmd.env(crate::proc::TOKEN_VAR, t.render());
+    }
+    Ok(cmd.output().map_err(|e| {
+        Fail::new(format!("{e}"))
+            .hint("isolating a PostgreSQL layer needs `psql` (apt install postgresql-client)")
+    })?)
+}
+
+fn postgres_create(
+    shared: &str,
+    template: &str,
+    db: &str,
+    layer: &str,
+    env: &EnvRow,
+    tag: &Tag,
+) -> Result<()> {
+    let mark = marker(env);
     let out = psql(
         shared,
-        &format!("CREATE DATABASE \"{db}\" TEMPLATE \"{template}\""),
+        &[
+            &format!("CREATE DATABASE \"{db}\" TEMPLATE \"{template}\""),
+            &format!(
+                "COMMENT ON DATABASE \"{db}\" IS '{mark} {}'",
+                sql_text(&env.name)
+            ),
+        ],
+        Some(tag),
     )?;
     if out.status.success() {
         return Ok(());
@@ -269,11 +369,12 @@ fn postgres_create(shared: &str, template: &str, db: &str, layer: &str) -> Resul
         // Name who holds the template: the user has to close those sessions.
         let who = psql(
             shared,
-            &format!(
+            &[&format!(
                 "SELECT pid || ' ' || coalesce(usename, '?') || ' from ' || coalesce(client_addr::text, 'local socket') \
                  || coalesce(' (' || nullif(application_name, '') || ')', '') \
                  FROM pg_stat_activity WHERE datname = '{template}' AND pid <> pg_backend_pid()"
-            ),
+            )],
+            None,
         )
         .map(|o| o.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -292,8 +393,17 @@ fn postgres_create(shared: &str, template: &str, db: &str, layer: &str) -> Resul
         .into());
     }
     if err.contains("already exists") {
-        return Err(Fail::new(format!("database `{db}` already exists"))
-            .hint(format!("it may be kept from an earlier env (`destroy --keep-data`): drop it with `dropdb {db}`"))
+        let why = match postgres_mark(shared, db).ok().flatten() {
+            Some(m) if marker_token(&m).is_some() => format!(
+                "grove made it for an earlier env ({}): kept by `destroy --keep-data`, or left by a crash",
+                m.split_whitespace().nth(1).unwrap_or("?")
+            ),
+            _ => "grove did not make it".to_string(),
+        };
+        return Err(Fail::new(format!("database `{db}` already exists: {why}"))
+            .hint(format!(
+                "drop it if you no longer need it (`dropdb {db}`; `grove doctor --fix` drops those whose env is gone), or pick another env name"
+            ))
             .into());
     }
     Err(Fail::new(format!(
@@ -302,16 +412,83 @@ fn postgres_create(shared: &str, template: &str, db: &str, layer: &str) -> Resul
     .into())
 }
 
-fn postgres_drop(shared: &str, db: &str) -> Result<()> {
+/// `s` as the inside of an SQL string literal.
+fn sql_text(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+/// The comment of database `db`; `None` when there is no such database.
+fn postgres_mark(shared: &str, db: &str) -> Result<Option<String>> {
+    let out = psql(
+        shared,
+        &[&format!(
+            "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '{}'",
+            sql_text(db)
+        )],
+        None,
+    )?;
+    if !out.status.success() {
+        anyhow::bail!("cannot read database `{db}`: {}", out.stderr.trim());
+    }
+    Ok(out.stdout.lines().next().map(|l| l.trim().to_string()))
+}
+
+/// Databases of the server of `shared` that grove marked, with their marks: for `doctor`.
+pub fn postgres_marked(shared: &str) -> Result<Vec<(String, String)>> {
+    let out = psql(
+        shared,
+        &[
+            "SELECT datname || '|' || shobj_description(oid, 'pg_database') FROM pg_database \
+           WHERE shobj_description(oid, 'pg_database') LIKE 'grove-env:%'",
+        ],
+        None,
+    )?;
+    if !out.status.success() {
+        anyhow::bail!("{}", out.stderr.trim());
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(d, m)| (d.to_string(), m.to_string()))
+        .collect())
+}
+
+/// Waits (30 s at most) until no session of the server runs `CREATE DATABASE` for `db`.
+fn wait_no_create(shared: &str, db: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid() \
+         AND query ILIKE 'CREATE DATABASE \"{}\"%'",
+        sql_text(db)
+    );
+    while Instant::now() < deadline {
+        let busy = psql(shared, &[&sql], None)
+            .ok()
+            .filter(|o| o.status.success())
+            .is_some_and(|o| o.stdout.trim() != "0");
+        if !busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub(crate) fn postgres_drop(shared: &str, db: &str) -> Result<()> {
     // FORCE ends the sessions of servers that did not stop cleanly (PostgreSQL 13+).
     let out = psql(
         shared,
-        &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+        &[&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")],
+        None,
     )?;
     if out.status.success() {
         return Ok(());
     }
-    let out = psql(shared, &format!("DROP DATABASE IF EXISTS \"{db}\""))?;
+    let out = psql(
+        shared,
+        &[&format!("DROP DATABASE IF EXISTS \"{db}\"")],
+        None,
+    )?;
     if out.status.success() {
         Ok(())
     } else {
@@ -383,13 +560,13 @@ fn reply(r: &mut impl BufRead) -> Result<String> {
 
 /// Reports what `destroy --keep-data` left in place.
 pub fn kept(row: &IsolatedRow, layer_name: &str) {
-    let what = match row.kind.as_str() {
-        "postgres" => format!("database `{}`", row.resource),
-        "redis" => format!(
+    let what = match row.kind {
+        IsolateKind::Postgres => format!("database `{}`", row.resource),
+        IsolateKind::Redis => format!(
             "Redis database {} (grove will not lease it while it holds data)",
             row.resource
         ),
-        _ => format!("what `isolate.create` made for `{}`", row.resource),
+        IsolateKind::Recipe => format!("what `isolate.create` made for `{}`", row.resource),
     };
     ui::info(format!("  {layer_name}  kept {what}: {}", row.url));
 }

@@ -10,10 +10,12 @@ pub mod config;
 pub mod ctx;
 pub mod error;
 pub mod exec;
+pub mod failpoint;
 pub mod git;
 pub mod interrupt;
 pub mod isolate;
 pub mod logfile;
+pub mod manifest;
 pub mod names;
 pub mod ports;
 pub mod proc;
@@ -23,6 +25,7 @@ pub mod report;
 pub mod review;
 pub mod state;
 pub mod supervisor;
+pub mod sweep;
 pub mod template;
 pub mod ui;
 pub mod vars;
@@ -41,6 +44,12 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     match argv.get(1).and_then(|a| a.to_str()) {
         Some("__exec") => return supervisor::guard::main(&argv[2..]),
         Some("__supervise") => return internal::supervise(&argv[2..]),
+        Some("__failpoints") if cfg!(debug_assertions) => {
+            for f in failpoint::ALL {
+                ui::out(f);
+            }
+            return 0;
+        }
         _ => {}
     }
     // `agent-status --hook` runs inside an agent's hooks: whatever goes wrong (no workspace
@@ -60,6 +69,9 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, &ws),
     };
+    // From here SIGINT, SIGTERM and SIGHUP are noticed, not fatal: a command stops at its
+    // next step, undoes what it must, and exits 128+N saying why.
+    interrupt::guard();
     match commands::dispatch(cli, ws, &cwd) {
         Ok(()) => 0,
         Err(e) => report(&e),
@@ -144,18 +156,36 @@ pub fn report(err: &anyhow::Error) -> i32 {
         return *code;
     }
     let fail = err.chain().find_map(|e| e.downcast_ref::<Fail>());
-    let interrupted = err.chain().find_map(|e| e.downcast_ref::<Interrupted>());
+    // A signal explains whatever failed after it: a Ctrl-C reaches the whole process group,
+    // and a git killed by it is not the cause.
+    let signal = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<Interrupted>())
+        .map(|i| i.0)
+        .or_else(interrupt::received);
+    if let Some(sig) = signal {
+        let mut causes: Vec<String> = Vec::new();
+        if err.downcast_ref::<Interrupted>().is_none() {
+            causes.extend(err.chain().map(ToString::to_string));
+        }
+        ui::error(
+            &format!("interrupted by {}", interrupt::signal_name(sig)),
+            &causes,
+            fail.and_then(|f| f.hint.as_deref()),
+        );
+        return interrupt::exit_code(sig);
+    }
     let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
+    if let Some(busy) = state::lock_problem(err) {
+        ui::error(&busy.msg, &causes, busy.hint.as_deref());
+        return busy.code;
+    }
     ui::error(
         &err.to_string(),
         &causes,
         fail.and_then(|f| f.hint.as_deref()),
     );
-    match (interrupted, fail) {
-        (Some(Interrupted(sig)), _) => interrupt::exit_code(*sig),
-        (None, Some(f)) => f.code,
-        (None, None) => 1,
-    }
+    fail.map_or(1, |f| f.code)
 }
 
 /// `path` with the home folder shown as `~`, for messages.

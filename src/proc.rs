@@ -1,8 +1,21 @@
 //! Process identity. A pid alone is not an identity: pids are reused. grove records a pid
 //! together with the process's start time (field 22 of `/proc/PID/stat`, clock ticks since
 //! boot) and calls a process alive only when both match and it is not a zombie.
+//!
+//! And a process grove started is known by its *tag*: every one of them carries
+//! `GROVE_TOKEN=<env token>:<role>…` in its environment, and so does everything it starts, even
+//! a daemon that double-forked and left its session. A sweep reads `/proc/*/environ`; it never
+//! goes by process names.
 
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+/// The variable that tags a process grove started (and all its descendants).
+pub const TOKEN_VAR: &str = "GROVE_TOKEN";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcId {
@@ -36,16 +49,17 @@ impl ProcId {
     }
 }
 
-struct Stat {
-    state: char,
+pub(crate) struct Stat {
+    pub(crate) state: char,
     start: u64,
+    ppid: u32,
     pgrp: i64,
     session: i64,
 }
 
 /// Reads `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself hold
 /// spaces and parentheses, so fields are counted from the last `)`.
-fn stat(pid: u32) -> Option<Stat> {
+pub(crate) fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_stat(&text)
 }
@@ -55,16 +69,281 @@ fn parse_stat(text: &str) -> Option<Stat> {
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
     // Field 4 (ppid), 5 (pgrp), 6 (session).
-    let pgrp = fields.nth(1)?.parse().ok()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
     let session = fields.next()?.parse().ok()?;
     // The start time is field 22: 15 fields further on.
     let start = fields.nth(15)?.parse().ok()?;
     Some(Stat {
         state,
         start,
+        ppid,
         pgrp,
         session,
     })
+}
+
+/// A new env token: 96 random bits in hex.
+pub fn new_token() -> String {
+    use std::io::Read;
+    let mut buf = [0u8; 12];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if random.is_err() {
+        // No /dev/urandom: unique enough from the clock and the pid.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let h = crate::workspace::fnv1a(format!("{t}-{}", std::process::id()).as_bytes());
+        buf[..8].copy_from_slice(&h.to_le_bytes());
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a process grove started is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A `setup` step of a create.
+    Setup,
+    /// An `isolate` command (psql, a recipe).
+    Isolate,
+    /// A supervised server (its guard, its shell, and all it starts).
+    Server,
+    /// An `exec` readiness probe.
+    Probe,
+    /// The env's coding agent.
+    Agent,
+    /// `grove exec`, and `grove check`.
+    Exec,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Setup => "setup",
+            Role::Isolate => "isolate",
+            Role::Server => "server",
+            Role::Probe => "probe",
+            Role::Agent => "agent",
+            Role::Exec => "exec",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Role::Setup,
+            Role::Isolate,
+            Role::Server,
+            Role::Probe,
+            Role::Agent,
+            Role::Exec,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// The value of [`TOKEN_VAR`]: `<env token>:<role>[:<layer>][@<pid>.<start>]`, the owner
+/// being the grove process that started it when it matters (a `grove exec` still running).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub env: String,
+    pub role: Role,
+    pub layer: Option<String>,
+    pub owner: Option<ProcId>,
+}
+
+impl Tag {
+    pub fn new(env: &str, role: Role) -> Self {
+        Self {
+            env: env.to_string(),
+            role,
+            layer: None,
+            owner: None,
+        }
+    }
+
+    #[must_use]
+    pub fn layer(mut self, layer: &str) -> Self {
+        self.layer = Some(layer.to_string());
+        self
+    }
+
+    #[must_use]
+    pub fn owned_by(mut self, owner: ProcId) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!("{}:{}", self.env, self.role.as_str());
+        if let Some(l) = &self.layer {
+            s.push(':');
+            s.push_str(l);
+        }
+        if let Some(o) = self.owner {
+            s.push_str(&format!("@{}.{}", o.pid, o.start));
+        }
+        s
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (body, owner) = match s.split_once('@') {
+            Some((b, o)) => {
+                let (pid, start) = o.split_once('.')?;
+                let owner = ProcId {
+                    pid: pid.parse().ok()?,
+                    start: start.parse().ok()?,
+                };
+                (b, Some(owner))
+            }
+            None => (s, None),
+        };
+        let mut parts = body.splitn(3, ':');
+        let env = parts.next().filter(|e| !e.is_empty())?.to_string();
+        let role = Role::parse(parts.next()?)?;
+        let layer = parts.next().map(str::to_string);
+        Some(Self {
+            env,
+            role,
+            layer,
+            owner,
+        })
+    }
+}
+
+/// The tag a process carries, if any: its environment as it was started.
+fn tag_of(pid: u32) -> Option<Tag> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{TOKEN_VAR}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(Tag::parse)
+}
+
+/// Every live process (but this one) whose tag `want` accepts. Costs one read per process on
+/// the machine: for down, destroy, doctor and recovery, never for `ps`.
+pub fn tagged(want: impl Fn(&Tag) -> bool) -> Vec<(ProcId, Tag)> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let tag = tag_of(pid)?;
+            if !want(&tag) {
+                return None;
+            }
+            let s = stat(pid)?;
+            (s.state != 'Z' && s.state != 'X').then_some((
+                ProcId {
+                    pid,
+                    start: s.start,
+                },
+                tag,
+            ))
+        })
+        .collect()
+}
+
+/// This process and every process above it: a sweep never stops the one asking (an agent
+/// that runs `grove down` on its own env, a `grove exec … -- grove destroy`).
+pub fn ancestors() -> HashSet<u32> {
+    let mut out = HashSet::new();
+    let mut pid = std::process::id();
+    while pid > 1 && out.insert(pid) {
+        match stat(pid) {
+            Some(s) => pid = s.ppid,
+            None => break,
+        }
+    }
+    out
+}
+
+/// Stops `procs`: SIGTERM, then SIGKILL to those still there after `grace`. A pid reused
+/// since it was found is never signalled. Returns what was stopped, with command names.
+pub fn stop_all(procs: &[ProcId], grace: Duration) -> Vec<(ProcId, String)> {
+    let live: Vec<ProcId> = procs.iter().copied().filter(ProcId::alive).collect();
+    let named: Vec<(ProcId, String)> = live
+        .iter()
+        .map(|p| (*p, name(p.pid).unwrap_or_default()))
+        .collect();
+    let signal = |sig| {
+        for p in live.iter().filter(|p| p.alive()) {
+            let _ = kill(Pid::from_raw(p.pid.cast_signed()), sig);
+        }
+    };
+    signal(Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while live.iter().any(ProcId::alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while live.iter().any(ProcId::alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    named
+}
+
+/// Waits until none of `procs` runs; false if some still do after `timeout`.
+pub fn wait_gone(procs: &[ProcId], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !procs.iter().any(ProcId::alive) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Children of `pid`, from `/proc/PID/task/*/children` (no scan of the whole table).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// `root` and its descendants that are stopped by a signal (SIGSTOP, SIGTSTP, a debugger): a
+/// server frozen like that still accepts TCP connections (the kernel queues them) and never
+/// answers. Walks the tree from `root` only.
+pub fn stopped_in_tree(root: ProcId) -> Option<ProcId> {
+    if !root.alive() {
+        return None;
+    }
+    let mut todo = vec![root.pid];
+    let mut seen = HashSet::new();
+    while let Some(pid) = todo.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if let Some(s) = stat(pid)
+            && (s.state == 'T' || s.state == 't')
+        {
+            return Some(ProcId {
+                pid,
+                start: s.start,
+            });
+        }
+        todo.extend(children(pid));
+    }
+    None
 }
 
 /// Live processes of session `leader.pid`, whose leader is `leader`. Nothing when the session
@@ -145,6 +424,29 @@ pub fn port_holder(port: u16) -> Option<(u32, String)> {
     None
 }
 
+/// Whether one of `pids` holds a socket listening on TCP `port`: `None` when nothing listens
+/// there at all. Reads only those processes' descriptors, so it is cheap for a server's few.
+pub fn listener_held_by(port: u16, pids: &[u32]) -> Option<bool> {
+    let inodes: HashSet<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|text| listening_inodes(&text, port))
+        .map(|i| format!("socket:[{i}]"))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let held = pids.iter().any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|l| inodes.contains(l.to_string_lossy().as_ref()))
+            })
+        })
+    });
+    Some(held)
+}
+
 /// Inodes of sockets listening (state `0A`) on `port` in a `/proc/net/tcp` table.
 fn listening_inodes(table: &str, port: u16) -> Vec<String> {
     let want = format!("{port:04X}");
@@ -190,6 +492,87 @@ mod tests {
         let port = l.local_addr().unwrap().port();
         let (pid, _) = port_holder(port).unwrap();
         assert_eq!(pid, std::process::id());
+    }
+
+    #[test]
+    fn tags_round_trip() {
+        let me = ProcId::current();
+        for tag in [
+            Tag::new("abc123", Role::Server).layer("front"),
+            Tag::new("abc123", Role::Exec).owned_by(me),
+            Tag::new("abc123", Role::Agent),
+            Tag::new("abc123", Role::Probe)
+                .layer("web-app")
+                .owned_by(me),
+        ] {
+            assert_eq!(
+                Tag::parse(&tag.render()),
+                Some(tag.clone()),
+                "{}",
+                tag.render()
+            );
+        }
+        assert_eq!(Tag::parse("abc:bogus"), None);
+        assert_eq!(Tag::parse(":server"), None);
+        assert_eq!(Tag::parse("abc:exec@12"), None);
+        assert_ne!(new_token(), new_token());
+        assert_eq!(new_token().len(), 24);
+    }
+
+    #[test]
+    fn a_tagged_child_is_found_and_stopped() {
+        let token = new_token();
+        let tag = Tag::new(&token, Role::Exec).render();
+        let mut child = crate::exec::Cmd::new("sleep")
+            .arg("30")
+            .env(TOKEN_VAR, &tag)
+            .spawn_inherit()
+            .unwrap();
+        let found = tagged(|t| t.env == token);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.pid, child.id());
+        assert_eq!(found[0].1.role, Role::Exec);
+        let stopped = stop_all(&[found[0].0], Duration::from_secs(2));
+        assert_eq!(stopped[0].1, "sleep");
+        assert!(child.wait().is_ok());
+        assert!(tagged(|t| t.env == token).is_empty());
+        assert!(ancestors().contains(&std::process::id()));
+    }
+
+    #[test]
+    fn a_stopped_process_is_seen_in_the_tree() {
+        let mut child = crate::exec::Cmd::new("sleep")
+            .arg("30")
+            .spawn_inherit()
+            .unwrap();
+        let id = ProcId::of(child.id()).unwrap();
+        assert_eq!(stopped_in_tree(ProcId::current()), None);
+        let _ = kill(Pid::from_raw(id.pid.cast_signed()), Signal::SIGSTOP);
+        assert!(wait_until_stopped(id));
+        assert_eq!(stopped_in_tree(ProcId::current()), Some(id));
+        let _ = kill(Pid::from_raw(id.pid.cast_signed()), Signal::SIGKILL);
+        let _ = child.wait();
+    }
+
+    fn wait_until_stopped(p: ProcId) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if stat(p.pid).is_some_and(|s| s.state == 'T') {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_listener_is_held_by_its_process() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(listener_held_by(port, &[std::process::id()]), Some(true));
+        assert_eq!(listener_held_by(port, &[1]), Some(false));
+        drop(l);
+        assert_eq!(listener_held_by(port, &[std::process::id()]), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::exec::Cmd;
 use crate::git::Repo;
 use crate::interrupt;
 use crate::logfile::{LineRelay, LogWriter};
-use crate::proc::ProcId;
+use crate::proc::{ProcId, Tag};
 use crate::ui;
 
 /// Raised when a signal stops an operation; the caller rolls back and exits 128+N.
@@ -29,32 +29,99 @@ pub fn check_interrupt() -> Result<()> {
     }
 }
 
+/// `root/rel` for writing, with the folders on the way made when missing, none of them
+/// leading out of `root`. A branch can track `conf -> /some/where`: a component that is a
+/// symbolic link is followed only when it stays inside `root`, and a path that would leave it
+/// is refused. The last component is not looked at: callers decide what an existing one means.
+pub fn path_inside(root: &Path, rel: &str, what: &str) -> Result<PathBuf> {
+    let real_root = fs_err::canonicalize(root)?;
+    let parts: Vec<&std::ffi::OsStr> = Path::new(rel)
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let mut cur = root.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        cur.push(part);
+        if i + 1 == parts.len() {
+            break;
+        }
+        let shown = || cur.strip_prefix(root).unwrap_or(&cur).display().to_string();
+        match std::fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let target = std::fs::canonicalize(&cur).ok();
+                if !target
+                    .as_ref()
+                    .is_some_and(|t| t.starts_with(&real_root) && t.is_dir())
+                {
+                    let to = std::fs::read_link(&cur)
+                        .map_or_else(|_| "?".to_string(), |t| t.display().to_string());
+                    return Err(Fail::new(format!(
+                        "{what} `{rel}`: `{}` is a symbolic link to {to}, outside {}",
+                        shown(),
+                        root.display()
+                    ))
+                    .hint("grove writes only inside the worktree: name a path whose folders are real folders of the repo")
+                    .into());
+                }
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Fail::new(format!(
+                    "{what} `{rel}`: `{}` is a file, not a folder",
+                    shown()
+                ))
+                .into());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // `create_dir` does not follow a link in the name it makes.
+                fs_err::create_dir(&cur)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(cur)
+}
+
 /// Copies each of `paths` (files or folders, relative) from `from` to `to`, sharing blocks
 /// with the source where the filesystem can (reflink), else a plain copy. A path that does not
 /// exist in the main checkout is a warning; one the worktree already has (tracked by git) is
-/// left as git checked it out.
+/// left as git checked it out. Sources stay inside `from` and destinations inside `to`: no
+/// symbolic link of either tree is followed out of it.
 pub fn copy_ignored(from: &Path, to: &Path, paths: &[String], layer: &str) -> Result<()> {
+    let real_from = fs_err::canonicalize(from)?;
     for rel in paths {
         let src = from.join(rel);
-        let dst = to.join(rel);
-        if !src.exists() {
+        if std::fs::symlink_metadata(&src).is_err() {
             ui::warn(format!(
                 "{layer}: `{rel}` not found in {}; not copied",
                 from.display()
             ));
             continue;
         }
-        if dst.exists() {
+        // The source's folders must be the main checkout's own: `conf -> /etc` and
+        // `copy = ["conf/passwd"]` would read outside it. The last component may be a link:
+        // it is copied as a link.
+        let src_parent = src.parent().map(std::fs::canonicalize);
+        if !matches!(src_parent, Some(Ok(ref p)) if p.starts_with(&real_from)) {
+            return Err(Fail::new(format!(
+                "`copy` entry `{rel}` of layer `{layer}` leads out of {} through a symbolic link",
+                from.display()
+            ))
+            .hint("`copy` names ignored files of the main checkout itself")
+            .into());
+        }
+        let dst = path_inside(to, rel, &format!("`copy` entry of layer `{layer}`"))?;
+        if std::fs::symlink_metadata(&dst).is_ok() {
             ui::warn(format!(
                 "{layer}: `{rel}` is tracked by git; kept the checked-out version"
             ));
             continue;
         }
-        if let Some(parent) = dst.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
         // GNU cp does reflink-or-copy, folders, symlinks and modes in one well-tested step.
-        // Paths are arguments, never shell text.
+        // Paths are arguments, never shell text. `-a` copies links as links.
         let cmd = if cfg!(target_os = "macos") {
             Cmd::new("cp").args(["-c", "-R", "-p"])
         } else {
@@ -67,6 +134,21 @@ pub fn copy_ignored(from: &Path, to: &Path, paths: &[String], layer: &str) -> Re
             .with_context(|| format!("copying `{rel}` into the {layer} worktree"))?;
     }
     Ok(())
+}
+
+/// Writes the dotenv block into `worktree/rel`, refusing a path that leads out of the worktree
+/// or is itself a symbolic link.
+pub fn write_dotenv_in(worktree: &Path, rel: &str, lines: &[String], layer: &str) -> Result<()> {
+    let what = format!("`dotenv` of layer `{layer}`");
+    let path = path_inside(worktree, rel, &what)?;
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(
+            Fail::new(format!("{what} `{rel}` is a symbolic link in the worktree"))
+                .hint("grove writes the dotenv file only as a plain file inside the worktree")
+                .into(),
+        );
+    }
+    write_dotenv(&path, lines)
 }
 
 pub const BLOCK_START: &str = "# >>> grove: managed block, rewritten by grove; edit outside it >>>";
@@ -143,43 +225,50 @@ pub fn keep_out_of_diff(repo: &Repo, worktree: &Path, rel: &str) -> Result<()> {
     write_atomic(&exclude, text.as_bytes())
 }
 
-/// Runs one `setup` command in `cwd` with `vars`, output appended to `log`. The command runs in
-/// its own process group so an interrupt can stop all of it (an `npm ci` and its children);
-/// `started` is told its leader, to journal it: if grove dies, the rollback stops the group.
+/// Runs one `setup` command in `cwd` with `vars`, output appended to `log`, carrying `tag`. The
+/// command runs in its own process group so an interrupt can stop all of it (an `npm ci` and
+/// its children); when it ends, whatever it left running (`cmd &`, a daemon that left the
+/// group) is stopped too, found by its tag. The caller journals before calling: if grove dies
+/// meanwhile, recovery finds the step's processes by the env's token.
 pub fn run_step(
     script: &str,
     cwd: &Path,
     vars: &[(String, String)],
     log: &Path,
-    started: impl FnOnce(ProcId) -> Result<()>,
+    tag: &Tag,
 ) -> Result<()> {
     let mut writer = LogWriter::open(log)?;
     writer.line(&format!("[grove] $ {script}    ({})", cwd.display()));
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut relay = LineRelay::new(r)?;
+    let tag_value = tag.render();
     let mut child = Cmd::shell(script)
         .cwd(cwd)
         .without_git_env()
         .envs(vars.iter().map(|(k, v)| (k, v)))
+        .env(crate::proc::TOKEN_VAR, &tag_value)
         .own_process_group()
         .spawn_to(w)?;
+    crate::failpoint::hit("create:during-setup");
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    if let Some(leader) = ProcId::of(child.id())
-        && let Err(e) = started(leader)
-    {
-        stop_group(pgid, &mut child, Duration::from_secs(5));
-        return Err(e);
-    }
     let leader = ProcId::of(child.id());
+    let leftovers = || {
+        if let Some(leader) = leader {
+            stop_orphan_group(leader, Duration::from_secs(2));
+        }
+        let left: Vec<ProcId> = crate::proc::tagged(|t| t.render() == tag_value)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        crate::proc::stop_all(&left, Duration::from_secs(2));
+    };
     loop {
         relay.pump(|l| writer.line(l));
         if let Some(status) = child.try_wait()? {
             relay.pump(|l| writer.line(l));
             // A step is over when its command is: what it left running in the background
-            // (`cmd &`) would outlive the env otherwise.
-            if let Some(leader) = leader {
-                stop_orphan_group(leader, Duration::from_secs(2));
-            }
+            // would outlive the env otherwise.
+            leftovers();
             if status.success() {
                 return Ok(());
             }
@@ -193,6 +282,7 @@ pub fn run_step(
         }
         if let Some(sig) = interrupt::received() {
             stop_group(pgid, &mut child, Duration::from_secs(5));
+            leftovers();
             writer.line("[grove] interrupted");
             return Err(Interrupted(sig).into());
         }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::ctx::Ctx;
 use crate::proc::{self, ProcId};
-use crate::state::{EnvRow, Instance, Phase, ServerRow};
+use crate::state::{EnvRow, Instance, Phase, ServerRow, ServerState};
 use crate::{logfile, ports};
 
 pub const JSON_VERSION: u32 = 1;
@@ -81,6 +81,8 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
     let mut layers = Vec::new();
     let mut problems = Vec::new();
     let mut states: Vec<String> = Vec::new();
+    let mut broken = false;
+    let n = crate::shq(&env.name);
     for layer in ctx.ws.config.layers.values() {
         let inst = instances.iter().find(|i| i.layer == layer.name);
         let url = view.url(layer).ok().flatten();
@@ -99,20 +101,32 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
             layers.push(LayerReport::shared(&layer.name, url));
             continue;
         };
-        if env.phase == Phase::Ready && !i.worktree.join(".git").exists() {
-            problems.push(format!(
-                "worktree of `{}` is missing ({}); run `grove destroy {}` to clean up",
-                i.layer,
-                i.worktree.display(),
-                crate::shq(&env.name)
-            ));
+        if env.phase == Phase::Ready {
+            if !i.worktree.join(".git").exists() {
+                broken = true;
+                problems.push(format!(
+                    "worktree of `{}` is missing ({}); run `grove destroy {n}` to clean up",
+                    i.layer,
+                    i.worktree.display(),
+                ));
+            } else if crate::git::branch_exists_fs(&i.worktree, &i.branch) == Some(false) {
+                broken = true;
+                problems.push(format!(
+                    "branch `{}` of `{}` is gone (deleted by hand?); its worktree has no commit checked out: recreate it (`git -C {} branch {} COMMIT`) or `grove destroy {n}`",
+                    i.branch,
+                    i.layer,
+                    crate::shq(&i.repo.to_string_lossy()),
+                    crate::shq(&i.branch),
+                ));
+            }
         }
         let mut rep = LayerReport::dedicated(i, url);
         if layer.run.is_some() {
             let row = rows.iter().find(|r| r.layer == i.layer);
-            server_state(ctx, env, &mut rep, row, sup.is_some());
+            server_state(ctx, env, &mut rep, row, sup.is_some(), &mut problems);
             states.push(rep.state.clone().unwrap_or_default());
             if rep.state.as_deref() != Some("ready")
+                && rep.state.as_deref() != Some("orphaned")
                 && let Some(p) = i.port.filter(|p| !ports::is_free(*p))
                 && let Some((pid, name)) = foreign_holder(p, row)
             {
@@ -124,17 +138,35 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
         }
         layers.push(rep);
     }
+    let orphaned = states.iter().any(|s| s == "orphaned");
     if let (Some(dead), None) = (sup_row, sup) {
-        problems.push(format!(
-            "its supervisor (pid {}) died, and its servers with it; run `grove up {}`",
-            dead.pid,
-            crate::shq(&env.name)
-        ));
+        problems.push(if orphaned {
+            format!(
+                "its supervisor (pid {}) died, but its servers still run, unsupervised: `grove up {n}` replaces them with supervised ones, `grove down {n}` stops them",
+                dead.pid
+            )
+        } else {
+            format!(
+                "its supervisor (pid {}) died, and its servers with it; run `grove up {n}`",
+                dead.pid
+            )
+        });
+    }
+    let owner_dead = env.owner.is_some_and(|o| !o.alive());
+    match env.phase {
+        Phase::Creating if owner_dead => problems.push(
+            "a create died half-way: the next grove command that changes state (or `grove doctor --fix`) cleans it up".into(),
+        ),
+        Phase::Destroying if owner_dead || env.owner.is_none() => {
+            problems.push(format!("a destroy did not finish; run `grove destroy {n}` to finish it"));
+        }
+        _ => {}
     }
     let status = match env.phase {
         Phase::Creating => "creating",
         Phase::Destroying => "destroying",
-        Phase::Ready if problems.iter().any(|p| p.starts_with("worktree of")) => "broken",
+        Phase::Ready if broken => "broken",
+        Phase::Ready if orphaned => "orphaned",
         Phase::Ready => servers_status(&states, sup.is_some(), sup_row.is_some()),
     };
     let agent = ctx.store.agent(env.key)?.map(|row| {
@@ -145,7 +177,7 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
                 .as_ref()
                 .map(|id| format!("grove-{}:{id}", ctx.ws.key())),
             pid: row.process.filter(ProcId::alive).map(|p| p.pid),
-            mode: row.mode,
+            mode: row.mode.to_string(),
             state,
             since,
             last_exit: row.exit,
@@ -180,35 +212,84 @@ fn servers_status(states: &[String], sup_alive: bool, sup_recorded: bool) -> &'s
 }
 
 /// Fills in the server columns of a dedicated layer from its row, trusting the row only
-/// while the supervisor lives and the recorded process is the one running.
+/// while the supervisor lives and the recorded process is the one running; and says what is
+/// wrong with it, with what to do.
 fn server_state(
     ctx: &Ctx,
     env: &EnvRow,
     rep: &mut LayerReport,
     row: Option<&ServerRow>,
     sup_alive: bool,
+    problems: &mut Vec<String>,
 ) {
+    let n = crate::shq(&env.name);
+    let layer = rep.name.clone();
     let Some(row) = row.filter(|_| sup_alive) else {
-        rep.state = Some("stopped".into());
+        // No supervisor: anything of the server's session still running is unsupervised.
+        let left = row
+            .and_then(|r| r.leader)
+            .map(proc::session_members)
+            .unwrap_or_default();
         rep.restarts = row.map(|r| r.restarts);
         rep.last_exit = row.and_then(|r| r.last_exit.clone());
+        if let Some(first) = left.first() {
+            rep.state = Some("orphaned".into());
+            rep.pid = row
+                .and_then(|r| r.leader)
+                .filter(ProcId::alive)
+                .map(|l| l.pid)
+                .or(Some(first.pid));
+            let port = rep
+                .port
+                .filter(|p| !ports::is_free(*p))
+                .map_or(String::new(), |p| format!(", holding port {p}"));
+            problems.push(format!(
+                "`{layer}` still runs without a supervisor ({} process(es), pid {}{port})",
+                left.len(),
+                first.pid
+            ));
+        } else {
+            rep.state = Some("stopped".into());
+        }
         return;
     };
     let live = row.leader.filter(ProcId::alive);
-    rep.state = Some(row.state.clone());
+    rep.state = Some(row.state.to_string());
     rep.pid = live.map(|l| l.pid);
     rep.restarts = Some(row.restarts);
     rep.ready_since = row.ready_since;
     rep.last_exit = row.last_exit.clone();
     rep.message = row.message.clone();
-    if row.state == "failed" {
-        let log = ctx.log_dir(&env.name).join(format!("{}.log", row.layer));
-        rep.log_tail = Some(
-            logfile::tail(&log, FAILED_TAIL)
-                .iter()
-                .map(|l| logfile::split(l).1.to_string())
-                .collect(),
-        );
+    match row.state {
+        ServerState::Failed => {
+            let log = ctx.log_dir(&env.name).join(format!("{}.log", row.layer));
+            rep.log_tail = Some(
+                logfile::tail(&log, FAILED_TAIL)
+                    .iter()
+                    .map(|l| logfile::split(l).1.to_string())
+                    .collect(),
+            );
+            let why = row
+                .message
+                .clone()
+                .or_else(|| row.last_exit.clone())
+                .unwrap_or_else(|| "failed".into());
+            problems.push(format!(
+                "`{layer}` failed: {why}; see `grove logs {n} {layer}`, fix it, then `grove restart {n} {layer}`"
+            ));
+        }
+        ServerState::Unhealthy => problems.push(format!(
+            "`{layer}` is up but fails its health check; see `grove logs {n} {layer}`, then `grove restart {n} {layer}`"
+        )),
+        _ => {}
+    }
+    if let Some(stopped) = live.and_then(proc::stopped_in_tree) {
+        problems.push(format!(
+            "`{layer}` is frozen: pid {} ({}) is stopped by a signal, so it accepts connections and never answers; `kill -CONT {}` resumes it, `grove restart {n} {layer}` replaces it",
+            stopped.pid,
+            proc::name(stopped.pid).unwrap_or_default(),
+            stopped.pid
+        ));
     }
 }
 

@@ -348,7 +348,7 @@ fn hints_quote_hostile_names_for_the_shell() {
     let name = "x;touch${IFS}pwned";
     ws.grove(&["create", name]).success();
     std::fs::write(ws.worktree(name, "front").join("dirty.txt"), "x").unwrap();
-    let err = refused(&ws, &["destroy", name], 1, "uncommitted work");
+    let err = refused(&ws, &["destroy", name], 1, "work that destroy would lose");
     assert!(
         err.contains("`grove destroy 'x;touch${IFS}pwned' --force`"),
         "{err}"

@@ -104,7 +104,15 @@ fn kill_9_during_create_is_noticed_and_cleaned_by_the_next_command() {
     // Half-made: worktrees and branches exist right now.
     assert_eq!(ws.worktrees("api").len(), 2);
 
+    // `ps` tells, and changes nothing: recovery is for commands that change state.
     let out = ws.grove(&["ps"]).success();
+    assert!(out.stdout.contains("creating"), "{out}");
+    assert!(out.stderr.contains("a create died half-way"), "{out}");
+    assert_eq!(ws.worktrees("api").len(), 2);
+    assert!(!group_members(setup_pid).is_empty(), "ps stopped the setup");
+
+    // Destroying the half-made env is undoing it.
+    let out = ws.grove(&["destroy", "feat-01"]).success();
     assert!(
         out.stderr.contains("env `feat-01` was left half-made"),
         "{out}"

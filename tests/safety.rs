@@ -18,11 +18,17 @@ fn destroy_refuses_over_uncommitted_changes_and_untracked_files() {
     let out = ws.grove(&["destroy", "feat-01"]).failure(1);
     assert!(
         out.stderr
-            .contains("env `feat-01` has uncommitted work; nothing was removed"),
+            .contains("env `feat-01` has work that destroy would lose; nothing was removed"),
         "{out}"
     );
-    assert!(out.stderr.contains("front: README.md"), "{out}");
-    assert!(out.stderr.contains("api: new file.txt"), "{out}");
+    assert!(
+        out.stderr.contains("front: uncommitted: README.md"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("api: uncommitted: new file.txt"),
+        "{out}"
+    );
     assert!(
         out.stderr.contains("hint:") && out.stderr.contains("--force"),
         "{out}"

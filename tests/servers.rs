@@ -206,19 +206,17 @@ fn killing_the_supervisor_stops_its_servers_and_up_recovers() {
     let grandchild = ws.server_pid("feat-01", "front.grandchild.pid");
     kill(Pid::from_raw(sup), Signal::SIGKILL).unwrap();
 
-    // ps tells at once: the supervisor is gone, and why the servers are down.
+    // ps tells at once that the supervisor is gone (its servers may still be stopping).
     let t0 = std::time::Instant::now();
     let env = env_json(&ws, "feat-01");
     assert!(t0.elapsed().as_millis() < 1000);
-    assert_eq!(env["status"], "failed");
     assert!(
-        env["problems"][0]
+        env["problems"].as_array().unwrap().iter().any(|p| p
             .as_str()
             .unwrap()
-            .contains(&format!("supervisor (pid {sup}) died")),
+            .contains(&format!("supervisor (pid {sup}) died"))),
         "{env}"
     );
-    assert_eq!(layer(&env, "front")["state"], "stopped");
     // Its servers, and the grandchild, do not run on unsupervised.
     assert!(
         wait_until(10, || no_process_left(&guards)),
@@ -226,6 +224,9 @@ fn killing_the_supervisor_stops_its_servers_and_up_recovers() {
     );
     assert!(group_members(grandchild).is_empty());
     assert!(!listening(ws.front_port(0)));
+    let env = env_json(&ws, "feat-01");
+    assert_eq!(env["status"], "failed");
+    assert_eq!(layer(&env, "front")["state"], "stopped");
 
     ws.grove(&["up", "feat-01"]).success();
     let env = env_json(&ws, "feat-01");

@@ -4,6 +4,7 @@
 //! passes to hooks on stdin and maps its event to a state. `grove hooks install claude` merges
 //! those hooks into a worktree's `.claude/settings.local.json`.
 
+use crate::state::AgentState;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -15,17 +16,19 @@ pub const STATES: &[&str] = &["working", "waiting", "done", "exited"];
 
 /// The state a Claude Code hook event means, if any. Notifications other than the ones that
 /// wait for the human (`auth_success`, …) change nothing.
-pub fn state_of_event(input: &Value) -> Option<&'static str> {
+pub fn state_of_event(input: &Value) -> Option<AgentState> {
     match input["hook_event_name"].as_str()? {
-        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "SessionStart" => Some("working"),
+        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "SessionStart" => {
+            Some(AgentState::Working)
+        }
         "Notification" => match input["notification_type"].as_str() {
             None | Some("permission_prompt" | "idle_prompt" | "elicitation_dialog") => {
-                Some("waiting")
+                Some(AgentState::Waiting)
             }
             Some(_) => None,
         },
-        "Stop" => Some("done"),
-        "SessionEnd" => Some("exited"),
+        "Stop" => Some(AgentState::Done),
+        "SessionEnd" => Some(AgentState::Exited),
         _ => None,
     }
 }
@@ -106,7 +109,7 @@ mod tests {
 
     #[test]
     fn claude_events_map_to_states() {
-        let s = |j: Value| state_of_event(&j);
+        let s = |j: Value| state_of_event(&j).map(AgentState::as_str);
         assert_eq!(
             s(json!({"hook_event_name": "UserPromptSubmit"})),
             Some("working")

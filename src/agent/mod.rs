@@ -19,19 +19,68 @@ use crate::config::{AgentConfig, AgentMode, PromptVia};
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::git::Repo;
-use crate::proc::ProcId;
-use crate::state::{AgentRow, EnvRow};
+use crate::proc::{ProcId, Role, Tag};
+use crate::state::{AgentRow, AgentState, EnvRow};
 use crate::{provision, supervisor, template, ui};
 
 pub const CONTEXT_FILE: &str = "grove-context.md";
 pub const PROMPT_FILE: &str = "grove-prompt.md";
 
-/// How the supervisor starts a headless agent.
+/// How the supervisor starts a headless agent, as stored (until it starts) in the store: the
+/// env's own variables only. The launcher's environment (their PATH, their API keys) is not
+/// stored: it waits in `launcher_env`, a file only the user can read, which the supervisor
+/// reads and deletes when it starts the agent.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Spec {
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub launcher_env: Option<PathBuf>,
+}
+
+impl Spec {
+    /// The agent's whole environment: the launcher's, then the env's variables over it. The
+    /// launcher's file is consumed.
+    pub fn take_environment(&self) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = self
+            .launcher_env
+            .as_ref()
+            .and_then(|p| {
+                let text = std::fs::read_to_string(p).ok();
+                let _ = std::fs::remove_file(p);
+                serde_json::from_str(&text?).ok()
+            })
+            .unwrap_or_default();
+        vars.retain(|(k, _)| !self.env.iter().any(|(v, _)| v == k));
+        vars.extend(self.env.iter().cloned());
+        vars
+    }
+}
+
+/// Where a headless agent's launcher environment waits for the supervisor.
+pub fn launcher_env_path(home: &Path, env: &EnvRow) -> PathBuf {
+    home.join("run").join(format!("agent-{}.env", env.token))
+}
+
+/// Writes `vars` to `path`, readable by the user only (in a folder only they can enter).
+fn write_private(path: &Path, vars: &[(String, String)]) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = path.parent().context("no folder")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    std::io::Write::write_all(&mut f, serde_json::to_string(vars)?.as_bytes())?;
+    Ok(())
 }
 
 pub fn now_ms() -> i64 {
@@ -74,10 +123,10 @@ pub fn state(row: &AgentRow) -> (String, Option<i64>) {
     // finds it.
     // (Briefly: a row that never got its process is a launch that died half-way.)
     let pending = row.process.is_none() && row.exit.is_none() && now_ms() - row.started_at < 10_000;
-    match (&row.state, alive || pending) {
-        (Some(s), true) => (s.clone(), row.state_since),
+    match (row.state, alive || pending) {
+        (Some(s), true) => (s.to_string(), row.state_since),
         (None, true) => ("running".into(), Some(row.started_at)),
-        (Some(s), false) if s == "exited" => (s.clone(), row.state_since),
+        (Some(AgentState::Exited), false) => ("exited".into(), row.state_since),
         (_, false) => ("exited".into(), row.state_since),
     }
 }
@@ -157,6 +206,11 @@ pub fn launch(
     if let Some((path, _)) = &ticket {
         vars.push(("GROVE_TICKET".into(), path.to_string_lossy().into_owned()));
     }
+    // The agent and all it starts carry the env's tag: `down` and `destroy` find what it left.
+    vars.push((
+        crate::proc::TOKEN_VAR.into(),
+        Tag::new(&env.token, Role::Agent).render(),
+    ));
     // The agent runs with the environment of whoever launched it (their PATH, their API keys),
     // wherever it actually starts (a tmux server or a supervisor started earlier), plus the
     // env's variables. A terminal's own variables stay the terminal's.
@@ -171,15 +225,13 @@ pub fn launch(
         "OLDPWD",
         "_",
     ];
-    let mut full: Vec<(String, String)> = std::env::vars()
+    let launcher: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             !TERMINAL_VARS.contains(&k.as_str())
                 && !crate::exec::GIT_DISCOVERY_VARS.contains(&k.as_str())
                 && !vars.iter().any(|(v, _)| v == k)
         })
         .collect();
-    full.extend(vars);
-    let vars = full;
     // The command is the user's shell text; the prompt is data, read from its file (a long
     // ticket would not fit in a tmux command, nor belongs on a command line).
     let script = match cfg.prompt_via {
@@ -198,16 +250,14 @@ pub fn launch(
         // (`cwd = "env"`) no repo sees it anyway.
         hooks::install_claude(repo.as_ref(), &cwd, &grove_program())?;
     }
-    let mut row = AgentRow {
-        started_at: now_ms(),
-        ..AgentRow::default()
-    };
+    let mut row = AgentRow::new(cfg.mode, now_ms());
     match cfg.mode {
         AgentMode::Tmux => {
             let session = format!("grove-{}", ctx.ws.key());
-            row.mode = "tmux".into();
             ctx.store.put_agent(env.key, &row)?;
-            let w = match tmux::open(&session, &env.name, &cwd, &vars, &argv) {
+            let mut full = launcher;
+            full.extend(vars);
+            let w = match tmux::open(&session, &env.name, &cwd, &full, &argv) {
                 Ok(w) => w,
                 Err(e) => {
                     ctx.store.delete_agent(env.key)?;
@@ -223,16 +273,21 @@ pub fn launch(
             ui::info(format!("  see it: grove attach {}", crate::shq(&env.name)));
         }
         AgentMode::Headless => {
-            row.mode = "headless".into();
+            let private = launcher_env_path(&ctx.home, env);
+            write_private(&private, &launcher)?;
             row.spec = Some(serde_json::to_string(&Spec {
                 argv,
                 cwd,
                 env: vars,
+                launcher_env: Some(private.clone()),
             })?);
             ctx.store.put_agent(env.key, &row)?;
-            let sup = supervisor::ensure_running(ctx, env)?;
-            supervisor::notify(sup);
-            if let Err(e) = wait_headless_start(ctx, env) {
+            let started = supervisor::ensure_running(ctx, env).and_then(|sup| {
+                supervisor::notify(sup);
+                wait_headless_start(ctx, env)
+            });
+            if let Err(e) = started {
+                let _ = std::fs::remove_file(&private);
                 ctx.store.delete_agent(env.key)?;
                 return Err(e);
             }

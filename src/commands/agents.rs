@@ -65,9 +65,9 @@ pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result
         let dir = json["cwd"]
             .as_str()
             .map_or_else(|| cwd.to_path_buf(), Into::into);
-        (hooks::state_of_event(&json).map(str::to_string), dir)
+        (hooks::state_of_event(&json), dir)
     } else {
-        (args.state.clone(), cwd.to_path_buf())
+        (args.state, cwd.to_path_buf())
     };
     let Some(state) = state else { return Ok(()) };
     let found = env_for(ctx, args.env.as_deref(), &dir);
@@ -85,7 +85,7 @@ pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result
         }
         (Err(e), false) => return Err(e),
     };
-    let recorded = ctx.store.set_agent_state(env.key, &state, agent::now_ms());
+    let recorded = ctx.store.set_agent_state(env.key, state, agent::now_ms());
     match (recorded, args.hook) {
         (Ok(true), _) | (_, true) => Ok(()),
         (Ok(false), false) => Err(Fail::new(format!("env `{}` has no agent", env.name))

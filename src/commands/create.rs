@@ -11,11 +11,12 @@ use crate::cli::CreateArgs;
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::git::Repo;
+use crate::proc::{Role, Tag};
 use crate::provision::{self, check_interrupt};
 use crate::report::{self, EnvReport};
-use crate::state::{Action, EnvRow, Instance};
+use crate::state::{Action, EnvRow, Instance, Phase};
 use crate::vars::{Dedicated, EnvView};
-use crate::{interrupt, names, ports, recover, ui};
+use crate::{failpoint, interrupt, names, ports, recover, ui};
 
 /// What to create; the part of `grove create`'s arguments that other commands reuse.
 #[derive(Debug, Clone, Default)]
@@ -112,8 +113,10 @@ pub fn print_urls(report: &EnvReport) {
 
 /// Makes the env `opts.name`, all or nothing.
 pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
-    let started = Instant::now();
+    let t0 = Instant::now();
     crate::git::require_version()?;
+    // A create of the same name that died half-way is undone first: retrying it just works.
+    recover::unfinished(ctx)?;
     let env_name = names::env_name(&opts.name)?;
     if ctx.store.env(ctx.ws_id, &env_name)?.is_some() {
         return Err(Fail::new(format!("env `{env_name}` already exists"))
@@ -126,6 +129,8 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
     let plans = plan(ctx, opts, &env_name)?;
     let isolated = isolated_layers(ctx, opts)?;
     preflight_templates(ctx, &env_name, &opts.name, &plans, &isolated)?;
+
+    check_envs_dir(ctx)?;
 
     interrupt::guard();
     let ident = names::env_id(&env_name);
@@ -141,22 +146,33 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
             .hint("another grove created it a moment ago")
             .into());
     };
+    failpoint::hit("create:after-insert");
+    // The name is ours now: logs of an earlier env of that name are not this one's.
+    let _ = fs_err::remove_dir_all(ctx.log_dir(&env_name));
     ui::info(format!(
         "creating env `{env_name}` in {}",
         crate::tilde(&ctx.ws.root)
     ));
     match make(ctx, &env, &plans, &isolated, opts) {
         Ok(()) => {
-            ctx.store.finish_create(env.key)?;
+            // The env is whole; this grove still owns it until its servers are up, so that a
+            // destroy (or down) in between is refused rather than racing the start.
+            ctx.store.finish_create(env.key, ctx.me)?;
+            failpoint::hit("create:after-finish");
             let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
-            // From here the env is whole: a server that does not come up is reported, and the
-            // env stays for the user to fix and `grove restart` (nothing to roll back).
-            if opts.start {
-                crate::supervisor::up(ctx, &env)?;
-            }
+            // From here a server that does not come up is reported, and the env stays for the
+            // user to fix and `grove restart` (nothing to roll back).
+            let started = if opts.start {
+                crate::supervisor::up(ctx, &env)
+            } else {
+                Ok(())
+            };
+            failpoint::hit("create:after-supervisor");
+            ctx.store.set_phase(env.key, Phase::Ready, None)?;
+            started?;
             ui::info(format!(
                 "created env `{env_name}` in {:.1}s",
-                started.elapsed().as_secs_f64()
+                t0.elapsed().as_secs_f64()
             ));
             Ok(env)
         }
@@ -164,12 +180,45 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
             ui::info(format!("undoing the partial create of `{env_name}`…"));
             if let Err(undo) = recover::rollback(ctx, env.key) {
                 ui::warn(format!(
-                    "rollback failed: {undo:#}; `grove ps` will retry it"
+                    "rollback failed: {undo:#}; `grove doctor --fix` will retry it"
                 ));
             }
             Err(err)
         }
     }
+}
+
+/// When the envs folder lies inside a repo, it must be somewhere git does not track: grove
+/// writes a `.gitignore` there and puts worktrees in it. Checked before anything is made; the
+/// error points at `envs_dir` in grove.toml.
+fn check_envs_dir(ctx: &Ctx) -> Result<()> {
+    let config = &ctx.ws.config;
+    for layer in config.layers.values() {
+        let Some(repo) = &layer.repo else { continue };
+        let Ok(rel) = config.envs_dir.strip_prefix(repo) else {
+            continue;
+        };
+        let Some(first) = rel.components().next() else {
+            continue;
+        };
+        let first = first.as_os_str().to_string_lossy();
+        let tracked = crate::git::git(repo)
+            .args(["ls-files", "-z", "--", &first])
+            .run()
+            .is_ok_and(|o| !o.stdout.is_empty());
+        if tracked {
+            return Err(config.error_at(
+                "envs_dir",
+                format!(
+                    "`envs_dir` {} is inside the tracked tree of repo `{}` (`{first}` is tracked)",
+                    config.envs_dir.display(),
+                    repo.display()
+                ),
+                "grove puts worktrees and a `.gitignore` in the envs folder: choose a folder no repo tracks, such as `.grove/envs`",
+            ).into());
+        }
+    }
+    Ok(())
 }
 
 /// Resolves dedicated layers, bases and branches, and checks all of it, changing nothing.
@@ -398,6 +447,7 @@ fn make(
         },
     )?;
     fs_err::create_dir_all(&env_dir)?;
+    failpoint::hit("create:after-envdir");
 
     let w = plans.iter().map(|p| p.layer.len()).max().unwrap_or(0);
     let mut leased = IndexMap::new();
@@ -408,6 +458,8 @@ fn make(
             leased.insert(p.layer.clone(), port);
         }
     }
+    failpoint::hit("create:after-lease");
+    let marker = recover::branch_marker(env);
     for p in plans {
         check_interrupt()?;
         let how = if p.new_branch {
@@ -420,10 +472,17 @@ fn make(
             p.layer, opts.name, p.base
         ));
         if p.new_branch {
-            // Created only if absent, and journaled only once it is ours: a branch someone
-            // else made in the meantime must never be what a rollback deletes. (A crash between
-            // the two leaves a branch at the base commit: nothing lost.)
-            if !p.repo.create_branch(&opts.name, &p.base_commit)? {
+            // Journaled first, made with grove's reflog message and only if absent: the undo
+            // deletes it only if it is there, unmoved, and made by grove for this env; a
+            // branch someone else made in the meantime is never what it deletes.
+            let action = Action::Branch {
+                repo: p.repo.dir.clone(),
+                name: opts.name.clone(),
+                sha: p.base_commit.clone(),
+            };
+            ctx.store.journal_push(env.key, &action)?;
+            failpoint::hit("create:before-branch");
+            if !p.repo.create_branch(&opts.name, &p.base_commit, &marker)? {
                 return Err(Fail::new(format!(
                     "branch `{}` appeared in {} while the env was being made",
                     opts.name,
@@ -432,12 +491,7 @@ fn make(
                 .hint("another grove or git made it; try again")
                 .into());
             }
-            let action = Action::Branch {
-                repo: p.repo.dir.clone(),
-                name: opts.name.clone(),
-                sha: p.base_commit.clone(),
-            };
-            ctx.store.journal_push(env.key, &action)?;
+            failpoint::hit("create:after-branch");
         }
         ctx.store.journal_push(
             env.key,
@@ -446,7 +500,9 @@ fn make(
                 path: p.worktree.clone(),
             },
         )?;
+        failpoint::hit("create:before-worktree");
         p.repo.worktree_add(&p.worktree, None, &opts.name)?;
+        failpoint::hit("create:after-worktree");
         ctx.store.insert_instance(
             env.key,
             &Instance {
@@ -461,6 +517,7 @@ fn make(
                 port: leased.get(&p.layer).copied(),
             },
         )?;
+        failpoint::hit("create:after-instance");
     }
     // Isolated infra before setup: setup (migrations) and servers use its URLs.
     for layer in isolated {
@@ -469,6 +526,7 @@ fn make(
         let row = crate::isolate::create(ctx, env, &cfg)?;
         ui::info(format!("  {layer:w$}  isolated: {}", row.url));
     }
+    crate::manifest::write(ctx, env)?;
     let instances = ctx.store.instances(env.key)?;
     let all_vars = {
         let view = ctx.view(env, &instances);
@@ -478,17 +536,34 @@ fn make(
             .collect::<Result<Vec<_>>>()?
     };
     let log = ctx.log_dir(&env.name).join("setup.log");
+    let mut journaled_steps = false;
     for (p, vars) in plans.iter().zip(all_vars) {
         check_interrupt()?;
         let layer = &config.layers[&p.layer];
         provision::copy_ignored(&p.repo.dir, &p.worktree, &layer.copy, &p.layer)?;
+        failpoint::hit("create:after-copy");
         if let Some(dotenv) = &layer.dotenv {
             provision::keep_out_of_diff(&p.repo, &p.worktree, dotenv)?;
-            provision::write_dotenv(&p.worktree.join(dotenv), &crate::vars::dotenv_lines(&vars))
-                .with_context(|| format!("writing {dotenv} in the {} worktree", p.layer))?;
+            provision::write_dotenv_in(
+                &p.worktree,
+                dotenv,
+                &crate::vars::dotenv_lines(&vars),
+                &p.layer,
+            )
+            .with_context(|| format!("writing {dotenv} in the {} worktree", p.layer))?;
+            failpoint::hit("create:after-dotenv");
         }
+        let tag = Tag::new(&env.token, Role::Setup)
+            .layer(&p.layer)
+            .owned_by(ctx.me);
         for (i, step) in layer.setup.iter().enumerate() {
             check_interrupt()?;
+            if !journaled_steps {
+                // Before the first step starts: if grove dies while one runs, the undo stops
+                // it (and what it started) by the env's token.
+                ctx.store.journal_push(env.key, &Action::Processes)?;
+                journaled_steps = true;
+            }
             let t = Instant::now();
             ui::info(format!(
                 "  {:w$}  setup {}/{}: {step}",
@@ -496,12 +571,9 @@ fn make(
                 i + 1,
                 layer.setup.len()
             ));
-            let key = env.key;
-            let store = &mut ctx.store;
-            provision::run_step(step, &p.worktree, &vars, &log, |leader| {
-                store.journal_push(key, &Action::Process { leader })
-            })
-            .with_context(|| format!("setting up layer `{}`", p.layer))?;
+            provision::run_step(step, &p.worktree, &vars, &log, &tag)
+                .with_context(|| format!("setting up layer `{}`", p.layer))?;
+            failpoint::hit("create:after-setup");
             ui::info(format!(
                 "  {:w$}  setup {}/{} done in {:.1}s",
                 p.layer,

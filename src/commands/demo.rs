@@ -189,7 +189,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
         if let Ok(ws) = Workspace::discover(Some(&root), &root) {
             let mut ctx = Ctx::open(ws)?;
             for env in ctx.store.envs(ctx.ws_id)? {
-                crate::supervisor::stop_env(&mut ctx, &env)?;
+                crate::supervisor::stop_env(&mut ctx, &env, crate::sweep::Scope::All)?;
             }
         }
         let mut store = Store::open(&workspace::grove_home()?)?;

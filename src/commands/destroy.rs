@@ -2,8 +2,10 @@
 //! would be lost; then remove worktrees, delete only the branches grove created whose commits
 //! are safe elsewhere, and free the ports.
 //!
-//! Risk of data loss lives here. Uncommitted changes and untracked files block the destroy;
-//! unmerged commits keep their branch. Only `--force` discards, and it says what.
+//! Risk of data loss lives here. Uncommitted changes, untracked files, edits hidden from git
+//! by index flags, files in the env folder and commits that only the worktree's HEAD holds
+//! (a detached HEAD) block the destroy; unmerged commits keep their branch. Only `--force`
+//! discards, and it says what.
 
 use std::path::Path;
 
@@ -14,7 +16,11 @@ use crate::ctx::Ctx;
 use crate::error::{Exit, Fail};
 use crate::git::Repo;
 use crate::state::{EnvRow, Instance, Phase};
-use crate::{interrupt, ui};
+use crate::sweep::Scope;
+use crate::{failpoint, interrupt, ui};
+
+/// Commits listed at most, per layer, in messages.
+const SHOW_COMMITS: usize = 10;
 
 /// What destroying one layer would do, found before anything is changed.
 struct LayerCheck {
@@ -29,6 +35,12 @@ struct LayerCheck {
     unmerged: Vec<String>,
     /// Another worktree has the branch checked out (the env's moved, or someone else's).
     elsewhere: Option<std::path::PathBuf>,
+    /// What the worktree has checked out when it is not the env's branch: another branch
+    /// (switched by hand), or `None` for a detached HEAD.
+    switched: Option<Option<String>>,
+    /// Commits that only the worktree's HEAD holds: no ref keeps them once the worktree (and
+    /// the branch, if it is deleted) is gone.
+    orphans: Vec<String>,
 }
 
 impl LayerCheck {
@@ -45,30 +57,42 @@ impl LayerCheck {
 
 pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     crate::git::require_version()?;
-    let env = ctx.require_env(&args.name)?;
-    if let Some(owner) = env.owner.filter(|o| o.alive()) {
-        let what = if env.phase == Phase::Creating {
-            "created"
-        } else {
-            "destroyed"
-        };
-        return Err(Fail::new(format!(
-            "env `{}` is being {what} by grove (pid {})",
-            env.name, owner.pid
-        ))
-        .hint("wait for it to finish, then try again")
-        .into());
+    interrupt::guard();
+    let cleaned = crate::recover::unfinished(ctx)?;
+    if cleaned.contains(&args.name.replace('/', "-")) {
+        // It was half-made: undoing that was destroying it.
+        return Ok(());
     }
-    let checks = check(ctx, &env)?;
+    let env = ctx.require_env(&args.name)?;
+    ctx.require_idle(&env)?;
+    let checks = check(ctx, &env, args.force)?;
     let strays = strays(ctx, &env, &checks)?;
-    let dirty: Vec<&LayerCheck> = checks.iter().filter(|c| !c.dirty.is_empty()).collect();
-    if (!dirty.is_empty() || !strays.is_empty()) && !args.force {
+    let at_risk: Vec<&LayerCheck> = checks
+        .iter()
+        .filter(|c| !c.dirty.is_empty() || !c.orphans.is_empty())
+        .collect();
+    if (!at_risk.is_empty() || !strays.is_empty()) && !args.force {
         let mut msg = format!(
-            "env `{}` has uncommitted work; nothing was removed",
+            "env `{}` has work that destroy would lose; nothing was removed",
             env.name
         );
-        for c in &dirty {
-            msg.push_str(&format!("\n  {}: {}", c.inst.layer, list(&c.dirty, 10)));
+        for c in &at_risk {
+            if !c.dirty.is_empty() {
+                msg.push_str(&format!(
+                    "\n  {}: uncommitted: {}",
+                    c.inst.layer,
+                    list(&c.dirty, 10)
+                ));
+            }
+            if !c.orphans.is_empty() {
+                msg.push_str(&format!(
+                    "\n  {}: {} commit(s) that no branch holds ({}): {}",
+                    c.inst.layer,
+                    c.orphans.len(),
+                    describe_head(c),
+                    list(&c.orphans, SHOW_COMMITS)
+                ));
+            }
         }
         if !strays.is_empty() {
             msg.push_str(&format!(
@@ -77,11 +101,17 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
                 list(&strays, 10)
             ));
         }
+        let n = crate::shq(&env.name);
+        let keep = if at_risk.iter().any(|c| !c.orphans.is_empty()) {
+            format!(
+                "put commits on a branch (`grove exec {n} -- git branch NAME`), commit or stash changes"
+            )
+        } else {
+            format!("commit or stash it (`grove exec {n} -- git status`)")
+        };
         return Err(Fail::new(msg)
             .hint(format!(
-                "commit or stash it (`grove exec {} -- git status`), or `grove destroy {} --force` to throw it away",
-                crate::shq(&env.name),
-                crate::shq(&env.name)
+                "{keep}, or `grove destroy {n} --force` to throw it away"
             ))
             .into());
     }
@@ -95,7 +125,6 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
             return Err(Exit(1).into());
         }
     }
-    interrupt::guard();
     // Exactly one grove destroys an env: taken over only from the owner we looked at.
     if !ctx.store.begin_destroy(env.key, env.owner, ctx.me)? {
         return Err(Fail::new(format!(
@@ -105,12 +134,15 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         .hint("wait for it to finish, then try again")
         .into());
     }
+    failpoint::hit("destroy:after-begin");
     // Nothing grove started outlives the env.
-    if crate::supervisor::stop_env(ctx, &env)? {
-        ui::info(format!("  stopped the servers of `{}`", env.name));
+    if crate::supervisor::stop_env(ctx, &env, Scope::All)? {
+        ui::info(format!("  stopped what ran in `{}`", env.name));
     }
+    failpoint::hit("destroy:after-stop");
     for c in &checks {
         destroy_layer(ctx, &env, c, args.force)?;
+        failpoint::hit("destroy:after-layer");
         if interrupt::received().is_some() {
             ctx.store.set_phase(env.key, Phase::Destroying, None)?;
             return Err(
@@ -141,14 +173,26 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
             ui::info(format!("  {}  dropped {}", row.layer, row.url));
         }
         ctx.store.delete_isolated(env.key, &row.layer)?;
+        failpoint::hit("destroy:after-isolated");
     }
     remove_env_dir(ctx, &env, &strays, args.force)?;
+    failpoint::hit("destroy:after-envdir");
+    // A later env of the same name starts with logs of its own.
+    let _ = fs_err::remove_dir_all(ctx.log_dir(&env.name));
     ctx.store.delete_env(env.key)?;
     ui::info(format!("destroyed env `{}`", env.name));
     Ok(())
 }
 
-fn check(ctx: &Ctx, env: &EnvRow) -> Result<Vec<LayerCheck>> {
+fn describe_head(c: &LayerCheck) -> String {
+    match &c.switched {
+        Some(None) => "on the worktree's detached HEAD".into(),
+        Some(Some(b)) => format!("on branch `{b}`, checked out in the worktree"),
+        None => format!("on branch `{}`", c.inst.branch),
+    }
+}
+
+fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
     let mut checks = Vec::new();
     for inst in ctx.store.instances(env.key)? {
         let repo = Repo::new(&inst.repo);
@@ -180,14 +224,37 @@ fn check(ctx: &Ctx, env: &EnvRow) -> Result<Vec<LayerCheck>> {
             Some(tip) => unmerged(&repo, &inst, tip)?,
             None => Vec::new(),
         };
-        checks.push(LayerCheck {
+        let (head, switched) = if present {
+            let on = Repo::branch_of(&inst.worktree)?;
+            let switched = (on.as_deref() != Some(inst.branch.as_str())).then_some(on);
+            (Repo::head_of(&inst.worktree)?, switched)
+        } else {
+            (None, None)
+        };
+        let mut c = LayerCheck {
             inst,
             present,
             dirty,
             tip,
             unmerged,
             elsewhere,
-        });
+            switched,
+            orphans: Vec::new(),
+        };
+        // What no ref will hold once the worktree and the branch (if it goes) are gone: the
+        // HEAD's own commits, and with `--force` the branch's unmerged ones.
+        let dropped: Vec<String> = if c.deletes_branch(force) {
+            vec![format!("refs/heads/{}", c.inst.branch)]
+        } else {
+            Vec::new()
+        };
+        if let Some(head) = head {
+            let mut lost = repo.unreferenced(&[head.as_str()], &dropped, 200)?;
+            // With `--force`, the branch's own commits are listed as such, not twice.
+            lost.retain(|l| !c.unmerged.contains(l));
+            c.orphans = lost;
+        }
+        checks.push(c);
     }
     Ok(checks)
 }
@@ -222,6 +289,12 @@ fn plan_line(c: &LayerCheck, force: bool) -> String {
     if force && !c.dirty.is_empty() {
         line.push_str(&format!(", discard {} changed files", c.dirty.len()));
     }
+    if force && !c.orphans.is_empty() {
+        line.push_str(&format!(
+            ", discard {} commit(s) no branch holds",
+            c.orphans.len()
+        ));
+    }
     line
 }
 
@@ -232,6 +305,14 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
         ui::warn(format!(
             "{layer}: discarding uncommitted work: {}",
             list(&c.dirty, 20)
+        ));
+    }
+    if force && !c.orphans.is_empty() {
+        ui::warn(format!(
+            "{layer}: discarding {} commit(s) {} that no branch holds: {}",
+            c.orphans.len(),
+            describe_head(c),
+            list(&c.orphans, SHOW_COMMITS)
         ));
     }
     if c.present {
@@ -254,6 +335,7 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
         remove_stray_folder(&c.inst.worktree, &ctx.ws.config.envs_dir)?;
         repo.worktree_prune()?;
     }
+    failpoint::hit("destroy:after-worktree");
     let branch = &c.inst.branch;
     match (&c.tip, c.deletes_branch(force)) {
         (Some(tip), true) => {
@@ -290,12 +372,22 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
         )),
         (None, _) => {}
     }
+    if let Some(Some(other)) = &c.switched {
+        ui::info(format!(
+            "  {layer}  the worktree was on branch `{other}`, which stays"
+        ));
+    }
+    failpoint::hit("destroy:after-branch");
     ctx.store.delete_instance(env.key, layer)?;
     Ok(())
 }
 
 /// Files grove keeps in an env folder besides the worktrees.
-const GROVE_FILES: &[&str] = &[crate::agent::CONTEXT_FILE, crate::agent::PROMPT_FILE];
+const GROVE_FILES: &[&str] = &[
+    crate::agent::CONTEXT_FILE,
+    crate::agent::PROMPT_FILE,
+    crate::manifest::FILE,
+];
 
 /// What the env folder holds that grove did not put there (an agent working with `cwd =
 /// "env"` writes there): work, as far as grove can tell.

@@ -9,6 +9,7 @@ use crate::cli::{EnvArgs, ExecArgs, PathArgs};
 use crate::ctx::Ctx;
 use crate::error::{Exit, Fail};
 use crate::exec::Cmd;
+use crate::proc::{Role, Tag};
 use crate::state::{EnvRow, Instance};
 use crate::{ui, vars};
 
@@ -87,11 +88,15 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
     let view = ctx.view(&env, &instances);
     let vars = view.vars(&ctx.ws.config.layers[&inst.layer])?;
     let (program, rest) = args.cmd.split_first().expect("clap requires a command");
+    // Tagged with this grove's process: what the command leaves running in the background
+    // once it returns is a leftover that `down` and `destroy` stop.
+    let tag = Tag::new(&env.token, Role::Exec).owned_by(ctx.me);
     let status = Cmd::new(program)
         .args(rest)
         .cwd(&dir)
         .without_git_env()
         .envs(vars)
+        .env(crate::proc::TOKEN_VAR, tag.render())
         .status_inherit()
         .map_err(|e| {
             // The shell's codes: 127 not found, 126 found but not runnable.

@@ -101,6 +101,10 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
     }
     loop {
         std::thread::sleep(Duration::from_millis(200));
+        if let Some(sig) = crate::interrupt::received() {
+            // Ctrl-C is how one stops following: no message, the shell's exit code.
+            return Err(crate::error::Exit(crate::interrupt::exit_code(sig)).into());
+        }
         for src in &mut sources {
             for line in read_new(src) {
                 show(&src.name, &line);

@@ -8,6 +8,7 @@ use crate::cli::{CheckArgs, DiffArgs, ReviewArgs};
 use crate::ctx::Ctx;
 use crate::error::{Exit, Fail};
 use crate::git::Repo;
+use crate::proc::{Role, Tag};
 use crate::review::{self, Conflict, EnvReview, LayerReview, Review};
 use crate::state::CheckRow;
 use crate::{interrupt, logfile, provision, ui};
@@ -320,12 +321,16 @@ pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
+    let me = ctx.me;
     let results = review::par_map(&jobs, |(inst, cmds, vars, _, log)| {
         let t0 = Instant::now();
         let _ = std::fs::remove_file(log);
+        let tag = Tag::new(&env.token, Role::Exec)
+            .layer(&inst.layer)
+            .owned_by(me);
         let ok = cmds
             .iter()
-            .all(|c| provision::run_step(c, &inst.worktree, vars, log, |_| Ok(())).is_ok());
+            .all(|c| provision::run_step(c, &inst.worktree, vars, log, &tag).is_ok());
         (ok, t0.elapsed())
     });
     let mut failed = Vec::new();

@@ -7,18 +7,26 @@ use crate::commands::create::print_urls;
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::state::{EnvRow, Phase};
-use crate::{interrupt, report, supervisor, ui};
+use crate::{report, supervisor, ui};
 
-fn ready_env(ctx: &Ctx, name: &str) -> Result<EnvRow> {
+/// The env `name`, once crashed operations are cleaned up, when no other grove is at work on
+/// it and it is neither half-made nor half-destroyed.
+fn ready_env(ctx: &mut Ctx, name: &str) -> Result<EnvRow> {
+    crate::recover::unfinished(ctx)?;
     let env = ctx.require_env(name)?;
-    if env.phase != Phase::Ready {
-        return Err(
-            Fail::new(format!("env `{}` is being created or destroyed", env.name))
-                .hint("wait for that to finish (`grove ps`)")
-                .into(),
-        );
+    ctx.require_idle(&env)?;
+    match env.phase {
+        Phase::Ready => Ok(env),
+        Phase::Destroying => Err(Fail::new(format!("env `{}` is half-destroyed", env.name))
+            .hint(format!(
+                "run `grove destroy {}` to finish it",
+                crate::shq(&env.name)
+            ))
+            .into()),
+        Phase::Creating => Err(Fail::new(format!("env `{}` is being created", env.name))
+            .hint("wait for that to finish (`grove ps`)")
+            .into()),
     }
-    Ok(env)
 }
 
 fn show(ctx: &Ctx, env: &EnvRow) -> Result<()> {
@@ -29,9 +37,16 @@ fn show(ctx: &Ctx, env: &EnvRow) -> Result<()> {
 
 pub fn up(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     let env = ready_env(ctx, &args.name)?;
-    interrupt::guard();
+    supervisor::require_whole(ctx, &env)?;
     if supervisor::alive(ctx, &env)?.is_some() {
-        ui::info(format!("env `{}` is already up", env.name));
+        let failed = ctx
+            .store
+            .servers(env.key)?
+            .iter()
+            .any(|r| r.state == crate::state::ServerState::Failed);
+        if !failed {
+            ui::info(format!("env `{}` is already up", env.name));
+        }
     } else {
         ui::info(format!("starting env `{}`", env.name));
     }
@@ -41,8 +56,7 @@ pub fn up(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
 
 pub fn down(ctx: &mut Ctx, args: &DownArgs) -> Result<()> {
     let env = ready_env(ctx, &args.name)?;
-    interrupt::guard();
-    if supervisor::stop_env(ctx, &env)? {
+    if supervisor::stop_env(ctx, &env, crate::sweep::Scope::Leftovers)? {
         ui::info(format!("stopped env `{}`", env.name));
     } else {
         ui::info(format!("env `{}` was not running", env.name));
@@ -52,7 +66,7 @@ pub fn down(ctx: &mut Ctx, args: &DownArgs) -> Result<()> {
 
 pub fn restart(ctx: &mut Ctx, args: &RestartArgs) -> Result<()> {
     let env = ready_env(ctx, &args.name)?;
-    interrupt::guard();
+    supervisor::require_whole(ctx, &env)?;
     match &args.layer {
         Some(layer) => {
             if !ctx

@@ -36,6 +36,29 @@ pub fn is_checkout(dir: &Path) -> bool {
     dir.join(".git").exists()
 }
 
+/// Whether branch `branch` exists in the repository of `worktree`, read from files (loose
+/// ref, then `packed-refs`) so that `ps` spawns no git. `None` when it cannot tell (not a
+/// linked worktree, or a reftable repository).
+pub fn branch_exists_fs(worktree: &Path, branch: &str) -> Option<bool> {
+    let dotgit = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let gitdir = PathBuf::from(dotgit.strip_prefix("gitdir:")?.trim());
+    let common = std::fs::read_to_string(gitdir.join("commondir")).ok()?;
+    let common = gitdir.join(common.trim());
+    if common.join("reftable").exists() {
+        return None;
+    }
+    let refname = format!("refs/heads/{branch}");
+    if common.join(&refname).is_file() {
+        return Some(true);
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).unwrap_or_default();
+    Some(
+        packed
+            .lines()
+            .any(|l| l.split_once(' ').is_some_and(|(_, r)| r == refname)),
+    )
+}
+
 /// Whether this git predicts merge conflicts (`merge-tree --write-tree`, git 2.38).
 pub fn has_merge_tree() -> bool {
     Cmd::new("git")
@@ -216,15 +239,63 @@ impl Repo {
         Ok(parse::worktree_list(&out))
     }
 
-    /// Creates branch `name` at `sha` unless it exists (compare-and-create on the ref): returns
-    /// whether this call created it.
-    pub fn create_branch(&self, name: &str, sha: &str) -> Result<bool> {
+    /// Creates branch `name` at `sha` unless it exists (compare-and-create on the ref), with
+    /// `marker` as its first reflog message: returns whether this call created it.
+    pub fn create_branch(&self, name: &str, sha: &str, marker: &str) -> Result<bool> {
         let refname = format!("refs/heads/{name}");
-        // The empty old value means "must not exist yet".
+        // The empty old value means "must not exist yet". The reflog is created even where
+        // `core.logAllRefUpdates` is off: it is how grove later knows the branch is its own.
         Ok(self
             .cmd()
-            .args(["update-ref", "--no-deref", &refname, sha, ""])
+            .args(["update-ref", "--create-reflog", "--no-deref", "-m", marker])
+            .args([&refname, sha, ""])
             .check()?)
+    }
+
+    /// The message of the oldest entry of branch `name`'s reflog: what made it. `None` when
+    /// the branch or its reflog does not exist.
+    pub fn branch_origin(&self, name: &str) -> Result<Option<String>> {
+        let refname = format!("refs/heads/{name}");
+        let out = self
+            .cmd()
+            .args([
+                "reflog",
+                "show",
+                "--format=%gs",
+                "--end-of-options",
+                &refname,
+                "--",
+            ])
+            .output()?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        Ok(out.stdout.lines().last().map(str::to_string))
+    }
+
+    /// Commits reachable from `tips` that no ref of the repository holds once `dropped` (full
+    /// ref names) are gone, newest first as `%h %s`; at most `max`. The main checkout's HEAD
+    /// counts as a holder, other worktrees' HEADs do not: a commit only a worktree's HEAD holds
+    /// is lost when that worktree goes.
+    pub fn unreferenced(
+        &self,
+        tips: &[&str],
+        dropped: &[String],
+        max: usize,
+    ) -> Result<Vec<String>> {
+        if tips.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = self
+            .cmd()
+            .args(["log", "--format=%h %s", &format!("--max-count={max}")])
+            .args(tips)
+            .arg("--not");
+        for d in dropped {
+            cmd = cmd.arg(format!("--exclude={d}"));
+        }
+        let out = cmd.args(["--single-worktree", "--all", "--"]).run()?;
+        Ok(out.stdout.lines().map(str::to_string).collect())
     }
 
     /// Adds a worktree at `path`: on a new branch `new_branch` starting at `start`, or on the
@@ -266,12 +337,67 @@ impl Repo {
         Ok(())
     }
 
-    /// Files with uncommitted changes, plus untracked files git does not ignore.
+    /// Files with uncommitted changes, plus untracked files git does not ignore, plus files
+    /// whose edits git was told not to see (`update-index --skip-worktree` or
+    /// `--assume-unchanged`): those are work too, and `worktree remove` would drop them.
     pub fn dirty_paths(worktree: &Path) -> Result<Vec<String>> {
         let out = git(worktree)
             .args(["status", "--porcelain=v2", "-z", "--untracked-files=all"])
             .run()?;
-        Ok(parse::status_paths(&out.stdout))
+        let mut paths = parse::status_paths(&out.stdout);
+        for p in Self::hidden_edits(worktree)? {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        Ok(paths)
+    }
+
+    /// Files flagged skip-worktree or assume-unchanged whose content on disk differs from the
+    /// index. A flagged file that is absent is not work (sparse checkouts leave them out).
+    fn hidden_edits(worktree: &Path) -> Result<Vec<String>> {
+        let out = git(worktree).args(["ls-files", "-v", "-s", "-z"]).run()?;
+        let flagged = parse::flagged_files(&out.stdout);
+        let present: Vec<&(String, String)> = flagged
+            .iter()
+            .filter(|(_, path)| {
+                worktree
+                    .join(path)
+                    .symlink_metadata()
+                    .is_ok_and(|m| !m.is_dir())
+            })
+            .collect();
+        if present.is_empty() {
+            return Ok(Vec::new());
+        }
+        let paths: String = present.iter().map(|(_, p)| format!("{p}\n")).collect();
+        // Hashed as git would store them (clean filters, line endings by their attributes).
+        let hashes = git(worktree)
+            .args(["hash-object", "--stdin-paths"])
+            .stdin_bytes(paths)
+            .run()?;
+        Ok(present
+            .iter()
+            .zip(hashes.stdout.lines())
+            .filter(|((blob, _), now)| blob != now)
+            .map(|((_, path), _)| path.clone())
+            .collect())
+    }
+
+    /// The commit checked out in `worktree` (its HEAD), or `None` (unborn, or not a worktree).
+    pub fn head_of(worktree: &Path) -> Result<Option<String>> {
+        let out = git(worktree)
+            .args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"])
+            .output()?;
+        Ok(out.status.success().then(|| out.stdout.trim().to_string()))
+    }
+
+    /// The branch checked out in `worktree` (`None`: detached).
+    pub fn branch_of(worktree: &Path) -> Result<Option<String>> {
+        let out = git(worktree)
+            .args(["symbolic-ref", "--quiet", "--short", "HEAD"])
+            .output()?;
+        Ok(out.status.success().then(|| out.stdout.trim().to_string()))
     }
 
     /// Whether `ancestor` is reachable from `descendant`.

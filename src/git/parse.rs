@@ -86,6 +86,23 @@ pub fn status_paths(out: &str) -> Vec<String> {
     paths
 }
 
+/// Files of `git ls-files -v -s -z` whose edits git was told to ignore: tag `S`
+/// (skip-worktree) or a lowercase tag (assume-unchanged). Returns `(blob, path)` of regular
+/// files (links and submodules aside). A record is `TAG MODE BLOB STAGE\tPATH`.
+pub fn flagged_files(out: &str) -> Vec<(String, String)> {
+    out.split('\0')
+        .filter_map(|rec| {
+            let (meta, path) = rec.split_once('\t')?;
+            let mut f = meta.split(' ');
+            let tag = f.next()?.chars().next()?;
+            let mode = f.next()?;
+            let blob = f.next()?;
+            let flagged = tag == 'S' || tag.is_ascii_lowercase();
+            (flagged && mode.starts_with("100")).then(|| (blob.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
 /// One file of `git diff --numstat -z`: lines added and deleted (`None` for a binary file).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FileStat {
@@ -243,6 +260,20 @@ mod tests {
         assert_eq!(
             status_paths(out),
             vec!["src/a b.rs", "new name.rs", "conflict.rs", "untracked file"]
+        );
+    }
+
+    #[test]
+    fn flagged_files_are_skip_worktree_and_assume_unchanged() {
+        let out = "S 100644 aaa 0\ta\0h 100644 bbb 0\tb\0H 100644 ccc 0\tc\0\
+                   s 100755 ddd 0\tdir/d e\0S 160000 eee 0\tsub\0h 120000 fff 0\tlink\0";
+        assert_eq!(
+            flagged_files(out),
+            vec![
+                ("aaa".to_string(), "a".to_string()),
+                ("bbb".to_string(), "b".to_string()),
+                ("ddd".to_string(), "dir/d e".to_string()),
+            ]
         );
     }
 

@@ -7,6 +7,7 @@
 //! - git is the truth for worktrees and branches: rows here say what grove made, and every
 //!   reader checks them against the disk.
 
+mod model;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -14,94 +15,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
 
 use crate::error::Fail;
 use crate::proc::ProcId;
 
-pub type EnvKey = i64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Creating,
-    Ready,
-    Destroying,
-}
-
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Creating => "creating",
-            Phase::Ready => "ready",
-            Phase::Destroying => "destroying",
-        }
-    }
-
-    fn parse(s: &str) -> Phase {
-        match s {
-            "creating" => Phase::Creating,
-            "destroying" => Phase::Destroying,
-            _ => Phase::Ready,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct EnvRow {
-    pub key: EnvKey,
-    pub name: String,
-    pub ident: String,
-    pub phase: Phase,
-    pub owner: Option<ProcId>,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Instance {
-    pub layer: String,
-    pub repo: PathBuf,
-    pub worktree: PathBuf,
-    pub branch: String,
-    pub base: String,
-    pub base_commit: String,
-    /// The full ref the base named at create; `None` for a commit.
-    pub base_ref: Option<String>,
-    pub branch_created: bool,
-    pub port: Option<u16>,
-}
-
-impl Instance {
-    /// The base's commit now: its ref's tip, else the commit it was at create. A ref that is
-    /// the env's own branch never counts (the base must not be the branch itself).
-    pub fn current_base(&self, repo: &crate::git::Repo) -> String {
-        self.base_ref
-            .as_deref()
-            .filter(|r| *r != format!("refs/heads/{}", self.branch))
-            .and_then(|r| repo.resolve_commit(r).ok().flatten())
-            .unwrap_or_else(|| self.base_commit.clone())
-    }
-}
-
-/// One undoable step of an operation, recorded before it is carried out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// The env's folder was created by this operation.
-    EnvDir { path: PathBuf },
-    /// A worktree is added at `path` in `repo`.
-    Worktree { repo: PathBuf, path: PathBuf },
-    /// Branch `name` is created in `repo` at commit `sha`.
-    Branch {
-        repo: PathBuf,
-        name: String,
-        sha: String,
-    },
-    /// An infra layer is being isolated: `resource` (a database, a Redis index, an env id) is
-    /// made for `layer`.
-    Isolated { layer: String, resource: String },
-    /// A setup command runs as the leader of its own process group (journaled once started).
-    Process { leader: ProcId },
-}
+pub use model::*;
 
 pub struct Store {
     conn: Connection,
@@ -113,7 +31,7 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-const ENV_COLS: &str = "id, name, ident, phase, owner_pid, owner_start, created_at";
+const ENV_COLS: &str = "id, name, ident, phase, owner_pid, owner_start, created_at, token";
 
 fn env_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
     let pid: Option<u32> = r.get(4)?;
@@ -122,9 +40,10 @@ fn env_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
         key: r.get(0)?,
         name: r.get(1)?,
         ident: r.get(2)?,
-        phase: Phase::parse(&r.get::<_, String>(3)?),
+        phase: r.get(3)?,
         owner: proc_id(pid, start),
         created_at: r.get(6)?,
+        token: r.get(7)?,
     })
 }
 
@@ -161,6 +80,132 @@ fn lowest_free(
     Ok((start..=end).find(|p| !leased.contains(p) && usable(*p)))
 }
 
+const DB_FILE: &str = "state.db";
+
+/// The store's file exists but SQLite cannot read it.
+#[derive(Debug, thiserror::Error)]
+#[error("grove's state store {} is corrupt: {why}", path.display())]
+pub struct Corrupt {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
+}
+
+/// A failure to open the store because it is corrupt, with what to do.
+pub fn corrupt_problem(err: &anyhow::Error) -> Option<&Corrupt> {
+    err.chain().find_map(|e| e.downcast_ref::<Corrupt>())
+}
+
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long a grove waits for another one's write to the store before giving up:
+/// `GROVE_LOCK_TIMEOUT` seconds, 30 by default.
+fn lock_timeout() -> Duration {
+    static T: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("GROVE_LOCK_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| *s >= 0.0)
+            .map_or(Duration::from_secs(30), Duration::from_secs_f64)
+    })
+}
+
+/// SQLite's busy handler: wait (sleeping a little longer each time) until the timeout, and say
+/// once, after two seconds, that we are waiting and for whom.
+fn busy_wait(attempt: i32) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    thread_local! {
+        static SINCE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let now = std::time::Instant::now();
+    let since = SINCE.with(|s| {
+        if attempt == 0 || s.get().is_none() {
+            s.set(Some(now));
+        }
+        s.get().unwrap_or(now)
+    });
+    let waited = now.duration_since(since);
+    if waited >= lock_timeout() {
+        return false;
+    }
+    if waited >= Duration::from_secs(2) && !SAID.swap(true, Ordering::SeqCst) {
+        crate::ui::info(format!(
+            "waiting for grove's state store: {} holds it…",
+            holders_text()
+        ));
+    }
+    let pause = (1u64 << attempt.clamp(0, 6)).min(50);
+    std::thread::sleep(Duration::from_millis(pause));
+    true
+}
+
+/// The other processes that have the store open, for messages.
+fn holders_text() -> String {
+    let Ok(home) = crate::workspace::grove_home() else {
+        return "another grove".into();
+    };
+    let db = home.join(DB_FILE);
+    let me = std::process::id();
+    let mut who = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for pid in entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| *p != me)
+        {
+            let holds = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == db))
+            });
+            if holds {
+                who.push(format!(
+                    "pid {pid} ({})",
+                    crate::proc::name(pid).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if who.is_empty() {
+        "another process".into()
+    } else {
+        who.join(", ")
+    }
+}
+
+/// A store that stayed locked past the timeout, as a user-facing failure.
+pub fn lock_problem(err: &anyhow::Error) -> Option<Fail> {
+    let busy = err.chain().any(|e| {
+        matches!(e.downcast_ref::<rusqlite::Error>(), Some(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    });
+    busy.then(|| {
+        Fail::new(format!(
+            "grove's state store stayed locked for {} s: {} holds it",
+            lock_timeout().as_secs(),
+            holders_text()
+        ))
+        .hint("another grove is writing to it; if that process is stuck, stop it and try again (`GROVE_LOCK_TIMEOUT=SECONDS` waits longer)")
+    })
+}
+
 /// Switches the database to WAL once. Changing the journal mode needs an exclusive lock and
 /// SQLite does not always run the busy handler for it: sixteen groves opening a new store at
 /// once saw "database is locked". So: only when not WAL yet, and retried until a deadline.
@@ -190,74 +235,10 @@ fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
     }
 }
 
-/// A server as the supervisor last recorded it.
-#[derive(Debug, Clone, Default)]
-pub struct ServerRow {
-    pub layer: String,
-    pub state: String,
-    /// The session leader: its pid is the server's process group and session id.
-    pub leader: Option<ProcId>,
-    pub restarts: u32,
-    pub last_exit: Option<String>,
-    /// Unix milliseconds.
-    pub ready_since: Option<i64>,
-    pub message: Option<String>,
-}
-
-/// An env's agent.
-#[derive(Debug, Clone, Default)]
-pub struct AgentRow {
-    /// `tmux` or `headless`.
-    pub mode: String,
-    /// Headless: how to start it (JSON), for the supervisor.
-    pub spec: Option<String>,
-    /// The agent's process: the tmux pane's, or the headless guard's.
-    pub process: Option<ProcId>,
-    /// The tmux server socket (absent: the default server) and the window id (`@3`).
-    pub tmux_socket: Option<String>,
-    pub tmux_window: Option<String>,
-    /// The last state the agent's hooks reported, and since when (Unix ms).
-    pub state: Option<String>,
-    pub state_since: Option<i64>,
-    pub started_at: i64,
-    /// How its process ended, when it did (headless).
-    pub exit: Option<String>,
-}
-
-/// An infra layer an env has of its own.
-#[derive(Debug, Clone)]
-pub struct IsolatedRow {
-    pub layer: String,
-    /// `postgres`, `redis` or `recipe`.
-    pub kind: String,
-    /// The database name, the Redis database index, or what the recipe made.
-    pub resource: String,
-    pub url: String,
-    pub created_at: i64,
-}
-
-/// The last `grove check` of a layer.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CheckRow {
-    pub passed: bool,
-    /// The commit checked (the branch tip when the check ran).
-    pub commit: String,
-    pub duration_ms: i64,
-    pub log: String,
-    pub finished_at: i64,
-}
-
-/// A port leased by some env: for "range exhausted" errors.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub port: u16,
-    pub env: String,
-    pub layer: String,
-    pub workspace: String,
-}
-
 impl Store {
     /// Opens (creating if needed) the store under `home`, and brings its schema up to date.
+    /// `home` is made private to the user (0700), the database file 0600: the store names
+    /// every env, worktree and process.
     pub fn open(home: &Path) -> Result<Self> {
         let unwritable = |e: &dyn std::fmt::Display| -> anyhow::Error {
             Fail::new(format!(
@@ -267,20 +248,71 @@ impl Store {
             .hint("GROVE_HOME (default ~/.local/state/grove) must be a writable folder")
             .into()
         };
-        fs_err::create_dir_all(home).map_err(|e| unwritable(&e))?;
-        let path = home.join("state.db");
-        let conn = Connection::open(&path).map_err(|e| unwritable(&e))?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        set_wal(&conn).map_err(|e| unwritable(&e))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(home)
+                .map_err(|e| unwritable(&e))?;
+        }
+        let path = home.join(DB_FILE);
+        if !path.exists() {
+            create_private(&path).map_err(|e| unwritable(&e))?;
+            if home.join("logs").is_dir() {
+                // grove has run here before: its store is gone, not new.
+                crate::ui::warn(format!(
+                    "grove's state store {} was missing (deleted?): started an empty one; \
+                     `grove doctor` lists the envs it no longer knows, `grove doctor --fix` takes them back",
+                    path.display()
+                ));
+            }
+        }
+        let mut conn = Connection::open(&path).map_err(|e| unwritable(&e))?;
+        // Parallel groves queue for the write lock rather than fail (see `busy_wait`).
+        conn.busy_handler(Some(busy_wait))?;
+        let corrupt = |e: rusqlite::Error| -> anyhow::Error {
+            if is_corrupt(&e) {
+                Corrupt {
+                    path: path.clone(),
+                    why: e.to_string(),
+                }
+                .into()
+            } else {
+                unwritable(&e)
+            }
+        };
+        set_wal(&conn).map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // The store is a few kilobytes; the 2 MB default page cache would be most of a
         // supervisor's memory.
         conn.pragma_update(None, "cache_size", -256)?;
         let mut store = Self { conn };
-        store.migrate().map_err(|e| unwritable(&e))?;
+        store
+            .migrate()
+            .map_err(|e| match e.downcast::<rusqlite::Error>() {
+                Ok(e) => corrupt(e),
+                Err(e) => unwritable(&e),
+            })?;
         store.forget_previous_boot()?;
         Ok(store)
+    }
+
+    /// Moves a corrupt store (and its WAL files) aside, as `state.db.corrupt-<unix time>`, so
+    /// that a new one can be made. Returns where it went.
+    pub fn set_aside(home: &Path) -> Result<PathBuf> {
+        let stamp = now();
+        let path = home.join(DB_FILE);
+        let aside = home.join(format!("{DB_FILE}.corrupt-{stamp}"));
+        fs_err::rename(&path, &aside)?;
+        for ext in ["-wal", "-shm"] {
+            let p = home.join(format!("{DB_FILE}{ext}"));
+            if p.exists() {
+                let _ = fs_err::rename(&p, home.join(format!("{DB_FILE}.corrupt-{stamp}{ext}")));
+            }
+        }
+        Ok(aside)
     }
 
     fn migrate(&mut self) -> Result<()> {
@@ -415,9 +447,9 @@ impl Store {
         }
         let (pid, start) = owner_params(Some(owner));
         tx.execute(
-            "INSERT INTO envs (workspace, name, ident, phase, owner_pid, owner_start, created_at)
-             VALUES (?1, ?2, ?3, 'creating', ?4, ?5, ?6)",
-            params![ws, name, chosen, pid, start, now()],
+            "INSERT INTO envs (workspace, name, ident, phase, owner_pid, owner_start, created_at, token)
+             VALUES (?1, ?2, ?3, 'creating', ?4, ?5, ?6, ?7)",
+            params![ws, name, chosen, pid, start, now(), crate::proc::new_token()],
         )?;
         let key = tx.last_insert_rowid();
         let row = tx.query_row(
@@ -491,7 +523,7 @@ impl Store {
         let (pid, start) = owner_params(owner);
         self.conn.execute(
             "UPDATE envs SET phase = ?1, owner_pid = ?2, owner_start = ?3 WHERE id = ?4",
-            params![phase.as_str(), pid, start, key],
+            params![phase, pid, start, key],
         )?;
         Ok(())
     }
@@ -526,12 +558,14 @@ impl Store {
     /// A create is complete: its journal goes and the env is ready, in one transaction (a crash
     /// between the two would leave a ready-looking env with nothing to roll back, or the
     /// reverse).
-    pub fn finish_create(&mut self, key: EnvKey) -> Result<()> {
+    /// `owner` keeps the env (it starts its servers next); [`Store::set_phase`] lets it go.
+    pub fn finish_create(&mut self, key: EnvKey, owner: ProcId) -> Result<()> {
+        let (pid, start) = owner_params(Some(owner));
         let tx = self.write()?;
         tx.execute("DELETE FROM journal WHERE env = ?1", [key])?;
         tx.execute(
-            "UPDATE envs SET phase = 'ready', owner_pid = NULL, owner_start = NULL WHERE id = ?1",
-            [key],
+            "UPDATE envs SET phase = 'ready', owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
+            params![key, pid, start],
         )?;
         tx.commit()?;
         Ok(())
@@ -792,6 +826,13 @@ impl Store {
             .optional()?)
     }
 
+    /// Forgets a headless agent's start spec once the supervisor has started it.
+    pub fn clear_agent_spec(&mut self, key: EnvKey) -> Result<()> {
+        self.conn
+            .execute("UPDATE agents SET spec = NULL WHERE env = ?1", [key])?;
+        Ok(())
+    }
+
     /// Records a newly launched agent, replacing any earlier one of the env.
     pub fn put_agent(&mut self, key: EnvKey, a: &AgentRow) -> Result<()> {
         let (pid, start) = owner_params(a.process);
@@ -840,7 +881,12 @@ impl Store {
     }
 
     /// What the agent's hooks report (`working`, `waiting`, `done`, `exited`).
-    pub fn set_agent_state(&mut self, key: EnvKey, state: &str, since_ms: i64) -> Result<bool> {
+    pub fn set_agent_state(
+        &mut self,
+        key: EnvKey,
+        state: AgentState,
+        since_ms: i64,
+    ) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE agents SET state = ?1, state_since = ?2 WHERE env = ?3",
             params![state, since_ms, key],

@@ -149,4 +149,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE instances ADD COLUMN base_ref TEXT;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     ",
+    // 7: every env has a token, carried by every process grove starts for it (so that sweeps
+    // find them by their environment, never by name) and written on what it makes (a branch's
+    // reflog, a database's comment). `unhealthy` becomes a state of its own instead of a
+    // message of a ready server.
+    r"
+    ALTER TABLE envs ADD COLUMN token TEXT;
+    UPDATE envs SET token = lower(hex(randomblob(12))) WHERE token IS NULL;
+    CREATE UNIQUE INDEX envs_token ON envs (token);
+    UPDATE servers SET state = 'unhealthy', message = NULL
+        WHERE state = 'ready' AND message = 'unhealthy';
+    ",
 ];

@@ -8,6 +8,7 @@
 //! supervisor may have left (processes in its servers' sessions, known by pid and start time).
 
 pub mod guard;
+mod policy;
 pub mod probe;
 mod run;
 
@@ -24,8 +25,9 @@ use crate::exec::Cmd;
 use crate::logfile;
 use crate::proc::{self, ProcId};
 use crate::provision::Interrupted;
-use crate::state::{EnvRow, ServerRow};
-use crate::{interrupt, ui};
+use crate::state::{EnvRow, ServerRow, ServerState};
+use crate::sweep::{self, Scope};
+use crate::{failpoint, interrupt, ui};
 
 pub use run::main;
 
@@ -38,13 +40,30 @@ pub fn alive(ctx: &Ctx, env: &EnvRow) -> Result<Option<ProcId>> {
 }
 
 /// Starts `env`'s servers: warns about shared layers that do not answer, clears what a dead
-/// supervisor left, starts a supervisor, and waits until every server is ready.
+/// supervisor left, starts a supervisor, and waits until every server is ready. With a
+/// supervisor already there, the servers it gave up on are started again.
 pub fn up(ctx: &mut Ctx, env: &EnvRow) -> Result<()> {
     if !has_servers(ctx, env)? {
         return Ok(());
     }
-    if alive(ctx, env)?.is_some() {
-        // Already up: only changes from here on are news.
+    if let Some(sup) = alive(ctx, env)? {
+        let failed: Vec<String> = ctx
+            .store
+            .servers(env.key)?
+            .into_iter()
+            .filter(|r| r.state == ServerState::Failed)
+            .map(|r| r.layer)
+            .collect();
+        if failed.is_empty() {
+            // Already up: only changes from here on are news.
+            return wait_for(ctx, env, false);
+        }
+        ui::info(format!("  restarting what failed: {}", failed.join(", ")));
+        for layer in &failed {
+            ctx.store.request_restart(env.key, layer)?;
+        }
+        notify(sup);
+        wait_restarted(ctx, env, &failed)?;
         return wait_for(ctx, env, false);
     }
     warn_unreachable_shared(ctx, env)?;
@@ -59,8 +78,40 @@ pub fn ensure_running(ctx: &mut Ctx, env: &EnvRow) -> Result<ProcId> {
         return Ok(sup);
     }
     sweep_leftovers(ctx, env)?;
+    failpoint::hit("up:after-sweep");
     ctx.store.clear_servers(env.key)?;
-    spawn(ctx, env)
+    let sup = spawn(ctx, env)?;
+    failpoint::hit("up:after-spawn");
+    Ok(sup)
+}
+
+/// Waits until each of `layers` has left `failed` (or failed anew), after a restart request.
+fn wait_restarted(ctx: &Ctx, env: &EnvRow, layers: &[String]) -> Result<()> {
+    let before: HashMap<String, ServerRow> = ctx
+        .store
+        .servers(env.key)?
+        .into_iter()
+        .map(|r| (r.layer.clone(), r))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let rows = ctx.store.servers(env.key)?;
+        let moved = layers.iter().all(|l| {
+            rows.iter().find(|r| &r.layer == l).is_none_or(|r| {
+                let b = before.get(l);
+                r.state != ServerState::Failed
+                    || b.is_none_or(|b| b.message != r.message || b.leader != r.leader)
+            })
+        });
+        if moved {
+            return Ok(());
+        }
+        if let Some(sig) = interrupt::received() {
+            return Err(Interrupted(sig).into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// Tells the supervisor to look at its requests (restarts, a headless agent to start).
@@ -68,10 +119,27 @@ pub fn notify(sup: ProcId) {
     let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGUSR1);
 }
 
-/// Stops everything of the env that runs: its agent and its servers.
-pub fn stop_env(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
+/// Stops everything of the env that runs: its agent, its servers, and whatever else carries
+/// its token and was left running (a setup step's or `grove exec`'s background process); a
+/// `grove exec` still running is left alone unless `scope` is [`Scope::All`].
+pub fn stop_env(ctx: &mut Ctx, env: &EnvRow, scope: Scope) -> Result<bool> {
     let agent = crate::agent::stop(ctx, env)?;
-    Ok(down(ctx, env)? | agent)
+    failpoint::hit("down:after-agent");
+    let servers = down(ctx, env)?;
+    let grace = Duration::from_secs(max_grace(ctx));
+    let rest = sweep::stop(&env.name, &env.token, scope, grace);
+    failpoint::hit("down:after-sweep");
+    Ok(servers | agent | (rest > 0))
+}
+
+fn max_grace(ctx: &Ctx) -> u64 {
+    ctx.ws
+        .config
+        .layers
+        .values()
+        .map(|l| l.stop_timeout_secs)
+        .max()
+        .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT_SECS)
 }
 
 /// Whether any dedicated layer of the env has a server to run.
@@ -87,6 +155,7 @@ pub fn has_servers(ctx: &Ctx, env: &EnvRow) -> Result<bool> {
 
 /// Spawns the supervisor, detached, and waits until it has registered in the store.
 fn spawn(ctx: &Ctx, env: &EnvRow) -> Result<ProcId> {
+    require_whole(ctx, env)?;
     let log_path = ctx.log_dir(&env.name).join("supervisor.log");
     let log = crate::provision::open_log(&log_path)?;
     let exe = std::env::current_exe().context("locating the grove binary")?;
@@ -125,18 +194,31 @@ fn spawn(ctx: &Ctx, env: &EnvRow) -> Result<ProcId> {
     }
 }
 
+/// Refuses to start an env whose worktree is gone: its server would run nowhere.
+pub fn require_whole(ctx: &Ctx, env: &EnvRow) -> Result<()> {
+    for i in ctx.store.instances(env.key)? {
+        if !i.worktree.join(".git").exists() {
+            return Err(Fail::new(format!(
+                "env `{}` is broken: the worktree of `{}` is missing ({})",
+                env.name,
+                i.layer,
+                i.worktree.display()
+            ))
+            .hint(format!(
+                "`grove destroy {n}` cleans it up (`grove doctor` lists what else is amiss)",
+                n = crate::shq(&env.name)
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Stops `env`'s servers: asks the supervisor (SIGTERM: it stops them gracefully and exits),
 /// and whether or not it did, makes sure no process of the env's servers remains.
 /// Returns whether anything was running.
 pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
-    let grace = ctx
-        .ws
-        .config
-        .layers
-        .values()
-        .map(|l| l.stop_timeout_secs)
-        .max()
-        .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT_SECS);
+    let grace = max_grace(ctx);
     let mut was_running = false;
     if let Some(sup) = alive(ctx, env)? {
         was_running = true;
@@ -153,6 +235,7 @@ pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
             let _ = kill(Pid::from_raw(sup.pid.cast_signed()), Signal::SIGKILL);
         }
     }
+    failpoint::hit("down:after-supervisor");
     was_running |= sweep_leftovers(ctx, env)?;
     // Forget the supervisor we stopped (or a dead one), never one a parallel `up` just started.
     match ctx.store.supervisor(env.key)? {
@@ -167,18 +250,11 @@ pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
 }
 
 /// Stops whatever remains of the env's servers after a supervisor that is gone (killed, or
-/// stopped with servers ignoring it): each recorded session, SIGTERM then SIGKILL.
+/// stopped with servers ignoring it): each recorded session, SIGTERM then SIGKILL; then any
+/// process tagged as one of its servers, a daemon that left its session included.
 fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
     let mut found = false;
-    let grace = Duration::from_secs(
-        ctx.ws
-            .config
-            .layers
-            .values()
-            .map(|l| l.stop_timeout_secs)
-            .max()
-            .unwrap_or(10),
-    );
+    let grace = Duration::from_secs(max_grace(ctx));
     for row in ctx.store.servers(env.key)? {
         let Some(leader) = row.leader else { continue };
         if proc::session_members(leader).is_empty() {
@@ -187,7 +263,8 @@ fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
         found = true;
         stop_session(leader, grace);
     }
-    Ok(found)
+    let tagged = sweep::stop(&env.name, &env.token, Scope::Servers, grace);
+    Ok(found || tagged > 0)
 }
 
 /// SIGTERM to the session's group, wait up to `grace` for the session to empty, then SIGKILL
@@ -240,8 +317,8 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
         // A new process, or a new failure (the request can fail before any process starts).
         if now.as_ref().is_none_or(|r| {
             (r.leader.is_some() && r.leader != before.leader)
-                || (r.state == "failed"
-                    && (before.state != "failed" || r.message != before.message))
+                || (r.state == ServerState::Failed
+                    && (before.state != ServerState::Failed || r.message != before.message))
         }) {
             break;
         }
@@ -260,13 +337,10 @@ pub fn wait_ready(ctx: &Ctx, env: &EnvRow) -> Result<()> {
 /// [`wait_ready`]; `announce` says whether the states found at first are printed too.
 fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
     let started = Instant::now();
-    let mut seen: HashMap<String, (String, Option<ProcId>, u32)> = HashMap::new();
+    let mut seen: HashMap<String, Seen> = HashMap::new();
     if !announce {
         for row in ctx.store.servers(env.key)? {
-            seen.insert(
-                row.layer.clone(),
-                (row.state.clone(), row.leader, row.restarts),
-            );
+            seen.insert(row.layer.clone(), (row.state, row.leader, row.restarts));
         }
     }
     let width = ctx
@@ -281,7 +355,7 @@ fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
         let rows = ctx.store.servers(env.key)?;
         let sup = ctx.store.supervisor(env.key)?.filter(ProcId::alive);
         for row in &rows {
-            let key = (row.state.clone(), row.leader, row.restarts);
+            let key = (row.state, row.leader, row.restarts);
             if seen.get(&row.layer) != Some(&key) {
                 report_change(row, seen.get(&row.layer), started, width);
                 seen.insert(row.layer.clone(), key);
@@ -290,20 +364,15 @@ fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
         // A stopped server under a live supervisor exited on purpose and will not come back.
         if let Some(row) = rows
             .iter()
-            .find(|r| r.state == "failed" || r.state == "stopped")
+            .find(|r| matches!(r.state, ServerState::Failed | ServerState::Stopped))
         {
             return Err(failure(ctx, env, row));
         }
-        if sup.is_some()
-            && !rows.is_empty()
-            && rows
-                .iter()
-                .all(|r| r.state == "ready" || r.state == "unhealthy")
-        {
+        if sup.is_some() && !rows.is_empty() && rows.iter().all(|r| r.state.is_up()) {
             return Ok(());
         }
         if sup.is_none() {
-            if rows.is_empty() || rows.iter().all(|r| r.state == "ready") {
+            if rows.is_empty() || rows.iter().all(|r| r.state == ServerState::Ready) {
                 // No servers to run (no layer has `run`), or a supervisor that exited cleanly.
                 return Ok(());
             }
@@ -322,29 +391,27 @@ fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
     }
 }
 
-fn report_change(
-    row: &ServerRow,
-    before: Option<&(String, Option<ProcId>, u32)>,
-    t0: Instant,
-    w: usize,
-) {
+/// What `wait_for` last saw of a server: its state, its process, its restarts.
+type Seen = (ServerState, Option<ProcId>, u32);
+
+fn report_change(row: &ServerRow, before: Option<&Seen>, t0: Instant, w: usize) {
     let layer = &row.layer;
-    let line = match row.state.as_str() {
-        "starting" if before.is_some_and(|b| b.0 == "backoff") => {
+    let line = match row.state {
+        ServerState::Starting if before.is_some_and(|b| b.0 == ServerState::Backoff) => {
             format!("restarted (pid {})", pid(row))
         }
-        "starting" => match row.leader {
+        ServerState::Starting => match row.leader {
             Some(l) => format!("starting (pid {})", l.pid),
             None => "waiting".into(),
         },
-        "ready" => format!("ready in {:.1}s", t0.elapsed().as_secs_f64()),
-        "unhealthy" => "ready, but failing its health check".into(),
-        "backoff" => format!(
+        ServerState::Ready => format!("ready in {:.1}s", t0.elapsed().as_secs_f64()),
+        ServerState::Unhealthy => "ready, but failing its health check".into(),
+        ServerState::Backoff => format!(
             "exited ({}); restarting",
             row.last_exit.as_deref().unwrap_or("?")
         ),
-        "failed" => "failed".into(),
-        other => other.to_string(),
+        ServerState::Failed => "failed".into(),
+        ServerState::Stopped => "stopped".into(),
     };
     ui::info(format!("  {layer:w$}  {line}"));
     if let Some(msg) = &row.message

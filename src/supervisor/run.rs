@@ -11,7 +11,6 @@
 //! - every state change is written to the store at once; `ps` reads it and checks it against
 //!   the processes themselves.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -27,13 +26,14 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
+use super::policy::{self, AfterCrash, Crashes, Health, PortHolder, Readiness};
 use super::probe::{self, LogMatcher};
-use crate::config::{Layer, Probe, Restart};
+use crate::config::{Layer, Probe};
 use crate::ctx::Ctx;
 use crate::exec::Cmd;
 use crate::logfile::{LineRelay, LogWriter};
-use crate::proc::{self, ProcId};
-use crate::state::{EnvRow, ServerRow};
+use crate::proc::{self, ProcId, Role, Tag};
+use crate::state::{AgentMode, EnvRow, ServerRow, ServerState};
 use crate::workspace::Workspace;
 
 /// How often a starting server is probed.
@@ -43,14 +43,8 @@ const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
 const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two probes triggered by output.
 const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(20);
-/// How often a ready server is checked (tcp/http probes), and how many misses make it unhealthy.
+/// How often a ready server is checked (tcp/http probes).
 const HEALTH_EVERY: Duration = Duration::from_secs(10);
-const HEALTH_MISSES: u32 = 3;
-/// Restart backoff: 0.5 s doubling to 30 s; more than 5 restarts within 60 s is a failure.
-const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
-const MAX_RESTARTS: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Then {
@@ -69,7 +63,7 @@ enum State {
     },
     Ready {
         next_check: Instant,
-        misses: u32,
+        health: Health,
     },
     Backoff {
         until: Instant,
@@ -84,22 +78,23 @@ enum State {
 }
 
 impl State {
-    fn name(&self, misses_unhealthy: bool) -> &'static str {
+    /// What the CLI sees of this state.
+    fn recorded(&self) -> ServerState {
         match self {
-            State::Waiting | State::Starting { .. } => "starting",
-            State::Ready { .. } if misses_unhealthy => "unhealthy",
-            State::Ready { .. } => "ready",
-            State::Backoff { .. } => "backoff",
+            State::Waiting | State::Starting { .. } => ServerState::Starting,
+            State::Ready { health, .. } if health.unhealthy() => ServerState::Unhealthy,
+            State::Ready { .. } => ServerState::Ready,
+            State::Backoff { .. } => ServerState::Backoff,
             State::Stopping {
                 then: Then::Restart,
                 ..
-            } => "starting",
+            } => ServerState::Starting,
             // Given up on: failed already, while its process is being stopped.
             State::Stopping {
                 then: Then::Fail, ..
-            } => "failed",
-            State::Stopping { .. } | State::Stopped => "stopped",
-            State::Failed => "failed",
+            } => ServerState::Failed,
+            State::Stopping { .. } | State::Stopped => ServerState::Stopped,
+            State::Failed => ServerState::Failed,
         }
     }
 }
@@ -122,7 +117,7 @@ struct Server {
     exec_ok: bool,
     started_at: Instant,
     restarts: u32,
-    recent: VecDeque<Instant>,
+    crashes: Crashes,
     last_exit: Option<String>,
     message: Option<String>,
     ready_since: Option<i64>,
@@ -175,6 +170,7 @@ pub fn main(root: &Path, env_name: &str) -> Result<()> {
     if !ctx.store.register_supervisor(env.key, me)? {
         return Ok(());
     }
+    crate::failpoint::hit("supervise:after-register");
     let mut sup = Supervisor {
         ctx,
         env,
@@ -272,7 +268,7 @@ impl Supervisor {
                 exec_ok: false,
                 started_at: Instant::now(),
                 restarts: 0,
-                recent: VecDeque::new(),
+                crashes: Crashes::default(),
                 last_exit: None,
                 message: None,
                 ready_since: None,
@@ -336,7 +332,7 @@ impl Supervisor {
         let Ok(Some(row)) = self.ctx.store.agent(self.env.key) else {
             return;
         };
-        if row.mode != "headless" || row.process.is_some() || row.exit.is_some() {
+        if row.mode != AgentMode::Headless || row.process.is_some() || row.exit.is_some() {
             return;
         }
         let Some(spec) = row
@@ -346,7 +342,10 @@ impl Supervisor {
         else {
             return;
         };
-        match self.spawn_agent(&spec) {
+        let started = self.spawn_agent(&spec);
+        // What it was started with is no business of the store's once it runs.
+        let _ = self.ctx.store.clear_agent_spec(self.env.key);
+        match started {
             Ok(agent) => {
                 let _ = self
                     .ctx
@@ -376,7 +375,7 @@ impl Supervisor {
             .args(&spec.argv)
             .cwd(&spec.cwd)
             .env_clear()
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .envs(spec.take_environment())
             .spawn_to(w)?;
         let leader = ProcId::of(child.id()).context("the agent vanished at once")?;
         log.line(&format!("[grove] agent started (pid {})", leader.pid));
@@ -577,8 +576,17 @@ impl Supervisor {
         };
         let leader = self.servers[i].leader.take();
         if let Some(leader) = leader {
-            // Whatever it left behind in its session goes with it.
+            // Whatever it left behind goes with it: in its session, and what left the session
+            // (a daemon it forked) but carries its tag. Else every restart would add one.
             sweep(leader, Signal::SIGKILL);
+            let name = self.servers[i].cfg.name.clone();
+            for (p, _) in proc::tagged(|t| {
+                t.env == self.env.token
+                    && t.role == Role::Server
+                    && t.layer.as_deref() == Some(&name)
+            }) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(p.pid.cast_signed()), Signal::SIGKILL);
+            }
         }
         self.drain(i);
         self.servers[i].out = None;
@@ -626,18 +634,13 @@ impl Supervisor {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        if was_starting && self.relocate_if_taken(i, leader) {
+        if was_starting && self.relocate(i) {
             self.servers[i].state = State::Waiting;
             self.start(i);
             return;
         }
         let s = &mut self.servers[i];
-        let again = match s.cfg.restart {
-            Restart::Always => true,
-            Restart::OnFailure => !success,
-            Restart::No => false,
-        };
-        if !again {
+        if !policy::restarts(s.cfg.restart, success) {
             // Exiting on purpose after being ready is a stop; before, it never came up.
             s.state = if success && !was_starting {
                 State::Stopped
@@ -657,60 +660,73 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        s.recent.push_back(now);
-        while s
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW)
-        {
-            s.recent.pop_front();
+        match s.crashes.record(now) {
+            AfterCrash::GiveUp(n) => {
+                s.state = State::Failed;
+                s.message = Some(format!(
+                    "crashed {n} times within {} s ({}); not restarting",
+                    policy::RESTART_WINDOW.as_secs(),
+                    s.last_exit.clone().unwrap_or_default()
+                ));
+                s.log.line(&format!(
+                    "[grove] {}",
+                    s.message.clone().unwrap_or_default()
+                ));
+            }
+            AfterCrash::Restart(delay) => {
+                s.restarts += 1;
+                s.state = State::Backoff { until: now + delay };
+                s.log.line(&format!(
+                    "[grove] restarting in {:.1} s",
+                    delay.as_secs_f64()
+                ));
+            }
         }
-        if s.recent.len() > MAX_RESTARTS {
-            s.state = State::Failed;
-            s.message = Some(format!(
-                "crashed {} times within {} s ({}); not restarting",
-                s.recent.len(),
-                RESTART_WINDOW.as_secs(),
-                s.last_exit.clone().unwrap_or_default()
-            ));
-            s.log.line(&format!(
-                "[grove] {}",
-                s.message.clone().unwrap_or_default()
-            ));
-            self.save(i);
-            return;
-        }
-        let exp = u32::try_from(s.recent.len().saturating_sub(1))
-            .unwrap_or(16)
-            .min(16);
-        let delay = (BACKOFF_FIRST * 2u32.pow(exp)).min(BACKOFF_MAX);
-        s.restarts += 1;
-        s.state = State::Backoff { until: now + delay };
-        s.log.line(&format!(
-            "[grove] restarting in {:.1} s",
-            delay.as_secs_f64()
-        ));
         self.save(i);
     }
 
-    /// When another program holds the server's leased port, leases the next free one (once per
-    /// start) and says so. Layers that read this one's URL are restarted with the new one.
-    fn relocate_if_taken(&mut self, i: usize, leader: Option<ProcId>) -> bool {
+    /// Who listens on server `i`'s port: nobody, the server (a process of its session, or one
+    /// that left it but carries its tag), or another program.
+    fn port_holder(&self, i: usize) -> PortHolder {
+        let s = &self.servers[i];
+        let Some(port) = s.port else {
+            return PortHolder::Nobody;
+        };
+        let mut ours: Vec<u32> = s
+            .leader
+            .map(|l| proc::session_members(l).iter().map(|m| m.pid).collect())
+            .unwrap_or_default();
+        ours.push(self.me.pid);
+        match proc::listener_held_by(port, &ours) {
+            None => return PortHolder::Nobody,
+            Some(true) => return PortHolder::Ours,
+            Some(false) => {}
+        }
+        let tagged: Vec<u32> = proc::tagged(|t| {
+            t.env == self.env.token
+                && t.role == Role::Server
+                && t.layer.as_deref() == Some(&s.cfg.name)
+        })
+        .into_iter()
+        .map(|(p, _)| p.pid)
+        .collect();
+        if proc::listener_held_by(port, &tagged) == Some(true) {
+            PortHolder::Ours
+        } else {
+            PortHolder::Foreign
+        }
+    }
+
+    /// When another program holds server `i`'s leased port, leases the next free one (once
+    /// per start) and says so. Layers that read this one's URL are restarted with the new one.
+    fn relocate(&mut self, i: usize) -> bool {
         let (Some(port), Some(range)) = (self.servers[i].port, self.servers[i].cfg.ports) else {
             return false;
         };
-        if self.servers[i].relocated || crate::ports::is_free(port) {
+        if !policy::moves_port(self.port_holder(i), self.servers[i].relocated) {
             return false;
         }
         let holder = proc::port_holder(port);
-        // A server that listens but fails its probe holds its own port: not another program.
-        let ours = |pid: u32| {
-            pid == self.me.pid
-                || leader.is_some_and(|l| proc::session_members(l).iter().any(|m| m.pid == pid))
-        };
-        if holder.as_ref().is_some_and(|(pid, _)| ours(*pid)) {
-            return false;
-        }
         let layer = self.servers[i].cfg.name.clone();
         let moved = self.ctx.store.relocate_port(
             self.env.key,
@@ -771,22 +787,27 @@ impl Supervisor {
                     }
                     self.servers[i].fresh_output = false;
                     self.servers[i].last_probe = now;
-                    if due && self.probe_starting(i) {
+                    let readiness = if due {
+                        self.probe_starting(i)
+                    } else {
+                        Readiness::NotYet
+                    };
+                    if readiness == Readiness::Ready {
                         let s = &mut self.servers[i];
                         let took = s.started_at.elapsed().as_secs_f64();
                         s.state = State::Ready {
                             next_check: now + HEALTH_EVERY,
-                            misses: 0,
+                            health: Health::default(),
                         };
                         s.ready_since = Some(now_ms());
                         s.message = s.message.take().filter(|m| m.starts_with("port "));
                         s.log
                             .line(&format!("[grove] {} ready in {took:.2} s", s.cfg.name));
                         self.save(i);
-                    } else if now >= deadline {
-                        if self.relocate_if_taken(i, self.servers[i].leader) {
+                    } else if readiness == Readiness::Foreign || now >= deadline {
+                        if self.relocate(i) {
                             self.stop(i, Then::Restart);
-                        } else {
+                        } else if now >= deadline {
                             let s = &mut self.servers[i];
                             let msg = format!(
                                 "not ready after {} s ({})",
@@ -796,30 +817,33 @@ impl Supervisor {
                             s.log.line(&format!("[grove] {msg}"));
                             s.message = Some(msg);
                             self.stop(i, Then::Fail);
+                        } else {
+                            self.next_probe(i, now, deadline);
                         }
                     } else {
-                        let every = if matches!(self.servers[i].cfg.ready.probe, Probe::Exec(_)) {
-                            EXEC_PROBE_EVERY
-                        } else {
-                            PROBE_EVERY
-                        };
-                        self.servers[i].state = State::Starting {
-                            deadline,
-                            next_probe: now + every,
-                        };
+                        self.next_probe(i, now, deadline);
                     }
                 }
-                State::Ready { next_check, misses } if now >= next_check => {
-                    let healthy = self.health(i);
-                    let misses = if healthy { 0 } else { misses + 1 };
-                    let was_unhealthy = self.servers[i].message.as_deref() == Some("unhealthy");
+                State::Ready {
+                    next_check,
+                    mut health,
+                } if now >= next_check => {
+                    let was = health.unhealthy();
+                    let unhealthy = health.observe(self.health(i));
                     self.servers[i].state = State::Ready {
                         next_check: now + HEALTH_EVERY,
-                        misses,
+                        health,
                     };
-                    let unhealthy = misses >= HEALTH_MISSES;
-                    if unhealthy != was_unhealthy {
-                        self.servers[i].message = unhealthy.then(|| "unhealthy".to_string());
+                    if unhealthy != was {
+                        let s = &mut self.servers[i];
+                        s.log.line(&if unhealthy {
+                            format!(
+                                "[grove] {} failed {} health checks in a row",
+                                s.cfg.name, health.misses
+                            )
+                        } else {
+                            format!("[grove] {} is healthy again", s.cfg.name)
+                        });
                         self.save(i);
                     }
                 }
@@ -868,19 +892,54 @@ impl Supervisor {
         })
     }
 
-    /// One readiness check of a starting server.
-    fn probe_starting(&mut self, i: usize) -> bool {
-        let s = &mut self.servers[i];
+    fn next_probe(&mut self, i: usize, now: Instant, deadline: Instant) {
+        let every = if matches!(self.servers[i].cfg.ready.probe, Probe::Exec(_)) {
+            EXEC_PROBE_EVERY
+        } else {
+            PROBE_EVERY
+        };
+        self.servers[i].state = State::Starting {
+            deadline,
+            next_probe: now + every,
+        };
+    }
+
+    /// One readiness check of a starting server. A tcp or http answer counts only when the
+    /// listening socket is the server's own: another program answering on the port (started
+    /// on it while the env was down) would otherwise pass for the server.
+    fn probe_starting(&mut self, i: usize) -> Readiness {
+        let s = &self.servers[i];
         if s.leader.is_none() {
-            return false;
+            return Readiness::NotYet;
         }
-        match (&s.cfg.ready.probe, s.port) {
-            (Probe::Log(_), _) => s.log_seen,
+        let (probe, port) = (s.cfg.ready.probe.clone(), s.port);
+        let answered = match (&probe, port) {
             (Probe::Tcp, Some(port)) => probe::tcp(port),
+            (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
+            (probe, port) => {
+                let ok = self.probe_other(i, probe.clone(), port);
+                return if ok {
+                    Readiness::Ready
+                } else {
+                    Readiness::NotYet
+                };
+            }
+        };
+        if !answered {
+            return Readiness::NotYet;
+        }
+        policy::readiness(answered, self.port_holder(i))
+    }
+
+    /// The probes that say nothing of who listens: a log line, a command, or none.
+    fn probe_other(&mut self, i: usize, probe: Probe, port: Option<u16>) -> bool {
+        let s = &mut self.servers[i];
+        match (&probe, port) {
+            (Probe::Log(_), _) => s.log_seen,
             // Nothing to probe: a server without a port is ready once started.
             (Probe::Tcp, None) => true,
-            (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
             (Probe::Http { .. }, None) => false,
+            (Probe::Tcp | Probe::Http { .. }, Some(_)) => false,
             (Probe::Exec(cmd), _) => {
                 if s.exec_ok {
                     return true;
@@ -913,10 +972,12 @@ impl Supervisor {
         };
         let devnull = std::fs::File::options().write(true).open("/dev/null");
         let Ok(devnull) = devnull else { return };
+        let tag = Tag::new(&self.env.token, Role::Probe).layer(&s.cfg.name);
         if let Ok(child) = Cmd::shell(cmd)
             .cwd(wt)
             .without_git_env()
             .envs(vars)
+            .env(proc::TOKEN_VAR, tag.render())
             .own_process_group()
             .spawn_logged(&devnull)
             && let Some(p) = ProcId::of(child.id())
@@ -936,8 +997,13 @@ impl Supervisor {
     }
 
     /// Post-ready check (tcp and http probes only; a log line or a command says nothing later).
+    /// A server frozen by a signal (SIGSTOP) still accepts connections, the kernel queues them:
+    /// it fails the check too.
     fn health(&self, i: usize) -> bool {
         let s = &self.servers[i];
+        if s.leader.and_then(proc::stopped_in_tree).is_some() {
+            return false;
+        }
         match (&s.cfg.ready.probe, s.port) {
             (Probe::Tcp, Some(port)) => probe::tcp(port),
             (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
@@ -990,6 +1056,12 @@ impl Supervisor {
             .cwd(&inst.worktree)
             .without_git_env()
             .envs(vars)
+            .env(
+                proc::TOKEN_VAR,
+                Tag::new(&self.env.token, Role::Server)
+                    .layer(&s.cfg.name)
+                    .render(),
+            )
             .spawn_to(w)?;
         let leader = ProcId::of(child.id()).context("the server vanished at once")?;
         s.log.line(&format!(
@@ -1009,6 +1081,7 @@ impl Supervisor {
             next_probe: now + Duration::from_millis(20),
         };
         self.save(i);
+        crate::failpoint::hit("supervise:after-start");
         Ok(())
     }
 
@@ -1043,7 +1116,7 @@ impl Supervisor {
             return;
         }
         let s = &mut self.servers[i];
-        s.recent.clear();
+        s.crashes.clear();
         s.relocated = false;
         s.message = None;
         if s.leader.is_some() {
@@ -1074,10 +1147,9 @@ impl Supervisor {
 
     fn save(&mut self, i: usize) {
         let s = &self.servers[i];
-        let unhealthy = s.message.as_deref() == Some("unhealthy");
         let row = ServerRow {
             layer: s.cfg.name.clone(),
-            state: s.state.name(unhealthy).to_string(),
+            state: s.state.recorded(),
             leader: s.leader,
             restarts: s.restarts,
             last_exit: s.last_exit.clone(),

@@ -1,0 +1,55 @@
+//! `<env folder>/grove-env.json`: what an env is (its name, token, worktrees, branches,
+//! bases, isolated resources), written when it is made. The store is the truth while it
+//! lives; this file is how `grove doctor --fix` rebuilds an env's rows when `state.db` was
+//! deleted or corrupted, from the disk alone.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::ctx::Ctx;
+use crate::state::{EnvRow, Instance, IsolatedRow};
+
+pub const FILE: &str = "grove-env.json";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub name: String,
+    pub ident: String,
+    pub token: String,
+    pub workspace: PathBuf,
+    pub created_at: i64,
+    pub layers: Vec<Instance>,
+    pub isolated: Vec<IsolatedRow>,
+}
+
+/// Writes the manifest of `env` from the store, into its folder.
+pub fn write(ctx: &Ctx, env: &EnvRow) -> Result<()> {
+    let m = Manifest {
+        version: VERSION,
+        name: env.name.clone(),
+        ident: env.ident.clone(),
+        token: env.token.clone(),
+        workspace: ctx.ws.root.clone(),
+        created_at: env.created_at,
+        layers: ctx.store.instances(env.key)?,
+        isolated: ctx.store.isolated(env.key)?,
+    };
+    let path = ctx.ws.env_dir(&env.name).join(FILE);
+    crate::provision::write_atomic(&path, serde_json::to_string_pretty(&m)?.as_bytes())
+}
+
+/// The manifest in env folder `dir`, if there is one.
+pub fn read(dir: &Path) -> Result<Option<Manifest>> {
+    let path = dir.join(FILE);
+    match fs_err::read_to_string(&path) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
