@@ -363,10 +363,18 @@ pub struct InitArgs {
 }
 
 /// Build a demo workspace (two repos, `front` and `api`) and run the reference workflow in it
+///
+/// Running it again replaces an earlier demo, but only what the demo made and nobody changed
+/// since: a file added, `grove.toml` edited, uncommitted changes or a commit of anyone's in
+/// its repos or envs stops it (on a terminal, it asks).
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Folder for the demo workspace [default: ./grove-demo]
     pub dir: Option<PathBuf>,
+
+    /// Replace an earlier demo even when it holds work (grove lists what it throws away)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Builds the clap command, with a `--from-<layer>` flag per code layer of `config`.

@@ -199,7 +199,7 @@ fn destroy_without_a_tty_never_prompts() {
 /// Runs `grove destroy feat-01` on a pseudo-terminal (util-linux `script`), answering `answer`.
 fn destroy_on_a_tty(ws: &TestWorkspace, answer: &str) -> crate::common::Out {
     use std::io::Write;
-    let grove = crate::common::GROVE;
+    let grove = crate::common::grove_bin();
     let mut child = ws
         .command("script")
         .args(["-qec", &format!("{grove} destroy feat-01"), "/dev/null"])

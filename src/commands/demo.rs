@@ -12,12 +12,15 @@ use crate::commands::ps;
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::exec::Cmd;
+use crate::git::Repo;
 use crate::state::Store;
 use crate::workspace::{self, Workspace};
 use crate::{report, ui};
 
 /// Marks a folder as a grove demo, so running the demo again may replace it.
 const MARKER: &str = ".grove-demo";
+/// The author of the demo's own commits: any other author's commit is someone's work.
+const DEMO_EMAIL: &str = "demo@grove.invalid";
 
 const GROVE_TOML: &str = r#"# The grove demo workspace: two repos, a front and an API.
 [workspace]
@@ -110,7 +113,7 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from("grove-demo")),
     );
-    prepare_dir(&dir)?;
+    prepare_dir(&dir, args.force)?;
     ui::info(format!("building the demo workspace in {}", dir.display()));
     build(&dir).context("building the demo workspace")?;
 
@@ -177,41 +180,162 @@ fn show(ctx: &mut Ctx, opts: &CreateOpts) -> Result<()> {
     Ok(())
 }
 
-/// An earlier demo in `dir` is replaced (its envs forgotten); any other non-empty folder is
-/// left alone.
-fn prepare_dir(dir: &Path) -> Result<()> {
+/// An earlier demo in `dir` is replaced (its envs stopped and forgotten) when it holds no
+/// work; any other non-empty folder is left alone.
+fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    if dir.join(MARKER).exists() {
-        let root = dir.canonicalize()?;
-        // Its servers first: nothing of the old demo may keep running.
-        if let Ok(ws) = Workspace::discover(Some(&root), &root) {
-            let mut ctx = Ctx::open(ws)?;
-            for env in ctx.store.envs(ctx.ws_id)? {
-                crate::supervisor::stop_env(&mut ctx, &env, crate::sweep::Scope::All)?;
-            }
+    if !dir.join(MARKER).exists() {
+        if fs_err::read_dir(dir)?.next().is_some() {
+            return Err(
+                Fail::new(format!("{} exists and is not a grove demo", dir.display()))
+                    .hint("pass another folder: `grove demo DIR`")
+                    .into(),
+            );
         }
-        let mut store = Store::open(&workspace::grove_home()?)?;
-        store.forget_workspace(&root)?;
-        fs_err::remove_dir_all(dir)?;
         return Ok(());
     }
-    if fs_err::read_dir(dir)?.next().is_some() {
-        return Err(
-            Fail::new(format!("{} exists and is not a grove demo", dir.display()))
-                .hint("pass another folder: `grove demo DIR`")
-                .into(),
-        );
+    let root = dir.canonicalize()?;
+    let work = audit(&root)?;
+    if !work.is_empty() {
+        let list: String = work.iter().map(|w| format!("\n  {w}")).collect();
+        if force {
+            ui::warn(format!(
+                "replacing the demo in {} throws away:{list}",
+                root.display()
+            ));
+        } else if ui::interactive() {
+            ui::info(format!(
+                "the demo in {} holds work that replacing it would throw away:{list}",
+                root.display()
+            ));
+            if !ui::confirm("replace it anyway?") {
+                ui::info("nothing was changed");
+                return Err(crate::error::Exit(1).into());
+            }
+        } else {
+            return Err(Fail::new(format!(
+                "the demo in {} holds work that replacing it would throw away; nothing was changed:{list}",
+                root.display()
+            ))
+            .hint(format!(
+                "keep it and run the demo elsewhere (`grove demo DIR`), or `grove demo {} --force` to replace it",
+                crate::shq(&dir.to_string_lossy())
+            ))
+            .into());
+        }
     }
+    // Its servers first: nothing of the old demo may keep running.
+    if let Ok(ws) = Workspace::discover(Some(&root), &root) {
+        let mut ctx = Ctx::open(ws)?;
+        for env in ctx.store.envs(ctx.ws_id)? {
+            crate::supervisor::stop_env(&mut ctx, &env, crate::sweep::Scope::All)?;
+        }
+    }
+    let mut store = Store::open(&workspace::grove_home()?)?;
+    store.forget_workspace(&root)?;
+    fs_err::remove_dir_all(dir)?;
     Ok(())
+}
+
+/// What in an earlier demo is someone's work, which replacing it would lose: files the demo
+/// does not make, an edited grove.toml, uncommitted changes (and edits hidden by index flags)
+/// in any worktree of its repos, and commits no one but the demo made. Empty: the demo is as
+/// it made it, give or take envs, which hold nothing of anyone's either.
+fn audit(root: &Path) -> Result<Vec<String>> {
+    let mut work = Vec::new();
+    let known = [MARKER, "grove.toml", "front", "api", ".grove"];
+    for e in fs_err::read_dir(root)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if !known.contains(&name.as_str()) {
+            work.push(format!("{name}: not made by the demo"));
+        }
+    }
+    let toml = fs_err::read_to_string(root.join("grove.toml")).unwrap_or_default();
+    if toml != GROVE_TOML {
+        work.push("grove.toml: edited".into());
+    }
+    for repo in ["front", "api"] {
+        let repo_dir = root.join(repo);
+        if !repo_dir.join(".git").exists() {
+            continue;
+        }
+        let repo = Repo::new(&repo_dir);
+        for wt in repo.worktrees()? {
+            if !wt.path.join(".git").exists() {
+                continue;
+            }
+            let dirty = Repo::dirty_paths(&wt.path)?;
+            if !dirty.is_empty() {
+                let shown = wt
+                    .path
+                    .strip_prefix(root)
+                    .unwrap_or(&wt.path)
+                    .display()
+                    .to_string();
+                work.push(format!("{shown}: uncommitted: {}", dirty.join(", ")));
+            }
+        }
+        // Every ref and every worktree's HEAD (stash, tags, detached HEADs included).
+        let out = repo
+            .cmd()
+            .args(["log", "--all", "--format=%h%x00%ae%x00%s", "--"])
+            .run()?;
+        for line in out.stdout.lines() {
+            let mut f = line.splitn(3, '\0');
+            let (Some(h), Some(email), Some(subject)) = (f.next(), f.next(), f.next()) else {
+                continue;
+            };
+            if email != DEMO_EMAIL {
+                work.push(format!(
+                    "{}: commit {h} {subject}",
+                    repo.dir
+                        .file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+                ));
+            }
+        }
+    }
+    // The env folders: only grove's files and the worktrees (checked above) may be there.
+    let envs = root.join(".grove/envs");
+    if let Ok(entries) = fs_err::read_dir(&envs) {
+        for env in entries.flatten() {
+            if !env.path().is_dir() {
+                if env.file_name() != ".gitignore" {
+                    work.push(format!(
+                        ".grove/envs/{}: not made by grove",
+                        env.file_name().to_string_lossy()
+                    ));
+                }
+                continue;
+            }
+            for e in fs_err::read_dir(env.path())?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let grove_file = [
+                    crate::agent::CONTEXT_FILE,
+                    crate::agent::PROMPT_FILE,
+                    crate::manifest::FILE,
+                ]
+                .contains(&name.as_str());
+                let worktree = e.path().join(".git").is_file();
+                if !grove_file && !worktree {
+                    work.push(format!(
+                        ".grove/envs/{}/{name}: not made by grove",
+                        env.file_name().to_string_lossy()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(work)
 }
 
 fn build(dir: &Path) -> Result<()> {
     fs_err::create_dir_all(dir)?;
     fs_err::write(
         dir.join(MARKER),
-        "made by `grove demo`; running it again replaces this folder\n",
+        "made by `grove demo`; running it again replaces this folder if nothing in it is anyone's work\n",
     )?;
     fs_err::write(dir.join("grove.toml"), GROVE_TOML)?;
     let front = dir.join("front");
@@ -246,14 +370,19 @@ fn build(dir: &Path) -> Result<()> {
 
 /// git with a fixed identity: the demo must work on a machine where git has none configured.
 fn git(dir: &Path) -> Cmd {
-    crate::git::git(dir).args([
-        "-c",
-        "user.name=grove demo",
-        "-c",
-        "user.email=demo@grove.invalid",
-        "-c",
-        "commit.gpgsign=false",
-    ])
+    crate::git::git(dir)
+        .env_remove("GIT_AUTHOR_NAME")
+        .env_remove("GIT_AUTHOR_EMAIL")
+        .env_remove("GIT_COMMITTER_NAME")
+        .env_remove("GIT_COMMITTER_EMAIL")
+        .args([
+            "-c",
+            "user.name=grove demo",
+            "-c",
+            &format!("user.email={DEMO_EMAIL}"),
+            "-c",
+            "commit.gpgsign=false",
+        ])
 }
 
 fn init_repo(dir: &Path, files: &[(&str, &str)]) -> Result<()> {

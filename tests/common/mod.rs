@@ -13,7 +13,14 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-pub const GROVE: &str = env!("CARGO_BIN_EXE_grove");
+/// The grove under test: this build, or `GROVE_TEST_BIN` (a binary of another revision, to
+/// watch a new test fail against the code it is meant to catch).
+pub fn grove_bin() -> &'static str {
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("GROVE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_grove").to_string())
+    })
+}
 
 /// Ports for tests: 20000-29999, clear of well-known services and of Linux's ephemeral range
 /// (32768+), cut in blocks of [`BLOCK`].
@@ -298,7 +305,7 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
     fn apply_env(&self, cmd: &mut Command) {
         let base = self.tmp.path().canonicalize().unwrap();
         // grove on PATH, as once installed: agents and hooks call it by name.
-        let bin = Path::new(GROVE).parent().unwrap().to_path_buf();
+        let bin = Path::new(grove_bin()).parent().unwrap().to_path_buf();
         let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
             &std::env::var_os("PATH").unwrap_or_default(),
         )))
@@ -385,7 +392,7 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
 
     /// A `grove` command with the hermetic environment, run in the workspace folder.
     pub fn cmd(&self) -> Command {
-        self.command(GROVE)
+        self.command(grove_bin())
     }
 
     /// Any program, with the hermetic environment, run in the workspace folder.
