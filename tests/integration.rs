@@ -10,6 +10,7 @@ mod bad_input;
 mod commands;
 mod concurrency;
 mod isolation;
+mod matrix;
 mod review;
 mod rollback;
 mod safety;
