@@ -51,6 +51,7 @@ pub enum Command {
     Diff(DiffArgs),
     Check(CheckArgs),
     Destroy(DestroyArgs),
+    Doctor(DoctorArgs),
     Path(PathArgs),
     Env(EnvArgs),
     Exec(ExecArgs),
@@ -313,6 +314,26 @@ pub struct DestroyArgs {
     /// Keep the env's isolated databases (and what other recipes made), and say where they are
     #[arg(long)]
     pub keep_data: bool,
+}
+
+/// Check grove's state against git, the disk and the processes; `--fix` repairs what is safe
+///
+/// Finds: half-made or half-destroyed envs; envs whose worktree or branch is gone; folders in
+/// the envs folder that no env owns (an env the store lost is taken back from its folder);
+/// worktrees git lists that are gone; branches grove made for envs that no longer exist;
+/// processes grove started that outlived their env or command; port and Redis leases with no
+/// env; databases grove made for envs that are gone; logs of destroyed envs; workspaces whose
+/// folder is gone; a corrupt state.db. Exits 1 while any problem is left. `--fix` never
+/// deletes work: anything that holds some is left, with what to do.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Apply the safe fixes
+    #[arg(long)]
+    pub fix: bool,
+
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Print the path of an env's worktree (the first dedicated layer's unless LAYER is given)

@@ -76,13 +76,8 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
             (IsolateKind::Postgres, db, url)
         }
         Isolate::Redis => {
-            let (host, port) = supervisor::host_port(&shared)
+            let server = redis_server_key(&shared)
                 .ok_or_else(|| Fail::new(format!("cannot read host and port from `{shared}`")))?;
-            // Leases are per server, not per spelling of it: `localhost` and `127.0.0.1` are one.
-            let server = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                .ok()
-                .and_then(|mut a| a.next())
-                .map_or_else(|| format!("{host}:{port}"), |a| a.to_string());
             // The shared index is the main stack's, empty or not.
             let shared_db = redis_db_of(&shared);
             let probe_err = std::cell::RefCell::new(None);
@@ -201,8 +196,20 @@ pub fn undo(ctx: &Ctx, env: &EnvRow, layer_name: &str, resource: &str) -> Result
     }
 }
 
+/// The Redis server of `url` as leases name it: per server, not per spelling of it
+/// (`localhost` and `127.0.0.1` are one).
+pub fn redis_server_key(url: &str) -> Option<String> {
+    let (host, port) = supervisor::host_port(url)?;
+    Some(
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .ok()
+            .and_then(|mut a| a.next())
+            .map_or_else(|| format!("{host}:{port}"), |a| a.to_string()),
+    )
+}
+
 /// The database index a Redis URL names (0 when it names none).
-fn redis_db_of(url: &str) -> u32 {
+pub fn redis_db_of(url: &str) -> u32 {
     url.split_once("://")
         .and_then(|(_, r)| r.split_once('/'))
         .and_then(|(_, p)| p.split(['?', '#']).next()?.parse().ok())

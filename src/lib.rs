@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod ctx;
+pub mod doctor;
 pub mod error;
 pub mod exec;
 pub mod failpoint;

@@ -25,9 +25,15 @@ pub fn is_free(port: u16) -> bool {
     v4 && (!has_ipv6() || TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).is_ok())
 }
 
-/// Leases a port of `range` to `layer` of env `key`.
-pub fn lease(store: &mut Store, key: EnvKey, layer: &str, range: PortRange) -> Result<u16> {
-    if let Some(port) = store.lease_port(key, layer, (range.start, range.end), is_free)? {
+/// Leases a port of `range` to `layer` of env `key`: `prefer` if it is free, else the lowest.
+pub fn lease(
+    store: &mut Store,
+    key: EnvKey,
+    layer: &str,
+    range: PortRange,
+    prefer: Option<u16>,
+) -> Result<u16> {
+    if let Some(port) = store.lease_port(key, layer, (range.start, range.end), prefer, is_free)? {
         return Ok(port);
     }
     let leases = store.leases_in((range.start, range.end))?;

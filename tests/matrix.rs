@@ -315,3 +315,49 @@ fn work_in_the_second_layer_only_blocks_the_whole_destroy() {
     );
     assert!(!api.exists());
 }
+
+#[test]
+fn a_locked_worktree_is_refused_before_anything_is_removed() {
+    // git refuses to remove a locked worktree: destroy must find it before it removes front's,
+    // not stop half-way.
+    let ws = env(true);
+    let api = ws.worktree("feat-01", "api");
+    ws.git(
+        &ws.repo("api"),
+        &[
+            "worktree",
+            "lock",
+            "--reason",
+            "on a usb disk",
+            api.to_str().unwrap(),
+        ],
+    );
+    refused(&ws, &["api: the worktree is locked (on a usb disk)"]);
+    assert!(front(&ws).exists());
+    let out = destroyed(&ws, &["--force"]);
+    assert!(!api.exists(), "{out}");
+}
+
+#[test]
+fn force_lists_only_the_commits_no_other_ref_holds() {
+    // One commit pushed, one not: `--force` loses only the unpushed one, and says so.
+    let ws = env(false);
+    let wt = front(&ws);
+    let remote = ws.tmp.path().join("remote.git");
+    ws.git(
+        ws.tmp.path(),
+        &["init", "--quiet", "--bare", remote.to_str().unwrap()],
+    );
+    ws.git(&wt, &["remote", "add", "origin", remote.to_str().unwrap()]);
+    ws.commit(&wt, "p.txt", "p", "Pushed work");
+    ws.git(&wt, &["push", "--quiet", "-u", "origin", "feat-01"]);
+    ws.commit(&wt, "u.txt", "u", "Unpushed work");
+    let out = destroyed(&ws, &["--force"]);
+    assert!(
+        out.stderr
+            .contains("discarding 1 commit(s) that only `feat-01` held"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("Unpushed work"), "{out}");
+    assert!(!out.stderr.contains("Pushed work,"), "{out}");
+}

@@ -89,7 +89,8 @@ fn force_deletes_unmerged_branch_grove_created_and_lists_the_commits() {
     ws.commit(&wt, "a.txt", "a", "Precious work");
     let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
     assert!(
-        out.stderr.contains("discarding 1 commit(s) on `feat-01`"),
+        out.stderr
+            .contains("discarding 1 commit(s) that only `feat-01` held"),
         "{out}"
     );
     assert!(out.stderr.contains("Precious work"), "{out}");

@@ -454,7 +454,7 @@ fn make(
     for p in plans {
         check_interrupt()?;
         if let Some(range) = config.layers[&p.layer].ports {
-            let port = ports::lease(&mut ctx.store, env.key, &p.layer, range)?;
+            let port = ports::lease(&mut ctx.store, env.key, &p.layer, range, None)?;
             leased.insert(p.layer.clone(), port);
         }
     }

@@ -41,6 +41,11 @@ struct LayerCheck {
     /// Commits that only the worktree's HEAD holds: no ref keeps them once the worktree (and
     /// the branch, if it is deleted) is gone.
     orphans: Vec<String>,
+    /// What makes git refuse to remove the worktree without `--force` (a lock, submodules):
+    /// found before anything is removed, so that a destroy never stops half-way on it.
+    blockers: Vec<String>,
+    /// With `--force`: the branch's commits that no other ref holds (what deleting it loses).
+    branch_only: Vec<String>,
 }
 
 impl LayerCheck {
@@ -69,7 +74,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     let strays = strays(ctx, &env, &checks)?;
     let at_risk: Vec<&LayerCheck> = checks
         .iter()
-        .filter(|c| !c.dirty.is_empty() || !c.orphans.is_empty())
+        .filter(|c| !c.dirty.is_empty() || !c.orphans.is_empty() || !c.blockers.is_empty())
         .collect();
     if (!at_risk.is_empty() || !strays.is_empty()) && !args.force {
         let mut msg = format!(
@@ -92,6 +97,9 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
                     describe_head(c),
                     list(&c.orphans, SHOW_COMMITS)
                 ));
+            }
+            for b in &c.blockers {
+                msg.push_str(&format!("\n  {}: {b}", c.inst.layer));
             }
         }
         if !strays.is_empty() {
@@ -211,8 +219,30 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
             Vec::new()
         };
         let tip = repo.branch_tip(&inst.branch)?;
-        let elsewhere = repo
-            .worktrees()?
+        let worktrees = repo.worktrees()?;
+        let mut blockers = Vec::new();
+        if let Some(reason) = worktrees
+            .iter()
+            .find(|w| w.path == inst.worktree)
+            .and_then(|w| w.locked.clone())
+        {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
+            blockers.push(format!(
+                "the worktree is locked{why}: `git worktree unlock {}`",
+                crate::shq(&inst.worktree.to_string_lossy())
+            ));
+        }
+        if present && inst.worktree.join(".gitmodules").is_file() && has_submodules(&inst.worktree)?
+        {
+            blockers.push(
+                "it holds checked-out submodules, which grove does not check for work: look at them (`git submodule foreach git status`)".into(),
+            );
+        }
+        let elsewhere = worktrees
             .into_iter()
             .find(|w| {
                 w.branch.as_deref() == Some(inst.branch.as_str())
@@ -240,6 +270,8 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
             elsewhere,
             switched,
             orphans: Vec::new(),
+            blockers,
+            branch_only: Vec::new(),
         };
         // What no ref will hold once the worktree and the branch (if it goes) are gone: the
         // HEAD's own commits, and with `--force` the branch's unmerged ones.
@@ -248,10 +280,16 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
         } else {
             Vec::new()
         };
+        if force
+            && !c.unmerged.is_empty()
+            && let (Some(tip), false) = (&c.tip, dropped.is_empty())
+        {
+            c.branch_only = repo.unreferenced(&[tip.as_str()], &dropped, 200)?;
+        }
         if let Some(head) = head {
             let mut lost = repo.unreferenced(&[head.as_str()], &dropped, 200)?;
             // With `--force`, the branch's own commits are listed as such, not twice.
-            lost.retain(|l| !c.unmerged.contains(l));
+            lost.retain(|l| !c.branch_only.contains(l));
             c.orphans = lost;
         }
         checks.push(c);
@@ -339,11 +377,11 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
     let branch = &c.inst.branch;
     match (&c.tip, c.deletes_branch(force)) {
         (Some(tip), true) => {
-            if !c.unmerged.is_empty() {
+            if !c.branch_only.is_empty() {
                 ui::warn(format!(
-                    "{layer}: discarding {} commit(s) on `{branch}`: {}",
-                    c.unmerged.len(),
-                    list(&c.unmerged, 10)
+                    "{layer}: discarding {} commit(s) that only `{branch}` held: {}",
+                    c.branch_only.len(),
+                    list(&c.branch_only, SHOW_COMMITS)
                 ));
             }
             if repo.delete_branch_at(branch, tip)? {
@@ -380,6 +418,17 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
     failpoint::hit("destroy:after-branch");
     ctx.store.delete_instance(env.key, layer)?;
     Ok(())
+}
+
+/// Whether `worktree` has submodules checked out (`git submodule status` lines not marked `-`).
+fn has_submodules(worktree: &Path) -> Result<bool> {
+    let out = crate::git::git(worktree)
+        .args(["submodule", "status"])
+        .output()?;
+    Ok(out
+        .stdout
+        .lines()
+        .any(|l| !l.is_empty() && !l.starts_with('-')))
 }
 
 /// Files grove keeps in an env folder besides the worktrees.

@@ -5,6 +5,7 @@ mod agents;
 mod create;
 mod demo;
 mod destroy;
+mod doctor;
 mod envcmd;
 mod fanout;
 mod init;
@@ -21,6 +22,11 @@ use crate::cli::{Cli, Command};
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::workspace::Workspace;
+
+/// `grove destroy`, for `doctor --fix` finishing a half-done one.
+pub fn destroy_env(ctx: &mut Ctx, args: &crate::cli::DestroyArgs) -> Result<()> {
+    destroy::run(ctx, args)
+}
 
 pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()> {
     let ctx = || -> Result<Ctx> { Ctx::open(ws.clone()?) };
@@ -39,6 +45,7 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Restart(args) => servers::restart(&mut ctx()?, &args),
         Command::Logs(args) => logs::run(&ctx()?, &args),
         Command::Destroy(args) => destroy::run(&mut ctx()?, &args),
+        Command::Doctor(args) => doctor::run(ws, &args),
         Command::Path(args) => envcmd::path(&ctx()?, &args),
         Command::Env(args) => envcmd::env(&ctx()?, &args),
         Command::Exec(args) => envcmd::exec(&ctx()?, &args, cwd),

@@ -12,6 +12,8 @@ pub struct WorktreeEntry {
     pub branch: Option<String>,
     pub bare: bool,
     pub prunable: bool,
+    /// `git worktree lock`ed, with its reason (empty when none was given).
+    pub locked: Option<String>,
 }
 
 /// Records are separated by an empty field; fields are `key value` or a bare `key`.
@@ -45,6 +47,7 @@ pub fn worktree_list(out: &str) -> Vec<WorktreeEntry> {
                     }
                     "bare" => e.bare = true,
                     "prunable" => e.prunable = true,
+                    "locked" => e.locked = Some(value.to_string()),
                     _ => {}
                 }
             }

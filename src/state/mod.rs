@@ -638,11 +638,27 @@ impl Store {
         key: EnvKey,
         layer: &str,
         (start, end): (u16, u16),
+        prefer: Option<u16>,
         usable: impl Fn(u16) -> bool,
     ) -> Result<Option<u16>> {
         let tx = self.write()?;
-        let Some(port) = lowest_free(&tx, (start, end), usable)? else {
-            return Ok(None);
+        let preferred = match prefer.filter(|p| (start..=end).contains(p)) {
+            Some(p) => {
+                let leased: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM port_leases WHERE port = ?1)",
+                    [p],
+                    |r| r.get(0),
+                )?;
+                (!leased && usable(p)).then_some(p)
+            }
+            None => None,
+        };
+        let port = match preferred {
+            Some(p) => p,
+            None => match lowest_free(&tx, (start, end), usable)? {
+                Some(p) => p,
+                None => return Ok(None),
+            },
         };
         tx.execute(
             "INSERT INTO port_leases (port, env, layer, leased_at) VALUES (?1, ?2, ?3, ?4)",
@@ -1027,6 +1043,138 @@ impl Store {
             params![key, layer, c.passed, c.commit, c.duration_ms, c.log, c.finished_at],
         )?;
         Ok(())
+    }
+
+    /// Every env of every workspace, with its workspace's root: for machine-wide checks.
+    pub fn all_envs(&self) -> Result<Vec<(EnvRow, PathBuf)>> {
+        let cols = ENV_COLS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {cols}, w.root FROM envs e JOIN workspaces w ON w.id = e.workspace ORDER BY e.id"
+        ))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((env_row(r)?, PathBuf::from(r.get::<_, String>(8)?)))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Every workspace: id, root, name.
+    pub fn workspaces(&self) -> Result<Vec<(i64, PathBuf, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, root, name FROM workspaces ORDER BY id")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, PathBuf::from(r.get::<_, String>(1)?), r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Forgets workspace `id` and everything of it.
+    pub fn forget_workspace_id(&mut self, id: i64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM workspaces WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Port leases whose env has no instance of that layer: `(port, env name, layer)`.
+    pub fn stray_leases(&self) -> Result<Vec<(u16, String, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT p.port, e.name, p.layer FROM port_leases p JOIN envs e ON e.id = p.env
+             WHERE e.phase = 'ready' AND NOT EXISTS
+               (SELECT 1 FROM instances i WHERE i.env = p.env AND i.layer = p.layer)",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn delete_lease(&mut self, port: u16) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM port_leases WHERE port = ?1", [port])?;
+        Ok(())
+    }
+
+    /// Redis leases whose env has no isolated row for the layer: `(server, db, env name)`.
+    pub fn stray_redis_leases(&self) -> Result<Vec<(String, u32, String)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT l.server, l.db, e.name FROM redis_leases l JOIN envs e ON e.id = l.env
+             WHERE e.phase = 'ready' AND NOT EXISTS
+               (SELECT 1 FROM isolated i WHERE i.env = l.env AND i.layer = l.layer)",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    pub fn delete_redis_lease(&mut self, server: &str, db: u32) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM redis_leases WHERE server = ?1 AND db = ?2",
+            params![server, db],
+        )?;
+        Ok(())
+    }
+
+    /// Whether Redis database `db` of `server` is leased to an env.
+    pub fn redis_leased(&self, server: &str, db: u32) -> Result<bool> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM redis_leases WHERE server = ?1 AND db = ?2)",
+            params![server, db],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Leases exactly Redis database `db` of `server` to `layer` of env `key` (an env taken back
+    /// from its folder keeps the database it had). False when another env holds it.
+    pub fn lease_redis_exact(
+        &mut self,
+        server: &str,
+        db: u32,
+        key: EnvKey,
+        layer: &str,
+    ) -> Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO redis_leases (server, db, env, layer) VALUES (?1, ?2, ?3, ?4)",
+            params![server, db, key, layer],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Registers a finished env found on disk (its folder's manifest): `ready`, owned by
+    /// nobody. `None` when the name or the token is taken.
+    pub fn adopt_env(
+        &mut self,
+        ws: i64,
+        name: &str,
+        ident: &str,
+        token: &str,
+        created_at: i64,
+    ) -> Result<Option<EnvRow>> {
+        let tx = self.write()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO envs (workspace, name, ident, phase, created_at, token)
+             VALUES (?1, ?2, ?3, 'ready', ?4, ?5)",
+            params![ws, name, ident, created_at, token],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let key = tx.last_insert_rowid();
+        let row = tx.query_row(
+            &format!("SELECT {ENV_COLS} FROM envs WHERE id = ?1"),
+            [key],
+            env_row,
+        )?;
+        tx.commit()?;
+        Ok(Some(row))
     }
 
     /// Leases held in `start..=end`, with the env and workspace holding each.

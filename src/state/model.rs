@@ -148,7 +148,8 @@ pub struct Instance {
     /// The full ref the base named at create; `None` for a commit.
     pub base_ref: Option<String>,
     pub branch_created: bool,
-    #[serde(skip)]
+    /// The leased port (in a manifest: the one it had, tried first when taken back).
+    #[serde(default)]
     pub port: Option<u16>,
 }
 
