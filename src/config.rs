@@ -377,8 +377,19 @@ fn render_diags(path: &Path, src: &str, diags: &[Diag]) -> Fail {
 
 /// Reads and validates `path` (a grove.toml in workspace `root`).
 pub fn load(path: &Path, root: &Path) -> Result<Config, Fail> {
-    let src = fs_err::read_to_string(path)
-        .map_err(|e| Fail::new(format!("cannot read {}: {e}", path.display())))?;
+    let bytes =
+        fs_err::read(path).map_err(|e| Fail::new(format!("cannot read {}: {e}", path.display())))?;
+    let src = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let text = String::from_utf8_lossy(good);
+        let (line, col) = line_col(&text, text.len());
+        Fail::new(format!(
+            "{}:{line}:{col}: not UTF-8 text (byte {} is not valid UTF-8)",
+            path.display(),
+            good.len() + 1
+        ))
+        .hint("save grove.toml as UTF-8")
+    })?;
     parse(path, root, &src)
 }
 
@@ -388,6 +399,19 @@ pub fn parse(path: &Path, root: &Path, src: &str) -> Result<Config, Fail> {
         let mut msg = e.message().trim().to_string();
         if let Some(rest) = msg.strip_prefix("unknown field ") {
             msg = format!("unknown key {rest}");
+        }
+        // serde names grove's own types: say what the value should be instead.
+        for (ty, what) in [
+            ("RawPorts", "`ports` is a port (`3001`) or a range (`\"3001-3099\"`)"),
+            ("RawReady", "`ready` is a table, such as `{ http = \"/health\" }` or `{ tcp = true }`"),
+            ("RawIsolate", "`isolate` is a table, such as `{ kind = \"postgres\", template = \"app\" }`"),
+            ("RawAgent", "`[agent]` is a table"),
+            ("RawWorkspace", "`[workspace]` is a table"),
+            ("RawLayer", "a layer is a table: `[layers.NAME]`"),
+        ] {
+            if msg.contains(ty) {
+                msg = what.to_string();
+            }
         }
         let d = diag(span, msg).hint("see the grove.toml reference in the README");
         render_diags(path, src, &[d])
@@ -406,6 +430,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
     let names: Vec<String> = raw.layers.keys().map(|k| k.get_ref().clone()).collect();
     let mut layers = IndexMap::new();
     let mut ranges: Vec<(String, PortRange)> = Vec::new();
+    let mut repos: Vec<(PathBuf, String)> = Vec::new();
     for (key, raw_layer) in raw.layers {
         let name = key.get_ref().clone();
         if !valid_layer_name(&name) {
@@ -414,7 +439,17 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
                      (they become `--from-<layer>` flags and GROVE_<LAYER>_URL variables)",
             ));
         }
+        let repo_span = raw_layer.get_ref().repo.as_ref().map(Spanned::span);
         let layer = validate_layer(&name, raw_layer, &names, root, diags);
+        if let (Some(repo), Some(span)) = (&layer.repo, repo_span) {
+            if let Some((_, other)) = repos.iter().find(|(r, _)| r == repo) {
+                diags.push(
+                    diag(span, format!("layers `{other}` and `{name}` have the same repo {}", repo.display()))
+                        .hint("a repo is one layer: an env has one worktree and one branch per repo"),
+                );
+            }
+            repos.push((repo.clone(), name.clone()));
+        }
         if let Some(r) = layer.ports {
             if let Some((other, _)) = ranges.iter().find(|(_, o)| o.overlaps(&r)) {
                 diags.push(
@@ -497,14 +532,14 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
             let p = PathBuf::from(dir.get_ref());
             if dir.get_ref().trim().is_empty() {
                 diags.push(diag(dir.span(), "`envs_dir` is empty"));
-            } else if let Some(why) = bad_envs_dir(&root.join(&p), root, &layers) {
+            } else if let Some(why) = bad_envs_dir(&resolve(&root.join(&p)), root, &layers) {
                 diags.push(diag(dir.span(), format!("`envs_dir` {why}")).hint(
                     "env folders need a folder of their own, outside every repo's `.git` and not holding a repo; the default is `.grove/envs`",
                 ));
             }
-            root.join(p)
+            resolve(&root.join(p))
         }
-        None => root.join(DEFAULT_ENVS_DIR),
+        None => resolve(&root.join(DEFAULT_ENVS_DIR)),
     };
     let agent = raw.agent.map(|a| validate_agent(a, &layers, root, diags));
     let name = ws.name.map(Spanned::into_inner).unwrap_or_else(|| {
@@ -527,10 +562,10 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
 /// Why `dir` cannot hold env folders, if it cannot (checked on paths, without git).
 fn bad_envs_dir(dir: &Path, root: &Path, layers: &IndexMap<String, Layer>) -> Option<String> {
     let norm = normalize(dir);
-    if norm.components().any(|c| c.as_os_str() == ".git") {
+    if norm.components().any(|c| is_dot_git(c.as_os_str())) {
         return Some("is inside a `.git` folder".into());
     }
-    if norm == normalize(root) {
+    if norm == resolve(root) {
         return Some("is the workspace folder itself".into());
     }
     for l in layers.values() {
@@ -544,6 +579,46 @@ fn bad_envs_dir(dir: &Path, root: &Path, layers: &IndexMap<String, Layer>) -> Op
         }
     }
     None
+}
+
+/// `p` as it really is: `.` and `..` resolved, and the part that exists followed through its
+/// symbolic links (a link to a repo is that repo). The rest may not exist yet.
+fn resolve(p: &Path) -> PathBuf {
+    let norm = normalize(p);
+    let mut existing = norm.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut out = real;
+            out.extend(rest.iter().rev());
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return norm,
+        }
+    }
+}
+
+/// `.git`, in any case: a filesystem that ignores case (macOS's) takes `.GIT` for it.
+fn is_dot_git(name: &std::ffi::OsStr) -> bool {
+    name.to_str().is_some_and(|n| n.eq_ignore_ascii_case(".git"))
+}
+
+/// A `copy` or `dotenv` path written the one way: components joined by `/`, without `.` or
+/// a trailing `/` (`link/` would make `cp` follow the link `link` instead of copying it).
+fn clean_rel(p: &str) -> String {
+    Path::new(p)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// `p` with `.` and `..` resolved lexically (the folder may not exist yet).
@@ -660,6 +735,7 @@ fn inside_path(p: &str) -> bool {
         && path
             .components()
             .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().any(|c| matches!(c, Component::Normal(_)))
 }
 
 fn validate_layer(
@@ -828,7 +904,7 @@ fn validate_layer(
             );
         } else if Path::new(p.get_ref())
             .components()
-            .any(|c| c.as_os_str() == ".git")
+            .any(|c| is_dot_git(c.as_os_str()))
         {
             diags.push(
                 diag(p.span(), format!("`{}` is inside git's own `.git`", p.get_ref()))
@@ -836,9 +912,9 @@ fn validate_layer(
             );
         }
     }
-    for s in raw.setup.iter().chain(&raw.check) {
-        if s.get_ref().trim().is_empty() {
-            diags.push(diag(s.span(), "empty `setup` command"));
+    for (key, list) in [("setup", &raw.setup), ("check", &raw.check)] {
+        for s in list.iter().filter(|s| s.get_ref().trim().is_empty()) {
+            diags.push(diag(s.span(), format!("empty `{key}` command")));
         }
     }
     if let Some(r) = &raw.run
@@ -866,11 +942,11 @@ fn validate_layer(
         ports,
         shared_url: raw.shared_url.map(Spanned::into_inner),
         url,
-        copy: raw.copy.into_iter().map(Spanned::into_inner).collect(),
+        copy: raw.copy.iter().map(|c| clean_rel(c.get_ref())).collect(),
         setup: raw.setup.into_iter().map(Spanned::into_inner).collect(),
         ready,
         env,
-        dotenv: raw.dotenv.map(Spanned::into_inner),
+        dotenv: raw.dotenv.as_ref().map(|d| clean_rel(d.get_ref())),
         restart: raw.restart.map_or(Restart::OnFailure, Spanned::into_inner),
         isolate,
         check: raw.check.into_iter().map(Spanned::into_inner).collect(),

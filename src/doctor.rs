@@ -376,26 +376,27 @@ impl Doctor {
                 let checked_out = worktrees
                     .iter()
                     .any(|w| w.branch.as_deref() == Some(branch.as_str()));
-                let p = Problem::new(
-                    "stray-branch",
-                    format!("{} {branch}", repo_dir.display()),
-                    format!("branch `{branch}` was made by grove for an env that no longer exists"),
-                );
-                out.push(if tip == first && !checked_out {
-                    p.fix(
-                        "delete it (it holds no commit of its own)",
-                        Fix::DeleteBranch(repo_dir.clone(), branch, tip),
+                // Only a leftover: never moved since grove made it, checked out nowhere, and
+                // holding no commit another ref does not. A branch with work on it (one that
+                // destroy kept, say) is the user's, and no problem.
+                if tip != first
+                    || checked_out
+                    || !repo
+                        .unreferenced(&[tip.as_str()], &[format!("refs/heads/{branch}")], 1)?
+                        .is_empty()
+                {
+                    continue;
+                }
+                out.push(
+                    Problem::new(
+                        "stray-branch",
+                        format!("{} {branch}", repo_dir.display()),
+                        format!(
+                            "branch `{branch}` was left by grove for an env that no longer exists, with nothing of its own"
+                        ),
                     )
-                } else {
-                    let why = if checked_out {
-                        "it is checked out"
-                    } else {
-                        "it has commits since"
-                    };
-                    p.advice(format!(
-                        "kept: {why}; delete it yourself once you no longer need it"
-                    ))
-                });
+                    .fix("delete it", Fix::DeleteBranch(repo_dir.clone(), branch, tip)),
+                );
             }
         }
         Ok(())
@@ -518,8 +519,10 @@ impl Doctor {
             .collect();
         let known = self.known_envs()?;
         let mine = proc::ancestors();
+        let home = proc::home_id();
         let mut strays: Vec<(ProcId, Tag, String)> = Vec::new();
-        for (p, tag) in proc::tagged(|_| true) {
+        // Only this grove home's: another home's envs are another store's business.
+        for (p, tag) in proc::tagged(|t| t.home == home) {
             if mine.contains(&p.pid) {
                 continue;
             }
@@ -579,6 +582,16 @@ impl Doctor {
         })
     }
 
+    /// The log folder of the workspace at `root` (named `<name>-<hash of root>`), if any.
+    fn logs_of(&self, root: &Path) -> Option<PathBuf> {
+        let suffix = ws_hash(root);
+        std::fs::read_dir(self.home.join("logs"))
+            .ok()?
+            .flatten()
+            .find(|d| d.file_name().to_string_lossy().rsplit('-').next() == Some(suffix.as_str()))
+            .map(|d| d.path())
+    }
+
     /// Log folders of envs (or workspaces) the store does not know.
     fn logs(&self, out: &mut Vec<Problem>) -> Result<()> {
         let Ok(dirs) = fs_err::read_dir(self.home.join("logs")) else {
@@ -589,13 +602,9 @@ impl Doctor {
         for d in dirs.flatten() {
             let path = d.path();
             let key = d.file_name().to_string_lossy().into_owned();
-            let ws = workspaces.iter().find(|(_, root, _)| {
-                key.rsplit('-').next()
-                    == Some(&format!(
-                        "{:06x}",
-                        workspace::fnv1a(root.as_os_str().as_encoded_bytes()) & 0xff_ffff
-                    ))
-            });
+            let ws = workspaces
+                .iter()
+                .find(|(_, root, _)| key.rsplit('-').next() == Some(ws_hash(root).as_str()));
             let Some((_, root, _)) = ws else {
                 out.push(
                     Problem::new(
@@ -777,10 +786,28 @@ impl Doctor {
                     .filter(|p| !mine.contains(&p.pid))
                     .collect();
                 proc::stop_all(&procs, Duration::from_secs(5));
-                self.store_mut().forget_workspace_id(id)
+                let root = self
+                    .store()
+                    .workspaces()?
+                    .into_iter()
+                    .find(|(i, _, _)| *i == id)
+                    .map(|(_, r, _)| r);
+                self.store_mut().forget_workspace_id(id)?;
+                if let Some(logs) = root.and_then(|r| self.logs_of(&r)) {
+                    let _ = fs_err::remove_dir_all(logs);
+                }
+                Ok(())
             }
         }
     }
+}
+
+/// The hash a workspace's log folder name ends with (see [`crate::workspace::Workspace::key`]).
+fn ws_hash(root: &Path) -> String {
+    format!(
+        "{:06x}",
+        workspace::fnv1a(root.as_os_str().as_encoded_bytes()) & 0xff_ffff
+    )
 }
 
 fn role_name(tag: &Tag) -> String {

@@ -126,6 +126,13 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
         return match ws {
             // The flag may well be right: the config that would define it did not load.
             Err(fail) => report(&fail.clone().into()),
+            Ok(ws) if kind == "isolate" && ws.config.layers.contains_key(&layer) => {
+                let fail = Fail::usage(format!(
+                    "layer `{layer}` has no `isolate` recipe: `--isolate-{layer}` does not exist"
+                ))
+                .hint(format!("add `isolate = {{ kind = \"postgres\", template = \"…\" }}` (or your own) to [layers.{layer}]"));
+                report(&fail.into())
+            }
             Ok(ws) => {
                 let (known, what) = if kind == "from" {
                     (ws.config.code_layers(), "code layers")
@@ -180,6 +187,14 @@ pub fn report(err: &anyhow::Error) -> i32 {
     if let Some(busy) = state::lock_problem(err) {
         ui::error(&busy.msg, &causes, busy.hint.as_deref());
         return busy.code;
+    }
+    if let Some(corrupt) = state::corrupt_problem(err) {
+        ui::error(
+            &corrupt.to_string(),
+            &[],
+            Some("`grove doctor --fix` sets it aside and takes the envs back from their folders"),
+        );
+        return 1;
     }
     ui::error(
         &err.to_string(),

@@ -30,6 +30,20 @@ pub fn env_name(name: &str) -> Result<String> {
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("it contains whitespace or control characters"));
     }
+    if let Some(c) = name.chars().find(|c| invisible(*c)) {
+        return Err(bad(&format!(
+            "it contains the invisible character U+{:04X}, which would make it look like another name",
+            u32::from(c)
+        )));
+    }
+    // git accepts these as branch names, but they read as something else: `@` is HEAD to
+    // git, `refs/…` and `…/HEAD` look like other refs.
+    if name == "@" {
+        return Err(bad("`@` means HEAD to git"));
+    }
+    if name.starts_with("refs/") || name.split('/').any(|c| c == "HEAD") {
+        return Err(bad("it reads as a ref (`refs/…` or `HEAD`), not a branch"));
+    }
     if name.chars().count() > MAX_NAME_LEN {
         return Err(bad(&format!("it is longer than {MAX_NAME_LEN} characters")));
     }
@@ -43,6 +57,15 @@ pub fn env_name(name: &str) -> Result<String> {
         return Err(bad("it cannot be used as a folder name"));
     }
     Ok(env)
+}
+
+/// Characters that show as nothing (or reorder what follows): zero-width spaces and joiners,
+/// bidirectional controls, the soft hyphen, the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x2069 | 0xFEFF
+    )
 }
 
 /// The identifier form of an env name: lowercase `[a-z0-9_]`, starting with a letter, at most
@@ -111,7 +134,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_names_before_asking_git() {
-        for bad in ["", "-x", "a..b", "a b", "a\tb", "a\u{7}b", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "-x",
+            "a..b",
+            "a b",
+            "a\tb",
+            "a\u{7}b",
+            &"x".repeat(65),
+            "@",
+            "refs/heads/x",
+            "x/HEAD",
+            "HEAD",
+            "a\u{200B}b",
+            "a\u{202E}b",
+        ] {
             assert!(env_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -142,19 +142,37 @@ impl Role {
     }
 }
 
-/// The value of [`TOKEN_VAR`]: `<env token>:<role>[:<layer>][@<pid>.<start>]`, the owner
-/// being the grove process that started it when it matters (a `grove exec` still running).
+/// The value of [`TOKEN_VAR`]: `<home>.<env token>:<role>[:<layer>][@<pid>.<start>]`. `home`
+/// names the grove home (the store) the env belongs to, so that `doctor` never judges the
+/// processes of another one (another user's, a test's) as strays of its own; the owner is the
+/// grove process that started it, when it matters (a `grove exec` still running).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
+    pub home: String,
     pub env: String,
     pub role: Role,
     pub layer: Option<String>,
     pub owner: Option<ProcId>,
 }
 
+/// This grove home's id in tags: a hash of its path.
+pub fn home_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let home = crate::workspace::grove_home().unwrap_or_default();
+        let home = std::fs::canonicalize(&home).unwrap_or(home);
+        format!(
+            "{:08x}",
+            crate::workspace::fnv1a(home.as_os_str().as_encoded_bytes()) & 0xffff_ffff
+        )
+    })
+    .clone()
+}
+
 impl Tag {
     pub fn new(env: &str, role: Role) -> Self {
         Self {
+            home: home_id(),
             env: env.to_string(),
             role,
             layer: None,
@@ -175,7 +193,7 @@ impl Tag {
     }
 
     pub fn render(&self) -> String {
-        let mut s = format!("{}:{}", self.env, self.role.as_str());
+        let mut s = format!("{}.{}:{}", self.home, self.env, self.role.as_str());
         if let Some(l) = &self.layer {
             s.push(':');
             s.push_str(l);
@@ -199,11 +217,15 @@ impl Tag {
             None => (s, None),
         };
         let mut parts = body.splitn(3, ':');
-        let env = parts.next().filter(|e| !e.is_empty())?.to_string();
+        let (home, env) = parts.next()?.split_once('.')?;
+        if home.is_empty() || env.is_empty() {
+            return None;
+        }
         let role = Role::parse(parts.next()?)?;
         let layer = parts.next().map(str::to_string);
         Some(Self {
-            env,
+            home: home.to_string(),
+            env: env.to_string(),
             role,
             layer,
             owner,
@@ -512,9 +534,12 @@ mod tests {
                 tag.render()
             );
         }
-        assert_eq!(Tag::parse("abc:bogus"), None);
-        assert_eq!(Tag::parse(":server"), None);
-        assert_eq!(Tag::parse("abc:exec@12"), None);
+        assert_eq!(Tag::parse("h.abc:bogus"), None);
+        assert_eq!(Tag::parse("h.:server"), None);
+        assert_eq!(Tag::parse("abc:server"), None);
+        assert_eq!(Tag::parse("h.abc:exec@12"), None);
+        let t = Tag::parse("0a0b.abc:server:front").unwrap();
+        assert_eq!((t.home.as_str(), t.env.as_str()), ("0a0b", "abc"));
         assert_ne!(new_token(), new_token());
         assert_eq!(new_token().len(), 24);
     }

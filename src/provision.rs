@@ -136,19 +136,38 @@ pub fn copy_ignored(from: &Path, to: &Path, paths: &[String], layer: &str) -> Re
     Ok(())
 }
 
-/// Writes the dotenv block into `worktree/rel`, refusing a path that leads out of the worktree
-/// or is itself a symbolic link.
-pub fn write_dotenv_in(worktree: &Path, rel: &str, lines: &[String], layer: &str) -> Result<()> {
+/// Where the dotenv file `rel` of `worktree` really is: its path, and its path relative to the
+/// worktree as git sees it (through any link inside the worktree). Refused when the path would
+/// leave the worktree, when it is itself a symbolic link, or when git tracks the file there.
+/// Checked before anything is written, `info/exclude` included.
+pub fn dotenv_target(worktree: &Path, rel: &str, layer: &str) -> Result<(PathBuf, String)> {
     let what = format!("`dotenv` of layer `{layer}`");
     let path = path_inside(worktree, rel, &what)?;
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(
-            Fail::new(format!("{what} `{rel}` is a symbolic link in the worktree"))
-                .hint("grove writes the dotenv file only as a plain file inside the worktree")
-                .into(),
-        );
+        return Err(Fail::new(format!(
+            "{what} `{rel}` is a symbolic link in the worktree"
+        ))
+        .hint("grove writes the dotenv file only as a plain file inside the worktree")
+        .into());
     }
-    write_dotenv(&path, lines)
+    let real_root = fs_err::canonicalize(worktree)?;
+    let real_parent = fs_err::canonicalize(path.parent().context("no parent")?)?;
+    let real = real_parent.join(path.file_name().context("no file name")?);
+    let real_rel = real
+        .strip_prefix(&real_root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|_| Fail::new(format!("{what} `{rel}` leads out of the worktree")))?;
+    let tracked = crate::git::git(worktree)
+        .args(["ls-files", "-z", "--", &real_rel])
+        .run()?;
+    if !tracked.stdout.is_empty() {
+        return Err(Fail::new(format!(
+            "{what} `{rel}` is `{real_rel}`, a file git tracks"
+        ))
+        .hint("grove rewrites that file in every env; name a file the repo does not track, such as `.env.grove`")
+        .into());
+    }
+    Ok((path, real_rel))
 }
 
 pub const BLOCK_START: &str = "# >>> grove: managed block, rewritten by grove; edit outside it >>>";

@@ -150,16 +150,23 @@ fn undo_branch(repo: &Repo, name: &str, sha: &str, env: &EnvRow) {
         .ok()
         .flatten()
         .is_some_and(|o| marker_token(&o) == Some(env.token.as_str()));
-    if tip != sha || !ours {
-        ui::warn(format!(
-            "kept branch `{name}` in {}: {}",
-            repo.dir.display(),
-            if ours {
-                "it has moved since grove created it"
-            } else {
-                "grove did not create it"
-            }
-        ));
+    // Made at the base's commit: if the base was deleted since, it is the only ref left
+    // holding the base's commits, and it stays.
+    let sole_holder = || {
+        repo.unreferenced(&[sha], &[format!("refs/heads/{name}")], 1)
+            .map_or(true, |l| !l.is_empty())
+    };
+    let why = if !ours {
+        "grove did not create it"
+    } else if tip != sha {
+        "it has moved since grove created it"
+    } else if sole_holder() {
+        "no other ref holds its commits (was its base deleted?)"
+    } else {
+        ""
+    };
+    if !why.is_empty() {
+        ui::warn(format!("kept branch `{name}` in {}: {why}", repo.dir.display()));
         return;
     }
     if !repo.delete_branch_at(name, sha).unwrap_or(false) {

@@ -9,6 +9,7 @@ mod agents;
 mod bad_input;
 mod commands;
 mod concurrency;
+mod crash;
 mod isolation;
 mod matrix;
 mod review;

@@ -543,14 +543,10 @@ fn make(
         provision::copy_ignored(&p.repo.dir, &p.worktree, &layer.copy, &p.layer)?;
         failpoint::hit("create:after-copy");
         if let Some(dotenv) = &layer.dotenv {
-            provision::keep_out_of_diff(&p.repo, &p.worktree, dotenv)?;
-            provision::write_dotenv_in(
-                &p.worktree,
-                dotenv,
-                &crate::vars::dotenv_lines(&vars),
-                &p.layer,
-            )
-            .with_context(|| format!("writing {dotenv} in the {} worktree", p.layer))?;
+            let (path, real) = provision::dotenv_target(&p.worktree, dotenv, &p.layer)?;
+            provision::keep_out_of_diff(&p.repo, &p.worktree, &real)?;
+            provision::write_dotenv(&path, &crate::vars::dotenv_lines(&vars))
+                .with_context(|| format!("writing {dotenv} in the {} worktree", p.layer))?;
             failpoint::hit("create:after-dotenv");
         }
         let tag = Tag::new(&env.token, Role::Setup)

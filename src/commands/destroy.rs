@@ -44,7 +44,8 @@ struct LayerCheck {
     /// What makes git refuse to remove the worktree without `--force` (a lock, submodules):
     /// found before anything is removed, so that a destroy never stops half-way on it.
     blockers: Vec<String>,
-    /// With `--force`: the branch's commits that no other ref holds (what deleting it loses).
+    /// The branch's commits that no other ref holds: what deleting it would lose. Usually its
+    /// unmerged commits; also its base's, when that base was deleted since.
     branch_only: Vec<String>,
 }
 
@@ -56,7 +57,7 @@ impl LayerCheck {
         self.inst.branch_created
             && self.tip.is_some()
             && self.elsewhere.is_none()
-            && (self.unmerged.is_empty() || force)
+            && ((self.unmerged.is_empty() && self.branch_only.is_empty()) || force)
     }
 }
 
@@ -273,19 +274,18 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
             blockers,
             branch_only: Vec::new(),
         };
+        if let (Some(tip), true, None) = (&c.tip, c.inst.branch_created, &c.elsewhere) {
+            let me = [format!("refs/heads/{}", c.inst.branch)];
+            c.branch_only = repo.unreferenced(&[tip.as_str()], &me, 200)?;
+        }
         // What no ref will hold once the worktree and the branch (if it goes) are gone: the
-        // HEAD's own commits, and with `--force` the branch's unmerged ones.
+        // HEAD's own commits, and with `--force` the branch's own.
         let dropped: Vec<String> = if c.deletes_branch(force) {
             vec![format!("refs/heads/{}", c.inst.branch)]
         } else {
             Vec::new()
         };
-        if force
-            && !c.unmerged.is_empty()
-            && let (Some(tip), false) = (&c.tip, dropped.is_empty())
-        {
-            c.branch_only = repo.unreferenced(&[tip.as_str()], &dropped, 200)?;
-        }
+
         if let Some(head) = head {
             let mut lost = repo.unreferenced(&[head.as_str()], &dropped, 200)?;
             // With `--force`, the branch's own commits are listed as such, not twice.
@@ -403,6 +403,11 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
                 "  {layer}  kept branch `{branch}`: it existed before the env"
             ));
         }
+        (Some(_), false) if c.unmerged.is_empty() => ui::info(format!(
+            "  {layer}  kept branch `{branch}`: no other branch holds its {} commit(s) (was its base `{}` deleted?)",
+            c.branch_only.len(),
+            c.inst.base
+        )),
         (Some(_), false) => ui::info(format!(
             "  {layer}  kept branch `{branch}`: {} commit(s) not in {}",
             c.unmerged.len(),

@@ -55,12 +55,30 @@ pub fn run(ws: Result<Workspace, Fail>, args: &DoctorArgs) -> Result<()> {
     };
     problems.extend(doctor.examine()?);
     if args.fix {
-        crate::interrupt::guard();
-        for p in problems
-            .iter_mut()
-            .filter(|p| p.fixable && p.fixed.is_none())
-        {
-            doctor.apply(p);
+        // A fix can make another possible (a folder removed frees the branch it had checked
+        // out; a rolled-back env leaves its logs): look again until nothing new is fixable.
+        for _ in 0..3 {
+            let mut applied = false;
+            for p in problems
+                .iter_mut()
+                .filter(|p| p.fixable && p.fixed.is_none())
+            {
+                doctor.apply(p);
+                applied = true;
+            }
+            if !applied {
+                break;
+            }
+            // Fixed or tried (and failed, said why): not again. What else is still wrong is
+            // reported as it is now.
+            let tried = |n: &Problem, ps: &[Problem]| {
+                ps.iter()
+                    .any(|p| p.fixed.is_some() && p.kind == n.kind && p.subject == n.subject)
+            };
+            let again = doctor.examine()?;
+            let new: Vec<Problem> = again.into_iter().filter(|n| !tried(n, &problems)).collect();
+            problems.retain(|p| p.fixed.is_some());
+            problems.extend(new);
         }
     }
     finish(&problems, ws.as_ref().ok(), &db, args)

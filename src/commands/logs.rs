@@ -43,8 +43,13 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         Some(l) => {
             return Err(Fail::new(format!("env `{}` has no server `{l}`", env.name))
                 .hint(format!(
-                    "logs of this env: {}, setup, agent, supervisor",
-                    servers.join(", ")
+                    "logs of this env: {}",
+                    servers
+                        .iter()
+                        .map(String::as_str)
+                        .chain(["setup", "agent", "supervisor"])
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
                 .into());
         }

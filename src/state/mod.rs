@@ -259,7 +259,7 @@ impl Store {
         let path = home.join(DB_FILE);
         if !path.exists() {
             create_private(&path).map_err(|e| unwritable(&e))?;
-            if home.join("logs").is_dir() {
+            if home.join("logs").is_dir() || home.join("locks").is_dir() {
                 // grove has run here before: its store is gone, not new.
                 crate::ui::warn(format!(
                     "grove's state store {} was missing (deleted?): started an empty one; \

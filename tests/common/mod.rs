@@ -452,6 +452,55 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
     }
 }
 
+impl TestWorkspace {
+    /// Live processes grove started for this test (they carry `GROVE_TOKEN` and this test's
+    /// `GROVE_HOME`), with their tag: `(pid, tag)`.
+    pub fn tagged_processes(&self) -> Vec<(i32, String)> {
+        let home = format!("GROVE_HOME={}", self.grove_home.display());
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let vars: Vec<String> = environ
+                .split(|b| *b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            let Some(tag) = vars.iter().find_map(|v| v.strip_prefix("GROVE_TOKEN=")) else {
+                continue;
+            };
+            if !vars.iter().any(|v| *v == home) || is_zombie(pid) {
+                continue;
+            }
+            out.push((pid, tag.to_string()));
+        }
+        out
+    }
+}
+
+impl TestWorkspace {
+    /// Kills whatever grove started for this test that is still running (a failed test's).
+    fn kill_tagged(&self) {
+        for (pid, _) in self.tagged_processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_none_or(|st| st == "Z" || st == "X")
+    })
+}
+
 impl Drop for TestWorkspace {
     /// No test leaves a process behind, even one that failed half-way: every supervisor this
     /// GROVE_HOME knows is asked to stop (its guards stop the servers), then anything left in
@@ -459,8 +508,12 @@ impl Drop for TestWorkspace {
     fn drop(&mut self) {
         let _ = self.command("tmux").arg("kill-server").output();
         let db = self.grove_home.join("state.db");
-        let Ok(conn) = rusqlite::Connection::open(db) else {
-            return;
+        let conn = match rusqlite::Connection::open(db) {
+            Ok(conn) => conn,
+            Err(_) => {
+                self.kill_tagged();
+                return;
+            }
         };
         let pids = |sql: &str| -> Vec<i32> {
             conn.prepare(sql)
@@ -484,6 +537,7 @@ impl Drop for TestWorkspace {
                 );
             }
         }
+        self.kill_tagged();
     }
 }
 

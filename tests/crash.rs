@@ -1,0 +1,489 @@
+//! The crash suite. grove is killed (an abort: as abrupt as kill -9, no rollback, no
+//! destructor) at every named step of `create`, `destroy`, `down`, `up`, the supervisor,
+//! isolation and the undo of a half-made env (`GROVE_CRASH_AT`, debug builds); then the next
+//! command runs, and the invariants are audited from the store, git, the disk and `/proc`:
+//!
+//! - the worktrees and branches of each repo are exactly the store's (no user-owned ones here);
+//! - every port lease belongs to an env's layer, every env folder and isolated mark to an env;
+//! - no journal is left, no env is half-made or half-destroyed;
+//! - every process carrying this test's env tokens belongs to a live env part (a supervised
+//!   server, an agent), none to a finished command;
+//! - and once the env is destroyed, nothing at all is left: no process, worktree, branch,
+//!   lease, folder, mark or log.
+//!
+//! `every_failpoint_is_exercised` fails when grove gains a failpoint this suite does not crash.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+
+use crate::common::{Postgres, Redis, TestWorkspace, list_dir, wait_until};
+
+const REPOS: &[&str] = &["front", "api"];
+const CREATE: &[&str] = &["create", "feat-01", "--from-api=main", "--isolate-events"];
+
+/// Two layers running supervised test servers (front forks a daemon that leaves its session),
+/// with `copy`, `dotenv` and a `setup` step (slow on demand), and an infra layer isolated by
+/// a recipe that leaves a mark (a folder per env).
+fn workspace() -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(REPOS);
+    std::fs::write(ws.repo("front").join(".env"), "SECRET=1\n").unwrap();
+    let front = r#"copy = [".env"]
+dotenv = ".env.grove"
+setup = ["if [ -n \"$SLOW_SETUP\" ]; then sleep 60; fi; echo set up"]
+env.DAEMON = "1""#;
+    let mut toml = ws.servers_config(front, "");
+    toml.push_str(&format!(
+        "\n[layers.events]\nshared_url = \"kafka://127.0.0.1:9\"\n\
+         isolate.create = \"mkdir -p {m}/$GROVE_ENV_ID\"\n\
+         isolate.destroy = \"rm -rf {m}/$GROVE_ENV_ID\"\n",
+        m = marks(&ws).display()
+    ));
+    ws.write_config(&toml);
+    ws
+}
+
+fn marks(ws: &TestWorkspace) -> PathBuf {
+    ws.tmp.path().join("marks")
+}
+
+/// Runs grove with `args`, told to die at `failpoint`; checks that it did (or, for a failpoint
+/// of the supervisor, that the supervisor did and the command said so).
+#[track_caller]
+fn crash(ws: &TestWorkspace, failpoint: &str, args: &[&str], env: &[(&str, &str)]) {
+    let mut cmd = ws.cmd();
+    cmd.env("GROVE_CRASH_AT", failpoint).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if failpoint.starts_with("supervise:") {
+        assert_eq!(out.status.code(), Some(1), "{failpoint}: {stderr}");
+        assert!(stderr.contains("supervisor"), "{failpoint}: {stderr}");
+    } else {
+        assert_eq!(
+            out.status.signal(),
+            Some(6),
+            "{failpoint} was not hit by `grove {}`: {:?}\n{stderr}",
+            args.join(" "),
+            out.status
+        );
+    }
+}
+
+/// The store's rows this suite audits, read with SQL (not through grove).
+struct Rows {
+    journal: usize,
+    /// name → (phase, token, key)
+    envs: HashMap<String, (String, String, i64)>,
+    /// (env key, layer, worktree, branch, repo)
+    instances: Vec<(i64, String, PathBuf, String, PathBuf)>,
+    /// (port, env key, layer)
+    leases: Vec<(u16, i64, String)>,
+    /// (env key, layer, resource)
+    isolated: Vec<(i64, String, String)>,
+    /// env key → supervisor pid
+    supervisors: HashMap<i64, i32>,
+}
+
+fn rows(ws: &TestWorkspace) -> Rows {
+    let conn = rusqlite::Connection::open(ws.grove_home.join("state.db")).unwrap();
+    let all = |sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let text = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Text(t) => t.clone(),
+        other => format!("{other:?}"),
+    };
+    let int = |v: &rusqlite::types::Value| match v {
+        rusqlite::types::Value::Integer(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    };
+    Rows {
+        journal: all("SELECT id FROM journal").len(),
+        envs: all("SELECT name, phase, token, id FROM envs")
+            .iter()
+            .map(|r| (text(&r[0]), (text(&r[1]), text(&r[2]), int(&r[3]))))
+            .collect(),
+        instances: all("SELECT env, layer, worktree, branch, repo FROM instances")
+            .iter()
+            .map(|r| {
+                (
+                    int(&r[0]),
+                    text(&r[1]),
+                    PathBuf::from(text(&r[2])),
+                    text(&r[3]),
+                    PathBuf::from(text(&r[4])),
+                )
+            })
+            .collect(),
+        leases: all("SELECT port, env, layer FROM port_leases")
+            .iter()
+            .map(|r| (u16::try_from(int(&r[0])).unwrap(), int(&r[1]), text(&r[2])))
+            .collect(),
+        isolated: all("SELECT env, layer, resource FROM isolated")
+            .iter()
+            .map(|r| (int(&r[0]), text(&r[1]), text(&r[2])))
+            .collect(),
+        supervisors: all("SELECT env, pid FROM supervisors")
+            .iter()
+            .map(|r| (int(&r[0]), i32::try_from(int(&r[1])).unwrap()))
+            .collect(),
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X")
+    })
+}
+
+/// The invariants that must hold whenever no grove command is running. Returns violations.
+fn violations(ws: &TestWorkspace) -> Vec<String> {
+    let r = rows(ws);
+    let mut v = Vec::new();
+    if r.journal > 0 {
+        v.push(format!("{} journal entries left", r.journal));
+    }
+    for (name, (phase, _, _)) in &r.envs {
+        if phase != "ready" {
+            v.push(format!("env {name} is {phase}"));
+        }
+    }
+    let envs_dir = ws.root.join(".grove/envs");
+    for repo in REPOS {
+        let known: BTreeSet<PathBuf> = r
+            .instances
+            .iter()
+            .filter(|i| i.4 == ws.repo(repo))
+            .map(|i| i.2.clone())
+            .collect();
+        let git: BTreeSet<PathBuf> = ws
+            .worktrees(repo)
+            .into_iter()
+            .filter(|p| p.starts_with(&envs_dir))
+            .collect();
+        if known != git {
+            v.push(format!("{repo}: store worktrees {known:?}, git's {git:?}"));
+        }
+        for wt in &known {
+            if !wt.join(".git").is_file() {
+                v.push(format!("{repo}: worktree {} missing on disk", wt.display()));
+            }
+        }
+        let branches: BTreeSet<String> = ws
+            .branches(repo)
+            .into_iter()
+            .filter(|b| b != "main")
+            .collect();
+        let expected: BTreeSet<String> = r
+            .instances
+            .iter()
+            .filter(|i| i.4 == ws.repo(repo))
+            .map(|i| i.3.clone())
+            .collect();
+        if branches != expected {
+            v.push(format!(
+                "{repo}: branches {branches:?}, store's {expected:?}"
+            ));
+        }
+    }
+    for (port, env, layer) in &r.leases {
+        if !r.instances.iter().any(|i| i.0 == *env && &i.1 == layer) {
+            v.push(format!(
+                "lease {port} of env {env} has no `{layer}` instance"
+            ));
+        }
+    }
+    let folders: BTreeSet<String> = list_dir(&envs_dir).into_iter().collect();
+    let names: BTreeSet<String> = r.envs.keys().cloned().collect();
+    if folders != names {
+        v.push(format!("env folders {folders:?}, envs {names:?}"));
+    }
+    let made: BTreeSet<String> = list_dir(&marks(ws)).into_iter().collect();
+    let recorded: BTreeSet<String> = r
+        .isolated
+        .iter()
+        .filter(|i| i.1 == "events")
+        .map(|i| i.2.clone())
+        .collect();
+    if made != recorded {
+        v.push(format!("isolated marks {made:?}, store's {recorded:?}"));
+    }
+    let by_token: HashMap<&str, i64> = r.envs.values().map(|(_, t, k)| (t.as_str(), *k)).collect();
+    for (pid, tag) in ws.tagged_processes() {
+        // `<home>.<token>:<role>…`
+        let (head, rest) = tag.split_once(':').unwrap_or((&tag, ""));
+        let token = head.split_once('.').map_or(head, |(_, t)| t);
+        let role = rest.split([':', '@']).next().unwrap_or("");
+        let Some(key) = by_token.get(token) else {
+            v.push(format!("pid {pid} ({tag}) belongs to no env"));
+            continue;
+        };
+        let supervised = r.supervisors.get(key).is_some_and(|p| alive(*p));
+        let ok = match role {
+            "server" | "probe" => supervised,
+            "agent" => true,
+            _ => false,
+        };
+        if !ok {
+            v.push(format!("pid {pid} ({tag}) left running"));
+        }
+    }
+    v
+}
+
+#[track_caller]
+fn assert_consistent(ws: &TestWorkspace, when: &str) {
+    let v = violations(ws);
+    assert!(v.is_empty(), "{when}: {v:#?}");
+}
+
+/// Nothing at all is left of any env.
+#[track_caller]
+fn assert_nothing_left(ws: &TestWorkspace, when: &str) {
+    // Stopped processes may take a moment to be reaped by their parent.
+    wait_until(10, || ws.tagged_processes().is_empty());
+    assert_consistent(ws, when);
+    let r = rows(ws);
+    assert!(r.envs.is_empty(), "{when}: envs {:?}", r.envs.keys());
+    assert!(r.leases.is_empty(), "{when}: leases {:?}", r.leases);
+    for repo in REPOS {
+        assert_eq!(ws.branches(repo), vec!["main"], "{when}");
+        assert_eq!(ws.worktrees(repo), vec![ws.repo(repo)], "{when}");
+    }
+    assert!(
+        ws.tagged_processes().is_empty(),
+        "{when}: {:?}",
+        ws.tagged_processes()
+    );
+    assert!(list_dir(&marks(ws)).is_empty(), "{when}");
+}
+
+#[track_caller]
+fn grove_ok(ws: &TestWorkspace, args: &[&str]) {
+    ws.grove(args).success();
+}
+
+/// Crashes `create` at `failpoint`; the retry (which first undoes the half-made env) works.
+fn crash_create(failpoint: &str) {
+    let ws = workspace();
+    let slow = [("SLOW_SETUP", "1")];
+    let env: &[(&str, &str)] = if failpoint == "create:during-setup" {
+        &slow
+    } else {
+        &[]
+    };
+    crash(&ws, failpoint, CREATE, env);
+    if matches!(failpoint, "create:after-finish" | "create:after-supervisor") {
+        // The env was whole: it is used, not remade.
+        grove_ok(&ws, &["up", "feat-01"]);
+    } else {
+        grove_ok(&ws, CREATE);
+    }
+    assert_consistent(&ws, &format!("after {failpoint} and the next command"));
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, then destroy"));
+}
+
+/// Crashes the undo of a half-made env at `failpoint`; the next command finishes the undo.
+fn crash_rollback(failpoint: &str) {
+    let ws = workspace();
+    crash(&ws, "create:after-setup", CREATE, &[]);
+    crash(&ws, failpoint, CREATE, &[]);
+    grove_ok(&ws, CREATE);
+    assert_consistent(&ws, &format!("after {failpoint} and the next command"));
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, then destroy"));
+}
+
+/// Crashes `destroy` at `failpoint`; running it again finishes it.
+fn crash_destroy(failpoint: &str) {
+    let ws = workspace();
+    grove_ok(&ws, CREATE);
+    crash(&ws, failpoint, &["destroy", "feat-01"], &[]);
+    let out = ws.grove(&["destroy", "feat-01"]).success();
+    assert!(out.stderr.contains("destroyed env `feat-01`"), "{out}");
+    assert_nothing_left(&ws, &format!("{failpoint}, then destroy again"));
+}
+
+/// Crashes `down` at `failpoint` (with a `grove exec` leftover running too); running it again
+/// stops everything, and the env starts again.
+fn crash_down(failpoint: &str) {
+    let ws = workspace();
+    grove_ok(&ws, CREATE);
+    grove_ok(
+        &ws,
+        &["exec", "feat-01", "--", "sh", "-c", "sleep 300 >/dev/null 2>&1 &"],
+    );
+    crash(&ws, failpoint, &["down", "feat-01"], &[]);
+    grove_ok(&ws, &["down", "feat-01"]);
+    assert!(
+        wait_until(10, || ws.tagged_processes().is_empty()),
+        "{failpoint}: left running after down: {:?}",
+        ws.tagged_processes()
+    );
+    assert_consistent(&ws, &format!("after {failpoint} and down"));
+    grove_ok(&ws, &["up", "feat-01"]);
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, up, destroy"));
+}
+
+/// Crashes `up` (or the supervisor it starts) at `failpoint`; `up` again works.
+fn crash_up(failpoint: &str) {
+    let ws = workspace();
+    grove_ok(
+        &ws,
+        &[
+            "create",
+            "feat-01",
+            "--from-api=main",
+            "--isolate-events",
+            "--no-start",
+        ],
+    );
+    crash(&ws, failpoint, &["up", "feat-01"], &[]);
+    grove_ok(&ws, &["up", "feat-01"]);
+    assert_consistent(&ws, &format!("after {failpoint} and up"));
+    let env = &ws.ps()[0];
+    assert_eq!(env["status"], "running", "{env}");
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, up, destroy"));
+}
+
+/// Every failpoint, with the scenario that crashes there.
+macro_rules! crash_tests {
+    ($($name:ident: $fp:literal => $scenario:ident;)*) => {
+        /// The failpoints this suite crashes at.
+        pub const CRASHED: &[&str] = &[$($fp),*];
+        $(
+            #[test]
+            fn $name() {
+                $scenario($fp);
+            }
+        )*
+    };
+}
+
+crash_tests! {
+    create_after_insert: "create:after-insert" => crash_create;
+    create_after_envdir: "create:after-envdir" => crash_create;
+    create_after_lease: "create:after-lease" => crash_create;
+    create_before_branch: "create:before-branch" => crash_create;
+    create_after_branch: "create:after-branch" => crash_create;
+    create_before_worktree: "create:before-worktree" => crash_create;
+    create_after_worktree: "create:after-worktree" => crash_create;
+    create_after_instance: "create:after-instance" => crash_create;
+    create_after_copy: "create:after-copy" => crash_create;
+    create_after_dotenv: "create:after-dotenv" => crash_create;
+    create_during_setup: "create:during-setup" => crash_create;
+    create_after_setup: "create:after-setup" => crash_create;
+    create_after_finish: "create:after-finish" => crash_create;
+    create_after_supervisor: "create:after-supervisor" => crash_create;
+    isolate_before_create: "isolate:before-create" => crash_create;
+    isolate_after_create: "isolate:after-create" => crash_create;
+    isolate_after_record: "isolate:after-record" => crash_create;
+    rollback_after_processes: "rollback:after-processes" => crash_rollback;
+    rollback_after_step: "rollback:after-step" => crash_rollback;
+    rollback_before_forget: "rollback:before-forget" => crash_rollback;
+    destroy_after_begin: "destroy:after-begin" => crash_destroy;
+    destroy_after_stop: "destroy:after-stop" => crash_destroy;
+    destroy_after_worktree: "destroy:after-worktree" => crash_destroy;
+    destroy_after_branch: "destroy:after-branch" => crash_destroy;
+    destroy_after_layer: "destroy:after-layer" => crash_destroy;
+    destroy_after_isolated: "destroy:after-isolated" => crash_destroy;
+    destroy_after_envdir: "destroy:after-envdir" => crash_destroy;
+    down_after_agent: "down:after-agent" => crash_down;
+    down_after_supervisor: "down:after-supervisor" => crash_down;
+    down_after_sweep: "down:after-sweep" => crash_down;
+    up_after_sweep: "up:after-sweep" => crash_up;
+    up_after_spawn: "up:after-spawn" => crash_up;
+    supervise_after_register: "supervise:after-register" => crash_up;
+    supervise_after_start: "supervise:after-start" => crash_up;
+}
+
+#[test]
+fn every_failpoint_is_exercised() {
+    let out = crate::common::run(
+        &mut std::process::Command::new(crate::common::grove_bin()).arg("__failpoints"),
+    );
+    let listed: BTreeSet<&str> = out.stdout.lines().collect();
+    let crashed: BTreeSet<&str> = CRASHED.iter().copied().collect();
+    assert!(!listed.is_empty(), "{out}");
+    assert_eq!(
+        listed, crashed,
+        "failpoints of grove vs. those this suite crashes at"
+    );
+}
+
+/// The isolation failpoints again, with real databases: a PostgreSQL database made from a
+/// template and a Redis index. After each crash and the retry, every database of the env is
+/// the store's; a database of the same name made by someone else is never dropped.
+fn crash_isolated_databases(kind: &str) {
+    let ws = TestWorkspace::with_repos(REPOS);
+    let pg = Postgres::start(ws.ports.port(90));
+    let redis = Redis::start(ws.ports.port(91));
+    let mut toml = ws.standard_config("");
+    toml.push_str(&format!(
+        "\n[layers.db]\nshared_url = \"{}\"\nisolate = {{ kind = \"postgres\", template = \"app\" }}\n\
+         \n[layers.cache]\nshared_url = \"{}\"\nisolate = {{ kind = \"redis\" }}\n",
+        pg.url("app"),
+        redis.url(0)
+    ));
+    ws.write_config(&toml);
+    // Someone's own data, which no crash or cleanup may touch.
+    pg.psql("postgres", "CREATE DATABASE mine");
+    redis.cli(5, &["SET", "user-key", "precious"]);
+    let flag = format!("--isolate-{kind}");
+    let create = ["create", "feat-01", flag.as_str()];
+    let dbs = || -> BTreeSet<String> {
+        pg.databases()
+            .into_iter()
+            .filter(|d| d.starts_with("app_"))
+            .collect()
+    };
+    let marked = || -> Vec<u32> {
+        (1..=15)
+            .filter(|d| !redis.cli(*d, &["GET", "__grove_env__"]).is_empty())
+            .collect()
+    };
+    for fp in [
+        "isolate:before-create",
+        "isolate:after-create",
+        "isolate:after-record",
+    ] {
+        crash(&ws, fp, &create, &[]);
+        ws.grove(&create).success();
+        let r = rows(&ws);
+        let recorded: Vec<&str> = r.isolated.iter().map(|i| i.2.as_str()).collect();
+        match kind {
+            "db" => assert_eq!(dbs(), BTreeSet::from(["app_feat_01".to_string()]), "{fp}"),
+            _ => assert_eq!(marked().len(), 1, "{fp}: marked {:?}", marked()),
+        }
+        assert_eq!(recorded.len(), 1, "{fp}: {recorded:?}");
+        assert_consistent(&ws, fp);
+        ws.grove(&["destroy", "feat-01"]).success();
+        assert!(dbs().is_empty(), "{fp}: {:?}", dbs());
+        assert!(marked().is_empty(), "{fp}: {:?}", marked());
+    }
+    assert!(pg.databases().contains(&"mine".to_string()));
+    assert_eq!(redis.cli(5, &["GET", "user-key"]), "precious");
+}
+
+#[test]
+fn isolate_failpoints_with_a_postgres_database() {
+    crash_isolated_databases("db");
+}
+
+#[test]
+fn isolate_failpoints_with_a_redis_index() {
+    crash_isolated_databases("cache");
+}
