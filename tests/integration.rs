@@ -10,6 +10,8 @@ mod bad_input;
 mod commands;
 mod concurrency;
 mod crash;
+mod doctor;
+mod hostile;
 mod isolation;
 mod matrix;
 mod review;
