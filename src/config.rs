@@ -377,8 +377,8 @@ fn render_diags(path: &Path, src: &str, diags: &[Diag]) -> Fail {
 
 /// Reads and validates `path` (a grove.toml in workspace `root`).
 pub fn load(path: &Path, root: &Path) -> Result<Config, Fail> {
-    let bytes =
-        fs_err::read(path).map_err(|e| Fail::new(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = fs_err::read(path)
+        .map_err(|e| Fail::new(format!("cannot read {}: {e}", path.display())))?;
     let src = String::from_utf8(bytes).map_err(|e| {
         let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let text = String::from_utf8_lossy(good);
@@ -402,9 +402,18 @@ pub fn parse(path: &Path, root: &Path, src: &str) -> Result<Config, Fail> {
         }
         // serde names grove's own types: say what the value should be instead.
         for (ty, what) in [
-            ("RawPorts", "`ports` is a port (`3001`) or a range (`\"3001-3099\"`)"),
-            ("RawReady", "`ready` is a table, such as `{ http = \"/health\" }` or `{ tcp = true }`"),
-            ("RawIsolate", "`isolate` is a table, such as `{ kind = \"postgres\", template = \"app\" }`"),
+            (
+                "RawPorts",
+                "`ports` is a port (`3001`) or a range (`\"3001-3099\"`)",
+            ),
+            (
+                "RawReady",
+                "`ready` is a table, such as `{ http = \"/health\" }` or `{ tcp = true }`",
+            ),
+            (
+                "RawIsolate",
+                "`isolate` is a table, such as `{ kind = \"postgres\", template = \"app\" }`",
+            ),
             ("RawAgent", "`[agent]` is a table"),
             ("RawWorkspace", "`[workspace]` is a table"),
             ("RawLayer", "a layer is a table: `[layers.NAME]`"),
@@ -444,8 +453,14 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         if let (Some(repo), Some(span)) = (&layer.repo, repo_span) {
             if let Some((_, other)) = repos.iter().find(|(r, _)| r == repo) {
                 diags.push(
-                    diag(span, format!("layers `{other}` and `{name}` have the same repo {}", repo.display()))
-                        .hint("a repo is one layer: an env has one worktree and one branch per repo"),
+                    diag(
+                        span,
+                        format!(
+                            "layers `{other}` and `{name}` have the same repo {}",
+                            repo.display()
+                        ),
+                    )
+                    .hint("a repo is one layer: an env has one worktree and one branch per repo"),
                 );
             }
             repos.push((repo.clone(), name.clone()));
@@ -605,7 +620,8 @@ fn resolve(p: &Path) -> PathBuf {
 
 /// `.git`, in any case: a filesystem that ignores case (macOS's) takes `.GIT` for it.
 fn is_dot_git(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|n| n.eq_ignore_ascii_case(".git"))
+    name.to_str()
+        .is_some_and(|n| n.eq_ignore_ascii_case(".git"))
 }
 
 /// A `copy` or `dotenv` path written the one way: components joined by `/`, without `.` or

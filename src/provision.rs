@@ -144,11 +144,11 @@ pub fn dotenv_target(worktree: &Path, rel: &str, layer: &str) -> Result<(PathBuf
     let what = format!("`dotenv` of layer `{layer}`");
     let path = path_inside(worktree, rel, &what)?;
     if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Fail::new(format!(
-            "{what} `{rel}` is a symbolic link in the worktree"
-        ))
-        .hint("grove writes the dotenv file only as a plain file inside the worktree")
-        .into());
+        return Err(
+            Fail::new(format!("{what} `{rel}` is a symbolic link in the worktree"))
+                .hint("grove writes the dotenv file only as a plain file inside the worktree")
+                .into(),
+        );
     }
     let real_root = fs_err::canonicalize(worktree)?;
     let real_parent = fs_err::canonicalize(path.parent().context("no parent")?)?;

@@ -166,7 +166,10 @@ fn undo_branch(repo: &Repo, name: &str, sha: &str, env: &EnvRow) {
         ""
     };
     if !why.is_empty() {
-        ui::warn(format!("kept branch `{name}` in {}: {why}", repo.dir.display()));
+        ui::warn(format!(
+            "kept branch `{name}` in {}: {why}",
+            repo.dir.display()
+        ));
         return;
     }
     if !repo.delete_branch_at(name, sha).unwrap_or(false) {

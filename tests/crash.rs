@@ -322,7 +322,14 @@ fn crash_down(failpoint: &str) {
     grove_ok(&ws, CREATE);
     grove_ok(
         &ws,
-        &["exec", "feat-01", "--", "sh", "-c", "sleep 300 >/dev/null 2>&1 &"],
+        &[
+            "exec",
+            "feat-01",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300 >/dev/null 2>&1 &",
+        ],
     );
     crash(&ws, failpoint, &["down", "feat-01"], &[]);
     grove_ok(&ws, &["down", "feat-01"]);
@@ -413,7 +420,7 @@ crash_tests! {
 #[test]
 fn every_failpoint_is_exercised() {
     let out = crate::common::run(
-        &mut std::process::Command::new(crate::common::grove_bin()).arg("__failpoints"),
+        std::process::Command::new(crate::common::grove_bin()).arg("__failpoints"),
     );
     let listed: BTreeSet<&str> = out.stdout.lines().collect();
     let crashed: BTreeSet<&str> = CRASHED.iter().copied().collect();

@@ -86,6 +86,11 @@ const GIT_PATHS: &[(Toml, &str)] = &[
         "grove.toml:9:10: `./.git/info/exclude` is inside git's own `.git`",
     ),
     (
+        // `.GIT` is `.git` on a filesystem that ignores case.
+        Toml::Front(r#"dotenv = ".GIT/x""#),
+        "grove.toml:9:10: `.GIT/x` is inside git's own `.git`",
+    ),
+    (
         Toml::Front(r#"copy = [".git"]"#),
         "grove.toml:9:9: `.git` is inside git's own `.git`",
     ),
@@ -123,6 +128,10 @@ const ENVS_DIRS: &[(Toml, &str)] = &[
         "grove.toml:2:12: `envs_dir` is the workspace folder itself",
     ),
     (
+        Toml::Workspace(r#"envs_dir = "front/.GIT""#),
+        "grove.toml:2:12: `envs_dir` is inside a `.git` folder",
+    ),
+    (
         Toml::Workspace(r#"envs_dir = "front""#),
         "grove.toml:2:12: `envs_dir` holds repo `$ROOT/front` of layer `front`",
     ),
@@ -154,8 +163,33 @@ const CONFIG: &[(Toml, &str)] = &[
     // Wrong types.
     (
         Toml::Replace(r#"ports = "$FRONT_PORTS""#, "ports = true"),
-        // The message itself names serde's `RawPorts` (reported); the place is what counts.
-        "grove.toml:6:9: ",
+        "grove.toml:6:9: `ports` is a port (`3001`) or a range (`\"3001-3099\"`)",
+    ),
+    (
+        Toml::Front(r#"ready = "tcp""#),
+        "grove.toml:9:9: `ready` is a table, such as `{ http = \"/health\" }`",
+    ),
+    // A path that is the repo itself, or a command left empty.
+    (
+        Toml::Front(r#"dotenv = ".""#),
+        "grove.toml:9:10: `.` is not a relative path inside the repo",
+    ),
+    (
+        Toml::Front(r#"copy = ["./"]"#),
+        "grove.toml:9:9: `./` is not a relative path inside the repo",
+    ),
+    (
+        Toml::Front(r#"check = ["npm test", " "]"#),
+        "grove.toml:9:22: empty `check` command",
+    ),
+    // Two layers on one repo: one worktree and one branch per repo and env.
+    (
+        Toml::Append(
+            "
+[layers.front2]
+repo = \"front\"\n",
+        ),
+        "`front` and `front2` have the same repo",
     ),
     (
         Toml::Replace(r#"env.API_URL = "{{ layers.api.url }}""#, "env = 3"),
@@ -329,7 +363,7 @@ const CONFIG: &[(Toml, &str)] = &[
     // Not UTF-8: nothing can point at a line, but the file is named.
     (
         Toml::Bytes(b"[workspace]\n# caf\xe9\n"),
-        "grove.toml`: stream did not contain valid UTF-8",
+        "grove.toml:2:6: not UTF-8 text (byte 18 is not valid UTF-8)",
     ),
 ];
 
@@ -378,7 +412,23 @@ const CREATE: &[(Toml, &str, &str)] = &[
     (
         Toml::Front(r#"copy = ["./link/file"]"#),
         ENV,
-        "`copy` entry `./link/file` of layer `front` leads out of",
+        "`copy` entry `link/file` of layer `front` leads out of",
+    ),
+    // `lnk -> front` in the workspace: a link to a repo is that repo.
+    (
+        Toml::Workspace(r#"envs_dir = "lnk""#),
+        ENV,
+        "grove.toml:2:12: `envs_dir` holds repo `$ROOT/front` of layer `front`",
+    ),
+    (
+        Toml::Workspace(r#"envs_dir = "lnk/src/envs""#),
+        ENV,
+        "grove.toml:2:12: `envs_dir` $ROOT/front/src/envs is inside the tracked tree of repo `$ROOT/front`",
+    ),
+    (
+        Toml::Workspace(r#"envs_dir = "api/../front/src/envs""#),
+        ENV,
+        "grove.toml:2:12: `envs_dir` $ROOT/front/src/envs is inside the tracked tree of repo `$ROOT/front`",
     ),
     // NEW: a dotenv that is a symbolic link in the worktree (the copied, ignored `elink`).
     (
@@ -397,7 +447,15 @@ const CREATE: &[(Toml, &str, &str)] = &[
 /// Env names: (name given to `grove create --`, message). Besides the message, stderr must name
 /// the input (as given, escaped, or as the env name it makes).
 const NAMES: &[(&str, &str)] = &[
-    ("HEAD", "git does not accept it as a branch name"),
+    (
+        "HEAD",
+        "it reads as a ref (`refs/…` or `HEAD`), not a branch",
+    ),
+    ("refs/heads/x", "it reads as a ref"),
+    ("x/HEAD", "it reads as a ref"),
+    ("@", "`@` means HEAD to git"),
+    ("a\u{200B}b", "the invisible character U+200B"),
+    ("a\u{202E}b", "the invisible character U+202E"),
     ("a/", "git does not accept it as a branch name"),
     ("a//b", "git does not accept it as a branch name"),
     ("/", "git does not accept it as a branch name"),
@@ -460,6 +518,11 @@ const COMMAND_LINE: &[(&[&str], i32, &str)] = &[
         &["create", "n1", "--isolate-nosuch"],
         2,
         "unknown layer `nosuch` in `--isolate-nosuch`",
+    ),
+    (
+        &["create", "n1", "--isolate-api"],
+        2,
+        "layer `api` has no `isolate` recipe: `--isolate-api` does not exist",
     ),
     (
         &["create", "n1", "--isolate", "nosuch"],
@@ -619,8 +682,11 @@ fn command_line_misuse() {
 fn links_inside_the_worktree_are_fine() {
     let ws = fixture();
     let before = outside_state(&ws);
+    // `link/.` is `link`: copied as the link it is, never through it.
     ws.write_config(
-        &ws.standard_config("copy = [\"elink\", \"link\"]\ndotenv = \"cfg/x.env\"\nenv.X = \"1\""),
+        &ws.standard_config(
+            "copy = [\"elink\", \"link/.\"]\ndotenv = \"cfg/x.env\"\nenv.X = \"1\"",
+        ),
     );
     ws.grove(&["create", "evil"]).success();
     let wt = ws.worktree("evil", "front");
@@ -634,8 +700,8 @@ fn links_inside_the_worktree_are_fine() {
         );
     }
     assert_eq!(outside_state(&ws), before);
-    // `--force`: the dotenv, excluded as `/cfg/x.env`, shows to git as untracked `sub/x.env`.
-    ws.grove(&["destroy", "evil", "--force"]).success();
+    // The dotenv is excluded as git sees it (`sub/x.env`): not work, destroy needs no force.
+    ws.grove(&["destroy", "evil"]).success();
     assert_eq!(outside_state(&ws), before);
     assert!(ws.ps().is_empty());
 }
@@ -764,6 +830,7 @@ fn fixture() -> TestWorkspace {
     std::fs::write(front.join("conf/secret"), "s3cret\n").unwrap();
     symlink(&out, front.join("link")).unwrap();
     symlink(out.join("target.env"), front.join("elink")).unwrap();
+    symlink("front", ws.root.join("lnk")).unwrap();
     assert_eq!(
         ws.git(&front, &["status", "--porcelain", "--ignored"]),
         "!! conf/\n!! elink\n!! link"

@@ -472,7 +472,7 @@ impl TestWorkspace {
             let Some(tag) = vars.iter().find_map(|v| v.strip_prefix("GROVE_TOKEN=")) else {
                 continue;
             };
-            if !vars.iter().any(|v| *v == home) || is_zombie(pid) {
+            if !vars.contains(&home) || is_zombie(pid) {
                 continue;
             }
             out.push((pid, tag.to_string()));
