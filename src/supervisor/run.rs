@@ -43,8 +43,18 @@ const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
 const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two probes triggered by output.
 const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(20);
-/// How often a ready server is checked (tcp/http probes).
-const HEALTH_EVERY: Duration = Duration::from_secs(10);
+/// How often a ready server is checked (tcp/http probes): 10 s. Debug builds (the tests') read
+/// `GROVE_HEALTH_EVERY_MS`, so that "unhealthy after three misses" takes a test less than 30 s.
+fn health_every() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("GROVE_HEALTH_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    Duration::from_secs(10)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Then {
@@ -796,7 +806,7 @@ impl Supervisor {
                         let s = &mut self.servers[i];
                         let took = s.started_at.elapsed().as_secs_f64();
                         s.state = State::Ready {
-                            next_check: now + HEALTH_EVERY,
+                            next_check: now + health_every(),
                             health: Health::default(),
                         };
                         s.ready_since = Some(now_ms());
@@ -831,7 +841,7 @@ impl Supervisor {
                     let was = health.unhealthy();
                     let unhealthy = health.observe(self.health(i));
                     self.servers[i].state = State::Ready {
-                        next_check: now + HEALTH_EVERY,
+                        next_check: now + health_every(),
                         health,
                     };
                     if unhealthy != was {
