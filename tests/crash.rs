@@ -494,3 +494,24 @@ fn isolate_failpoints_with_a_postgres_database() {
 fn isolate_failpoints_with_a_redis_index() {
     crash_isolated_databases("cache");
 }
+
+/// What the crash suite and the hostile-input suite cover, printed on every run (nextest shows
+/// this test's output: see `.config/nextest.toml`) and quoted in the README.
+#[test]
+fn suite_summary() {
+    let out = crate::common::run(
+        std::process::Command::new(crate::common::grove_bin()).arg("__failpoints"),
+    );
+    let listed = out.stdout.lines().count();
+    let commands: BTreeSet<&str> = CRASHED.iter().filter_map(|f| f.split(':').next()).collect();
+    let summary = format!(
+        "crash suite: {} failpoints in {} ({}), each crashed then audited; hostile inputs: {}",
+        CRASHED.len(),
+        commands.len(),
+        commands.iter().copied().collect::<Vec<_>>().join(", "),
+        crate::hostile::hostile_input_count()
+    );
+    println!("{summary}");
+    assert_eq!(listed, CRASHED.len(), "{summary}");
+    assert!(crate::hostile::hostile_input_count() >= 50, "{summary}");
+}

@@ -1041,6 +1041,9 @@ impl Supervisor {
 
     fn try_start(&mut self, i: usize) -> Result<()> {
         self.kill_exec_probe(i);
+        // Another program on the leased port (started there while the env was down): move now
+        // rather than start a server that cannot bind.
+        self.relocate(i);
         let vars = self.vars(i)?;
         let instances = self.ctx.store.instances(self.env.key)?;
         let s = &mut self.servers[i];
