@@ -167,7 +167,8 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
          demo does not run: start one with `(cd {dir}/api && PORT=4000 python3 server.py)`.\n\n\
          The envs keep running. Try:\n  cd {dir}\n  {grove} ps\n  {grove} logs feat-02\n  \
          {grove} exec feat-02 -- git log --oneline -3\n  {grove} destroy feat-02\n\
-         Running `grove demo` again stops and replaces them.",
+         Running `grove demo` again stops and replaces them, unless you made changes in it:\n\
+         then it lists them and keeps everything (`--force` replaces it anyway).",
         dir = crate::shq(&dir.to_string_lossy()),
     ));
     Ok(())
