@@ -43,12 +43,12 @@ impl Ctx {
             return Ok(());
         };
         let what = match env.phase {
-            crate::state::Phase::Creating => "created",
-            crate::state::Phase::Ready => "started by the create that made it",
-            crate::state::Phase::Destroying => "destroyed",
+            crate::state::Phase::Creating => "created by another grove",
+            crate::state::Phase::Ready => "started by the grove that created it",
+            crate::state::Phase::Destroying => "destroyed by another grove",
         };
         Err(Fail::new(format!(
-            "env `{}` is being {what} by grove (pid {})",
+            "env `{}` is being {what} (pid {})",
             env.name, owner.pid
         ))
         .hint("wait for it to finish, then try again")

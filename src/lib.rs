@@ -188,6 +188,14 @@ pub fn report(err: &anyhow::Error) -> i32 {
         ui::error(&busy.msg, &causes, busy.hint.as_deref());
         return busy.code;
     }
+    if let Some(unknown) = state::unknown_value(err) {
+        ui::error(
+            &unknown,
+            &[],
+            Some("this grove does not know a value of its store: was it written by a newer grove (`grove --version`), or edited by hand? `grove doctor` checks the rest"),
+        );
+        return 1;
+    }
     if let Some(corrupt) = state::corrupt_problem(err) {
         ui::error(
             &corrupt.to_string(),

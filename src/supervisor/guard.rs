@@ -48,7 +48,13 @@ pub fn main(args: &[OsString]) -> i32 {
         let _ = signal_hook::low_level::pipe::register(sig, w);
     }
     let me = ProcId::current();
-    let mut child = match Cmd::new(program).args(rest).spawn_inherit() {
+    // The server carries the guard's tag on: `Cmd` passes on no tag it is not given, and
+    // everything the server starts (a daemon that leaves its session) must be found by it.
+    let mut cmd = Cmd::new(program).args(rest);
+    if let Some(tag) = std::env::var_os(proc::TOKEN_VAR) {
+        cmd = cmd.env(proc::TOKEN_VAR, tag);
+    }
+    let mut child = match cmd.spawn_inherit() {
         Ok(c) => c,
         Err(e) => {
             crate::ui::info(format!("grove: {e}"));

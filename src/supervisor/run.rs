@@ -587,15 +587,12 @@ impl Supervisor {
         let leader = self.servers[i].leader.take();
         if let Some(leader) = leader {
             // Whatever it left behind goes with it: in its session, and what left the session
-            // (a daemon it forked) but carries its tag. Else every restart would add one.
+            // (a daemon it forked) but carries its tag, else every restart would add one. When
+            // the whole env stops, the daemons are left to `down`'s sweep, which stops them
+            // gracefully and says so.
             sweep(leader, Signal::SIGKILL);
-            let name = self.servers[i].cfg.name.clone();
-            for (p, _) in proc::tagged(|t| {
-                t.env == self.env.token
-                    && t.role == Role::Server
-                    && t.layer.as_deref() == Some(&name)
-            }) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(p.pid.cast_signed()), Signal::SIGKILL);
+            if !self.stopping {
+                self.kill_daemons(i);
             }
         }
         self.drain(i);
@@ -630,6 +627,22 @@ impl Supervisor {
                 self.save(i);
             }
             _ => self.crashed(i, success, leader),
+        }
+    }
+
+    /// Kills what server `i` started outside its session (found by its tag), and logs it.
+    fn kill_daemons(&mut self, i: usize) {
+        let name = self.servers[i].cfg.name.clone();
+        let left = proc::tagged(|t| {
+            t.env == self.env.token && t.role == Role::Server && t.layer.as_deref() == Some(&name)
+        });
+        for (p, _) in &left {
+            let what = proc::name(p.pid).unwrap_or_default();
+            let _ = nix::sys::signal::kill(Pid::from_raw(p.pid.cast_signed()), Signal::SIGKILL);
+            self.servers[i].log.line(&format!(
+                "[grove] killed pid {} ({what}), which {name} left running outside its session",
+                p.pid
+            ));
         }
     }
 
