@@ -18,4 +18,5 @@ mod review;
 mod rollback;
 mod safety;
 mod servers;
+mod trust;
 mod workflow;
