@@ -192,7 +192,9 @@ pub fn report(err: &anyhow::Error) -> i32 {
         ui::error(
             &unknown,
             &[],
-            Some("this grove does not know a value of its store: was it written by a newer grove (`grove --version`), or edited by hand? `grove doctor` checks the rest"),
+            Some(
+                "this grove does not know a value of its store: was it written by a newer grove (`grove --version`), or edited by hand? `grove doctor` checks the rest",
+            ),
         );
         return 1;
     }

@@ -1,6 +1,5 @@
 //! Regression tests for what an adversarial review found in an older grove, one test per
-//! problem, each failing against that grove and passing now (but the one marked `#[ignore]`,
-//! which names a bug still open):
+//! problem, each failing against that grove and passing now:
 //!
 //! - item 3: re-running `grove demo` threw away the work in an earlier demo (untracked files,
 //!   commits in an env's worktree, an edited grove.toml, folders of one's own);
@@ -318,10 +317,6 @@ fn new_daemon(ws: &TestWorkspace, env: &str, not: Option<i32>) -> i32 {
 }
 
 #[test]
-#[ignore = "grove bug: the guard (`grove __exec`) starts the server through exec::Cmd, which drops \
-            GROVE_TOKEN: servers and their daemons carry no tag, so a daemon that left the \
-            session outlives down, up, restart and destroy (and, once tagged, the supervisor \
-            SIGKILLs it without a word, so down never names it)"]
 fn a_daemon_that_left_its_session_is_stopped_by_down_restart_and_destroy() {
     let ws = ws_with("env.DAEMON = \"1\"", "");
     let mut strays = Strays::new(&ws);
@@ -919,7 +914,7 @@ fn destroy_is_refused_while_the_create_makes_or_starts_the_env() {
     let out = ws.grove(&["destroy", "feat-01"]).failure(1);
     assert!(
         out.stderr.contains(&format!(
-            "env `feat-01` is being created by grove (pid {})",
+            "env `feat-01` is being created by another grove (pid {})",
             create.pid()
         )),
         "{out}"
@@ -936,7 +931,7 @@ fn destroy_is_refused_while_the_create_makes_or_starts_the_env() {
     let out = ws.grove(&["destroy", "feat-01"]).failure(1);
     assert!(
         out.stderr
-            .contains("env `feat-01` is being started by the create that made it"),
+            .contains("env `feat-01` is being started by the grove that created it"),
         "{out}"
     );
     assert!(create.exits_within(30));

@@ -193,10 +193,11 @@ fn holders_text() -> String {
 /// A value of the store this grove cannot read (an unknown state word), without rusqlite's
 /// wrapping of it.
 pub fn unknown_value(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
-        Some(rusqlite::Error::FromSqlConversionFailure(_, _, inner)) => Some(inner.to_string()),
-        _ => None,
-    })
+    err.chain()
+        .find_map(|e| match e.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::FromSqlConversionFailure(_, _, inner)) => Some(inner.to_string()),
+            _ => None,
+        })
 }
 
 /// A store that stayed locked past the timeout, as a user-facing failure.
