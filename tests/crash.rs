@@ -498,6 +498,8 @@ fn isolate_failpoints_with_a_redis_index() {
 /// What the crash suite and the hostile-input suite cover, printed on every run (nextest shows
 /// this test's output: see `.config/nextest.toml`) and quoted in the README.
 #[test]
+// Printing is this test's purpose: nextest shows it on every run (see .config/nextest.toml).
+#[allow(clippy::print_stdout)]
 fn suite_summary() {
     let out = crate::common::run(
         std::process::Command::new(crate::common::grove_bin()).arg("__failpoints"),
