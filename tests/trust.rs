@@ -34,28 +34,7 @@ use crate::common::{Out, TestWorkspace, finish, http_get, list_dir, listening, r
 
 const REPOS: &[&str] = &["front", "api"];
 
-fn ws_with(front_extra: &str, api_extra: &str) -> TestWorkspace {
-    let ws = TestWorkspace::with_repos(REPOS);
-    ws.write_config(&ws.servers_config(front_extra, api_extra));
-    ws
-}
-
-/// The env record of `name` in `ps --json`.
-fn env_json(ws: &TestWorkspace, name: &str) -> Value {
-    ws.ps()
-        .into_iter()
-        .find(|e| e["name"] == name)
-        .unwrap_or_else(|| panic!("no env {name}"))
-}
-
-fn layer<'a>(env: &'a Value, name: &str) -> &'a Value {
-    env["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["name"] == name)
-        .unwrap()
-}
+use crate::common::{env_json, layer, servers_ws as ws_with};
 
 fn problems(env: &Value) -> Vec<String> {
     env["problems"]

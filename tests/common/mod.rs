@@ -541,6 +541,32 @@ impl Drop for TestWorkspace {
     }
 }
 
+/// A workspace with repos `front` and `api` running the test server (see
+/// [`TestWorkspace::servers_config`]).
+pub fn servers_ws(front_extra: &str, api_extra: &str) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.write_config(&ws.servers_config(front_extra, api_extra));
+    ws
+}
+
+/// The env record of `name` in `ps --json`.
+pub fn env_json(ws: &TestWorkspace, name: &str) -> serde_json::Value {
+    ws.ps()
+        .into_iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("no env {name}"))
+}
+
+/// Layer `name` of an env record.
+pub fn layer<'a>(env: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    env["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap()
+}
+
 /// Waits for a child started with piped output and collects it.
 #[must_use = "check the outcome with .success() or .failure(code)"]
 pub fn finish(child: std::process::Child) -> Out {
