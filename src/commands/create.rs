@@ -115,9 +115,9 @@ pub fn print_urls(report: &EnvReport) {
 pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
     let t0 = Instant::now();
     crate::git::require_version()?;
+    let env_name = names::env_name(&opts.name)?;
     // A create of the same name that died half-way is undone first: retrying it just works.
     recover::unfinished(ctx)?;
-    let env_name = names::env_name(&opts.name)?;
     if ctx.store.env(ctx.ws_id, &env_name)?.is_some() {
         return Err(Fail::new(format!("env `{env_name}` already exists"))
             .hint(format!(
