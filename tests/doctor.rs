@@ -892,3 +892,65 @@ fn a_branch_destroy_kept_for_its_work_is_not_a_problem() {
     assert!(out.stderr.contains("kept branch `feat-01`"), "{out}");
     d.assert_clean();
 }
+
+#[test]
+fn a_worktree_or_branch_deleted_by_hand_is_reported_for_a_person_to_decide() {
+    let d = Doc::standard("");
+    d.grove(&["create", "feat-01"]).success();
+    d.grove(&["create", "feat-02"]).success();
+    // feat-01 loses its worktree, feat-02 its branch (git refuses `branch -D` of a checked-out
+    // branch; update-ref does not ask).
+    std::fs::remove_dir_all(d.ws.worktree("feat-01", "front")).unwrap();
+    d.ws.git(
+        &d.ws.repo("front"),
+        &["update-ref", "-d", "refs/heads/feat-02"],
+    );
+    let p = d.diagnose("missing-worktree", "the worktree of `front` is gone");
+    assert_eq!(p["fixable"], false, "{p}");
+    assert!(
+        p["fix"].as_str().unwrap().contains("grove destroy feat-01"),
+        "{p}"
+    );
+    let p = d.diagnose("missing-branch", "branch `feat-02` of `front` is gone");
+    assert_eq!(p["fixable"], false, "{p}");
+    // git's record of the deleted worktree is grove's to prune.
+    let p = d.diagnose("stale-worktree", "gone");
+    assert_eq!(p["fixable"], true, "{p}");
+    for env in d.ps() {
+        assert_eq!(env["status"], "broken", "{env}");
+    }
+    // `--fix` prunes git's record, and leaves both envs to a person: still exit 1.
+    let json = d.grove(&["doctor", "--fix", "--json"]).failure(1).json();
+    assert!(
+        find(&json, "stale-worktree", "gone").is_some_and(|p| p["fixed"] == true),
+        "{json}"
+    );
+    assert_eq!(
+        kinds(&json)
+            .iter()
+            .filter(|k| k.starts_with("missing-"))
+            .count(),
+        2,
+        "{json}"
+    );
+    assert_eq!(d.ps().len(), 2);
+    // What a person does: destroy them.
+    d.grove(&["destroy", "feat-01"]).success();
+    d.grove(&["destroy", "feat-02", "--force"]).success();
+    d.assert_clean();
+}
+
+#[test]
+fn a_saved_agent_environment_that_will_never_be_used_is_removed() {
+    let d = Doc::standard("");
+    d.grove(&["create", "feat-01"]).success();
+    let run = d.ws.grove_home.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let stale = run.join("agent-0123456789abcdef01234567.env");
+    std::fs::write(&stale, "[[\"ANTHROPIC_API_KEY\",\"sk-left-behind\"]]").unwrap();
+    d.diagnose("stale-file", "agent-0123456789abcdef01234567.env");
+    assert!(stale.exists());
+    d.fix("stale-file", "agent-0123456789abcdef01234567.env", 0);
+    assert!(!stale.exists());
+    d.assert_clean();
+}
