@@ -527,7 +527,7 @@ impl Doctor {
                 continue;
             }
             let why = match envs.get(&tag.env) {
-                Some(env) => self.stray_reason(env, &tag)?,
+                Some(env) => self.stray_reason(env, &tag, p)?,
                 None if known.contains_key(&tag.env) => Some(
                     "the store has lost its env (taken back from its folder by `--fix`)"
                         .to_string(),
@@ -557,10 +557,12 @@ impl Doctor {
         Ok(())
     }
 
-    fn stray_reason(&self, env: &EnvRow, tag: &Tag) -> Result<Option<String>> {
+    fn stray_reason(&self, env: &EnvRow, tag: &Tag, p: ProcId) -> Result<Option<String>> {
         let store = self.store();
         let owner_alive = env.owner.is_some_and(|o| o.alive());
         Ok(match tag.role {
+            Role::Supervisor => (store.supervisor(env.key)? != Some(p))
+                .then(|| "the store does not know it (was state.db lost?)".to_string()),
             Role::Server | Role::Probe => store
                 .supervisor(env.key)?
                 .filter(ProcId::alive)
@@ -818,6 +820,7 @@ fn role_name(tag: &Tag) -> String {
         Role::Probe => "a readiness probe",
         Role::Agent => "its agent",
         Role::Exec => "`grove exec`",
+        Role::Supervisor => "its supervisor",
     };
     match &tag.layer {
         Some(l) => format!("{role} of `{l}`"),

@@ -114,6 +114,8 @@ pub enum Role {
     Agent,
     /// `grove exec`, and `grove check`.
     Exec,
+    /// The env's supervisor: found even when the store that registered it is gone.
+    Supervisor,
 }
 
 impl Role {
@@ -125,6 +127,7 @@ impl Role {
             Role::Probe => "probe",
             Role::Agent => "agent",
             Role::Exec => "exec",
+            Role::Supervisor => "supervisor",
         }
     }
 
@@ -136,6 +139,7 @@ impl Role {
             Role::Probe,
             Role::Agent,
             Role::Exec,
+            Role::Supervisor,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)

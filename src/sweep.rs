@@ -23,7 +23,9 @@ pub enum Scope {
 impl Scope {
     fn wants(self, tag: &Tag) -> bool {
         match self {
-            Scope::Servers => matches!(tag.role, Role::Server | Role::Probe),
+            // Called when no registered supervisor runs: any other of the env's is a stray
+            // (one whose store was lost), still restarting servers nobody sees.
+            Scope::Servers => matches!(tag.role, Role::Server | Role::Probe | Role::Supervisor),
             Scope::Leftovers => !(tag.role == Role::Exec && tag.owner.is_some_and(|o| o.alive())),
             Scope::All => true,
         }
@@ -83,6 +85,7 @@ fn describe(tag: &Tag) -> String {
         Role::Probe => "a readiness probe",
         Role::Agent => "the agent",
         Role::Exec => "`grove exec`",
+        Role::Supervisor => "a supervisor",
     };
     match &tag.layer {
         Some(l) => format!("{role} of {l}"),

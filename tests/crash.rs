@@ -231,6 +231,7 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
         let supervised = r.supervisors.get(key).is_some_and(|p| alive(*p));
         let ok = match role {
             "server" | "probe" => supervised,
+            "supervisor" => r.supervisors.get(key) == Some(&pid),
             "agent" => true,
             _ => false,
         };

@@ -954,3 +954,36 @@ fn a_saved_agent_environment_that_will_never_be_used_is_removed() {
     assert!(!stale.exists());
     d.assert_clean();
 }
+
+#[test]
+fn running_envs_of_a_lost_store_are_stopped_and_taken_back() {
+    // state.db deleted while an env runs: its supervisor, registered in the lost store only,
+    // must not go on restarting servers nobody sees.
+    let ws = crate::common::servers_ws("", "");
+    let d = Doc::new(ws);
+    d.grove(&["create", "feat-01"]).success();
+    let sup = d.ps()[0]["supervisor"].as_u64().unwrap() as u32;
+    d.delete_store();
+    let p = d.diagnose("stray-process", &format!("pid {sup} (grove)"));
+    assert!(
+        p["problem"].as_str().unwrap().contains("its supervisor"),
+        "{p}"
+    );
+    d.fix("stray-process", &format!("pid {sup}"), 0);
+    assert!(
+        wait_until(10, || !d.sb.alive(sup)),
+        "the supervisor still runs"
+    );
+    assert!(
+        wait_until(10, || d.ws.tagged_processes().is_empty()),
+        "{:?}",
+        d.ws.tagged_processes()
+    );
+    // Taken back, stopped: it starts again under a supervisor the store knows.
+    assert_eq!(d.ps()[0]["status"], "stopped");
+    d.grove(&["up", "feat-01"]).success();
+    assert_eq!(d.ps()[0]["status"], "running");
+    d.grove(&["destroy", "feat-01"]).success();
+    assert!(wait_until(10, || d.ws.tagged_processes().is_empty()));
+    d.assert_clean();
+}

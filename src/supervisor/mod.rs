@@ -159,10 +159,14 @@ fn spawn(ctx: &Ctx, env: &EnvRow) -> Result<ProcId> {
     let log_path = ctx.log_dir(&env.name).join("supervisor.log");
     let log = crate::provision::open_log(&log_path)?;
     let exe = std::env::current_exe().context("locating the grove binary")?;
+    // Tagged like what it starts: a supervisor whose store was lost (state.db deleted while
+    // it ran) is still found by sweeps and `doctor`, never left restarting servers unseen.
+    let tag = crate::proc::Tag::new(&env.token, crate::proc::Role::Supervisor);
     let mut child = Cmd::new(exe)
         .args(["__supervise", "--workspace"])
         .arg(&ctx.ws.root)
         .arg(&env.name)
+        .env(crate::proc::TOKEN_VAR, tag.render())
         .spawn_logged(&log)?;
     let deadline = Instant::now() + REGISTER_TIMEOUT;
     loop {
