@@ -260,7 +260,12 @@ pub struct UpArgs {
     pub name: String,
 }
 
-/// Stop an env's servers and agent; worktrees, branches and ports are kept
+/// Stop an env's servers, its agent and what they left running; worktrees, branches and ports
+/// are kept
+///
+/// Also stops what grove started for the env and that outlived its command: a server's daemon,
+/// what `grove exec` or a setup step left in the background (found by `GROVE_TOKEN`, never by
+/// name). A `grove exec` still running is left alone.
 #[derive(Debug, Args)]
 pub struct DownArgs {
     pub name: String,
@@ -295,9 +300,13 @@ pub struct LogsArgs {
 
 /// Remove an env: its servers and agent, worktrees, the branches grove created, its ports
 ///
-/// Refuses while any worktree has uncommitted changes or untracked files. A branch grove
-/// created is deleted only when its commits are in the base or on its upstream; otherwise it
-/// is kept and grove says so. A branch that existed before the env is never deleted.
+/// Refuses, changing nothing, while any worktree has uncommitted changes, untracked files,
+/// edits hidden by `--skip-worktree`/`--assume-unchanged`, commits only its HEAD holds (a
+/// detached HEAD), is locked or has submodules, or the env folder has files of someone's. A
+/// branch grove created is deleted only when its commits are in the base or on its upstream
+/// and no commit would be left without a ref; otherwise it is kept and grove says so. A branch
+/// that existed before the env is never deleted. Every process grove started for the env is
+/// stopped (found by its `GROVE_TOKEN`), and said.
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
     /// The env
