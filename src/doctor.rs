@@ -288,12 +288,7 @@ impl Doctor {
         for e in fs_err::read_dir(dir)?.flatten() {
             let path = e.path();
             let file = e.file_name().to_string_lossy().into_owned();
-            let grove_file = [
-                crate::agent::CONTEXT_FILE,
-                crate::agent::PROMPT_FILE,
-                manifest::FILE,
-            ]
-            .contains(&file.as_str());
+            let grove_file = manifest::GROVE_FILES.contains(&file.as_str());
             if grove_file {
                 continue;
             }
@@ -548,7 +543,7 @@ impl Doctor {
                         "pid {} ({}) was started by grove for env `{env}` ({}), but {why}",
                         p.pid,
                         proc::name(p.pid).unwrap_or_default(),
-                        role_name(tag)
+                        tag.describe()
                     ),
                 )
                 .fix("stop it", Fix::Stop(vec![*p])),
@@ -746,11 +741,7 @@ impl Doctor {
                 for (repo, path) in worktrees {
                     Repo::new(repo).worktree_remove(&path, false)?;
                 }
-                for f in [
-                    crate::agent::CONTEXT_FILE,
-                    crate::agent::PROMPT_FILE,
-                    manifest::FILE,
-                ] {
+                for f in manifest::GROVE_FILES {
                     let _ = fs_err::remove_file(dir.join(f));
                 }
                 fs_err::remove_dir(&dir)?;
@@ -810,22 +801,6 @@ fn ws_hash(root: &Path) -> String {
         "{:06x}",
         workspace::fnv1a(root.as_os_str().as_encoded_bytes()) & 0xff_ffff
     )
-}
-
-fn role_name(tag: &Tag) -> String {
-    let role = match tag.role {
-        Role::Setup => "a setup step",
-        Role::Isolate => "an isolate command",
-        Role::Server => "a server",
-        Role::Probe => "a readiness probe",
-        Role::Agent => "its agent",
-        Role::Exec => "`grove exec`",
-        Role::Supervisor => "its supervisor",
-    };
-    match &tag.layer {
-        Some(l) => format!("{role} of `{l}`"),
-        None => role.to_string(),
-    }
 }
 
 /// Branches of `repo` whose reflog says grove made them: `(branch, env token, first commit)`.

@@ -12,6 +12,10 @@ use crate::ctx::Ctx;
 use crate::state::{EnvRow, Instance, IsolatedRow};
 
 pub const FILE: &str = "grove-env.json";
+
+/// Every file grove keeps in an env folder besides the worktrees: anything else there is
+/// someone's (destroy keeps it, doctor leaves it, a demo re-run refuses).
+pub const GROVE_FILES: &[&str] = &[crate::agent::CONTEXT_FILE, crate::agent::PROMPT_FILE, FILE];
 const VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -196,6 +196,23 @@ impl Tag {
         self
     }
 
+    /// What the tagged process is, for messages: "a server of `front`".
+    pub fn describe(&self) -> String {
+        let role = match self.role {
+            Role::Setup => "a setup step",
+            Role::Isolate => "an isolate command",
+            Role::Server => "a server",
+            Role::Probe => "a readiness probe",
+            Role::Agent => "its agent",
+            Role::Exec => "`grove exec`",
+            Role::Supervisor => "its supervisor",
+        };
+        match &self.layer {
+            Some(l) => format!("{role} of `{l}`"),
+            None => role.to_string(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut s = format!("{}.{}:{}", self.home, self.env, self.role.as_str());
         if let Some(l) = &self.layer {

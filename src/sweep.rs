@@ -52,7 +52,7 @@ pub fn stop(env_name: &str, token: &str, scope: Scope, grace: Duration) -> usize
     let list: Vec<String> = stopped
         .iter()
         .zip(&found)
-        .map(|((p, name), (_, tag))| format!("{} ({name}, {})", p.pid, describe(tag)))
+        .map(|((p, name), (_, tag))| format!("{} ({name}, {})", p.pid, tag.describe()))
         .collect();
     if !list.is_empty() {
         ui::info(format!(
@@ -74,21 +74,5 @@ pub fn wait_for(token: &str, role: Role, timeout: Duration) {
         .collect();
     if !procs.is_empty() {
         proc::wait_gone(&procs, timeout);
-    }
-}
-
-fn describe(tag: &Tag) -> String {
-    let role = match tag.role {
-        Role::Setup => "a setup step",
-        Role::Isolate => "an isolate command",
-        Role::Server => "a server",
-        Role::Probe => "a readiness probe",
-        Role::Agent => "the agent",
-        Role::Exec => "`grove exec`",
-        Role::Supervisor => "a supervisor",
-    };
-    match &tag.layer {
-        Some(l) => format!("{role} of {l}"),
-        None => role.to_string(),
     }
 }

@@ -436,13 +436,6 @@ fn has_submodules(worktree: &Path) -> Result<bool> {
         .any(|l| !l.is_empty() && !l.starts_with('-')))
 }
 
-/// Files grove keeps in an env folder besides the worktrees.
-const GROVE_FILES: &[&str] = &[
-    crate::agent::CONTEXT_FILE,
-    crate::agent::PROMPT_FILE,
-    crate::manifest::FILE,
-];
-
 /// What the env folder holds that grove did not put there (an agent working with `cwd =
 /// "env"` writes there): work, as far as grove can tell.
 fn strays(ctx: &Ctx, env: &EnvRow, checks: &[LayerCheck]) -> Result<Vec<String>> {
@@ -454,7 +447,7 @@ fn strays(ctx: &Ctx, env: &EnvRow, checks: &[LayerCheck]) -> Result<Vec<String>>
     for e in entries {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = GROVE_FILES.contains(&name.as_str())
+        let ours = crate::manifest::GROVE_FILES.contains(&name.as_str())
             || checks.iter().any(|c| c.inst.worktree == e.path());
         if !ours {
             out.push(name);
@@ -480,7 +473,7 @@ fn remove_env_dir(ctx: &Ctx, env: &EnvRow, strays: &[String], force: bool) -> Re
         fs_err::remove_dir_all(&dir)?;
         return Ok(());
     }
-    for f in GROVE_FILES {
+    for f in crate::manifest::GROVE_FILES {
         let _ = fs_err::remove_file(dir.join(f));
     }
     if let Err(e) = std::fs::remove_dir(&dir) {
