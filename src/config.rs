@@ -35,6 +35,9 @@ pub struct Config {
     pub envs_dir: PathBuf,
     pub layers: IndexMap<String, Layer>,
     pub agent: Option<AgentConfig>,
+    /// Whether a layer waits for the layers whose URL it reads (`ordered`, grove 0.1) or only
+    /// for those its `after` names (`parallel`).
+    pub start: StartOrder,
     /// The file's text and where some keys are, for problems found later than loading
     /// (they need git) to point at the line all the same.
     source: std::sync::Arc<str>,
@@ -114,7 +117,16 @@ pub struct Layer {
     pub shared_url: Option<String>,
     /// Template of the dedicated instance's URL; `None` for a layer that serves nothing.
     pub url: Option<String>,
-    pub copy: Vec<String>,
+    pub copy: Vec<CopyEntry>,
+    /// Steps that do not depend on the env (dependency installs, builds): run in a pool
+    /// worktree ahead of time, or before `setup` when the layer has no pool.
+    pub prepare: Vec<String>,
+    /// Files whose change at the base means `prepare` must run again.
+    pub prepare_key: Vec<String>,
+    /// Prepared worktrees kept ready for this layer's base.
+    pub pool: u32,
+    /// Layers that must be ready before this one starts.
+    pub after: Vec<String>,
     pub setup: Vec<String>,
     pub ready: Ready,
     pub env: IndexMap<String, String>,
@@ -126,6 +138,51 @@ pub struct Layer {
     pub check: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL when stopping the server.
     pub stop_timeout_secs: u64,
+}
+
+/// One `copy` entry: an ignored path of the main checkout and how it reaches a worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyEntry {
+    pub path: String,
+    pub mode: CopyMode,
+}
+
+/// How a `copy` entry is materialised in a worktree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyMode {
+    /// Reflink where the filesystem can, else copy.
+    Auto,
+    /// Share blocks with the source (btrfs, XFS, bcachefs, APFS); an error elsewhere.
+    Reflink,
+    /// A tree of hard links: new folders, the same files.
+    Hardlink,
+    /// One symbolic link to the main checkout's folder.
+    Symlink,
+    /// A full copy.
+    Copy,
+}
+
+impl CopyMode {
+    pub fn word(self) -> &'static str {
+        match self {
+            CopyMode::Auto => "auto",
+            CopyMode::Reflink => "reflink",
+            CopyMode::Hardlink => "hardlink",
+            CopyMode::Symlink => "symlink",
+            CopyMode::Copy => "copy",
+        }
+    }
+}
+
+/// When a layer's server starts relative to the others'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartOrder {
+    /// Every server starts at once (URLs are known before anything starts); `after` waits.
+    Parallel,
+    /// A layer also waits for every layer whose URL its `env` reads (grove 0.1).
+    Ordered,
 }
 
 /// An infra layer's isolation recipe.
@@ -161,6 +218,17 @@ pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
 impl Layer {
     pub fn is_code(&self) -> bool {
         self.repo.is_some()
+    }
+
+    /// Layers whose readiness this layer's server waits for: its `after`, and under
+    /// `start = "ordered"` the layers whose URL it reads too.
+    pub fn start_deps(&self, order: StartOrder) -> BTreeSet<String> {
+        let mut deps: BTreeSet<String> = self.after.iter().cloned().collect();
+        if order == StartOrder::Ordered {
+            deps.extend(self.references());
+        }
+        deps.remove(&self.name);
+        deps
     }
 
     /// Layers whose `url` this layer's `env` templates read.
@@ -240,6 +308,8 @@ struct RawWorkspace {
     default_layers: Option<Vec<Spanned<String>>>,
     default_isolated: Option<Vec<Spanned<String>>>,
     envs_dir: Option<Spanned<String>>,
+    pool: Option<Spanned<i64>>,
+    start: Option<StartOrder>,
 }
 
 #[derive(Deserialize)]
@@ -252,7 +322,14 @@ struct RawLayer {
     shared_url: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     #[serde(default)]
-    copy: Vec<Spanned<String>>,
+    copy: Vec<Spanned<toml::Value>>,
+    #[serde(default)]
+    prepare: Vec<Spanned<String>>,
+    #[serde(default)]
+    prepare_key: Vec<Spanned<String>>,
+    pool: Option<Spanned<i64>>,
+    #[serde(default)]
+    after: Vec<Spanned<String>>,
     #[serde(default)]
     setup: Vec<Spanned<String>>,
     ready: Option<Spanned<RawReady>>,
@@ -437,6 +514,19 @@ pub fn parse(path: &Path, root: &Path, src: &str) -> Result<Config, Fail> {
 
 fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> Config {
     let names: Vec<String> = raw.layers.keys().map(|k| k.get_ref().clone()).collect();
+    let ws = raw.workspace.unwrap_or(RawWorkspace {
+        name: None,
+        default_layers: None,
+        default_isolated: None,
+        envs_dir: None,
+        pool: None,
+        start: None,
+    });
+    let ws_pool = ws
+        .pool
+        .as_ref()
+        .and_then(|p| pool_size(p, diags))
+        .unwrap_or(0);
     let mut layers = IndexMap::new();
     let mut ranges: Vec<(String, PortRange)> = Vec::new();
     let mut repos: Vec<(PathBuf, String)> = Vec::new();
@@ -449,7 +539,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
             ));
         }
         let repo_span = raw_layer.get_ref().repo.as_ref().map(Spanned::span);
-        let layer = validate_layer(&name, raw_layer, &names, root, diags);
+        let layer = validate_layer(&name, raw_layer, &names, root, ws_pool, diags);
         if let (Some(repo), Some(span)) = (&layer.repo, repo_span) {
             if let Some((_, other)) = repos.iter().find(|(r, _)| r == repo) {
                 diags.push(
@@ -479,12 +569,6 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         }
         layers.insert(name, layer);
     }
-    let ws = raw.workspace.unwrap_or(RawWorkspace {
-        name: None,
-        default_layers: None,
-        default_isolated: None,
-        envs_dir: None,
-    });
     let default_layers = match ws.default_layers {
         Some(list) => {
             for item in &list {
@@ -539,7 +623,8 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
             }
         })
         .collect();
-    check_start_order(&layers, diags);
+    let start = ws.start.unwrap_or(StartOrder::Parallel);
+    check_start_order(&layers, start, diags);
     let mut spans = BTreeMap::new();
     let envs_dir = match ws.envs_dir {
         Some(dir) => {
@@ -569,6 +654,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         envs_dir,
         layers,
         agent,
+        start,
         source: "".into(),
         spans,
     }
@@ -754,11 +840,69 @@ fn inside_path(p: &str) -> bool {
         && path.components().any(|c| matches!(c, Component::Normal(_)))
 }
 
+/// Most prepared worktrees a pool keeps per layer: each holds a checkout and its
+/// dependencies, and 30 agents at once is the most users run.
+const MAX_POOL: i64 = 32;
+
+fn pool_size(p: &Spanned<i64>, diags: &mut Vec<Diag>) -> Option<u32> {
+    match u32::try_from(*p.get_ref()) {
+        Ok(n) if i64::from(n) <= MAX_POOL => Some(n),
+        _ => {
+            diags.push(
+                diag(p.span(), format!("`pool` is {}", p.get_ref())).hint(format!(
+                    "`pool` is how many prepared worktrees to keep: 0 to {MAX_POOL}"
+                )),
+            );
+            None
+        }
+    }
+}
+
+/// One `copy` entry: `"path"` or `{ path = "…", mode = "…" }`.
+fn parse_copy(v: &Spanned<toml::Value>, diags: &mut Vec<Diag>) -> Option<(String, CopyMode)> {
+    let bad = |diags: &mut Vec<Diag>, msg: String| {
+        diags.push(diag(v.span(), msg).hint(
+            "write `copy = [\"node_modules\", { path = \".venv\", mode = \"hardlink\" }]`; \
+             modes: auto, reflink, hardlink, symlink, copy",
+        ));
+        None
+    };
+    match v.get_ref() {
+        toml::Value::String(p) => Some((p.clone(), CopyMode::Auto)),
+        toml::Value::Table(t) => {
+            if let Some(k) = t.keys().find(|k| *k != "path" && *k != "mode") {
+                return bad(diags, format!("unknown key `{k}` in a `copy` entry"));
+            }
+            let Some(toml::Value::String(path)) = t.get("path") else {
+                return bad(diags, "a `copy` entry needs `path`, a string".into());
+            };
+            let mode = match t.get("mode") {
+                None => CopyMode::Auto,
+                Some(toml::Value::String(m)) => match m.as_str() {
+                    "auto" => CopyMode::Auto,
+                    "reflink" => CopyMode::Reflink,
+                    "hardlink" => CopyMode::Hardlink,
+                    "symlink" => CopyMode::Symlink,
+                    "copy" => CopyMode::Copy,
+                    other => return bad(diags, format!("unknown copy mode `{other}`")),
+                },
+                Some(_) => return bad(diags, "`mode` of a `copy` entry is a string".into()),
+            };
+            Some((path.clone(), mode))
+        }
+        _ => bad(
+            diags,
+            "a `copy` entry is a path or a table `{ path, mode }`".into(),
+        ),
+    }
+}
+
 fn validate_layer(
     name: &str,
     raw: Spanned<RawLayer>,
     names: &[String],
     root: &Path,
+    ws_pool: u32,
     diags: &mut Vec<Diag>,
 ) -> Layer {
     let header = raw.span();
@@ -822,6 +966,10 @@ fn validate_layer(
             ("check", raw.check.first().map(Spanned::span)),
             ("copy", raw.copy.first().map(Spanned::span)),
             ("setup", raw.setup.first().map(Spanned::span)),
+            ("prepare", raw.prepare.first().map(Spanned::span)),
+            ("prepare_key", raw.prepare_key.first().map(Spanned::span)),
+            ("pool", raw.pool.as_ref().map(Spanned::span)),
+            ("after", raw.after.first().map(Spanned::span)),
             ("env", raw.env.keys().next().map(Spanned::span)),
         ];
         for (key, span) in code_keys {
@@ -909,26 +1057,66 @@ fn validate_layer(
         );
         env.insert(var.clone(), value.get_ref().clone());
     }
-    for p in raw.copy.iter().chain(raw.dotenv.iter()) {
-        if !inside_path(p.get_ref()) {
+    let mut copy = Vec::new();
+    let mut paths: Vec<(Range<usize>, String)> = Vec::new();
+    for entry in &raw.copy {
+        if let Some((path, mode)) = parse_copy(entry, diags) {
+            paths.push((entry.span(), path.clone()));
+            copy.push(CopyEntry {
+                path: clean_rel(&path),
+                mode,
+            });
+        }
+    }
+    paths.extend(
+        raw.dotenv
+            .iter()
+            .chain(&raw.prepare_key)
+            .map(|p| (p.span(), p.get_ref().clone())),
+    );
+    for (span, p) in paths {
+        if !inside_path(&p) {
             diags.push(
                 diag(
-                    p.span(),
-                    format!("`{}` is not a relative path inside the repo", p.get_ref()),
+                    span,
+                    format!("`{p}` is not a relative path inside the repo"),
                 )
                 .hint("paths are relative to the repo's root and may not use `..`"),
             );
-        } else if Path::new(p.get_ref())
+        } else if Path::new(&p)
             .components()
             .any(|c| is_dot_git(c.as_os_str()))
         {
             diags.push(
-                diag(p.span(), format!("`{}` is inside git's own `.git`", p.get_ref()))
+                diag(span, format!("`{p}` is inside git's own `.git`"))
                     .hint("grove never writes into `.git` (a worktree's `.git` is a file git needs); name a file of the worktree"),
             );
         }
     }
-    for (key, list) in [("setup", &raw.setup), ("check", &raw.check)] {
+    for a in &raw.after {
+        let target = a.get_ref();
+        if target == name {
+            diags.push(diag(a.span(), format!("layer `{name}` is `after` itself")));
+        } else if !names.contains(target) {
+            diags.push(
+                diag(
+                    a.span(),
+                    format!("`after` names `{target}`, which is not a layer"),
+                )
+                .hint(format!("layers: {}", names.join(", "))),
+            );
+        }
+    }
+    let pool = match &raw.pool {
+        Some(p) => pool_size(p, diags).unwrap_or(0),
+        None if repo.is_some() => ws_pool,
+        None => 0,
+    };
+    for (key, list) in [
+        ("setup", &raw.setup),
+        ("check", &raw.check),
+        ("prepare", &raw.prepare),
+    ] {
         for s in list.iter().filter(|s| s.get_ref().trim().is_empty()) {
             diags.push(diag(s.span(), format!("empty `{key}` command")));
         }
@@ -958,7 +1146,15 @@ fn validate_layer(
         ports,
         shared_url: raw.shared_url.map(Spanned::into_inner),
         url,
-        copy: raw.copy.iter().map(|c| clean_rel(c.get_ref())).collect(),
+        copy,
+        prepare: raw.prepare.into_iter().map(Spanned::into_inner).collect(),
+        prepare_key: raw
+            .prepare_key
+            .iter()
+            .map(|p| clean_rel(p.get_ref()))
+            .collect(),
+        pool,
+        after: raw.after.into_iter().map(Spanned::into_inner).collect(),
         setup: raw.setup.into_iter().map(Spanned::into_inner).collect(),
         ready,
         env,
@@ -1145,15 +1341,15 @@ fn check_template(
 
 /// A code layer whose `env` reads another code layer's URL starts after it; a cycle among
 /// them could never start, so it is a config error now rather than a hang later.
-fn check_start_order(layers: &IndexMap<String, Layer>, diags: &mut Vec<Diag>) {
+fn check_start_order(layers: &IndexMap<String, Layer>, order: StartOrder, diags: &mut Vec<Diag>) {
     let graph: BTreeMap<String, BTreeSet<String>> = layers
         .values()
         .filter(|l| l.is_code())
         .map(|l| {
             let deps = l
-                .references()
+                .start_deps(order)
                 .into_iter()
-                .filter(|d| layers.get(d).is_some_and(Layer::is_code) && d != &l.name)
+                .filter(|d| layers.get(d).is_some_and(Layer::is_code))
                 .collect();
             (l.name.clone(), deps)
         })
@@ -1168,7 +1364,7 @@ fn check_start_order(layers: &IndexMap<String, Layer>, diags: &mut Vec<Diag>) {
                 ),
             )
             .hint(
-                "a layer's `env` that reads `layers.X.url` makes it start after X; break the loop",
+                "`after = [\"X\"]` (and, under `start = \"ordered\"`, reading `layers.X.url`) makes a layer start after X; break the loop",
             ),
         );
     }
@@ -1282,12 +1478,65 @@ mod tests {
 
     #[test]
     fn start_order_cycle_is_an_error() {
+        let layers = "[layers.front]\nrepo = \"front\"\nports = \"3001-3099\"\nenv.A = \"{{ layers.api.url }}\"\n\
+             [layers.api]\nrepo = \"api\"\nports = \"4001-4099\"\nenv.F = \"{{ layers.front.url }}\"\n";
+        // Reading each other's URLs is fine when both start at once…
+        parse_str(layers).unwrap();
+        // …but not when each waits for the layers it reads,
+        let e = parse_str(&format!("[workspace]\nstart = \"ordered\"\n{layers}")).unwrap_err();
+        assert!(e.contains("cycle: api → front → api"), "{e}");
+        // nor when `after` makes the loop.
         let e = parse_str(
-            "[layers.front]\nrepo = \"front\"\nports = \"3001-3099\"\nenv.A = \"{{ layers.api.url }}\"\n\
-             [layers.api]\nrepo = \"api\"\nports = \"4001-4099\"\nenv.F = \"{{ layers.front.url }}\"\n",
+            "[layers.front]\nrepo = \"front\"\nafter = [\"api\"]\n[layers.api]\nrepo = \"api\"\nafter = [\"front\"]\n",
         )
         .unwrap_err();
         assert!(e.contains("cycle: api → front → api"), "{e}");
+        let e = parse_str("[layers.front]\nrepo = \"front\"\nafter = [\"nope\"]\n").unwrap_err();
+        assert!(
+            e.contains("`after` names `nope`, which is not a layer"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn copy_entries_and_pool() {
+        let c = parse_str(
+            "[workspace]\npool = 2\n[layers.front]\nrepo = \"front\"\n\
+             copy = [\"a\", { path = \"node_modules\", mode = \"hardlink\" }]\nprepare_key = [\"lock\"]\n",
+        )
+        .unwrap();
+        let f = &c.layers["front"];
+        assert_eq!(
+            f.copy[0],
+            CopyEntry {
+                path: "a".into(),
+                mode: CopyMode::Auto
+            }
+        );
+        assert_eq!(f.copy[1].mode, CopyMode::Hardlink);
+        assert_eq!(f.pool, 2, "the workspace's pool is the default");
+        for (bad, says) in [
+            (
+                "copy = [{ path = \"x\", mode = \"zip\" }]",
+                "unknown copy mode `zip`",
+            ),
+            ("copy = [{ mode = \"copy\" }]", "needs `path`"),
+            (
+                "copy = [{ path = \"x\", how = \"copy\" }]",
+                "unknown key `how`",
+            ),
+            ("copy = [3]", "a path or a table"),
+            ("pool = -1", "`pool` is -1"),
+            ("pool = 99", "`pool` is 99"),
+            (
+                "prepare_key = [\"../x\"]",
+                "not a relative path inside the repo",
+            ),
+            ("prepare = [\" \"]", "empty `prepare` command"),
+        ] {
+            let e = parse_str(&format!("[layers.front]\nrepo = \"front\"\n{bad}\n")).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

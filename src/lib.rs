@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod copy;
 pub mod ctx;
 pub mod doctor;
 pub mod error;

@@ -15,7 +15,6 @@ use crate::git::Repo;
 use crate::interrupt;
 use crate::logfile::{LineRelay, LogWriter};
 use crate::proc::{ProcId, Tag};
-use crate::ui;
 
 /// Raised when a signal stops an operation; the caller rolls back and exits 128+N.
 #[derive(Debug, thiserror::Error)]
@@ -83,57 +82,6 @@ pub fn path_inside(root: &Path, rel: &str, what: &str) -> Result<PathBuf> {
         }
     }
     Ok(cur)
-}
-
-/// Copies each of `paths` (files or folders, relative) from `from` to `to`, sharing blocks
-/// with the source where the filesystem can (reflink), else a plain copy. A path that does not
-/// exist in the main checkout is a warning; one the worktree already has (tracked by git) is
-/// left as git checked it out. Sources stay inside `from` and destinations inside `to`: no
-/// symbolic link of either tree is followed out of it.
-pub fn copy_ignored(from: &Path, to: &Path, paths: &[String], layer: &str) -> Result<()> {
-    let real_from = fs_err::canonicalize(from)?;
-    for rel in paths {
-        let src = from.join(rel);
-        if std::fs::symlink_metadata(&src).is_err() {
-            ui::warn(format!(
-                "{layer}: `{rel}` not found in {}; not copied",
-                from.display()
-            ));
-            continue;
-        }
-        // The source's folders must be the main checkout's own: `conf -> /etc` and
-        // `copy = ["conf/passwd"]` would read outside it. The last component may be a link:
-        // it is copied as a link.
-        let src_parent = src.parent().map(std::fs::canonicalize);
-        if !matches!(src_parent, Some(Ok(ref p)) if p.starts_with(&real_from)) {
-            return Err(Fail::new(format!(
-                "`copy` entry `{rel}` of layer `{layer}` leads out of {} through a symbolic link",
-                from.display()
-            ))
-            .hint("`copy` names ignored files of the main checkout itself")
-            .into());
-        }
-        let dst = path_inside(to, rel, &format!("`copy` entry of layer `{layer}`"))?;
-        if std::fs::symlink_metadata(&dst).is_ok() {
-            ui::warn(format!(
-                "{layer}: `{rel}` is tracked by git; kept the checked-out version"
-            ));
-            continue;
-        }
-        // GNU cp does reflink-or-copy, folders, symlinks and modes in one well-tested step.
-        // Paths are arguments, never shell text. `-a` copies links as links.
-        let cmd = if cfg!(target_os = "macos") {
-            Cmd::new("cp").args(["-c", "-R", "-p"])
-        } else {
-            Cmd::new("cp").args(["-a", "--reflink=auto"])
-        };
-        cmd.arg("--")
-            .arg(&src)
-            .arg(&dst)
-            .run()
-            .with_context(|| format!("copying `{rel}` into the {layer} worktree"))?;
-    }
-    Ok(())
 }
 
 /// Where the dotenv file `rel` of `worktree` really is: its path, and its path relative to the

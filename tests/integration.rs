@@ -9,6 +9,7 @@ mod agents;
 mod bad_input;
 mod commands;
 mod concurrency;
+mod copying;
 mod crash;
 mod doctor;
 mod hostile;

@@ -68,10 +68,8 @@ fn reference_workflow_with_live_servers() {
     let out = ws
         .grove(&["create", "feat-02", "--from-api=main"])
         .success();
-    // api is started first: front's env reads its URL.
-    let api_at = out.stderr.find("api    ready").unwrap();
-    let front_starts = out.stderr.find("front  starting (pid").unwrap();
-    assert!(api_at < front_starts, "{out}");
+    // Both start at once (front only reads the api's URL, known before either starts).
+    assert!(out.stderr.contains("api    ready"), "{out}");
 
     let (f1, f2, a2) = (ws.front_port(0), ws.front_port(1), ws.api_port(0));
     // feat-01's front reaches the shared API; feat-02's front reaches feat-02's API.
@@ -365,11 +363,11 @@ fn shared_layer_down_is_a_warning_not_an_error() {
 
 #[test]
 fn logs_merge_layers_in_time_order_and_restart_changes_the_pid() {
-    let ws = ws_with("", "");
+    let ws = ws_with("after = [\"api\"]", "");
     ws.grove(&["create", "feat-01", "--from-api=main"])
         .success();
     let logs = ws.grove(&["logs", "feat-01"]).success().stdout;
-    // api starts first (front reads its URL): its lines come first.
+    // api starts first (front is `after` it): its lines come first.
     let api = logs.find("api   | [grove] starting api").unwrap();
     let front = logs.find("front | [grove] starting front").unwrap();
     assert!(api < front, "{logs}");
@@ -465,4 +463,50 @@ fn a_hanging_exec_probe_does_not_outlive_the_env() {
         wait_until(5, || probes() == 0),
         "the probe is still running"
     );
+}
+
+#[test]
+fn a_layer_that_reads_another_url_starts_at_once_unless_after_says_wait() {
+    // api takes 2 s to listen; front reads its URL. Each server appends the time it starts
+    // listening to a file of its own.
+    let times = |ws: &TestWorkspace, env: &str| {
+        let read = |l: &str| -> f64 {
+            let path = ws.tmp.path().join(format!("{env}-{l}.listen"));
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|_| panic!("{} missing", path.display()))
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        (read("front"), read("api"))
+    };
+    let listen = |extra: &str| {
+        format!(
+            "env.LISTEN_FILE = \"{}/{{{{ env }}}}-{{{{ layer }}}}.listen\"\n{extra}",
+            "TMP"
+        )
+    };
+    for (case, front_extra, workspace, front_first) in [
+        ("parallel", "", "", true),
+        ("after", "after = [\"api\"]", "", false),
+        ("ordered", "", "start = \"ordered\"\n", false),
+    ] {
+        let ws = TestWorkspace::with_repos(&["front", "api"]);
+        let tmp = ws.tmp.path().display().to_string();
+        let config = ws
+            .servers_config(
+                &listen(front_extra).replace("TMP", &tmp),
+                &listen("env.READY_DELAY = \"2\"").replace("TMP", &tmp),
+            )
+            .replacen("[workspace]\n", &format!("[workspace]\n{workspace}"), 1);
+        ws.write_config(&config);
+        ws.grove(&["create", case, "--from-api=main"]).success();
+        let (front, api) = times(&ws, case);
+        assert_eq!(
+            front < api,
+            front_first,
+            "{case}: front listened at {front}, api at {api}"
+        );
+        ws.grove(&["destroy", case, "--yes"]).success();
+    }
 }

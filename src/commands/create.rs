@@ -73,11 +73,16 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
         start: !args.no_start,
         isolate,
     };
-    let env = create(ctx, &opts)?;
+    let (env, made) = create(ctx, &opts)?;
     let instances = ctx.store.instances(env.key)?;
     let report = report::env_report(ctx, &env, &instances)?;
     if args.json {
-        ui::out(serde_json::to_string_pretty(&report)?);
+        // The env as `ps --json` shows it, with what making it took.
+        let mut value = serde_json::to_value(&report)?;
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("made".into(), serde_json::to_value(&made)?);
+        }
+        ui::out(serde_json::to_string_pretty(&value)?);
     } else {
         print_urls(&report);
     }
@@ -111,8 +116,17 @@ pub fn print_urls(report: &EnvReport) {
     }
 }
 
+/// What making an env took, for `create --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Made {
+    /// From the command's start to every server ready (or to the env made, with `--no-start`).
+    pub total_ms: u64,
+    pub start_ms: Option<u64>,
+    pub layers: Vec<LayerTiming>,
+}
+
 /// Makes the env `opts.name`, all or nothing.
-pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
+pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
     let t0 = Instant::now();
     crate::git::require_version()?;
     let env_name = names::env_name(&opts.name)?;
@@ -154,7 +168,7 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
         crate::tilde(&ctx.ws.root)
     ));
     match make(ctx, &env, &plans, &isolated, opts) {
-        Ok(()) => {
+        Ok(layers) => {
             // The env is whole; this grove still owns it until its servers are up, so that a
             // destroy (or down) in between is refused rather than racing the start.
             ctx.store.finish_create(env.key, ctx.me)?;
@@ -162,11 +176,13 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
             let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
             // From here a server that does not come up is reported, and the env stays for the
             // user to fix and `grove restart` (nothing to roll back).
+            let t_start = Instant::now();
             let started = if opts.start {
                 crate::supervisor::up(ctx, &env)
             } else {
                 Ok(())
             };
+            let start_ms = opts.start.then(|| ms_since(t_start));
             failpoint::hit("create:after-supervisor");
             ctx.store.set_phase(env.key, Phase::Ready, None)?;
             started?;
@@ -174,7 +190,12 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<EnvRow> {
                 "created env `{env_name}` in {:.1}s",
                 t0.elapsed().as_secs_f64()
             ));
-            Ok(env)
+            let made = Made {
+                total_ms: ms_since(t0),
+                start_ms,
+                layers,
+            };
+            Ok((env, made))
         }
         Err(err) => {
             ui::info(format!("undoing the partial create of `{env_name}`…"));
@@ -436,7 +457,7 @@ fn make(
     plans: &[LayerPlan],
     isolated: &[String],
     opts: &CreateOpts,
-) -> Result<()> {
+) -> Result<Vec<LayerTiming>> {
     let config = ctx.ws.config.clone();
     ensure_envs_dir_ignored(&config.envs_dir, &ctx.ws.root)?;
     let env_dir = ctx.ws.env_dir(&env.name);
@@ -536,12 +557,34 @@ fn make(
             .collect::<Result<Vec<_>>>()?
     };
     let log = ctx.log_dir(&env.name).join("setup.log");
-    let mut journaled_steps = false;
-    for (p, vars) in plans.iter().zip(all_vars) {
+    // Before anything runs a process: if grove dies meanwhile, the undo stops it (and what
+    // it started) by the env's token.
+    ctx.store.journal_push(env.key, &Action::Processes)?;
+    let mut timings: Vec<LayerTiming> = plans
+        .iter()
+        .map(|p| LayerTiming {
+            layer: p.layer.clone(),
+            copies: Vec::new(),
+            prepare_ms: None,
+            setup_ms: None,
+        })
+        .collect();
+    let copied = copy_all(ctx, env, plans)?;
+    for (t, c) in timings.iter_mut().zip(copied) {
+        for done in &c {
+            ui::info(format!("  {:w$}  {}", t.layer, describe_copy(done)));
+        }
+        t.copies = c;
+    }
+    failpoint::hit("create:after-copy");
+    for ((p, vars), timing) in plans.iter().zip(all_vars).zip(timings.iter_mut()) {
         check_interrupt()?;
         let layer = &config.layers[&p.layer];
-        provision::copy_ignored(&p.repo.dir, &p.worktree, &layer.copy, &p.layer)?;
-        failpoint::hit("create:after-copy");
+        for c in timing.copies.iter().filter(|c| c.done == "symlinked") {
+            // A link is not a folder to git: `node_modules/` in .gitignore does not hide a
+            // link named node_modules, and it would count as the env's uncommitted work.
+            provision::keep_out_of_diff(&p.repo, &p.worktree, &c.path)?;
+        }
         if let Some(dotenv) = &layer.dotenv {
             let (path, real) = provision::dotenv_target(&p.worktree, dotenv, &p.layer)?;
             provision::keep_out_of_diff(&p.repo, &p.worktree, &real)?;
@@ -552,35 +595,116 @@ fn make(
         let tag = Tag::new(&env.token, Role::Setup)
             .layer(&p.layer)
             .owned_by(ctx.me);
-        for (i, step) in layer.setup.iter().enumerate() {
-            check_interrupt()?;
-            if !journaled_steps {
-                // Before the first step starts: if grove dies while one runs, the undo stops
-                // it (and what it started) by the env's token.
-                ctx.store.journal_push(env.key, &Action::Processes)?;
-                journaled_steps = true;
+        for (what, steps) in [("prepare", &layer.prepare), ("setup", &layer.setup)] {
+            if steps.is_empty() {
+                continue;
             }
-            let t = Instant::now();
-            ui::info(format!(
-                "  {:w$}  setup {}/{}: {step}",
-                p.layer,
-                i + 1,
-                layer.setup.len()
-            ));
-            provision::run_step(step, &p.worktree, &vars, &log, &tag)
-                .with_context(|| format!("setting up layer `{}`", p.layer))?;
-            failpoint::hit("create:after-setup");
-            ui::info(format!(
-                "  {:w$}  setup {}/{} done in {:.1}s",
-                p.layer,
-                i + 1,
-                layer.setup.len(),
-                t.elapsed().as_secs_f64()
-            ));
+            let t_steps = Instant::now();
+            for (i, step) in steps.iter().enumerate() {
+                check_interrupt()?;
+                let t = Instant::now();
+                ui::info(format!(
+                    "  {:w$}  {what} {}/{}: {step}",
+                    p.layer,
+                    i + 1,
+                    steps.len()
+                ));
+                provision::run_step(step, &p.worktree, &vars, &log, &tag)
+                    .with_context(|| format!("setting up layer `{}`", p.layer))?;
+                failpoint::hit("create:after-setup");
+                ui::info(format!(
+                    "  {:w$}  {what} {}/{} done in {:.1}s",
+                    p.layer,
+                    i + 1,
+                    steps.len(),
+                    t.elapsed().as_secs_f64()
+                ));
+            }
+            let ms = Some(ms_since(t_steps));
+            if what == "prepare" {
+                timing.prepare_ms = ms;
+            } else {
+                timing.setup_ms = ms;
+            }
         }
     }
     check_interrupt()?;
-    Ok(())
+    Ok(timings)
+}
+
+/// What one layer's making took, for `create --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LayerTiming {
+    pub layer: String,
+    pub copies: Vec<crate::copy::Copied>,
+    pub prepare_ms: Option<u64>,
+    pub setup_ms: Option<u64>,
+}
+
+fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One line of the create report for a copy entry.
+pub fn describe_copy(c: &crate::copy::Copied) -> String {
+    let size = |b: u64| {
+        if b >= 1 << 30 {
+            format!("{:.1} GB", b as f64 / f64::from(1u32 << 30))
+        } else {
+            format!("{:.0} MB", b as f64 / f64::from(1u32 << 20))
+        }
+    };
+    match c.done {
+        "skipped" => format!("{}: skipped", c.path),
+        "symlinked" => format!("{}: symlinked to the main checkout", c.path),
+        done => format!(
+            "{}: {done} {} files ({}) in {:.2}s",
+            c.path,
+            c.files,
+            size(c.bytes),
+            c.ms as f64 / 1000.0
+        ),
+    }
+}
+
+/// The `copy` entries of every layer, the layers at once (each a thread of its own: the work
+/// is the disk's, and one layer's big folder need not wait for another's).
+fn copy_all(ctx: &Ctx, env: &EnvRow, plans: &[LayerPlan]) -> Result<Vec<Vec<crate::copy::Copied>>> {
+    let config = &ctx.ws.config;
+    let me = ctx.me;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|p| {
+                let layer = &config.layers[&p.layer];
+                let tag = Tag::new(&env.token, Role::Setup)
+                    .layer(&p.layer)
+                    .owned_by(me);
+                s.spawn(move || {
+                    layer
+                        .copy
+                        .iter()
+                        .map(|entry| {
+                            crate::copy::materialise(
+                                &p.repo.dir,
+                                &p.worktree,
+                                entry,
+                                &p.layer,
+                                &tag,
+                            )
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a copy thread panicked"))?
+            })
+            .collect()
+    })
 }
 
 /// Makes git ignore the envs folder in every repo that could contain it: a `.gitignore`

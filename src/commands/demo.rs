@@ -175,7 +175,7 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
 }
 
 fn show(ctx: &mut Ctx, opts: &CreateOpts) -> Result<()> {
-    let env = create::create(ctx, opts)?;
+    let (env, _) = create::create(ctx, opts)?;
     let instances = ctx.store.instances(env.key)?;
     create::print_urls(&report::env_report(ctx, &env, &instances)?);
     Ok(())

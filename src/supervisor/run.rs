@@ -248,7 +248,7 @@ impl Supervisor {
                 continue;
             }
             let deps = cfg
-                .references()
+                .start_deps(self.ctx.ws.config.start)
                 .into_iter()
                 .filter(|d| d != &cfg.name && dedicated.contains(d))
                 .collect();
@@ -286,6 +286,9 @@ impl Supervisor {
             });
         }
         for i in 0..self.servers.len() {
+            // Every port settled before anything starts: layers that start at once read each
+            // other's URLs, which a later move would make stale.
+            self.relocate(i);
             self.save(i);
         }
         Ok(())
@@ -771,7 +774,10 @@ impl Supervisor {
         s.log.line(&format!("[grove] {msg}"));
         self.log.line(&msg);
         for j in 0..self.servers.len() {
-            if self.servers[j].deps.contains(&layer) && self.servers[j].leader.is_some() {
+            // Those that wait for it, and those started at once with its old URL.
+            let reads = self.servers[j].deps.contains(&layer)
+                || self.servers[j].cfg.references().contains(&layer);
+            if reads && self.servers[j].leader.is_some() {
                 self.stop(j, Then::Restart);
             }
         }
