@@ -61,6 +61,8 @@ pub enum Command {
     AgentStatus(AgentStatusArgs),
     #[command(subcommand)]
     Hooks(HooksCommand),
+    #[command(subcommand)]
+    Pool(PoolCommand),
 }
 
 /// Make an env: a worktree per dedicated layer, ports, variables, copied files, setup
@@ -137,6 +139,35 @@ pub struct PsArgs {
     /// Print JSON (schema: see the README, "ps --json")
     #[arg(long)]
     pub json: bool,
+
+    /// Also list the warm pool's prepared worktrees (see `grove pool`)
+    #[arg(long)]
+    pub pool: bool,
+}
+
+/// The warm pool: worktrees prepared ahead of time for `create` to claim
+///
+/// A layer with `pool = N` (or `[workspace] pool`) keeps N worktrees of its base ready under
+/// <envs_dir>/.pool: detached at the base's tip, `copy` done, `prepare` run. `create` moves one
+/// into the env, checks out the env's branch (only files that changed are rewritten), runs
+/// `prepare` again only when a `prepare_key` file changed, then `setup`; a filler refills the
+/// pool in the background at the lowest CPU and I/O priority.
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Show each layer's pool, the filler, and every entry
+    Status {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fill every layer's pool now, in the foreground (waits for a filler already at work)
+    Fill {
+        /// Run as the detached background filler (what `create` starts)
+        #[arg(long, hide = true)]
+        background: bool,
+    },
+    /// Stop the filler and remove every prepared worktree not being claimed right now
+    Drain,
 }
 
 /// Launch the configured agent in an env, with a ticket as its task

@@ -249,7 +249,8 @@ impl Doctor {
         for e in entries.flatten() {
             let dir = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            if !dir.is_dir() || known.contains(&name) {
+            // The warm pool's folder is the pool's: `pool` recovery and `pool drain` own it.
+            if !dir.is_dir() || known.contains(&name) || name == crate::pool::DIR {
                 continue;
             }
             match manifest::read(&dir) {
@@ -517,8 +518,11 @@ impl Doctor {
         let home = proc::home_id();
         let mut strays: Vec<(ProcId, Tag, String)> = Vec::new();
         // Only this grove home's: another home's envs are another store's business.
+        // The warm pool's processes (its filler, an entry's `prepare`) are the pool's: its
+        // own recovery removes those of a filler that died.
+        let pool = self.store().pool_tokens()?;
         for (p, tag) in proc::tagged(|t| t.home == home) {
-            if mine.contains(&p.pid) {
+            if mine.contains(&p.pid) || tag.role == Role::Pool || pool.contains(&tag.env) {
                 continue;
             }
             let why = match envs.get(&tag.env) {
@@ -576,6 +580,7 @@ impl Doctor {
                     .is_some_and(|a| crate::agent::state(&a).0 != "exited");
                 (!running).then(|| "the env's agent has exited".to_string())
             }
+            Role::Pool => None,
         })
     }
 
@@ -620,7 +625,7 @@ impl Doctor {
                 .collect();
             for e in fs_err::read_dir(&path)?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !names.contains(name.as_str()) {
+                if !names.contains(name.as_str()) && name != crate::pool::DIR {
                     out.push(
                         Problem::new(
                             "stale-logs",

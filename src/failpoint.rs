@@ -15,6 +15,8 @@ pub const ALL: &[&str] = &[
     "create:before-branch",
     "create:after-branch",
     "create:before-worktree",
+    "create:after-claim",
+    "create:after-move",
     "create:after-worktree",
     "create:after-instance",
     "create:after-copy",
@@ -26,6 +28,12 @@ pub const ALL: &[&str] = &[
     "isolate:before-create",
     "isolate:after-create",
     "isolate:after-record",
+    // the pool filler making an entry
+    "pool:after-insert",
+    "pool:after-worktree",
+    "pool:after-copy",
+    "pool:during-prepare",
+    "pool:after-ready",
     // recovery of a half-made env
     "rollback:after-processes",
     "rollback:after-step",

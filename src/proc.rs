@@ -116,6 +116,8 @@ pub enum Role {
     Exec,
     /// The env's supervisor: found even when the store that registered it is gone.
     Supervisor,
+    /// A workspace's pool filler (its token is the workspace's, not an env's).
+    Pool,
 }
 
 impl Role {
@@ -128,6 +130,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Exec => "exec",
             Role::Supervisor => "supervisor",
+            Role::Pool => "pool",
         }
     }
 
@@ -140,6 +143,7 @@ impl Role {
             Role::Agent,
             Role::Exec,
             Role::Supervisor,
+            Role::Pool,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -206,6 +210,7 @@ impl Tag {
             Role::Agent => "its agent",
             Role::Exec => "`grove exec`",
             Role::Supervisor => "its supervisor",
+            Role::Pool => "the pool filler",
         };
         match &self.layer {
             Some(l) => format!("{role} of `{l}`"),

@@ -204,6 +204,18 @@ pub fn run_step(
     log: &Path,
     tag: &Tag,
 ) -> Result<()> {
+    run_step_at(script, cwd, vars, log, tag, "create:during-setup")
+}
+
+/// [`run_step`], with `failpoint` hit while the step runs.
+pub fn run_step_at(
+    script: &str,
+    cwd: &Path,
+    vars: &[(String, String)],
+    log: &Path,
+    tag: &Tag,
+    failpoint: &str,
+) -> Result<()> {
     let mut writer = LogWriter::open(log)?;
     writer.line(&format!("[grove] $ {script}    ({})", cwd.display()));
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -216,7 +228,7 @@ pub fn run_step(
         .env(crate::proc::TOKEN_VAR, &tag_value)
         .own_process_group()
         .spawn_to(w)?;
-    crate::failpoint::hit("create:during-setup");
+    crate::failpoint::hit(failpoint);
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let leader = ProcId::of(child.id());
     let leftovers = || {
@@ -310,4 +322,22 @@ pub fn tail(path: &PathBuf, n: usize) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_string())
         .collect()
+}
+
+/// Makes git ignore the envs folder in every repo that could contain it: a `.gitignore`
+/// holding `*` at its top (and at the top of `.grove/` for the default location).
+pub fn ensure_envs_dir_ignored(envs_dir: &std::path::Path, root: &std::path::Path) -> Result<()> {
+    fs_err::create_dir_all(envs_dir)?;
+    let mut dirs = vec![envs_dir.to_path_buf()];
+    let grove_dir = root.join(".grove");
+    if envs_dir.starts_with(&grove_dir) {
+        dirs.push(grove_dir);
+    }
+    for dir in dirs {
+        let gi = dir.join(".gitignore");
+        if !gi.exists() {
+            write_atomic(&gi, b"# grove's envs: never part of any repo\n*\n")?;
+        }
+    }
+    Ok(())
 }

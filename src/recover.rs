@@ -59,6 +59,7 @@ pub fn abandoned(ctx: &Ctx) -> Result<Vec<EnvRow>> {
 /// finishes it after checking again for work to keep.
 /// Returns the names of the envs it rolled back.
 pub fn unfinished(ctx: &mut Ctx) -> Result<Vec<String>> {
+    crate::pool::recover(ctx)?;
     let mut cleaned = Vec::new();
     for env in abandoned(ctx)? {
         match env.phase {
@@ -181,7 +182,7 @@ fn undo_branch(repo: &Repo, name: &str, sha: &str, env: &EnvRow) {
 }
 
 /// Removes a worktree grove added, even one git no longer knows or that is half-written.
-fn remove_worktree(repo: &Repo, path: &Path, envs_dir: &Path) {
+pub(crate) fn remove_worktree(repo: &Repo, path: &Path, envs_dir: &Path) {
     if path.exists() && repo.worktree_remove(path, true).is_err() && path.starts_with(envs_dir) {
         let _ = fs_err::remove_dir_all(path);
     }

@@ -27,6 +27,8 @@ pub struct EnvReport {
     pub agent: Option<AgentReport>,
     /// What is wrong with the env, each with what to do about it.
     pub problems: Vec<String>,
+    /// Disk use beyond the checkout, as last measured (at create or up); `null` until then.
+    pub disk: Option<crate::disk::Disk>,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,6 +194,7 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
         layers,
         agent,
         problems,
+        disk: ctx.store.disk(env.key)?,
     })
 }
 

@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{TestWorkspace, run};
+use crate::common::{TestWorkspace, run, wait_until};
 
 /// A small dependency folder with what trips copiers up: nested folders, an executable, a
 /// private file, relative and dangling links, a name with spaces, an empty folder and a
@@ -367,4 +367,63 @@ fn copies_of_several_layers_run_at_once() {
     }
     assert!(child.wait().unwrap().success());
     assert!(both, "the two layers' copies never ran at the same time");
+}
+
+#[test]
+fn ps_reports_disk_use_beyond_the_checkout_counting_hard_links_once() {
+    let mut seen = Vec::new();
+    for mode in ["copy", "hardlink"] {
+        let ws = ws_with_copy(mode);
+        // 2 MB of real data: what a copy costs and a hard-link tree does not.
+        std::fs::write(
+            ws.repo("front").join("node_modules/big.bin"),
+            vec![1u8; 2 << 20],
+        )
+        .unwrap();
+        // 3 MB in the checkout: the worktree has it too, but it is not the env's cost.
+        let front = ws.repo("front");
+        std::fs::write(front.join("tracked.bin"), vec![2u8; 3 << 20]).unwrap();
+        ws.git(&front, &["add", "tracked.bin"]);
+        ws.git(&front, &["commit", "--quiet", "-m", "a big tracked file"]);
+        ws.grove(&["create", "feat", "--no-start"]).success();
+        let env = crate::common::env_json(&ws, "feat");
+        let disk = &env["disk"];
+        let apparent = disk["apparent_bytes"].as_u64().unwrap();
+        let on_disk = disk["on_disk_bytes"].as_u64().unwrap();
+        let shared = disk["shared_bytes"].as_u64().unwrap();
+        assert!(apparent >= 2 << 20, "{mode}: {disk}");
+        assert!(
+            apparent < 3 << 20,
+            "{mode}: the checkout is not counted: {disk}"
+        );
+        assert!(disk["files"].as_u64().unwrap() >= 125, "{mode}: {disk}");
+        match mode {
+            "copy" => {
+                assert!(on_disk >= 2 << 20, "a copy costs its blocks: {disk}");
+                assert_eq!(shared, 0, "{disk}");
+            }
+            _ => {
+                assert!(on_disk < 1 << 20, "hard links cost no data blocks: {disk}");
+                assert!(shared >= 2 << 20 && shared <= apparent, "{disk}");
+            }
+        }
+        seen.push(apparent);
+        make_writable(&ws.worktree("feat", "front").join("node_modules"));
+        make_writable(&ws.repo("front").join("node_modules"));
+    }
+    assert_eq!(seen[0], seen[1], "the same files either way");
+}
+
+#[test]
+fn a_running_env_has_its_disk_measured_by_its_supervisor() {
+    let ws = crate::common::servers_ws("copy = [\".env\"]", "");
+    std::fs::write(ws.repo("front").join(".env"), "X=1\n").unwrap();
+    ws.grove(&["create", "feat"]).success();
+    assert!(
+        wait_until(10, || !crate::common::env_json(&ws, "feat")["disk"]
+            .is_null()),
+        "never measured"
+    );
+    let env = crate::common::env_json(&ws, "feat");
+    assert!(env["disk"]["apparent_bytes"].as_u64().unwrap() > 0, "{env}");
 }

@@ -26,13 +26,31 @@ const CREATE: &[&str] = &["create", "feat-01", "--from-api=main", "--isolate-eve
 /// with `copy`, `dotenv` and a `setup` step (slow on demand), and an infra layer isolated by
 /// a recipe that leaves a mark (a folder per env).
 fn workspace() -> TestWorkspace {
+    workspace_with("")
+}
+
+/// [`workspace`] whose front keeps a warm pool of one worktree, prepared by a step that
+/// leaves a marker in an ignored folder, like an install (slow on demand, with a child of
+/// its own).
+fn pool_workspace() -> TestWorkspace {
+    workspace_with(
+        r#"pool = 1
+prepare = ["if [ -n \"$SLOW_PREPARE\" ]; then sleep 60 & wait; fi; mkdir -p node_modules; echo ok > node_modules/.prepared"]
+prepare_key = ["README.md"]"#,
+    )
+}
+
+fn workspace_with(front_extra: &str) -> TestWorkspace {
     let ws = TestWorkspace::with_repos(REPOS);
     std::fs::write(ws.repo("front").join(".env"), "SECRET=1\n").unwrap();
-    let front = r#"copy = [".env"]
+    let front = format!(
+        r#"copy = [".env"]
 dotenv = ".env.grove"
 setup = ["if [ -n \"$SLOW_SETUP\" ]; then sleep 60; fi; echo set up"]
-env.DAEMON = "1""#;
-    let mut toml = ws.servers_config(front, "");
+env.DAEMON = "1"
+{front_extra}"#
+    );
+    let mut toml = ws.servers_config(&front, "");
     toml.push_str(&format!(
         "\n[layers.events]\nshared_url = \"kafka://127.0.0.1:9\"\n\
          isolate.create = \"mkdir -p {m}/$GROVE_ENV_ID\"\n\
@@ -85,6 +103,8 @@ struct Rows {
     isolated: Vec<(i64, String, String)>,
     /// env key → supervisor pid
     supervisors: HashMap<i64, i32>,
+    /// (path, phase) of the warm pool's entries
+    pool: Vec<(PathBuf, String)>,
 }
 
 fn rows(ws: &TestWorkspace) -> Rows {
@@ -106,6 +126,10 @@ fn rows(ws: &TestWorkspace) -> Rows {
         other => panic!("not an integer: {other:?}"),
     };
     Rows {
+        pool: all("SELECT path, phase FROM pool")
+            .iter()
+            .map(|r| (PathBuf::from(text(&r[0])), text(&r[1])))
+            .collect(),
         journal: all("SELECT id FROM journal").len(),
         envs: all("SELECT name, phase, token, id FROM envs")
             .iter()
@@ -159,6 +183,32 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
         }
     }
     let envs_dir = ws.root.join(".grove/envs");
+    let pool_dir = envs_dir.join(".pool");
+    // The pool: only whole entries, each a worktree of git's with its `prepare` done, and
+    // nothing else in the pool's folder.
+    for (path, phase) in &r.pool {
+        if phase != "ready" {
+            v.push(format!("pool entry {} is {phase}", path.display()));
+        }
+        if !path.join("node_modules/.prepared").is_file() {
+            v.push(format!("pool entry {} is not prepared", path.display()));
+        }
+    }
+    let entries: BTreeSet<PathBuf> = r.pool.iter().map(|p| p.0.clone()).collect();
+    let in_git: BTreeSet<PathBuf> = REPOS
+        .iter()
+        .flat_map(|repo| ws.worktrees(repo))
+        .filter(|p| p.starts_with(&pool_dir))
+        .collect();
+    let on_disk: BTreeSet<PathBuf> = list_dir(&pool_dir)
+        .iter()
+        .map(|n| pool_dir.join(n))
+        .collect();
+    if entries != in_git || entries != on_disk {
+        v.push(format!(
+            "pool entries {entries:?}, git's {in_git:?}, on disk {on_disk:?}"
+        ));
+    }
     for repo in REPOS {
         let known: BTreeSet<PathBuf> = r
             .instances
@@ -169,7 +219,7 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
         let git: BTreeSet<PathBuf> = ws
             .worktrees(repo)
             .into_iter()
-            .filter(|p| p.starts_with(&envs_dir))
+            .filter(|p| p.starts_with(&envs_dir) && !p.starts_with(&pool_dir))
             .collect();
         if known != git {
             v.push(format!("{repo}: store worktrees {known:?}, git's {git:?}"));
@@ -203,7 +253,10 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
             ));
         }
     }
-    let folders: BTreeSet<String> = list_dir(&envs_dir).into_iter().collect();
+    let folders: BTreeSet<String> = list_dir(&envs_dir)
+        .into_iter()
+        .filter(|f| f != ".pool")
+        .collect();
     let names: BTreeSet<String> = r.envs.keys().cloned().collect();
     if folders != names {
         v.push(format!("env folders {folders:?}, envs {names:?}"));
@@ -367,6 +420,66 @@ fn crash_up(failpoint: &str) {
     assert_nothing_left(&ws, &format!("{failpoint}, up, destroy"));
 }
 
+/// The pool filler in the background (after a create) is done.
+fn filler_done(ws: &TestWorkspace) {
+    assert!(
+        wait_until(60, || ws
+            .grove(&["pool", "status", "--json"])
+            .success()
+            .json()["filler"]
+            .is_null()),
+        "the pool filler never finished"
+    );
+}
+
+/// Crashes the pool filler at `failpoint` (a `prepare` step running, for `during`); the next
+/// command removes the half-made entry and its processes, and a create never gets it: the
+/// worktree it claims is whole.
+fn crash_pool(failpoint: &str) {
+    let ws = pool_workspace();
+    let slow: &[(&str, &str)] = if failpoint == "pool:during-prepare" {
+        &[("SLOW_PREPARE", "1")]
+    } else {
+        &[]
+    };
+    crash(&ws, failpoint, &["pool", "fill"], slow);
+    let out = ws.grove(&["pool", "fill"]).success();
+    if failpoint != "pool:after-ready" {
+        assert!(
+            out.stderr.contains("left half-prepared"),
+            "{failpoint}: {out}"
+        );
+    }
+    assert_consistent(&ws, &format!("after {failpoint} and pool fill"));
+    let made = ws.grove(&["create", "feat-01", "--json"]).success().json();
+    assert_eq!(made["made"]["layers"][0]["pool"], "claimed", "{made}");
+    assert!(
+        ws.worktree("feat-01", "front")
+            .join("node_modules/.prepared")
+            .is_file()
+    );
+    filler_done(&ws);
+    assert_consistent(&ws, &format!("after {failpoint}, fill and create"));
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    grove_ok(&ws, &["pool", "drain"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, create, destroy, drain"));
+    assert!(list_dir(&ws.root.join(".grove/envs/.pool")).is_empty());
+}
+
+/// Crashes a create while it takes a worktree from the pool; the retry works, and the
+/// entry it was taking is gone (moved into the env and undone with it, or removed).
+fn crash_claim(failpoint: &str) {
+    let ws = pool_workspace();
+    grove_ok(&ws, &["pool", "fill"]);
+    crash(&ws, failpoint, &["create", "feat-01"], &[]);
+    grove_ok(&ws, &["create", "feat-01"]);
+    filler_done(&ws);
+    assert_consistent(&ws, &format!("after {failpoint} and the next create"));
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    grove_ok(&ws, &["pool", "drain"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, create, destroy, drain"));
+}
+
 /// Every failpoint, with the scenario that crashes there.
 macro_rules! crash_tests {
     ($($name:ident: $fp:literal => $scenario:ident;)*) => {
@@ -388,6 +501,8 @@ crash_tests! {
     create_before_branch: "create:before-branch" => crash_create;
     create_after_branch: "create:after-branch" => crash_create;
     create_before_worktree: "create:before-worktree" => crash_create;
+    create_after_claim: "create:after-claim" => crash_claim;
+    create_after_move: "create:after-move" => crash_claim;
     create_after_worktree: "create:after-worktree" => crash_create;
     create_after_instance: "create:after-instance" => crash_create;
     create_after_copy: "create:after-copy" => crash_create;
@@ -399,6 +514,11 @@ crash_tests! {
     isolate_before_create: "isolate:before-create" => crash_create;
     isolate_after_create: "isolate:after-create" => crash_create;
     isolate_after_record: "isolate:after-record" => crash_create;
+    pool_after_insert: "pool:after-insert" => crash_pool;
+    pool_after_worktree: "pool:after-worktree" => crash_pool;
+    pool_after_copy: "pool:after-copy" => crash_pool;
+    pool_during_prepare: "pool:during-prepare" => crash_pool;
+    pool_after_ready: "pool:after-ready" => crash_pool;
     rollback_after_processes: "rollback:after-processes" => crash_rollback;
     rollback_after_step: "rollback:after-step" => crash_rollback;
     rollback_before_forget: "rollback:before-forget" => crash_rollback;

@@ -15,6 +15,7 @@ mod doctor;
 mod hostile;
 mod isolation;
 mod matrix;
+mod pool;
 mod review;
 mod rollback;
 mod safety;

@@ -185,6 +185,11 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
             let start_ms = opts.start.then(|| ms_since(t_start));
             failpoint::hit("create:after-supervisor");
             ctx.store.set_phase(env.key, Phase::Ready, None)?;
+            // With servers, their supervisor measures the env's disk use; without, it is
+            // measured here (read by `ps`, never measured by it).
+            if !opts.start || !crate::supervisor::has_servers(ctx, &env)? {
+                crate::disk::refresh(ctx, &env)?;
+            }
             started?;
             ui::info(format!(
                 "created env `{env_name}` in {:.1}s",
@@ -195,6 +200,11 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
                 start_ms,
                 layers,
             };
+            // Claimed entries are replaced (and a new pool is filled) after the env is up,
+            // so the filler never competes with this create.
+            if let Err(e) = crate::pool::refill_in_background(ctx) {
+                ui::warn(format!("could not start refilling the pool: {e:#}"));
+            }
             Ok((env, made))
         }
         Err(err) => {
@@ -459,7 +469,7 @@ fn make(
     opts: &CreateOpts,
 ) -> Result<Vec<LayerTiming>> {
     let config = ctx.ws.config.clone();
-    ensure_envs_dir_ignored(&config.envs_dir, &ctx.ws.root)?;
+    provision::ensure_envs_dir_ignored(&config.envs_dir, &ctx.ws.root)?;
     let env_dir = ctx.ws.env_dir(&env.name);
     ctx.store.journal_push(
         env.key,
@@ -481,6 +491,8 @@ fn make(
     }
     failpoint::hit("create:after-lease");
     let marker = recover::branch_marker(env);
+    // Layers whose worktree came from the pool: copied and prepared already.
+    let mut claimed: IndexMap<String, crate::state::PoolRow> = IndexMap::new();
     for p in plans {
         check_interrupt()?;
         let how = if p.new_branch {
@@ -522,7 +534,28 @@ fn make(
             },
         )?;
         failpoint::hit("create:before-worktree");
-        p.repo.worktree_add(&p.worktree, None, &opts.name)?;
+        let entry = if config.layers[&p.layer].pool > 0 {
+            ctx.store.pool_claim(ctx.ws_id, &p.layer, &p.base, ctx.me)?
+        } else {
+            None
+        };
+        match entry {
+            Some(row) => {
+                failpoint::hit("create:after-claim");
+                take_from_pool(ctx, p, &row, &opts.name)?;
+                ui::info(format!(
+                    "  {:w$}  took a prepared worktree from the pool{}",
+                    p.layer,
+                    if row.commit == p.base_commit {
+                        String::new()
+                    } else {
+                        format!(" (made at {}, brought up to date)", short_id(&row.commit))
+                    }
+                ));
+                claimed.insert(p.layer.clone(), row);
+            }
+            None => p.repo.worktree_add(&p.worktree, None, &opts.name)?,
+        }
         failpoint::hit("create:after-worktree");
         ctx.store.insert_instance(
             env.key,
@@ -564,12 +597,13 @@ fn make(
         .iter()
         .map(|p| LayerTiming {
             layer: p.layer.clone(),
+            pool: None,
             copies: Vec::new(),
             prepare_ms: None,
             setup_ms: None,
         })
         .collect();
-    let copied = copy_all(ctx, env, plans)?;
+    let copied = copy_all(ctx, env, plans, &claimed)?;
     for (t, c) in timings.iter_mut().zip(copied) {
         for done in &c {
             ui::info(format!("  {:w$}  {}", t.layer, describe_copy(done)));
@@ -595,8 +629,27 @@ fn make(
         let tag = Tag::new(&env.token, Role::Setup)
             .layer(&p.layer)
             .owned_by(ctx.me);
+        let prepare = match claimed.get(&p.layer) {
+            None => true,
+            Some(row) => {
+                let now = p.repo.blob_ids(&p.base_commit, &layer.prepare_key)?;
+                timing.pool = Some(if now == row.prep_key {
+                    "claimed"
+                } else {
+                    "claimed, prepared again"
+                });
+                if now != row.prep_key {
+                    ui::info(format!(
+                        "  {:w$}  {} changed since the worktree was prepared: preparing again",
+                        p.layer,
+                        layer.prepare_key.join(", ")
+                    ));
+                }
+                now != row.prep_key
+            }
+        };
         for (what, steps) in [("prepare", &layer.prepare), ("setup", &layer.setup)] {
-            if steps.is_empty() {
+            if steps.is_empty() || (what == "prepare" && !prepare) {
                 continue;
             }
             let t_steps = Instant::now();
@@ -636,9 +689,34 @@ fn make(
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerTiming {
     pub layer: String,
+    /// `claimed` when the worktree came from the warm pool (`claimed, prepared again` when a
+    /// `prepare_key` file had changed), `null` when made afresh.
+    pub pool: Option<&'static str>,
     pub copies: Vec<crate::copy::Copied>,
     pub prepare_ms: Option<u64>,
     pub setup_ms: Option<u64>,
+}
+
+/// Moves the pool entry `row` into the env as `p`'s worktree and checks out the env's
+/// branch there: only files that differ from the entry's commit are rewritten. Once moved,
+/// the worktree is the env's (journaled as such); the entry's row goes.
+fn take_from_pool(
+    ctx: &mut Ctx,
+    p: &LayerPlan,
+    row: &crate::state::PoolRow,
+    branch: &str,
+) -> Result<()> {
+    if let Err(e) = p.repo.worktree_move(&row.path, &p.worktree) {
+        crate::pool::undo(ctx, row);
+        return Err(e);
+    }
+    failpoint::hit("create:after-move");
+    ctx.store.pool_delete(row.id)?;
+    Repo::switch_fresh(&p.worktree, branch)
+}
+
+fn short_id(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
 }
 
 fn ms_since(t: Instant) -> u64 {
@@ -669,7 +747,12 @@ pub fn describe_copy(c: &crate::copy::Copied) -> String {
 
 /// The `copy` entries of every layer, the layers at once (each a thread of its own: the work
 /// is the disk's, and one layer's big folder need not wait for another's).
-fn copy_all(ctx: &Ctx, env: &EnvRow, plans: &[LayerPlan]) -> Result<Vec<Vec<crate::copy::Copied>>> {
+fn copy_all(
+    ctx: &Ctx,
+    env: &EnvRow,
+    plans: &[LayerPlan],
+    claimed: &IndexMap<String, crate::state::PoolRow>,
+) -> Result<Vec<Vec<crate::copy::Copied>>> {
     let config = &ctx.ws.config;
     let me = ctx.me;
     std::thread::scope(|s| {
@@ -680,7 +763,11 @@ fn copy_all(ctx: &Ctx, env: &EnvRow, plans: &[LayerPlan]) -> Result<Vec<Vec<crat
                 let tag = Tag::new(&env.token, Role::Setup)
                     .layer(&p.layer)
                     .owned_by(me);
+                let from_pool = claimed.contains_key(&p.layer);
                 s.spawn(move || {
+                    if from_pool {
+                        return Ok(Vec::new());
+                    }
                     layer
                         .copy
                         .iter()
@@ -705,22 +792,4 @@ fn copy_all(ctx: &Ctx, env: &EnvRow, plans: &[LayerPlan]) -> Result<Vec<Vec<crat
             })
             .collect()
     })
-}
-
-/// Makes git ignore the envs folder in every repo that could contain it: a `.gitignore`
-/// holding `*` at its top (and at the top of `.grove/` for the default location).
-fn ensure_envs_dir_ignored(envs_dir: &std::path::Path, root: &std::path::Path) -> Result<()> {
-    fs_err::create_dir_all(envs_dir)?;
-    let mut dirs = vec![envs_dir.to_path_buf()];
-    let grove_dir = root.join(".grove");
-    if envs_dir.starts_with(&grove_dir) {
-        dirs.push(grove_dir);
-    }
-    for dir in dirs {
-        let gi = dir.join(".gitignore");
-        if !gi.exists() {
-            provision::write_atomic(&gi, b"# grove's envs: never part of any repo\n*\n")?;
-        }
-    }
-    Ok(())
 }

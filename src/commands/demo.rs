@@ -142,7 +142,13 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
     show(&mut ctx, &opts)?;
 
     step("grove ps");
-    ps::run(&mut ctx, &PsArgs { json: false })?;
+    ps::run(
+        &mut ctx,
+        &PsArgs {
+            json: false,
+            pool: false,
+        },
+    )?;
 
     // Each front answers with the API it is wired to: feat-02's own, feat-01's shared one.
     for env in ["feat-02", "feat-01"] {

@@ -10,6 +10,7 @@ mod envcmd;
 mod fanout;
 mod init;
 mod logs;
+mod pool;
 mod ps;
 mod review;
 mod servers;
@@ -37,6 +38,7 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Attach(args) => agents::attach(&ctx()?, &args),
         Command::AgentStatus(args) => agents::agent_status(&mut ctx()?, &args, cwd),
         Command::Hooks(cmd) => agents::hooks(&ctx()?, &cmd, cwd),
+        Command::Pool(cmd) => pool::run(&mut ctx()?, &cmd),
         Command::Review(args) => review::review(&mut ctx()?, &args),
         Command::Diff(args) => review::diff(&ctx()?, &args),
         Command::Check(args) => review::check(&mut ctx()?, &args),

@@ -14,6 +14,9 @@ struct PsJson<'a> {
     version: u32,
     workspace: String,
     envs: &'a [EnvReport],
+    /// With `--pool`: the warm pool (`grove pool status --json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<crate::pool::PoolReport>,
 }
 
 pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
@@ -22,14 +25,24 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
         let instances = ctx.store.instances(env.key)?;
         reports.push(report::env_report(ctx, &env, &instances)?);
     }
+    let pool = if args.pool {
+        Some(crate::pool::report(ctx)?)
+    } else {
+        None
+    };
     if args.json {
         let json = PsJson {
             version: JSON_VERSION,
             workspace: ctx.ws.root.to_string_lossy().into_owned(),
             envs: &reports,
+            pool,
         };
         ui::out(serde_json::to_string_pretty(&json)?);
         return Ok(());
+    }
+    if let Some(pool) = &pool {
+        super::pool::print(pool);
+        ui::out("");
     }
     if reports.is_empty() {
         ui::info("no envs in this workspace; create one with `grove create NAME`");

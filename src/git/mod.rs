@@ -320,6 +320,57 @@ impl Repo {
         Ok(())
     }
 
+    /// Moves the worktree at `from` to `to` (a path that does not exist yet).
+    pub fn worktree_move(&self, from: &Path, to: &Path) -> Result<()> {
+        let _lock = self.worktree_lock()?;
+        self.cmd()
+            .args(["worktree", "move", "--end-of-options"])
+            .arg(from)
+            .arg(to)
+            .run()
+            .with_context(|| {
+                format!(
+                    "cannot move worktree {} to {}",
+                    from.display(),
+                    to.display()
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Checks out branch `name` in `worktree`, throwing away what differs from it there:
+    /// only for a worktree nobody has worked in (a pool entry grove prepared). Files that
+    /// are the same in both commits are not rewritten.
+    pub fn switch_fresh(worktree: &Path, name: &str) -> Result<()> {
+        git(worktree)
+            .args([
+                "switch",
+                "--quiet",
+                "--discard-changes",
+                "--end-of-options",
+                name,
+            ])
+            .run()
+            .with_context(|| format!("cannot switch {} to `{name}`", worktree.display()))?;
+        Ok(())
+    }
+
+    /// Blob ids of `paths` at `commit` (sorted `mode blob path` lines, empty for none): a
+    /// fingerprint of the files that decide whether `prepare` must run again.
+    pub fn blob_ids(&self, commit: &str, paths: &[String]) -> Result<String> {
+        if paths.is_empty() {
+            return Ok(String::new());
+        }
+        let out = self
+            .cmd()
+            .args(["ls-tree", "--full-tree", "--end-of-options", commit, "--"])
+            .args(paths)
+            .run()?;
+        let mut lines: Vec<&str> = out.stdout.lines().collect();
+        lines.sort_unstable();
+        Ok(lines.join("\n"))
+    }
+
     /// Removes the worktree at `path`. `force` also discards its changes (and unlocks it).
     pub fn worktree_remove(&self, path: &Path, force: bool) -> Result<()> {
         let _lock = self.worktree_lock()?;

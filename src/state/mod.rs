@@ -1206,6 +1206,200 @@ impl Store {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+
+    // ---- the warm pool ------------------------------------------------------------------
+
+    /// Records a pool entry about to be made (the intent, before the worktree exists), owned
+    /// by `me`.
+    #[allow(clippy::too_many_arguments, reason = "one row's columns")]
+    pub fn pool_insert(
+        &mut self,
+        ws: i64,
+        layer: &str,
+        repo: &Path,
+        base: &str,
+        commit: &str,
+        path: &Path,
+        token: &str,
+        me: ProcId,
+    ) -> Result<PoolRow> {
+        let (pid, start) = owner_params(Some(me));
+        self.conn.execute(
+            "INSERT INTO pool (workspace, layer, repo, base, commit_id, path, token, phase,
+                               owner_pid, owner_start, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'preparing', ?8, ?9, ?10)",
+            params![
+                ws,
+                layer,
+                repo.to_string_lossy(),
+                base,
+                commit,
+                path.to_string_lossy(),
+                token,
+                pid,
+                start,
+                now()
+            ],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.pool_row(id)?.context("pool entry vanished")
+    }
+
+    fn pool_row(&self, id: i64) -> Result<Option<PoolRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {POOL_COLS} FROM pool WHERE id = ?1"),
+                [id],
+                pool_row,
+            )
+            .optional()?)
+    }
+
+    /// The pool entries of workspace `ws`, oldest first.
+    pub fn pool(&self, ws: i64) -> Result<Vec<PoolRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {POOL_COLS} FROM pool WHERE workspace = ?1 ORDER BY created_at, id"
+        ))?;
+        let rows = stmt
+            .query_map([ws], pool_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Every pool entry's token, of every workspace: their processes are not strays.
+    pub fn pool_tokens(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT token FROM pool")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// The entry is whole: it may be handed out.
+    pub fn pool_ready(&mut self, id: i64, prep_key: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE pool SET phase = 'ready', prep_key = ?2, owner_pid = NULL, owner_start = NULL
+             WHERE id = ?1",
+            params![id, prep_key],
+        )?;
+        Ok(())
+    }
+
+    /// Takes the oldest ready entry of `layer` for `base`, for `me`: of two creates asking at
+    /// once, each gets another entry (or none).
+    pub fn pool_claim(
+        &mut self,
+        ws: i64,
+        layer: &str,
+        base: &str,
+        me: ProcId,
+    ) -> Result<Option<PoolRow>> {
+        let (pid, start) = owner_params(Some(me));
+        let tx = self.write()?;
+        let id: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM pool WHERE workspace = ?1 AND layer = ?2 AND base = ?3
+                 AND phase = 'ready' ORDER BY created_at, id LIMIT 1",
+                params![ws, layer, base],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(id) = id else { return Ok(None) };
+        tx.execute(
+            "UPDATE pool SET phase = 'claimed', owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
+            params![id, pid, start],
+        )?;
+        let row = tx.query_row(
+            &format!("SELECT {POOL_COLS} FROM pool WHERE id = ?1"),
+            [id],
+            pool_row,
+        )?;
+        tx.commit()?;
+        Ok(Some(row))
+    }
+
+    /// Takes over entry `id` from `from` (a dead owner) for `me`, atomically.
+    pub fn pool_take_over(&mut self, id: i64, from: Option<ProcId>, me: ProcId) -> Result<bool> {
+        let (old_pid, old_start) = owner_params(from);
+        let (pid, start) = owner_params(Some(me));
+        let n = self.conn.execute(
+            "UPDATE pool SET owner_pid = ?1, owner_start = ?2
+             WHERE id = ?3 AND owner_pid IS ?4 AND owner_start IS ?5",
+            params![pid, start, id, old_pid, old_start],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn pool_delete(&mut self, id: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM pool WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn put_disk(&mut self, key: EnvKey, disk: &crate::disk::Disk) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO env_disk (env, disk) VALUES (?1, ?2)",
+            params![key, serde_json::to_string(disk)?],
+        )?;
+        Ok(())
+    }
+
+    pub fn disk(&self, key: EnvKey) -> Result<Option<crate::disk::Disk>> {
+        let text: Option<String> = self
+            .conn
+            .query_row("SELECT disk FROM env_disk WHERE env = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// A value of the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets `key` to `value` if it is still `old` (compare and swap).
+    pub fn meta_swap(&mut self, key: &str, old: Option<&str>, value: Option<&str>) -> Result<bool> {
+        let tx = self.write()?;
+        let now: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?;
+        if now.as_deref() != old {
+            return Ok(false);
+        }
+        match value {
+            Some(v) => tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, v],
+            )?,
+            None => tx.execute("DELETE FROM meta WHERE key = ?1", [key])?,
+        };
+        tx.commit()?;
+        Ok(true)
+    }
+}
+
+const POOL_COLS: &str = "id, layer, repo, base, commit_id, prep_key, path, token, phase, \
+                         owner_pid, owner_start, created_at";
+
+fn pool_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolRow> {
+    Ok(PoolRow {
+        id: r.get(0)?,
+        layer: r.get(1)?,
+        repo: PathBuf::from(r.get::<_, String>(2)?),
+        base: r.get(3)?,
+        commit: r.get(4)?,
+        prep_key: r.get(5)?,
+        path: PathBuf::from(r.get::<_, String>(6)?),
+        token: r.get(7)?,
+        phase: r.get(8)?,
+        owner: proc_id(r.get(9)?, r.get(10)?),
+        created_at: r.get(11)?,
+    })
 }
 
 #[cfg(test)]

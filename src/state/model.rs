@@ -105,6 +105,31 @@ impl ServerState {
 }
 
 word_enum! {
+    /// Where a pool entry is: being made, ready to hand out, or being handed out to a create.
+    PoolPhase { Preparing => "preparing", Ready => "ready", Claimed => "claimed" }
+}
+
+/// A prepared worktree of the warm pool.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolRow {
+    pub id: i64,
+    pub layer: String,
+    pub repo: PathBuf,
+    /// The base as the layer names it, and the commit the worktree is detached at.
+    pub base: String,
+    pub commit: String,
+    /// The blob ids of the layer's `prepare_key` files at `commit`: `prepare` runs again in a
+    /// claimed worktree when they differ at the new base.
+    pub prep_key: String,
+    pub path: PathBuf,
+    pub token: String,
+    pub phase: PoolPhase,
+    #[serde(skip)]
+    pub owner: Option<ProcId>,
+    pub created_at: i64,
+}
+
+word_enum! {
     /// What an agent's hooks report.
     AgentState {
         Working => "working",

@@ -160,4 +160,32 @@ pub(super) const MIGRATIONS: &[&str] = &[
     UPDATE servers SET state = 'unhealthy', message = NULL
         WHERE state = 'ready' AND message = 'unhealthy';
     ",
+    // 8: the warm pool. Worktrees prepared ahead of time (detached at a base's tip, copies
+    // made, `prepare` run) for `create` to claim. The row is written before the worktree is
+    // made and names the process at work on it: a `preparing` or `claimed` row whose process is
+    // gone is a crash's leftover, removed by the next command that changes state.
+    r"
+    CREATE TABLE pool (
+        id          INTEGER PRIMARY KEY,
+        workspace   INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+        layer       TEXT NOT NULL,
+        repo        TEXT NOT NULL,
+        base        TEXT NOT NULL,
+        commit_id   TEXT NOT NULL,
+        prep_key    TEXT NOT NULL DEFAULT '',
+        path        TEXT NOT NULL UNIQUE,
+        token       TEXT NOT NULL UNIQUE,
+        phase       TEXT NOT NULL CHECK (phase IN ('preparing', 'ready', 'claimed')),
+        owner_pid   INTEGER,
+        owner_start INTEGER,
+        created_at  INTEGER NOT NULL
+    );
+
+    -- What each env costs on disk beyond its checkout (JSON of disk::Disk), measured off
+    -- the `ps` path and read by it.
+    CREATE TABLE env_disk (
+        env   INTEGER PRIMARY KEY REFERENCES envs(id) ON DELETE CASCADE,
+        disk  TEXT NOT NULL
+    );
+    ",
 ];

@@ -193,6 +193,17 @@ pub fn main(root: &Path, env_name: &str) -> Result<()> {
         agent: None,
     };
     sup.log.line(&format!("supervisor {} started", me.pid));
+    if let Ok(instances) = sup.ctx.store.instances(sup.env.key) {
+        crate::disk::refresh_in_background(
+            sup.ctx.home.clone(),
+            sup.env.key,
+            sup.ctx.ws.env_dir(&sup.env.name),
+            &instances
+                .into_iter()
+                .map(|i| i.worktree)
+                .collect::<Vec<_>>(),
+        );
+    }
     let result = sup.load().and_then(|()| {
         sup.start_agent();
         sup.run()
