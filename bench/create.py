@@ -18,13 +18,17 @@ Modes (each timed from the start of the command to the first answer of the dev s
             groves before copy modes: reflink-or-copy, like `mode = "copy"`.
 
 `grove create` returns once the server is ready (`ready = { http = "/" }`), so the whole command
-is timed; `grove destroy --yes --force` follows, untimed. Modes run interleaved (one of each per
-round, after an untimed warm-up round) so they all see the same machine state. A mode grove
-rejects is reported with grove's message and the other modes go on.
+is timed; then, untimed, `GET /` on the env's port must answer 200 (as in the hand mode: grove's
+probe takes any status below 500), and `grove destroy --yes --force` follows. Before the first
+round, one hand run (page cache, Vite's first start) and a `grove create --no-start` without
+copies (grove's store) are made, untimed; then modes run interleaved, one of each per round, so
+they all see the same machine state. A mode grove rejects is reported with grove's message and
+the other modes go on.
 
 Disk per env is what the env adds, measured right after the timed create, while it exists:
 `du -s --block-size=1` over the main checkout's node_modules and the env's worktree together
-(du counts a hard-linked inode once across its arguments) minus du of node_modules alone.
+(du counts a hard-linked inode once across its arguments) minus du of node_modules alone. Its
+ratio ("vs deps") is to node_modules' own du on disk, not to its apparent size (du -sb).
 
 The fixture is a Vite + React + TypeScript app with a realistic dependency set (ESLint with
 typescript-eslint, Vitest, Testing Library, MUI, Prettier...), pinned to exact
@@ -356,31 +360,54 @@ def grove_toml(mode, ports):
     )
 
 
+def http_status(port):
+    """The status of GET / on the port, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 def wait_http(port, proc, deadline):
     """Polls GET / every 20 ms until it answers 200; fails if the server exits or at deadline."""
-    url = f"http://127.0.0.1:{port}/"
     while time.perf_counter() < deadline:
         if proc.poll() is not None:
             raise Failed(f"vite exited {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if http_status(port) == 200:
+            return
         time.sleep(0.02)
-    raise Failed(f"vite did not answer 200 on {url} in time")
+    raise Failed(f"vite did not answer 200 on port {port} in time")
 
 
-def stop_group(proc):
+def group_alive(pgid):
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        os.killpg(pgid, 0)
+        return True
     except ProcessLookupError:
-        proc.wait()
+        return False
+
+
+def stop_group(proc, grace=5):
+    """SIGTERM to the server's process group, SIGKILL to what is left of it after `grace`
+    seconds. Waiting for `sh` alone is not enough: a Vite was once seen to stay up after its
+    group got SIGTERM (its `sh` gone), holding its port after the benchmark ended."""
+    pgid = proc.pid  # start_new_session: sh leads its own group
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    deadline = time.perf_counter() + grace
+    while group_alive(pgid) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    if group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Bench:
@@ -426,6 +453,11 @@ class Bench:
         try:
             elapsed = timed([self.grove, "create", name], self.ws, self.env)
             disk = du(self.repo / "node_modules", self.worktree(name)) - self.nm_disk
+            port = self.port(name)
+            status = http_status(port)
+            if status != 200:
+                raise Failed(f"grove create {name} returned but GET / on port {port} "
+                             f"answers {status}")
         finally:
             self.destroy(name)
         return elapsed, disk
@@ -434,6 +466,12 @@ class Bench:
         out = subprocess.run([self.grove, "path", name, "front"], cwd=self.ws, env=self.env, check=True,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
         return Path(out.strip())
+
+    def port(self, name):
+        out = subprocess.run([self.grove, "ps", "--json"], cwd=self.ws, env=self.env, check=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        env = next(e for e in json.loads(out)["envs"] if e["name"] == name)
+        return next(layer["port"] for layer in env["layers"] if layer["name"] == "front")
 
     def destroy(self, name):
         subprocess.run([self.grove, "destroy", name, "--yes", "--force"], cwd=self.ws, env=self.env,
@@ -496,6 +534,9 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT, check=True)
         grove = str(ROOT / "target/release/grove")
 
+    # SIGTERM or SIGHUP unwind like Ctrl-C, so the cleanup below stops the servers.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda n, _: sys.exit(128 + n))
     cached = cached_install(Path(args.cache))
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="grove-bench-")).resolve()
