@@ -163,18 +163,6 @@ pub enum CopyMode {
     Copy,
 }
 
-impl CopyMode {
-    pub fn word(self) -> &'static str {
-        match self {
-            CopyMode::Auto => "auto",
-            CopyMode::Reflink => "reflink",
-            CopyMode::Hardlink => "hardlink",
-            CopyMode::Symlink => "symlink",
-            CopyMode::Copy => "copy",
-        }
-    }
-}
-
 /// When a layer's server starts relative to the others'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
