@@ -50,6 +50,8 @@ pub enum Command {
     Review(ReviewArgs),
     Diff(DiffArgs),
     Check(CheckArgs),
+    Gate(GateArgs),
+    Feedback(FeedbackArgs),
     Destroy(DestroyArgs),
     Doctor(DoctorArgs),
     Path(PathArgs),
@@ -259,6 +261,20 @@ pub struct ReviewArgs {
     /// `git fetch --all` in every repo first (the review itself uses no network)
     #[arg(long)]
     pub fetch: bool,
+
+    /// Send TEXT to the env's agent as a comment on a line of its diff, with the hunk it is
+    /// about (see `grove feedback`)
+    #[arg(long, value_name = "LAYER:PATH:LINE", requires_all = ["name", "text"], conflicts_with_all = ["mark_reviewed", "plan"])]
+    pub comment: Option<String>,
+
+    /// The comment's text (with --comment)
+    #[arg(requires = "comment")]
+    pub text: Option<String>,
+
+    /// Propose the order to land the envs in, so that conflicts come as late and as rarely as
+    /// possible, and which envs will need a rebase after which
+    #[arg(long, conflicts_with_all = ["name", "mark_reviewed"])]
+    pub plan: bool,
 }
 
 /// Show what an env changed: `git diff BASE...BRANCH`, through git's pager
@@ -279,6 +295,57 @@ pub struct DiffArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     pub name: String,
+}
+
+/// Run an env's review gate now: its checks, then the reviewer agent
+///
+/// The gate also runs by itself when the env's agent says it is done (its Stop hook, or
+/// `grove agent-status done`). It runs each dedicated layer's `check` commands, then, when
+/// `[review] command` is set, the reviewer in the env folder with a prompt naming the ticket,
+/// its acceptance criteria, the technical solution, a patch per layer and the check results;
+/// the reviewer writes its verdict as JSON to $GROVE_VERDICT. A missing or malformed verdict
+/// is recorded as such, never as approval. With `[review] auto_fix = N`, failing checks and
+/// requested changes go back to the agent, at most N rounds per ticket. Exits 1 unless
+/// approved. Its log: `grove logs NAME gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    pub name: String,
+
+    /// Print the result as JSON (the `gate.result` of `review --json`)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Run as the detached gate an agent's hook started
+    #[arg(long, hide = true)]
+    pub background: bool,
+}
+
+/// Send the human's words to an env's agent
+///
+/// Delivered as soon as the agent can take them: through Claude Code's Stop hook while it
+/// works; pasted into its tmux pane once it is done or waits at its prompt (as one bracketed
+/// paste: nothing in the text is run or read as keys); headless, by relaunching it with
+/// `[agent] continue` once it exited. Until then the message is queued. Every message is also
+/// appended to grove-feedback.md in the env folder.
+#[derive(Debug, Args)]
+pub struct FeedbackArgs {
+    pub name: String,
+
+    /// The message (`-`: read it from stdin)
+    #[arg(conflicts_with_all = ["file", "list"], required_unless_present_any = ["file", "list"])]
+    pub text: Option<String>,
+
+    /// Read the message from FILE
+    #[arg(long, short, value_name = "FILE", conflicts_with = "list")]
+    pub file: Option<PathBuf>,
+
+    /// List the env's messages and how each was delivered
+    #[arg(long)]
+    pub list: bool,
+
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Start an env's servers and wait until they are ready

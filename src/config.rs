@@ -35,6 +35,8 @@ pub struct Config {
     pub envs_dir: PathBuf,
     pub layers: IndexMap<String, Layer>,
     pub agent: Option<AgentConfig>,
+    /// `[review]`: the gate run when an agent stops.
+    pub review: ReviewConfig,
     /// Whether a layer waits for the layers whose URL it reads (`ordered`, grove 0.1) or only
     /// for those its `after` names (`parallel`).
     pub start: StartOrder,
@@ -57,7 +59,54 @@ pub struct AgentConfig {
     /// Absolute path of the technical solution every agent of the workspace gets.
     pub solution: Option<PathBuf>,
     pub wait_ready: bool,
+    /// How to relaunch a headless agent that exited so that it continues its session with
+    /// new instructions (`claude --continue -p`); the text goes in as `prompt_via` says.
+    pub resume: Option<String>,
 }
+
+/// `[review]`: what the gate runs when an env's agent stops, besides the layers' `check`s.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewConfig {
+    /// The reviewer agent (`claude -p`, `codex exec`, a script), run in the env folder; it
+    /// writes its verdict to `$GROVE_VERDICT`.
+    pub command: Option<String>,
+    pub prompt: String,
+    pub prompt_via: Option<PromptVia>,
+    /// How many times the gate sends failing checks and requested changes back to the agent
+    /// by itself before it hands the env to the human.
+    pub auto_fix: u32,
+    /// How long the reviewer may run before it is stopped (and the gate records no verdict).
+    pub timeout_secs: u64,
+}
+
+pub const DEFAULT_REVIEW_TIMEOUT_SECS: u64 = 1800;
+
+pub const DEFAULT_REVIEW_PROMPT: &str = "You are reviewing the work of a coding agent in the grove environment `{{ env }}`. \
+Do not change any file.\n\n\
+Ticket: {{ ticket }}\n\
+{% if solution %}Technical solution the work must follow: {{ solution }}\n{% endif %}\
+{% if criteria %}Acceptance criteria:\n{{ criteria }}\n{% endif %}\
+Changes against the base, one patch per layer: {{ diffs }}\n\
+Results of the checks: {{ checks }}\n\n\
+Judge whether the changes implement the ticket, meet every criterion and follow the technical solution. \
+Write your verdict as JSON to the file {{ verdict }}:\n\
+{\"version\": 1, \"verdict\": \"approve\" or \"changes\", \"summary\": \"...\", \
+\"findings\": [{\"layer\": \"...\", \"path\": \"...\", \"line\": 1, \"severity\": \"error|warning|note\", \"text\": \"...\"}], \
+\"criteria\": [{\"text\": \"...\", \"met\": true, \"evidence\": \"...\"}]}\n";
+
+/// Variables a reviewer prompt may use.
+const REVIEW_PROMPT_VARS: &[&str] = &[
+    "env",
+    "ticket",
+    "ticket_text",
+    "solution",
+    "criteria",
+    "diffs",
+    "diff_files",
+    "checks",
+    "verdict",
+    "layers",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,6 +131,7 @@ it lists this environment's URLs, the worktrees of its repos, and how to see log
 const PROMPT_VARS: &[&str] = &[
     "ticket",
     "ticket_text",
+    "criteria",
     "solution",
     "context",
     "env",
@@ -275,6 +325,18 @@ struct RawConfig {
     #[serde(default)]
     layers: IndexMap<Spanned<String>, Spanned<RawLayer>>,
     agent: Option<Spanned<RawAgent>>,
+    review: Option<Spanned<RawReview>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    command: Option<Spanned<String>>,
+    prompt: Option<Spanned<String>>,
+    prompt_via: Option<PromptVia>,
+    auto_fix: Option<Spanned<i64>>,
+    /// Seconds.
+    timeout: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -287,6 +349,8 @@ struct RawAgent {
     cwd: Option<Spanned<String>>,
     solution: Option<Spanned<String>>,
     wait_ready: Option<bool>,
+    #[serde(rename = "continue")]
+    resume: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -630,6 +694,14 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         None => resolve(&root.join(DEFAULT_ENVS_DIR)),
     };
     let agent = raw.agent.map(|a| validate_agent(a, &layers, root, diags));
+    let review = raw
+        .review
+        .map(|r| validate_review(r, diags))
+        .unwrap_or_else(|| ReviewConfig {
+            prompt: DEFAULT_REVIEW_PROMPT.to_string(),
+            timeout_secs: DEFAULT_REVIEW_TIMEOUT_SECS,
+            ..ReviewConfig::default()
+        });
     let name = ws.name.map(Spanned::into_inner).unwrap_or_else(|| {
         root.file_name()
             .map_or("workspace".into(), |n| n.to_string_lossy().into_owned())
@@ -642,6 +714,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         envs_dir,
         layers,
         agent,
+        review,
         start,
         source: "".into(),
         spans,
@@ -749,23 +822,7 @@ fn validate_agent(
         }
     };
     if let Some(p) = &raw.prompt {
-        match template::variables(p.get_ref()) {
-            Err(e) => diags.push(diag(p.span(), format!("bad template: {e}"))),
-            Ok(vars) => {
-                for var in vars {
-                    let root_var = var.split('.').next().unwrap_or("");
-                    if !PROMPT_VARS.contains(&root_var) {
-                        diags.push(
-                            diag(
-                                p.span(),
-                                format!("unknown template variable `{var}` in `prompt`"),
-                            )
-                            .hint(format!("available: {}", PROMPT_VARS.join(", "))),
-                        );
-                    }
-                }
-            }
-        }
+        check_template_vars(p, "prompt", PROMPT_VARS, diags);
     }
     if let Some(cwd) = &raw.cwd {
         let name = cwd.get_ref();
@@ -799,6 +856,83 @@ fn validate_agent(
         cwd: raw.cwd.map(Spanned::into_inner),
         solution,
         wait_ready: raw.wait_ready.unwrap_or(true),
+        resume: raw.resume.and_then(|c| {
+            if c.get_ref().trim().is_empty() {
+                diags.push(diag(c.span(), "empty agent `continue`").hint(
+                    "the command that resumes the agent's session, e.g. `continue = \"claude --continue -p\"`",
+                ));
+                return None;
+            }
+            Some(c.into_inner())
+        }),
+    }
+}
+
+/// Diagnoses unknown variables of a prompt template.
+fn check_template_vars(p: &Spanned<String>, key: &str, known: &[&str], diags: &mut Vec<Diag>) {
+    match template::variables(p.get_ref()) {
+        Err(e) => diags.push(diag(p.span(), format!("bad template: {e}"))),
+        Ok(vars) => {
+            for var in vars {
+                let root_var = var.split('.').next().unwrap_or("");
+                if !known.contains(&root_var) {
+                    diags.push(
+                        diag(
+                            p.span(),
+                            format!("unknown template variable `{var}` in `{key}`"),
+                        )
+                        .hint(format!("available: {}", known.join(", "))),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn validate_review(raw: Spanned<RawReview>, diags: &mut Vec<Diag>) -> ReviewConfig {
+    let raw = raw.into_inner();
+    let command = raw.command.and_then(|c| {
+        if c.get_ref().trim().is_empty() {
+            diags.push(diag(c.span(), "empty review `command`").hint(
+                "name the reviewer program, e.g. `command = \"claude -p\"`, or leave `command` out to gate on checks only",
+            ));
+            return None;
+        }
+        Some(c.into_inner())
+    });
+    if let Some(p) = &raw.prompt {
+        check_template_vars(p, "prompt", REVIEW_PROMPT_VARS, diags);
+    }
+    let auto_fix = match raw.auto_fix {
+        Some(n) if (0..=20).contains(n.get_ref()) => u32::try_from(*n.get_ref()).unwrap_or(0),
+        Some(n) => {
+            diags.push(
+                diag(n.span(), format!("`auto_fix` is {}", n.get_ref()))
+                    .hint("how many rounds the gate sends back to the agent by itself: 0 to 20"),
+            );
+            0
+        }
+        None => 0,
+    };
+    let timeout_secs = match raw.timeout {
+        Some(t) if *t.get_ref() == 0 => {
+            diags.push(
+                diag(t.span(), "`timeout` is 0")
+                    .hint("how many seconds the reviewer may run, e.g. `timeout = 1200`"),
+            );
+            DEFAULT_REVIEW_TIMEOUT_SECS
+        }
+        Some(t) => t.into_inner(),
+        None => DEFAULT_REVIEW_TIMEOUT_SECS,
+    };
+    ReviewConfig {
+        command,
+        prompt: raw
+            .prompt
+            .map_or_else(|| DEFAULT_REVIEW_PROMPT.to_string(), Spanned::into_inner),
+        prompt_via: raw.prompt_via,
+        auto_fix,
+        timeout_secs,
     }
 }
 

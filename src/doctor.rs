@@ -93,6 +93,7 @@ enum Fix {
     Stop(Vec<ProcId>),
     Remove(PathBuf),
     ForgetWorkspace(i64, Vec<String>),
+    CloseGates,
 }
 
 /// What doctor works on: the current workspace (when there is one) and the store.
@@ -161,6 +162,28 @@ impl Doctor {
     }
 
     fn unfinished(&self, ctx: &Ctx, out: &mut Vec<Problem>) -> Result<()> {
+        for (key, g) in ctx.store.open_gates(ctx.ws_id)? {
+            let Some(env) = ctx.store.env_by_key(key)? else {
+                continue;
+            };
+            let dead = match g.owner {
+                Some(o) => !o.alive(),
+                None => crate::agent::now_ms() - g.requested_at > 60_000,
+            };
+            if dead {
+                out.push(
+                    Problem::new(
+                        "gate-interrupted",
+                        &env.name,
+                        "the review gate did not finish (its process is gone)".to_string(),
+                    )
+                    .fix(
+                        "record it as interrupted, stop what it left running",
+                        Fix::CloseGates,
+                    ),
+                );
+            }
+        }
         for env in crate::recover::abandoned(ctx)? {
             let who = env
                 .owner
@@ -581,6 +604,12 @@ impl Doctor {
                 (!running).then(|| "the env's agent has exited".to_string())
             }
             Role::Pool => None,
+            Role::Gate => {
+                let running = store
+                    .gate(env.key)?
+                    .is_some_and(|g| g.phase != "finished" && g.owner.is_some_and(|o| o.alive()));
+                (!running).then(|| "the env's gate is over".to_string())
+            }
         })
     }
 
@@ -718,6 +747,10 @@ impl Doctor {
 
     fn apply_fix(&mut self, action: Fix) -> Result<()> {
         match action {
+            Fix::CloseGates => {
+                let ctx = self.ctx.as_mut().expect("workspace fixes have a workspace");
+                crate::gate::recover(ctx).map(drop)
+            }
             Fix::Rollback(name) => {
                 let ctx = self.ctx.as_mut().expect("workspace fixes have a workspace");
                 let Some(env) = ctx.store.env(ctx.ws_id, &name)? else {

@@ -55,6 +55,12 @@ pub const ALL: &[&str] = &[
     "up:after-spawn",
     "supervise:after-register",
     "supervise:after-start",
+    // the review gate (asked for by an agent's hook, run detached) and feedback to the agent
+    "gate:after-request",
+    "gate:after-claim",
+    "gate:after-checks",
+    "gate:during-review",
+    "feedback:after-queue",
 ];
 
 /// Dies here if `GROVE_CRASH_AT` names this step (debug builds only).

@@ -118,6 +118,8 @@ pub enum Role {
     Supervisor,
     /// A workspace's pool filler (its token is the workspace's, not an env's).
     Pool,
+    /// The env's review gate (`grove gate`): its checks and its reviewer.
+    Gate,
 }
 
 impl Role {
@@ -131,6 +133,7 @@ impl Role {
             Role::Exec => "exec",
             Role::Supervisor => "supervisor",
             Role::Pool => "pool",
+            Role::Gate => "gate",
         }
     }
 
@@ -144,6 +147,7 @@ impl Role {
             Role::Exec,
             Role::Supervisor,
             Role::Pool,
+            Role::Gate,
         ]
         .into_iter()
         .find(|r| r.as_str() == s)
@@ -211,6 +215,7 @@ impl Tag {
             Role::Exec => "`grove exec`",
             Role::Supervisor => "its supervisor",
             Role::Pool => "the pool filler",
+            Role::Gate => "its review gate",
         };
         match &self.layer {
             Some(l) => format!("{role} of `{l}`"),

@@ -216,6 +216,32 @@ pub fn run_step_at(
     tag: &Tag,
     failpoint: &str,
 ) -> Result<()> {
+    let status =
+        run_logged(script, cwd, vars, log, tag, failpoint, None)?.expect("no timeout was given");
+    if status.success() {
+        return Ok(());
+    }
+    let how = crate::exec::describe_status(status);
+    LogWriter::open(log)?.line(&format!("[grove] setup step failed ({how})"));
+    Err(
+        Fail::new(format!("setup command `{script}` failed ({how})"))
+            .hint(format!("its output is in {}", log.display()))
+            .into(),
+    )
+}
+
+/// Runs `script` with `vars` and `tag`, in a process group of its own, its output appended
+/// to `log`, until it ends (its status), `timeout` passes (`None`: it was stopped), or an
+/// interrupt (an error). Whatever it left running in the background is stopped with it.
+pub fn run_logged(
+    script: &str,
+    cwd: &Path,
+    vars: &[(String, String)],
+    log: &Path,
+    tag: &Tag,
+    failpoint: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<std::process::ExitStatus>> {
     let mut writer = LogWriter::open(log)?;
     writer.line(&format!("[grove] $ {script}    ({})", cwd.display()));
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -231,6 +257,7 @@ pub fn run_step_at(
     crate::failpoint::hit(failpoint);
     let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
     let leader = ProcId::of(child.id());
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let leftovers = || {
         if let Some(leader) = leader {
             stop_orphan_group(leader, Duration::from_secs(2));
@@ -248,16 +275,7 @@ pub fn run_step_at(
             // A step is over when its command is: what it left running in the background
             // would outlive the env otherwise.
             leftovers();
-            if status.success() {
-                return Ok(());
-            }
-            let how = crate::exec::describe_status(status);
-            writer.line(&format!("[grove] setup step failed ({how})"));
-            return Err(
-                Fail::new(format!("setup command `{script}` failed ({how})"))
-                    .hint(format!("its output is in {}", log.display()))
-                    .into(),
-            );
+            return Ok(Some(status));
         }
         if let Some(sig) = interrupt::received() {
             stop_group(pgid, &mut child, Duration::from_secs(5));
@@ -265,13 +283,16 @@ pub fn run_step_at(
             writer.line("[grove] interrupted");
             return Err(Interrupted(sig).into());
         }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            stop_group(pgid, &mut child, Duration::from_secs(5));
+            leftovers();
+            writer.line("[grove] timed out: stopped");
+            return Ok(None);
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Stops what is left of the process group led by `leader` (the leader too, if that very
-/// process still runs; members whose leader exited count as well): SIGTERM, then SIGKILL
-/// after `grace`. A pid reused since is left alone.
 pub fn stop_orphan_group(leader: ProcId, grace: Duration) {
     let signal_all = |sig| {
         for p in crate::proc::group_members(leader) {

@@ -60,6 +60,7 @@ pub fn abandoned(ctx: &Ctx) -> Result<Vec<EnvRow>> {
 /// Returns the names of the envs it rolled back.
 pub fn unfinished(ctx: &mut Ctx) -> Result<Vec<String>> {
     crate::pool::recover(ctx)?;
+    crate::gate::recover(ctx)?;
     let mut cleaned = Vec::new();
     for env in abandoned(ctx)? {
         match env.phase {

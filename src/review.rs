@@ -20,7 +20,9 @@ use crate::git::{self, Repo, parse::FileStat};
 use crate::report;
 use crate::state::{CheckRow, EnvRow};
 
-pub const JSON_VERSION: u32 = 1;
+/// 2: the queue's classes changed (`urgency` 0 to 6, with `state` and `next`), and each env
+/// has its `gate`, `criteria` and `feedback_queued`.
+pub const JSON_VERSION: u32 = 2;
 /// Git processes at once: more than the cores, as each spends much of its life starting up and
 /// waiting on the disk.
 const PARALLEL: usize = 8;
@@ -37,17 +39,57 @@ pub struct Review {
 #[derive(Debug, Serialize)]
 pub struct EnvReview {
     pub name: String,
-    /// 0 = most urgent: agent waiting; 1 = commits to review; 2 = servers failed; 3 = the rest.
+    /// The queue's order: 0 `waiting` (the agent waits for the human), 1 `approved` (gate
+    /// green: look, then land), 2 `changes` (the gate asks for changes, auto-fix rounds used
+    /// up), 3 `review` (commits nobody judged yet), 4 `failed` (servers), 5 `running` (agent
+    /// or gate at work), 6 `idle`.
     pub urgency: u8,
+    /// The class of `urgency`, as a word.
+    pub state: &'static str,
     pub reason: String,
+    /// What the human does next.
+    pub next: String,
     pub status: &'static str,
     pub agent: Option<String>,
     pub agent_since: Option<i64>,
     /// Every layer's commits have been reviewed (or there are none).
     pub reviewed: bool,
+    pub gate: Option<GateReport>,
+    pub criteria: Option<CriteriaReport>,
+    /// Messages for the agent not delivered yet.
+    pub feedback_queued: usize,
     pub layers: Vec<LayerReview>,
     #[serde(skip)]
     pub urls: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GateReport {
+    /// `requested`, `running` or `finished`.
+    pub phase: String,
+    /// Auto-fix rounds sent for the ticket, of `auto_fix`.
+    pub rounds: u32,
+    pub auto_fix: u32,
+    /// A branch moved on since the gate judged it.
+    pub stale: bool,
+    pub result: Option<crate::gate::GateResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CriteriaReport {
+    pub total: usize,
+    /// Met according to the gate's reviewer; `null` when no verdict judged them.
+    pub met: Option<usize>,
+    pub items: Vec<CriterionReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CriterionReport {
+    pub text: String,
+    /// Ticked in the ticket.
+    pub checked: bool,
+    pub met: Option<bool>,
+    pub evidence: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -173,14 +215,30 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
             });
         }
         let rep = report::env_report(ctx, env, &instances[k])?;
+        let gate = ctx.store.gate(env.key)?.map(|g| GateReport {
+            phase: g.phase,
+            rounds: g.rounds,
+            auto_fix: ctx.ws.config.review.auto_fix,
+            stale: false,
+            result: g
+                .result
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok()),
+        });
+        let criteria = criteria_report(ctx, env, gate.as_ref())?;
         envs.push(EnvReview {
             name: env.name.clone(),
-            urgency: 3,
+            urgency: 6,
+            state: "idle",
             reason: String::new(),
+            next: String::new(),
             status: rep.status,
             agent: rep.agent.as_ref().map(|a| a.state.clone()),
             agent_since: rep.agent.as_ref().and_then(|a| a.since),
             reviewed: true,
+            gate,
+            criteria,
+            feedback_queued: ctx.store.feedback(env.key, true)?.len(),
             layers: Vec::new(),
             urls: rep
                 .layers
@@ -404,7 +462,68 @@ fn radar(envs: &[EnvReview], merge_tree: bool) -> Vec<Conflict> {
         .collect()
 }
 
-/// Where an env goes in the queue, and why.
+/// The ticket's criteria, with what the gate's reviewer said of each.
+fn criteria_report(
+    ctx: &Ctx,
+    env: &EnvRow,
+    gate: Option<&GateReport>,
+) -> Result<Option<CriteriaReport>> {
+    let ticket: Vec<crate::criteria::Criterion> = crate::agent::criteria_of(ctx, env)?;
+    let judged = gate
+        .and_then(|g| g.result.as_ref())
+        .and_then(|r| r.reviewer.as_ref())
+        .and_then(|r| r.verdict.as_ref())
+        .map(|v| v.criteria.clone())
+        .filter(|c| !c.is_empty());
+    if ticket.is_empty() && judged.is_none() {
+        return Ok(None);
+    }
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let mut items: Vec<CriterionReport> = ticket
+        .iter()
+        .map(|c| CriterionReport {
+            text: c.text.clone(),
+            checked: c.checked,
+            met: None,
+            evidence: None,
+        })
+        .collect();
+    if let Some(judged) = &judged {
+        // Matched by text, else by position when the reviewer listed as many.
+        for (k, j) in judged.iter().enumerate() {
+            let slot = items
+                .iter()
+                .position(|i| norm(&i.text) == norm(&j.text))
+                .or_else(|| (judged.len() == ticket.len()).then_some(k));
+            match slot {
+                Some(i) => {
+                    items[i].met = Some(j.met);
+                    items[i].evidence.clone_from(&j.evidence);
+                }
+                None => items.push(CriterionReport {
+                    text: j.text.clone(),
+                    checked: false,
+                    met: Some(j.met),
+                    evidence: j.evidence.clone(),
+                }),
+            }
+        }
+    }
+    Ok(Some(CriteriaReport {
+        total: items.len(),
+        met: judged
+            .is_some()
+            .then(|| items.iter().filter(|i| i.met == Some(true)).count()),
+        items,
+    }))
+}
+
+/// Where an env goes in the queue, why, and what the human does next.
 fn classify(e: &mut EnvReview) {
     let unreviewed: u32 = e
         .layers
@@ -413,27 +532,106 @@ fn classify(e: &mut EnvReview) {
         .map(|l| l.ahead)
         .sum();
     e.reviewed = unreviewed == 0;
+    if let Some(g) = &mut e.gate
+        && let Some(r) = &g.result
+    {
+        g.stale = e.layers.iter().any(|l| {
+            l.tip.is_some()
+                && r.commits
+                    .get(&l.layer)
+                    .is_some_and(|c| Some(c) != l.tip.as_ref())
+        });
+    }
+    let n = crate::shq(&e.name);
     let agent = e.agent.as_deref();
-    let (urgency, reason) = if agent == Some("waiting") {
-        (0, "agent waiting for input".to_string())
-    } else if unreviewed > 0 && !matches!(agent, Some("working" | "running")) {
+    let working = matches!(agent, Some("working" | "running"));
+    let gate_busy = e.gate.as_ref().is_some_and(|g| g.phase != "finished");
+    // The gate's word on the commits as they are now.
+    let verdict = e
+        .gate
+        .as_ref()
+        .filter(|g| g.phase == "finished" && !g.stale)
+        .and_then(|g| g.result.as_ref().map(|r| (g, r)));
+    let (urgency, state, reason, next) = if agent == Some("waiting") {
+        (
+            0,
+            "waiting",
+            "agent waiting for input".to_string(),
+            format!("answer it: `grove attach {n}`"),
+        )
+    } else if working || gate_busy {
+        let reason = match (working, gate_busy) {
+            (true, _) => "agent working".to_string(),
+            (false, _) => "gate running".to_string(),
+        };
+        (
+            5,
+            "running",
+            reason,
+            format!("wait, or follow it: `grove logs {n} gate -f`"),
+        )
+    } else if let Some((g, r)) = verdict
+        && r.outcome == crate::gate::Outcome::Approved
+    {
+        let crit = e
+            .criteria
+            .as_ref()
+            .and_then(|c| c.met.map(|m| format!(", criteria {m}/{}", c.total)))
+            .unwrap_or_default();
+        let _ = g;
+        (
+            1,
+            "approved",
+            format!("gate approved, checks green{crit}"),
+            format!("look at it (`grove review {n}`, `grove diff {n}`), then land it"),
+        )
+    } else if let Some((g, r)) = verdict {
+        let rounds = if g.rounds > 0 {
+            format!(" after {} auto-fix round(s)", g.rounds)
+        } else {
+            String::new()
+        };
+        (
+            2,
+            "changes",
+            format!("gate: {}{rounds}", r.summary()),
+            format!("read `grove review {n}`; answer with `grove feedback {n} \"…\"`"),
+        )
+    } else if unreviewed > 0 {
         let who = if agent == Some("done") {
             "agent done, "
         } else {
             ""
         };
-        (1, format!("{who}{unreviewed} commit(s) to review"))
+        (
+            3,
+            "review",
+            format!("{who}{unreviewed} commit(s) to review"),
+            format!(
+                "`grove diff {n}`, then `grove review {n} --mark-reviewed` or `grove feedback {n} \"…\"`"
+            ),
+        )
     } else if matches!(e.status, "failed" | "partial") {
-        (2, format!("servers {}", e.status))
-    } else if matches!(agent, Some("working" | "running")) {
-        (3, "agent working".into())
+        (
+            4,
+            "failed",
+            format!("servers {}", e.status),
+            format!("see why: `grove logs {n}`; start again: `grove up {n}`"),
+        )
     } else if e.layers.iter().any(|l| l.ahead > 0) {
-        (3, "reviewed".into())
+        (
+            6,
+            "idle",
+            "reviewed".into(),
+            "land it, or wait for more commits".into(),
+        )
     } else {
-        (3, "no commits yet".into())
+        (6, "idle", "no commits yet".into(), String::new())
     };
     e.urgency = urgency;
+    e.state = state;
     e.reason = reason;
+    e.next = next;
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod concurrency;
 mod copying;
 mod crash;
 mod doctor;
+mod gate;
 mod hostile;
 mod isolation;
 mod matrix;

@@ -33,6 +33,30 @@ pub fn state_of_event(input: &Value) -> Option<AgentState> {
     }
 }
 
+/// What a `waiting` event waits for: `permission` (a dialog, which typed text would answer)
+/// or `input` (the agent's prompt).
+pub fn detail_of_event(input: &Value) -> Option<&'static str> {
+    if input["hook_event_name"].as_str()? != "Notification" {
+        return None;
+    }
+    match input["notification_type"].as_str() {
+        Some("permission_prompt") => Some("permission"),
+        Some("idle_prompt" | "elicitation_dialog") => Some("input"),
+        Some(_) => None,
+        // Older Claude Code sends only a message: "Claude needs your permission to use Bash".
+        None => Some(
+            if input["message"]
+                .as_str()
+                .is_some_and(|m| m.to_lowercase().contains("permission"))
+            {
+                "permission"
+            } else {
+                "input"
+            },
+        ),
+    }
+}
+
 /// The events grove listens to, each with the matcher it needs.
 const EVENTS: &[(&str, Option<&str>)] = &[
     ("UserPromptSubmit", None),

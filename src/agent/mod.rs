@@ -90,7 +90,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The agent configuration: grove.toml's `[agent]`, with `--command` overriding its command.
-fn config(ctx: &Ctx, command: Option<&str>) -> Result<AgentConfig> {
+pub fn config(ctx: &Ctx, command: Option<&str>) -> Result<AgentConfig> {
     match (&ctx.ws.config.agent, command) {
         (Some(a), Some(c)) => Ok(AgentConfig {
             command: c.to_string(),
@@ -105,6 +105,7 @@ fn config(ctx: &Ctx, command: Option<&str>) -> Result<AgentConfig> {
             cwd: None,
             solution: None,
             wait_ready: true,
+            resume: None,
         }),
         (None, None) => Err(Fail::new(format!(
             "{} has no `[agent]`",
@@ -166,80 +167,49 @@ pub fn launch(
     if cfg.wait_ready {
         supervisor::up(ctx, env)?;
     }
-    let instances = ctx.store.instances(env.key)?;
-    let primary = primary(ctx, &instances).context("the env has no dedicated layer")?;
-    let (cwd, vars_layer) = match cfg.cwd.as_deref() {
-        None => (primary.worktree.clone(), primary.layer.clone()),
-        Some("env") => (ctx.ws.env_dir(&env.name), primary.layer.clone()),
-        Some(layer) => match instances.iter().find(|i| i.layer == layer) {
-            Some(i) => (i.worktree.clone(), i.layer.clone()),
-            None => {
-                return Err(Fail::new(format!(
-                    "the agent's `cwd` is layer `{layer}`, which env `{}` does not have",
-                    env.name
-                ))
-                .hint(format!("create the env with `--from-{layer}=BASE`"))
-                .into());
-            }
-        },
-    };
     let env_dir = ctx.ws.env_dir(&env.name);
     let context_path = env_dir.join(CONTEXT_FILE);
-    provision::write_atomic(
-        &context_path,
-        context(ctx, env, ticket.as_ref(), &cfg)?.as_bytes(),
-    )?;
-    let prompt = render_prompt(ctx, env, &cfg, ticket.as_ref(), &context_path)?;
-    let prompt_path = env_dir.join(PROMPT_FILE);
-    provision::write_atomic(&prompt_path, prompt.as_bytes())?;
-
-    let view = ctx.view(env, &instances);
-    let mut vars = view.vars(&ctx.ws.config.layers[&vars_layer])?;
-    vars.push((
-        "GROVE_CONTEXT".into(),
-        context_path.to_string_lossy().into_owned(),
-    ));
-    vars.push((
-        "GROVE_PROMPT_FILE".into(),
-        prompt_path.to_string_lossy().into_owned(),
-    ));
-    if let Some((path, _)) = &ticket {
-        vars.push(("GROVE_TICKET".into(), path.to_string_lossy().into_owned()));
+    // The ticket's title and criteria, kept for the gate and the review; a new ticket starts
+    // the gate's auto-fix rounds again.
+    if let Some((path, text)) = &ticket {
+        let stem = path
+            .file_stem()
+            .map_or_else(|| env.name.clone(), |s| s.to_string_lossy().into_owned());
+        let t = crate::criteria::parse(text, &stem);
+        ctx.store.put_ticket(
+            env.key,
+            Some(&path.to_string_lossy()),
+            &t.title,
+            &serde_json::to_string(&t.criteria)?,
+        )?;
     }
-    // The agent and all it starts carry the env's tag: `down` and `destroy` find what it left.
-    vars.push((
-        crate::proc::TOKEN_VAR.into(),
-        Tag::new(&env.token, Role::Agent).render(),
-    ));
-    // The agent runs with the environment of whoever launched it (their PATH, their API keys),
-    // wherever it actually starts (a tmux server or a supervisor started earlier), plus the
-    // env's variables. A terminal's own variables stay the terminal's.
-    const TERMINAL_VARS: &[&str] = &[
-        "TERM",
-        "TMUX",
-        "TMUX_PANE",
-        "COLUMNS",
-        "LINES",
-        "SHLVL",
-        "PWD",
-        "OLDPWD",
-        "_",
-    ];
-    let launcher: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            !TERMINAL_VARS.contains(&k.as_str())
-                && !crate::exec::GIT_DISCOVERY_VARS.contains(&k.as_str())
-                && !vars.iter().any(|(v, _)| v == k)
-        })
-        .collect();
+    // What the human said while no agent ran goes into the new agent's context.
+    let waiting = ctx.store.take_feedback(env.key, "launch")?;
+    let written = (|| -> Result<()> {
+        let mut text = context(ctx, env, ticket.as_ref(), &cfg)?;
+        if !waiting.is_empty() {
+            text.push_str("\n## Feedback from the human, not yet acted on\n\n");
+            for m in &waiting {
+                text.push_str(m.text.trim_end());
+                text.push_str("\n\n");
+            }
+        }
+        provision::write_atomic(&context_path, text.as_bytes())?;
+        let prompt = render_prompt(ctx, env, &cfg, ticket.as_ref(), &context_path)?;
+        provision::write_atomic(&env_dir.join(PROMPT_FILE), prompt.as_bytes())?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        ctx.store
+            .untake_feedback(&waiting.iter().map(|m| m.id).collect::<Vec<_>>())?;
+        return Err(e);
+    }
+    let (cwd, vars) = agent_env(ctx, env, &cfg)?;
+    let instances = ctx.store.instances(env.key)?;
+    let launcher = launcher_vars(&vars);
     // The command is the user's shell text; the prompt is data, read from its file (a long
     // ticket would not fit in a tmux command, nor belongs on a command line).
-    let script = match cfg.prompt_via {
-        PromptVia::Arg => format!("{} \"$(cat \"$GROVE_PROMPT_FILE\")\"", cfg.command),
-        PromptVia::Stdin => format!("{} < \"$GROVE_PROMPT_FILE\"", cfg.command),
-        PromptVia::File => format!("{} \"$GROVE_PROMPT_FILE\"", cfg.command),
-    };
-    let argv: Vec<String> = vec!["sh".into(), "-c".into(), script];
+    let argv = script_argv(&cfg.command, cfg.prompt_via, "GROVE_PROMPT_FILE");
 
     if is_claude(&cfg.command) {
         let repo = instances
@@ -387,6 +357,115 @@ pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<i32> {
     }
 }
 
+/// Where the env's agent works, and its variables: the env's (of the layer it works in), the
+/// paths of its context, prompt and ticket, and the env's tag.
+pub fn agent_env(
+    ctx: &Ctx,
+    env: &EnvRow,
+    cfg: &AgentConfig,
+) -> Result<(PathBuf, Vec<(String, String)>)> {
+    let instances = ctx.store.instances(env.key)?;
+    let primary = primary(ctx, &instances).context("the env has no dedicated layer")?;
+    let (cwd, vars_layer) = match cfg.cwd.as_deref() {
+        None => (primary.worktree.clone(), primary.layer.clone()),
+        Some("env") => (ctx.ws.env_dir(&env.name), primary.layer.clone()),
+        Some(layer) => match instances.iter().find(|i| i.layer == layer) {
+            Some(i) => (i.worktree.clone(), i.layer.clone()),
+            None => {
+                return Err(Fail::new(format!(
+                    "the agent's `cwd` is layer `{layer}`, which env `{}` does not have",
+                    env.name
+                ))
+                .hint(format!("create the env with `--from-{layer}=BASE`"))
+                .into());
+            }
+        },
+    };
+    let env_dir = ctx.ws.env_dir(&env.name);
+    let view = ctx.view(env, &instances);
+    let mut vars = view.vars(&ctx.ws.config.layers[&vars_layer])?;
+    for (k, file) in [
+        ("GROVE_CONTEXT", CONTEXT_FILE),
+        ("GROVE_PROMPT_FILE", PROMPT_FILE),
+        ("GROVE_FEEDBACK", crate::feedback::FEEDBACK_FILE),
+    ] {
+        vars.push((k.into(), env_dir.join(file).to_string_lossy().into_owned()));
+    }
+    if let Some(path) = ctx.store.ticket(env.key)?.and_then(|t| t.0) {
+        vars.push(("GROVE_TICKET".into(), path));
+    }
+    // The agent and all it starts carry the env's tag: `down` and `destroy` find what it left.
+    vars.push((
+        crate::proc::TOKEN_VAR.into(),
+        Tag::new(&env.token, Role::Agent).render(),
+    ));
+    Ok((cwd, vars))
+}
+
+/// The environment of whoever launches the agent (their PATH, their API keys), which it runs
+/// with wherever it actually starts (a tmux server or a supervisor started earlier), but the
+/// variables `vars` sets and a terminal's own.
+pub fn launcher_vars(vars: &[(String, String)]) -> Vec<(String, String)> {
+    const TERMINAL_VARS: &[&str] = &[
+        "TERM",
+        "TMUX",
+        "TMUX_PANE",
+        "COLUMNS",
+        "LINES",
+        "SHLVL",
+        "PWD",
+        "OLDPWD",
+        "_",
+    ];
+    std::env::vars()
+        .filter(|(k, _)| {
+            !TERMINAL_VARS.contains(&k.as_str())
+                && !crate::exec::GIT_DISCOVERY_VARS.contains(&k.as_str())
+                && !vars.iter().any(|(v, _)| v == k)
+        })
+        .collect()
+}
+
+/// `sh -c` running `command` with the text of the file in variable `file_var`, as `via` says.
+pub fn script_argv(command: &str, via: PromptVia, file_var: &str) -> Vec<String> {
+    let script = match via {
+        PromptVia::Arg => format!("{command} \"$(cat \"${file_var}\")\""),
+        PromptVia::Stdin => format!("{command} < \"${file_var}\""),
+        PromptVia::File => format!("{command} \"${file_var}\""),
+    };
+    vec!["sh".into(), "-c".into(), script]
+}
+
+/// The spec of a headless agent relaunched with `[agent] continue` to act on `message_file`.
+pub fn resume_spec(ctx: &Ctx, env: &EnvRow, message_file: &Path) -> Result<Spec> {
+    let cfg = config(ctx, None)?;
+    let Some(resume) = cfg.resume.clone() else {
+        return Err(
+            Fail::new("`[agent]` has no `continue` command to relaunch the agent with")
+                .hint("add e.g. `continue = \"claude --continue -p\"` to [agent]")
+                .into(),
+        );
+    };
+    let (cwd, mut vars) = agent_env(ctx, env, &cfg)?;
+    vars.push((
+        "GROVE_MESSAGE_FILE".into(),
+        message_file.to_string_lossy().into_owned(),
+    ));
+    Ok(Spec {
+        argv: script_argv(&resume, cfg.prompt_via, "GROVE_MESSAGE_FILE"),
+        cwd,
+        env: vars,
+        launcher_env: None,
+    })
+}
+
+/// Writes a headless agent's launcher environment where only the user can read it.
+pub fn stash_launcher_env(ctx: &Ctx, env: &EnvRow, vars: &[(String, String)]) -> Result<PathBuf> {
+    let private = launcher_env_path(&ctx.home, env);
+    write_private(&private, &launcher_vars(vars))?;
+    Ok(private)
+}
+
 /// The layer an agent works in by default: the first default layer the env has (in
 /// `default_layers` order), else its first dedicated layer.
 pub fn primary<'a>(
@@ -401,7 +480,7 @@ pub fn primary<'a>(
         .or_else(|| instances.first())
 }
 
-fn is_claude(command: &str) -> bool {
+pub fn is_claude(command: &str) -> bool {
     command
         .split_whitespace()
         .next()
@@ -451,11 +530,21 @@ fn render_prompt(
         ticket_text => ticket.map_or(String::new(), |t| t.1.clone()),
         solution => cfg.solution.as_ref().map(|p| p.to_string_lossy().into_owned()),
         context => context_path.to_string_lossy(),
+        criteria => crate::criteria::render(&criteria_of(ctx, env)?),
         env => &env.name,
         layers => layers,
     };
     template::render(&cfg.prompt, &c)
         .map_err(|e| Fail::new(format!("cannot render the agent's `prompt`: {e}")).into())
+}
+
+/// The acceptance criteria of the env's ticket, as recorded when its agent was launched.
+pub fn criteria_of(ctx: &Ctx, env: &EnvRow) -> Result<Vec<crate::criteria::Criterion>> {
+    Ok(ctx
+        .store
+        .ticket(env.key)?
+        .and_then(|t| serde_json::from_str(&t.2).ok())
+        .unwrap_or_default())
 }
 
 /// The env's context file: what an agent needs to know to work in it.
@@ -500,6 +589,14 @@ fn context(
         }
         None => s.push_str("(none given)\n"),
     }
+    let crit = criteria_of(ctx, env)?;
+    if !crit.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Acceptance criteria\n\nThe work is done when all of these hold:\n\n{}",
+            crate::criteria::render(&crit).trim_end()
+        );
+    }
     if let Some(sol) = &cfg.solution {
         let _ = writeln!(s, "\n## Technical solution\n\n{}", sol.display());
     }
@@ -510,7 +607,13 @@ fn context(
          - server logs: `grove logs {n} [LAYER]` (`-f` to follow)\n\
          - restart a server after changing its config or dependencies: `grove restart {n} LAYER`\n\
          - run a command with this env's variables: `grove exec {n} -- CMD`\n\
-         - these variables: `grove env {n} [LAYER]`"
+         - these variables: `grove env {n} [LAYER]`\n\
+         - when you stop, grove's review gate runs the checks (and a reviewer, if configured); \
+         what it or the human sends back is also kept in {}",
+        ctx.ws
+            .env_dir(&env.name)
+            .join(crate::feedback::FEEDBACK_FILE)
+            .display()
     );
     Ok(s)
 }

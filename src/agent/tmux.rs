@@ -165,3 +165,35 @@ pub fn attach(socket: &str, id: &str) -> Result<i32> {
 pub fn attach_hint(socket: &str, id: &str) -> String {
     format!("tmux -S {} attach-session -t {id}", crate::shq(socket))
 }
+
+/// Types `text` into the window's active pane as one paste, then presses Enter.
+///
+/// The text goes through a tmux buffer loaded from stdin: tmux never reads it as keys, key
+/// names or commands, nor expands `#{…}` or `#(…)` in it (those apply to command arguments
+/// and formats, not to buffer contents). `paste-buffer -p` wraps it in bracketed-paste
+/// markers when the program in the pane asked for them (agents' prompts do), so its newlines
+/// are part of the message rather than Enter presses.
+pub fn paste(socket: &str, id: &str, text: &str) -> Result<()> {
+    let buffer = format!("grove-{}", crate::proc::new_token());
+    let t = || tmux(Some(socket));
+    let fail = |what: &str, e: &crate::exec::CmdError| -> anyhow::Error {
+        Fail::new(format!("tmux could not {what}: {}", e.stderr().trim())).into()
+    };
+    t().args(["load-buffer", "-b", &buffer, "-"])
+        .stdin_bytes(text.trim_end().as_bytes().to_vec())
+        .run()
+        .map_err(|e| fail("load the message", &e))?;
+    t().args(["paste-buffer", "-p", "-d", "-b", &buffer, "-t", id])
+        .run()
+        .map_err(|e| {
+            let _ = t().args(["delete-buffer", "-b", &buffer]).output();
+            fail("paste the message", &e)
+        })?;
+    // A program reading the paste must see it end before Enter arrives, or it may take the
+    // Enter as part of the paste (some agent prompts do).
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    t().args(["send-keys", "-t", id, "Enter"])
+        .run()
+        .map_err(|e| fail("press Enter", &e))?;
+    Ok(())
+}

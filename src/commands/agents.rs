@@ -10,7 +10,7 @@ use crate::cli::{AgentArgs, AgentStatusArgs, AttachArgs, HooksCommand};
 use crate::ctx::Ctx;
 use crate::error::{Exit, Fail};
 use crate::git::Repo;
-use crate::state::EnvRow;
+use crate::state::{AgentState, EnvRow};
 use crate::{interrupt, ui};
 
 pub fn agent(ctx: &mut Ctx, args: &AgentArgs) -> Result<()> {
@@ -58,16 +58,21 @@ fn env_for(ctx: &Ctx, explicit: Option<&str>, dir: &Path) -> Result<Option<EnvRo
 }
 
 pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result<()> {
-    let (state, dir) = if args.hook {
+    let (state, detail, dir, input) = if args.hook {
         let mut input = String::new();
         let _ = std::io::stdin().read_to_string(&mut input);
         let json: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
         let dir = json["cwd"]
             .as_str()
             .map_or_else(|| cwd.to_path_buf(), Into::into);
-        (hooks::state_of_event(&json), dir)
+        (
+            hooks::state_of_event(&json),
+            hooks::detail_of_event(&json),
+            dir,
+            json,
+        )
     } else {
-        (args.state, cwd.to_path_buf())
+        (args.state, None, cwd.to_path_buf(), serde_json::Value::Null)
     };
     let Some(state) = state else { return Ok(()) };
     let found = env_for(ctx, args.env.as_deref(), &dir);
@@ -85,8 +90,8 @@ pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result
         }
         (Err(e), false) => return Err(e),
     };
-    let recorded = ctx.store.set_agent_state(env.key, state, agent::now_ms());
-    match (recorded, args.hook) {
+    let result = record_state(ctx, &env, state, detail, &input);
+    match (result, args.hook) {
         (Ok(true), _) | (_, true) => Ok(()),
         (Ok(false), false) => Err(Fail::new(format!("env `{}` has no agent", env.name))
             .hint(format!(
@@ -96,6 +101,52 @@ pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result
             .into()),
         (Err(e), false) => Err(e),
     }
+}
+
+/// Records what the agent reported, then acts on it: a Claude Code Stop hook answers with the
+/// messages queued for the agent (it goes on with them); an agent that stopped or waits at
+/// its prompt gets the queued messages; one that stopped with nothing left to hear gets its
+/// gate run. Returns whether the env has an agent.
+fn record_state(
+    ctx: &mut Ctx,
+    env: &EnvRow,
+    state: AgentState,
+    detail: Option<&str>,
+    input: &serde_json::Value,
+) -> Result<bool> {
+    let now = agent::now_ms();
+    let Some(row) = ctx.store.agent(env.key)? else {
+        return Ok(false);
+    };
+    if input["hook_event_name"] == "Stop"
+        && let Some(reason) = crate::feedback::stop_hook_answer(ctx, env, input)?
+    {
+        ctx.store
+            .set_agent_state(env.key, AgentState::Working, None, now)?;
+        ui::out(serde_json::json!({ "decision": "block", "reason": reason }).to_string());
+        return Ok(true);
+    }
+    // Idle at its prompt after it finished is still finished: the gate and the queue read
+    // `done`, and the human sees the agent has nothing more to do.
+    let idle_after_done = state == AgentState::Waiting
+        && detail == Some("input")
+        && row.state == Some(AgentState::Done)
+        && input["notification_type"] == "idle_prompt";
+    if !idle_after_done {
+        ctx.store.set_agent_state(env.key, state, detail, now)?;
+    }
+    if !matches!(state, AgentState::Done | AgentState::Waiting) {
+        return Ok(true);
+    }
+    let delivered = crate::feedback::deliver(ctx, env)?;
+    if state == AgentState::Done
+        && delivered.is_none()
+        && !idle_after_done
+        && crate::gate::configured(ctx, &ctx.store.instances(env.key)?)
+    {
+        crate::gate::request_in_background(ctx, env)?;
+    }
+    Ok(true)
 }
 
 pub fn hooks(ctx: &Ctx, cmd: &HooksCommand, cwd: &Path) -> Result<()> {

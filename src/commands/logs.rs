@@ -36,7 +36,8 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         .collect();
     let names: Vec<String> = match &args.layer {
         Some(l)
-            if servers.contains(l) || ["setup", "supervisor", "agent"].contains(&l.as_str()) =>
+            if servers.contains(l)
+                || ["setup", "supervisor", "agent", "gate"].contains(&l.as_str()) =>
         {
             vec![l.clone()]
         }
@@ -47,7 +48,7 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
                     servers
                         .iter()
                         .map(String::as_str)
-                        .chain(["setup", "agent", "supervisor"])
+                        .chain(["setup", "agent", "gate", "supervisor"])
                         .collect::<Vec<_>>()
                         .join(", ")
                 ))
@@ -55,9 +56,11 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         }
         None => {
             let agent = dir.join("agent.log").exists().then(|| "agent".to_string());
+            let gate = dir.join("gate.log").exists().then(|| "gate".to_string());
             std::iter::once("setup".to_string())
                 .chain(servers)
                 .chain(agent)
+                .chain(gate)
                 .collect()
         }
     };

@@ -8,6 +8,7 @@ mod destroy;
 mod doctor;
 mod envcmd;
 mod fanout;
+mod gate;
 mod init;
 mod logs;
 mod pool;
@@ -42,6 +43,8 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Review(args) => review::review(&mut ctx()?, &args),
         Command::Diff(args) => review::diff(&ctx()?, &args),
         Command::Check(args) => review::check(&mut ctx()?, &args),
+        Command::Gate(args) => gate::gate(&mut ctx()?, &args),
+        Command::Feedback(args) => gate::feedback(&mut ctx()?, &args),
         Command::Up(args) => servers::up(&mut ctx()?, &args),
         Command::Down(args) => servers::down(&mut ctx()?, &args),
         Command::Restart(args) => servers::restart(&mut ctx()?, &args),

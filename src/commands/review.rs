@@ -1,23 +1,32 @@
 //! `grove review`, `grove diff`, `grove check`.
 
-use std::time::Instant;
-
 use anyhow::Result;
 
 use crate::cli::{CheckArgs, DiffArgs, ReviewArgs};
 use crate::ctx::Ctx;
 use crate::error::{Exit, Fail};
 use crate::git::Repo;
-use crate::proc::{Role, Tag};
+use crate::proc::Role;
 use crate::review::{self, Conflict, EnvReview, LayerReview, Review};
-use crate::state::CheckRow;
 use crate::{interrupt, logfile, provision, ui};
 
 pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
     if let Some(name) = &args.name {
         ctx.require_env(name)?;
     }
+    if let (Some(name), Some(at), Some(text)) = (&args.name, &args.comment, &args.text) {
+        return super::gate::comment(ctx, name, at, text);
+    }
     let review = review::gather(ctx, args.fetch)?;
+    if args.plan {
+        let plan = crate::plan::plan(&review);
+        if args.json {
+            ui::out(serde_json::to_string_pretty(&plan)?);
+        } else {
+            show_plan(&plan);
+        }
+        return Ok(());
+    }
     if !review.merge_tree && !args.json {
         ui::warn(
             "conflicts are not predicted: that needs git 2.38 or newer (`git merge-tree --write-tree`)",
@@ -131,7 +140,40 @@ fn env_header(e: &EnvReview) -> String {
         (Some(a), None) => format!("agent {a}"),
         (None, _) => "no agent".into(),
     };
-    format!("{} · {agent} · servers {}", e.reason, e.status)
+    let mut s = format!(
+        "[{}] {} · {agent} · servers {}",
+        e.state, e.reason, e.status
+    );
+    if let Some(c) = &e.criteria {
+        match c.met {
+            Some(m) => s.push_str(&format!(" · criteria {m}/{}", c.total)),
+            None => s.push_str(&format!(" · {} criteria", c.total)),
+        }
+    }
+    if e.feedback_queued > 0 {
+        s.push_str(&format!(
+            " · {} message(s) queued for the agent",
+            e.feedback_queued
+        ));
+    }
+    s
+}
+
+/// The gate's last word, in a line.
+fn gate_line(e: &EnvReview) -> Option<String> {
+    let g = e.gate.as_ref()?;
+    let mut s = match (g.phase.as_str(), &g.result) {
+        ("finished", Some(r)) => format!("gate: {}", r.summary()),
+        ("finished", None) => "gate: no result".to_string(),
+        (phase, _) => format!("gate {phase}"),
+    };
+    if g.stale {
+        s.push_str(" (before the last commit)");
+    }
+    if g.auto_fix > 0 {
+        s.push_str(&format!(" · auto-fix {}/{}", g.rounds, g.auto_fix));
+    }
+    Some(s)
 }
 
 fn conflict_line(c: &Conflict) -> String {
@@ -154,6 +196,12 @@ fn show_queue(review: &Review) {
     }
     for (i, e) in review.envs.iter().enumerate() {
         ui::out(format!("{:>2}. {}  {}", i + 1, e.name, env_header(e)));
+        if let Some(g) = gate_line(e) {
+            ui::out(format!("      {g}"));
+        }
+        if !e.next.is_empty() {
+            ui::out(format!("      next: {}", e.next));
+        }
         let w = e.layers.iter().map(|l| l.layer.len()).max().unwrap_or(0);
         for l in &e.layers {
             ui::out(format!("      {:w$}  {}", l.layer, layer_line(l)));
@@ -191,6 +239,52 @@ fn show_queue(review: &Review) {
 
 fn show_env(e: &EnvReview, review: &Review) {
     ui::out(format!("{}  {}", e.name, env_header(e)));
+    if !e.next.is_empty() {
+        ui::out(format!("next: {}", e.next));
+    }
+    if let Some(g) = gate_line(e) {
+        ui::out(g);
+    }
+    if let Some(r) = e.gate.as_ref().and_then(|g| g.result.as_ref()) {
+        for c in r.checks.iter().filter(|c| !c.passed) {
+            ui::out(format!("  check {} FAILED: {}", c.layer, c.log));
+        }
+        if let Some(v) = r.reviewer.as_ref().and_then(|x| x.verdict.as_ref()) {
+            for f in &v.findings {
+                let place = [
+                    f.layer.clone(),
+                    f.path.clone(),
+                    f.line.map(|l| l.to_string()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(":");
+                ui::out(format!(
+                    "  [{}] {place} {}",
+                    f.severity.as_deref().unwrap_or("finding"),
+                    f.text
+                ));
+            }
+        }
+    }
+    if let Some(c) = &e.criteria {
+        ui::out("criteria:");
+        for i in &c.items {
+            let mark = match (i.met, i.checked) {
+                (Some(true), _) => "met",
+                (Some(false), _) => "NOT MET",
+                (None, true) => "ticked",
+                (None, false) => "?",
+            };
+            let ev = i
+                .evidence
+                .as_deref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default();
+            ui::out(format!("  [{mark}] {}{ev}", i.text));
+        }
+    }
     for l in &e.layers {
         let url = e
             .urls
@@ -298,68 +392,30 @@ pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
         .into());
     }
     interrupt::guard();
-    let view = ctx.view(&env, &instances);
-    let jobs: Vec<_> = layers
-        .iter()
-        .map(|i| {
-            let cfg = &ctx.ws.config.layers[&i.layer];
-            let vars = view.vars(cfg)?;
-            let tip = Repo::new(&i.repo)
-                .branch_tip(&i.branch)?
-                .unwrap_or_default();
-            let log = ctx
-                .log_dir(&env.name)
-                .join(format!("check-{}.log", i.layer));
-            Ok((*i, cfg.check.clone(), vars, tip, log))
-        })
-        .collect::<Result<_>>()?;
     ui::info(format!(
         "checking `{}`: {}",
         env.name,
-        jobs.iter()
-            .map(|j| j.0.layer.as_str())
+        layers
+            .iter()
+            .map(|i| i.layer.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let me = ctx.me;
-    let results = review::par_map(&jobs, |(inst, cmds, vars, _, log)| {
-        let t0 = Instant::now();
-        let _ = std::fs::remove_file(log);
-        let tag = Tag::new(&env.token, Role::Exec)
-            .layer(&inst.layer)
-            .owned_by(me);
-        let ok = cmds
-            .iter()
-            .all(|c| provision::run_step(c, &inst.worktree, vars, log, &tag).is_ok());
-        (ok, t0.elapsed())
-    });
+    let results = crate::gate::run_checks(ctx, &env, Role::Exec)?;
     let mut failed = Vec::new();
-    for ((inst, _, _, tip, log), (ok, took)) in jobs.iter().zip(results) {
-        let row = CheckRow {
-            passed: ok,
-            commit: tip.clone(),
-            duration_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
-            log: log.to_string_lossy().into_owned(),
-            finished_at: crate::agent::now_ms() / 1000,
-        };
-        ctx.store.put_check(env.key, &inst.layer, &row)?;
-        if ok {
-            ui::info(format!(
-                "  {}  passed in {:.1}s",
-                inst.layer,
-                took.as_secs_f64()
-            ));
+    for c in results {
+        let took = c.duration_ms as f64 / 1000.0;
+        if c.passed {
+            ui::info(format!("  {}  passed in {took:.1}s", c.layer));
         } else {
             ui::info(format!(
-                "  {}  FAILED in {:.1}s; last lines of {}:",
-                inst.layer,
-                took.as_secs_f64(),
-                log.display()
+                "  {}  FAILED in {took:.1}s; last lines of {}:",
+                c.layer, c.log
             ));
-            for l in logfile::tail(log, 10) {
+            for l in logfile::tail(std::path::Path::new(&c.log), 10) {
                 ui::info(format!("  | {}", logfile::split(&l).1));
             }
-            failed.push(inst.layer.clone());
+            failed.push(c.layer);
         }
     }
     if let Some(sig) = interrupt::received() {
@@ -369,5 +425,40 @@ pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
         Ok(())
     } else {
         Err(Fail::new(format!("check failed in {}", failed.join(", "))).into())
+    }
+}
+
+fn show_plan(plan: &crate::plan::Plan) {
+    if plan.steps.is_empty() {
+        ui::info("no env has commits to land");
+    }
+    for (i, s) in plan.steps.iter().enumerate() {
+        ui::out(format!("{:>2}. {}  [{}]", i + 1, s.env, s.state));
+        if !s.conflicts_with_base.is_empty() {
+            ui::out(format!(
+                "      conflicts with its base already: {}",
+                s.conflicts_with_base.join(", ")
+            ));
+        }
+        for r in &s.rebase_after {
+            let what = if r.conflicts.is_empty() {
+                format!(
+                    "touches the same files ({}), merges cleanly",
+                    r.overlap.join(", ")
+                )
+            } else {
+                format!("CONFLICT to resolve in {}", r.conflicts.join(", "))
+            };
+            ui::out(format!(
+                "      rebase after {} lands ({}): {what}",
+                r.env, r.layer
+            ));
+        }
+    }
+    if !plan.nothing_to_land.is_empty() {
+        ui::out(format!(
+            "nothing to land: {}",
+            plan.nothing_to_land.join(", ")
+        ));
     }
 }

@@ -8,6 +8,7 @@
 //!   reader checks them against the disk.
 
 mod model;
+mod review_loop;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use crate::error::Fail;
 use crate::proc::ProcId;
 
 pub use model::*;
+pub use review_loop::{FeedbackRow, GateRow};
 
 pub struct Store {
     conn: Connection,
@@ -830,7 +832,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT mode, spec, pid, start, tmux_socket, tmux_window, state, state_since, started_at, exit
+                "SELECT mode, spec, pid, start, tmux_socket, tmux_window, state, state_since, started_at, exit, detail
                  FROM agents WHERE env = ?1",
                 [key],
                 |r| {
@@ -846,6 +848,7 @@ impl Store {
                         state_since: r.get(7)?,
                         started_at: r.get(8)?,
                         exit: r.get(9)?,
+                        detail: r.get(10)?,
                     })
                 },
             )
@@ -911,11 +914,12 @@ impl Store {
         &mut self,
         key: EnvKey,
         state: AgentState,
+        detail: Option<&str>,
         since_ms: i64,
     ) -> Result<bool> {
         let n = self.conn.execute(
-            "UPDATE agents SET state = ?1, state_since = ?2 WHERE env = ?3",
-            params![state, since_ms, key],
+            "UPDATE agents SET state = ?1, state_since = ?2, detail = ?3 WHERE env = ?4",
+            params![state, since_ms, detail, key],
         )?;
         Ok(n == 1)
     }

@@ -246,6 +246,9 @@ pub struct AgentRow {
     /// The last state the agent's hooks reported, and since when (Unix ms).
     pub state: Option<AgentState>,
     pub state_since: Option<i64>,
+    /// What a `waiting` agent waits for: `permission` (a dialog typed text would answer) or
+    /// `input` (its prompt); `None` when unknown.
+    pub detail: Option<String>,
     pub started_at: i64,
     /// How its process ended, when it did (headless).
     pub exit: Option<String>,
@@ -261,6 +264,7 @@ impl AgentRow {
             tmux_window: None,
             state: None,
             state_since: None,
+            detail: None,
             started_at,
             exit: None,
         }

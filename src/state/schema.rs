@@ -188,4 +188,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
         disk  TEXT NOT NULL
     );
     ",
+    // 9: the review loop. The ticket of an env (its title and acceptance criteria, parsed
+    // from its checklist); the gate run when its agent stops (one row per env: the run in
+    // progress, named by its process, or the last result; `requested_at` later than
+    // `started_at` asks the running gate to go again); the human's and the gate's messages to
+    // the agent, queued until they can be delivered; and what a `waiting` agent waits for
+    // (`permission`: a dialog that typed text would answer; `input`: its prompt).
+    r"
+    ALTER TABLE agents ADD COLUMN detail TEXT;
+
+    CREATE TABLE tickets (
+        env       INTEGER PRIMARY KEY REFERENCES envs(id) ON DELETE CASCADE,
+        path      TEXT,
+        title     TEXT NOT NULL,
+        criteria  TEXT NOT NULL
+    );
+
+    CREATE TABLE gates (
+        env           INTEGER PRIMARY KEY REFERENCES envs(id) ON DELETE CASCADE,
+        phase         TEXT NOT NULL CHECK (phase IN ('requested', 'running', 'finished')),
+        owner_pid     INTEGER,
+        owner_start   INTEGER,
+        requested_at  INTEGER NOT NULL,
+        started_at    INTEGER,
+        finished_at   INTEGER,
+        result        TEXT,
+        rounds        INTEGER NOT NULL DEFAULT 0
+    );
+
+    CREATE TABLE feedback (
+        id            INTEGER PRIMARY KEY,
+        env           INTEGER NOT NULL REFERENCES envs(id) ON DELETE CASCADE,
+        source        TEXT NOT NULL,
+        text          TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        delivered_at  INTEGER,
+        via           TEXT
+    );
+    ",
 ];

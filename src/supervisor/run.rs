@@ -580,6 +580,14 @@ impl Supervisor {
                 .ctx
                 .store
                 .set_agent_process(self.env.key, None, Some(&how));
+            // Messages that waited for the agent to end relaunch it (`[agent] continue`).
+            if !self.stopping {
+                match crate::feedback::deliver(&mut self.ctx, &self.env) {
+                    Ok(Some(d)) => self.log.line(&format!("feedback: {}", d.describe())),
+                    Ok(None) => {}
+                    Err(e) => self.log.line(&format!("feedback not delivered: {e:#}")),
+                }
+            }
             return;
         }
         if let Some(s) = self

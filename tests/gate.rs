@@ -1,0 +1,545 @@
+//! The review loop: the gate when an agent stops (checks, a reviewer agent, the ticket's
+//! criteria), feedback carried back into the agent (Claude Code's Stop hook, a tmux pane,
+//! a headless relaunch), auto-fix rounds, and the landing plan. The implementing agent is
+//! `tests/fixtures/loop_agent.py`, the reviewer `tests/fixtures/fake_reviewer.sh`: both
+//! record what they were given.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use crate::common::{TestWorkspace, fixture, wait_until};
+
+/// front (default) and api, no servers; `front_extra` goes in front's table, `tail` after.
+fn ws(front_extra: &str, tail: &str) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.write_config(&(ws.standard_config(front_extra) + tail));
+    std::fs::create_dir_all(ws.root.join("tickets")).unwrap();
+    ws
+}
+
+fn agent(mode: &str, extra: &str) -> String {
+    format!(
+        "\n[agent]\ncommand = \"python3 {}\"\nmode = \"{mode}\"\n{extra}\n",
+        fixture("loop_agent.py").display()
+    )
+}
+
+fn reviewer(extra: &str) -> String {
+    format!(
+        "\n[review]\ncommand = \"sh {}\"\n{extra}\n",
+        fixture("fake_reviewer.sh").display()
+    )
+}
+
+fn record_dir(ws: &TestWorkspace, env: &str) -> PathBuf {
+    ws.tmp
+        .path()
+        .canonicalize()
+        .unwrap()
+        .join("agents")
+        .join(env)
+}
+
+/// Waits for the record `name` of `env` and reads it.
+fn record(ws: &TestWorkspace, env: &str, name: &str) -> String {
+    let p = record_dir(ws, env).join(name);
+    assert!(
+        wait_until(30, || p.exists()),
+        "{} never written",
+        p.display()
+    );
+    std::fs::read_to_string(p).unwrap()
+}
+
+fn step(ws: &TestWorkspace, env: &str, name: &str) {
+    let d = record_dir(ws, env);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(name), "").unwrap();
+}
+
+fn next_verdict(ws: &TestWorkspace, env: &str, text: &str) {
+    let d = record_dir(ws, env);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("next-verdict"), text).unwrap();
+}
+
+fn review_env(ws: &TestWorkspace, env: &str) -> Value {
+    let json = ws.grove(&["review", env, "--json"]).success().json();
+    assert_eq!(json["version"], 2);
+    json["env"].clone()
+}
+
+/// Waits until the env's gate has finished `n` runs in all (its log says so each time).
+fn gate_runs(ws: &TestWorkspace, env: &str, n: usize) -> Value {
+    let log = || ws.grove(&["logs", env, "gate", "-n", "1000"]).stdout;
+    assert!(
+        wait_until(60, || log().matches("[grove] gate: ").count() >= n
+            && review_env(ws, env)["gate"]["phase"] == "finished"),
+        "the gate did not finish {n} run(s): {}",
+        log()
+    );
+    review_env(ws, env)
+}
+
+fn agent_state(ws: &TestWorkspace, env: &str) -> String {
+    ws.ps().into_iter().find(|e| e["name"] == env).unwrap()["agent"]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+const TICKET: &str = "# Remember me\n\nThe login page forgets the user.\n\n\
+    ## Acceptance criteria\n\n- [ ] a \"remember me\" box on the form\n\
+    - [ ] the session lasts 30 days when ticked\n- [x] no change to the API\n";
+
+#[test]
+fn done_runs_the_checks_then_the_reviewer_and_review_shows_the_verdict() {
+    let ws = ws(
+        "check = [\"cat app.txt\", \"grep -q fixed app.txt\"]",
+        &(agent("tmux", "") + &reviewer("")),
+    );
+    std::fs::write(ws.root.join("tickets/feat-01.md"), TICKET).unwrap();
+    ws.grove(&[
+        "create",
+        "feat-01",
+        "--agent",
+        "--ticket",
+        "tickets/feat-01.md",
+    ])
+    .success();
+    // The criteria reach the agent's context.
+    let context = std::fs::read_to_string(ws.env_dir("feat-01").join("grove-context.md")).unwrap();
+    assert!(
+        context.contains("## Acceptance criteria")
+            && context.contains("- [ ] the session lasts 30 days when ticked")
+            && context.contains("- [x] no change to the API"),
+        "{context}"
+    );
+    // The agent's work: a commit, an uncommitted edit, a new file.
+    let front = ws.worktree("feat-01", "front");
+    ws.commit(&front, "app.txt", "fixed\n", "remember me");
+    std::fs::write(front.join("app.txt"), "fixed\nand more\n").unwrap();
+    std::fs::write(front.join("new.txt"), "a new file\n").unwrap();
+    next_verdict(
+        &ws,
+        "feat-01",
+        r#"{"version": 1, "verdict": "approve", "summary": "looks right",
+            "findings": [{"layer": "front", "path": "app.txt", "line": 2, "severity": "note", "text": "extra line"}],
+            "criteria": [{"text": "a \"remember me\" box on the form", "met": true, "evidence": "app.txt"},
+                         {"text": "the session lasts 30 days when ticked", "met": false},
+                         {"text": "no change to the API", "met": true}]}"#,
+    );
+    step(&ws, "feat-01", "go-done-1");
+    let env = gate_runs(&ws, "feat-01", 1);
+
+    // The reviewer ran in the env folder with the ticket, the criteria, a patch per layer
+    // (committed, uncommitted and untracked work) and the check results.
+    let given = record_dir(&ws, "feat-01").join("review-1");
+    let prompt = std::fs::read_to_string(given.join("prompt")).unwrap();
+    assert!(prompt.contains("tickets/feat-01.md"), "{prompt}");
+    assert!(
+        prompt.contains("- [ ] the session lasts 30 days when ticked"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("front.diff"), "{prompt}");
+    assert_eq!(
+        std::fs::read_to_string(given.join("cwd")).unwrap().trim(),
+        ws.env_dir("feat-01").to_string_lossy()
+    );
+    let diff = std::fs::read_to_string(given.join("front.diff")).unwrap();
+    assert!(
+        diff.contains("+fixed") && diff.contains("+and more") && diff.contains("+a new file"),
+        "{diff}"
+    );
+    assert!(diff.contains("b/front/app.txt"), "{diff}");
+    let checks = std::fs::read_to_string(given.join("checks.md")).unwrap();
+    assert!(checks.contains("front: passed"), "{checks}");
+    let vars = std::fs::read_to_string(given.join("env")).unwrap();
+    assert!(
+        vars.contains("GROVE_VERDICT=") && vars.contains("GROVE_ENV=feat-01"),
+        "{vars}"
+    );
+
+    // The verdict, in review --json and in the queue.
+    let result = &env["gate"]["result"];
+    assert_eq!(result["outcome"], "approved", "{env:#}");
+    assert_eq!(result["checks"][0]["passed"], true);
+    assert_eq!(result["reviewer"]["verdict"]["findings"][0]["line"], 2);
+    assert_eq!(env["state"], "approved");
+    assert_eq!(env["urgency"], 1);
+    assert_eq!(env["criteria"]["total"], 3);
+    assert_eq!(env["criteria"]["met"], 2);
+    assert_eq!(env["criteria"]["items"][1]["met"], false);
+    let queue = ws.grove(&["review"]).success();
+    assert!(
+        queue
+            .stdout
+            .contains("[approved] gate approved, checks green, criteria 2/3"),
+        "{queue}"
+    );
+    assert!(queue.stdout.contains("next: look at it"), "{queue}");
+    let log = ws.grove(&["logs", "feat-01", "gate"]).success();
+    assert!(log.stdout.contains("gate: approved: looks right"), "{log}");
+
+    // A new commit makes the verdict stale: the env goes back to be judged.
+    ws.commit(&front, "other.txt", "x\n", "more");
+    let env = review_env(&ws, "feat-01");
+    assert_eq!(env["gate"]["stale"], true);
+    assert_ne!(env["state"], "approved");
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
+#[test]
+fn a_failing_check_goes_back_to_the_agent_once_then_the_env_waits_for_the_human() {
+    let ws = ws(
+        "check = [\"cat app.txt\", \"grep -q fixed app.txt\"]",
+        &(agent("tmux", "") + "\n[review]\nauto_fix = 1\n"),
+    );
+    std::fs::write(ws.root.join("tickets/feat-01.md"), TICKET).unwrap();
+    ws.grove(&[
+        "create",
+        "feat-01",
+        "--agent",
+        "--ticket",
+        "tickets/feat-01.md",
+    ])
+    .success();
+    let front = ws.worktree("feat-01", "front");
+    ws.commit(&front, "app.txt", "still broken\n", "try");
+    step(&ws, "feat-01", "go-done-1");
+
+    // Round 1: the failing check, with the end of its log, typed into the agent.
+    let got = record(&ws, "feat-01", "received-1");
+    assert!(got.contains("round 1 of 1"), "{got}");
+    assert!(got.contains("`check` of layer `front` failed"), "{got}");
+    assert!(got.contains("still broken"), "{got}");
+    let env = gate_runs(&ws, "feat-01", 1);
+    assert_eq!(env["gate"]["rounds"], 1);
+    assert_eq!(env["gate"]["result"]["auto_fix_round"], 1);
+
+    // The agent stops again, still failing: no round 2, the human's turn.
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    step(&ws, "feat-01", "go-done-2");
+    let env = gate_runs(&ws, "feat-01", 2);
+    assert_eq!(env["gate"]["result"]["outcome"], "checks-failed");
+    assert_eq!(env["gate"]["result"]["auto_fix_round"], Value::Null);
+    assert_eq!(env["gate"]["rounds"], 1);
+    assert_eq!(env["state"], "changes", "{env:#}");
+    assert!(
+        env["reason"]
+            .as_str()
+            .unwrap()
+            .contains("after 1 auto-fix round(s)"),
+        "{env:#}"
+    );
+    assert!(env["next"].as_str().unwrap().contains("grove feedback"));
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    let msgs = list["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{list:#}");
+    assert_eq!(msgs[0]["source"], "gate");
+    assert_eq!(msgs[0]["via"], "tmux");
+    assert!(!record_dir(&ws, "feat-01").join("received-2").exists());
+    let file = std::fs::read_to_string(ws.env_dir("feat-01").join("grove-feedback.md")).unwrap();
+    assert!(file.contains("from grove's review gate"), "{file}");
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
+#[test]
+fn a_malformed_or_missing_verdict_is_an_error_never_an_approval() {
+    let ws = ws("", &reviewer(""));
+    ws.grove(&["create", "feat-01"]).success();
+    for (verdict, outcome, says) in [
+        (
+            Some("{\"verdict\": \"approve\""),
+            "malformed",
+            "malformed verdict",
+        ),
+        (
+            Some("{\"verdict\": \"lgtm\"}"),
+            "malformed",
+            "malformed verdict",
+        ),
+        (None, "no-verdict", "no verdict at $GROVE_VERDICT"),
+    ] {
+        let _ = std::fs::remove_file(record_dir(&ws, "feat-01").join("next-verdict"));
+        if let Some(v) = verdict {
+            next_verdict(&ws, "feat-01", v);
+        }
+        let out = ws.grove(&["gate", "feat-01"]).failure(1);
+        assert!(out.stderr.contains(says), "{out}");
+        let env = review_env(&ws, "feat-01");
+        assert_eq!(env["gate"]["result"]["outcome"], outcome, "{env:#}");
+        assert_ne!(env["state"], "approved");
+    }
+    next_verdict(&ws, "feat-01", r#"{"verdict": "approve"}"#);
+    ws.grove(&["gate", "feat-01"]).success();
+    // A verdict left by that run is never read as the next one's.
+    let _ = std::fs::remove_file(record_dir(&ws, "feat-01").join("next-verdict"));
+    ws.grove(&["gate", "feat-01"]).failure(1);
+    assert_eq!(
+        review_env(&ws, "feat-01")["gate"]["result"]["outcome"],
+        "no-verdict"
+    );
+}
+
+/// What Claude Code sends a Stop hook, from `dir`.
+fn stop_hook(ws: &TestWorkspace, dir: &std::path::Path, active: bool) -> crate::common::Out {
+    let input = serde_json::json!({
+        "session_id": "s1", "transcript_path": "/dev/null", "cwd": dir,
+        "hook_event_name": "Stop", "stop_hook_active": active,
+    });
+    let mut child = ws
+        .cmd()
+        .args(["agent-status", "--hook"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    crate::common::finish(child)
+}
+
+#[test]
+fn feedback_through_a_claude_code_stop_hook() {
+    let ws = ws("", &agent("headless", ""));
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    let front = ws.worktree("feat-01", "front");
+    // Nothing queued: the hook says nothing, the agent is done.
+    let out = stop_hook(&ws, &front, false);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out}");
+    assert_eq!(agent_state(&ws, "feat-01"), "done");
+    ws.grove(&["agent-status", "--env", "feat-01", "working"])
+        .success();
+
+    let text = "Use the `Session` type; not $HOME; \"quoted\"";
+    let sent = ws.grove(&["feedback", "feat-01", text]).success();
+    assert!(sent.stderr.contains("queued"), "{sent}");
+    let out = stop_hook(&ws, &front, false);
+    assert_eq!(out.code, 0, "{out}");
+    let answer: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(answer["decision"], "block");
+    assert!(
+        answer["reason"].as_str().unwrap().starts_with(text),
+        "{answer}"
+    );
+    assert_eq!(agent_state(&ws, "feat-01"), "working");
+
+    // Delivered once; and a Stop while already continuing never blocks.
+    ws.grove(&["feedback", "feat-01", "second"]).success();
+    let out = stop_hook(&ws, &front, true);
+    assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out}");
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    assert_eq!(list["messages"][0]["via"], "stop-hook");
+    assert_eq!(list["messages"][1]["via"], Value::Null, "{list:#}");
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
+#[test]
+fn feedback_in_tmux_waits_for_the_agent_and_arrives_exactly() {
+    let ws = ws("", &agent("tmux", ""));
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    let marker = ws.tmp.path().join("pwned");
+    let text = format!(
+        "Rename it.\n$(touch {m}); touch {m}; `touch {m}`\n#{{pane_id}} #(touch {m}) \"q\" 'q' \\ done",
+        m = marker.display()
+    );
+    let sent = ws.grove(&["feedback", "feat-01", &text]).success();
+    assert!(
+        sent.stderr.contains("queued: the agent is working"),
+        "{sent}"
+    );
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    assert_eq!(list["messages"][0]["delivered_at"], Value::Null);
+
+    step(&ws, "feat-01", "go-done-1");
+    assert_eq!(record(&ws, "feat-01", "received-1"), text);
+    assert!(!marker.exists(), "something in the message was run");
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    assert_eq!(list["messages"][0]["via"], "tmux");
+
+    // Once it waits again, a message goes in at once.
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    step(&ws, "feat-01", "go-done-2");
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "done"));
+    let sent = ws.grove(&["feedback", "feat-01", "--file", "-"]);
+    assert_eq!(sent.code, 1, "`--file -` is a file named `-`: {sent}");
+    std::fs::write(ws.tmp.path().join("msg.md"), "from a file\n").unwrap();
+    let msg = ws.tmp.path().join("msg.md");
+    let sent = ws
+        .grove(&["feedback", "feat-01", "--file", msg.to_str().unwrap()])
+        .success();
+    assert!(
+        sent.stderr.contains("pasted into the agent's tmux pane"),
+        "{sent}"
+    );
+    assert_eq!(record(&ws, "feat-01", "received-2"), "from a file");
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
+#[test]
+fn headless_feedback_relaunches_the_agent_with_continue() {
+    let ws = ws(
+        "",
+        &agent(
+            "headless",
+            &format!(
+                "continue = \"python3 {} --continued\"",
+                fixture("loop_agent.py").display()
+            ),
+        ),
+    );
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    // Running: queued; it ends; the supervisor relaunches it with the message.
+    let sent = ws
+        .grove(&["feedback", "feat-01", "first; $(nothing)"])
+        .success();
+    assert!(
+        sent.stderr.contains("queued: the agent is running"),
+        "{sent}"
+    );
+    step(&ws, "feat-01", "go-done-1");
+    let argv = record(&ws, "feat-01", "argv-2");
+    assert_eq!(argv, "--continued\n---\nfirst; $(nothing)");
+    // Exited: relaunched at once.
+    step(&ws, "feat-01", "go-done-2");
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "exited"));
+    let sent = ws.grove(&["feedback", "feat-01", "second"]).success();
+    assert!(sent.stderr.contains("relaunched"), "{sent}");
+    assert_eq!(record(&ws, "feat-01", "argv-3"), "--continued\n---\nsecond");
+    let file = std::fs::read_to_string(ws.env_dir("feat-01").join("grove-feedback.md")).unwrap();
+    assert!(
+        file.contains("first; $(nothing)") && file.contains("second"),
+        "{file}"
+    );
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
+#[test]
+fn a_comment_carries_the_hunk_it_is_about() {
+    let ws = ws("", &agent("headless", ""));
+    let body: String = (1..=30).map(|i| format!("line {i}\n")).collect();
+    ws.commit(&ws.repo("front"), "app.txt", &body, "base text");
+    ws.grove(&["create", "feat-01"]).success();
+    let front = ws.worktree("feat-01", "front");
+    let changed = body.replace("line 20\n", "line twenty\n");
+    std::fs::write(front.join("app.txt"), &changed).unwrap();
+    let out = ws
+        .grove(&[
+            "review",
+            "feat-01",
+            "--comment",
+            "front:app.txt:20",
+            "spell it as a number",
+        ])
+        .success();
+    assert!(out.stderr.contains("has no agent"), "{out}");
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    let msg = list["messages"][0]["text"].as_str().unwrap();
+    assert!(
+        msg.starts_with("Review comment on front:app.txt:20"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("+line twenty") && msg.contains("-line 20"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("spell it as a number"), "{msg}");
+    assert_eq!(list["messages"][0]["source"], "comment");
+
+    for (at, says) in [
+        ("front:app.txt:99", "has no line 99"),
+        ("front:app.txt:0", "is not LAYER:PATH:LINE"),
+        ("front:app.txt", "is not LAYER:PATH:LINE"),
+        ("api:app.txt:1", "has no worktree for layer `api`"),
+        ("front:../x:1", "is not a path inside"),
+    ] {
+        let out = ws
+            .grove(&["review", "feat-01", "--comment", at, "x"])
+            .failure(1);
+        assert!(out.stderr.contains(says), "{at}: {out}");
+    }
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn the_plan_lands_the_envs_without_conflicts_first() {
+    let ws = ws("", "");
+    let main = ws.repo("front");
+    let body: String = (1..=40).map(|i| format!("line {i}\n")).collect();
+    ws.commit(&main, "shared.txt", &body, "shared");
+    for e in ["a", "b", "c", "d"] {
+        ws.grove(&["create", e]).success();
+    }
+    let edit = |env: &str, file: &str, from: &str, to: &str| {
+        let wt = ws.worktree(env, "front");
+        let text = std::fs::read_to_string(wt.join(file))
+            .unwrap_or_default()
+            .replace(from, to);
+        ws.commit(&wt, file, &text, &format!("{env} edits"));
+    };
+    // A and B change the same line; C changes another line of that file; D its own file.
+    edit("a", "shared.txt", "line 3\n", "line three (a)\n");
+    edit("b", "shared.txt", "line 3\n", "line 3 (b)\n");
+    edit("c", "shared.txt", "line 35\n", "line thirty-five\n");
+    ws.commit(&ws.worktree("d", "front"), "d.txt", "d\n", "d alone");
+    let plan = ws.grove(&["review", "--plan", "--json"]).success().json();
+    let order: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["env"].as_str().unwrap())
+        .collect();
+    assert_eq!(order.len(), 4, "{plan:#}");
+    assert_eq!(&order[..2], ["d", "c"], "{plan:#}");
+    let last = &plan["steps"][3];
+    let conflict = last["rebase_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| !r["conflicts"].as_array().unwrap().is_empty())
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(conflict["conflicts"][0], "shared.txt");
+    let text = ws.grove(&["review", "--plan"]).success();
+    assert!(
+        text.stdout.contains("CONFLICT to resolve in shared.txt"),
+        "{text}"
+    );
+    assert!(text.stdout.contains("merges cleanly"), "{text}");
+}
