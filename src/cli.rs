@@ -200,22 +200,30 @@ pub struct AttachArgs {
 
 /// Record an agent's state (called by the agent's hooks)
 ///
-/// With `--hook`, reads the JSON Claude Code passes to hooks on stdin and maps its event:
-/// UserPromptSubmit, PreToolUse, PostToolUse → working; Notification (permission, idle,
-/// elicitation) → waiting; Stop → done; SessionEnd → exited. The env is `--env`, else
-/// $GROVE_ENV, else the one whose worktree holds the hook's (or this) folder.
+/// With `--hook`, reads the JSON an agent passes to its hooks on stdin and maps its event:
+/// UserPromptSubmit, PreToolUse, PostToolUse, BeforeAgent, BeforeTool, AfterTool → working;
+/// Notification (permission, idle, elicitation), PermissionRequest → waiting; Stop,
+/// AfterAgent → done (answering with queued feedback, see `grove feedback`); SessionEnd →
+/// exited. With `--notify JSON`, reads what Codex gives its `notify` program. The env is
+/// `--env`, else $GROVE_ENV, else the one whose worktree holds the hook's (or this) folder.
+/// A state of `done` starts the env's gate (see `grove gate`).
 #[derive(Debug, Args)]
 pub struct AgentStatusArgs {
     /// working, waiting, done or exited
-    #[arg(required_unless_present = "hook", value_parser = parse_agent_state)]
+    #[arg(required_unless_present_any = ["hook", "notify"], value_parser = parse_agent_state)]
     pub state: Option<crate::state::AgentState>,
 
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
 
-    /// Read a Claude Code hook's JSON from stdin
-    #[arg(long)]
+    /// Read an agent hook's JSON (Claude Code, Codex, Gemini CLI) from stdin
+    #[arg(long, conflicts_with = "notify")]
     pub hook: bool,
+
+    /// Read Codex's `notify` JSON (its last argument: `notify = ["grove", "agent-status",
+    /// "--notify"]`)
+    #[arg(long, value_name = "JSON")]
+    pub notify: Option<String>,
 }
 
 fn parse_agent_state(s: &str) -> Result<crate::state::AgentState, String> {
@@ -228,11 +236,14 @@ fn parse_agent_state(s: &str) -> Result<crate::state::AgentState, String> {
 pub enum HooksCommand {
     /// Merge grove's hooks into the agent's settings in a worktree (never replacing the user's)
     ///
-    /// For `claude`: `.claude/settings.local.json` in the env's agent folder (or, without NAME,
-    /// the git worktree holding the current folder), kept out of git's sight.
+    /// In the env's agent folder (or, without NAME, the git worktree holding the current
+    /// folder), kept out of git's sight: `claude` → .claude/settings.local.json, `codex` →
+    /// .codex/hooks.json (Codex runs project hooks once you trust them), `gemini` →
+    /// .gemini/settings.json. Each maps the agent's events onto working / waiting / done /
+    /// exited, and its end-of-turn hook is how the gate's and the human's feedback reaches it.
     Install {
-        /// The agent: `claude`
-        #[arg(value_parser = ["claude"])]
+        /// The agent: `claude`, `codex` or `gemini`
+        #[arg(value_parser = ["claude", "codex", "gemini"])]
         agent: String,
         /// The env [default: the worktree holding the current folder]
         name: Option<String>,

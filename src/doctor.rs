@@ -312,7 +312,7 @@ impl Doctor {
         for e in fs_err::read_dir(dir)?.flatten() {
             let path = e.path();
             let file = e.file_name().to_string_lossy().into_owned();
-            let grove_file = manifest::GROVE_FILES.contains(&file.as_str());
+            let grove_file = manifest::is_grove_entry(&file);
             if grove_file {
                 continue;
             }
@@ -779,9 +779,7 @@ impl Doctor {
                 for (repo, path) in worktrees {
                     Repo::new(repo).worktree_remove(&path, false)?;
                 }
-                for f in manifest::GROVE_FILES {
-                    let _ = fs_err::remove_file(dir.join(f));
-                }
+                manifest::remove_grove_entries(&dir);
                 fs_err::remove_dir(&dir)?;
                 Ok(())
             }

@@ -24,7 +24,7 @@ use crate::{failpoint, supervisor};
 /// Every message to the agent, beside its context file.
 pub const FEEDBACK_FILE: &str = "grove-feedback.md";
 /// The messages a relaunched headless agent acts on.
-const MESSAGE_FILE: &str = "grove-message.md";
+pub const MESSAGE_FILE: &str = "grove-message.md";
 
 /// What became of a message.
 #[derive(Debug)]

@@ -15,7 +15,40 @@ pub const FILE: &str = "grove-env.json";
 
 /// Every file grove keeps in an env folder besides the worktrees: anything else there is
 /// someone's (destroy keeps it, doctor leaves it, a demo re-run refuses).
-pub const GROVE_FILES: &[&str] = &[crate::agent::CONTEXT_FILE, crate::agent::PROMPT_FILE, FILE];
+pub const GROVE_FILES: &[&str] = &[
+    crate::agent::CONTEXT_FILE,
+    crate::agent::PROMPT_FILE,
+    crate::feedback::FEEDBACK_FILE,
+    crate::feedback::MESSAGE_FILE,
+    FILE,
+];
+/// Folders grove keeps in an env folder: the review gate's inputs and verdict.
+pub const GROVE_DIRS: &[&str] = &[crate::gate::GATE_DIR];
+
+/// Whether `name`, in an env folder, is grove's own.
+pub fn is_grove_entry(name: &str) -> bool {
+    GROVE_FILES.contains(&name) || GROVE_DIRS.contains(&name)
+}
+
+/// Removes grove's own files and folders from the env folder `dir` (a link in their place is
+/// removed, never followed).
+pub fn remove_grove_entries(dir: &std::path::Path) {
+    for f in GROVE_FILES {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    for d in GROVE_DIRS {
+        let p = dir.join(d);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir_all(&p);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&p);
+            }
+            Err(_) => {}
+        }
+    }
+}
 const VERSION: u32 = 1;
 
 #[derive(Debug, Serialize, Deserialize)]

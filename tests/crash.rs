@@ -105,6 +105,8 @@ struct Rows {
     supervisors: HashMap<i64, i32>,
     /// (path, phase) of the warm pool's entries
     pool: Vec<(PathBuf, String)>,
+    /// env key → (phase, owner pid) of its review gate
+    gates: HashMap<i64, (String, Option<i32>)>,
 }
 
 fn rows(ws: &TestWorkspace) -> Rows {
@@ -154,6 +156,16 @@ fn rows(ws: &TestWorkspace) -> Rows {
         isolated: all("SELECT env, layer, resource FROM isolated")
             .iter()
             .map(|r| (int(&r[0]), text(&r[1]), text(&r[2])))
+            .collect(),
+        gates: all("SELECT env, phase, owner_pid FROM gates")
+            .iter()
+            .map(|r| {
+                let pid = match &r[2] {
+                    rusqlite::types::Value::Integer(p) => Some(i32::try_from(*p).unwrap()),
+                    _ => None,
+                };
+                (int(&r[0]), (text(&r[1]), pid))
+            })
             .collect(),
         supervisors: all("SELECT env, pid FROM supervisors")
             .iter()
@@ -271,6 +283,13 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
     if made != recorded {
         v.push(format!("isolated marks {made:?}, store's {recorded:?}"));
     }
+    for (key, (phase, owner)) in &r.gates {
+        if phase == "running" && !owner.is_some_and(alive) {
+            v.push(format!(
+                "the gate of env {key} is running, its process gone"
+            ));
+        }
+    }
     let by_token: HashMap<&str, i64> = r.envs.values().map(|(_, t, k)| (t.as_str(), *k)).collect();
     for (pid, tag) in ws.tagged_processes() {
         // `<home>.<token>:<role>…`
@@ -286,6 +305,10 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
             "server" | "probe" => supervised,
             "supervisor" => r.supervisors.get(key) == Some(&pid),
             "agent" => true,
+            "gate" => r
+                .gates
+                .get(key)
+                .is_some_and(|(phase, owner)| phase == "running" && owner.is_some_and(alive)),
             _ => false,
         };
         if !ok {
@@ -480,6 +503,80 @@ fn crash_claim(failpoint: &str) {
     assert_nothing_left(&ws, &format!("{failpoint}, create, destroy, drain"));
 }
 
+/// [`workspace`] with a gate: a check on front, and a reviewer that approves (after a minute
+/// with a child of its own, on demand).
+fn gate_workspace() -> TestWorkspace {
+    let ws = workspace_with("check = [\"true\"]");
+    let reviewer = ws.tmp.path().join("reviewer.sh");
+    std::fs::write(
+        &reviewer,
+        "if [ -n \"$SLOW_REVIEW\" ]; then sleep 60 & wait; fi\n\
+         echo '{\"verdict\": \"approve\"}' > \"$GROVE_VERDICT\"\n",
+    )
+    .unwrap();
+    let toml = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap()
+        + &format!("\n[review]\ncommand = \"sh {}\"\n", reviewer.display());
+    ws.write_config(&toml);
+    ws
+}
+
+/// Crashes the review gate at `failpoint`: run by hand, or (`gate:after-request`) asked for
+/// when the agent says it is done. The next `grove gate` closes the dead run, stops what it
+/// left running (a reviewer with its child) and runs the gate to the end.
+fn crash_gate(failpoint: &str) {
+    let ws = gate_workspace();
+    grove_ok(&ws, CREATE);
+    if failpoint == "gate:after-request" {
+        grove_ok(&ws, &["agent", "feat-01", "--command", "sleep 300"]);
+        crash(
+            &ws,
+            failpoint,
+            &["agent-status", "--env", "feat-01", "done"],
+            &[],
+        );
+    } else {
+        let slow: &[(&str, &str)] = if failpoint == "gate:during-review" {
+            &[("SLOW_REVIEW", "1")]
+        } else {
+            &[]
+        };
+        crash(&ws, failpoint, &["gate", "feat-01"], slow);
+    }
+    let out = ws.grove(&["gate", "feat-01"]).success();
+    assert!(out.stderr.contains("approved"), "{failpoint}: {out}");
+    assert_consistent(&ws, &format!("after {failpoint} and the next gate"));
+    grove_ok(&ws, &["destroy", "feat-01", "--force", "--yes"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, gate, destroy"));
+}
+
+/// Crashes `grove feedback` right after it queued the message: the message is kept (the queue
+/// is its journal) and later ones go on after it.
+fn crash_feedback(failpoint: &str) {
+    let ws = workspace();
+    grove_ok(&ws, CREATE);
+    crash(
+        &ws,
+        failpoint,
+        &["feedback", "feat-01", "fix the header"],
+        &[],
+    );
+    grove_ok(&ws, &["feedback", "feat-01", "and the footer"]);
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    let texts: Vec<&str> = list["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["fix the header", "and the footer"], "{list:#}");
+    assert_consistent(&ws, &format!("after {failpoint} and the next feedback"));
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, feedback, destroy"));
+}
+
 /// Every failpoint, with the scenario that crashes there.
 macro_rules! crash_tests {
     ($($name:ident: $fp:literal => $scenario:ident;)*) => {
@@ -536,6 +633,11 @@ crash_tests! {
     up_after_spawn: "up:after-spawn" => crash_up;
     supervise_after_register: "supervise:after-register" => crash_up;
     supervise_after_start: "supervise:after-start" => crash_up;
+    gate_after_request: "gate:after-request" => crash_gate;
+    gate_after_claim: "gate:after-claim" => crash_gate;
+    gate_after_checks: "gate:after-checks" => crash_gate;
+    gate_during_review: "gate:during-review" => crash_gate;
+    feedback_after_queue: "feedback:after-queue" => crash_feedback;
 }
 
 #[test]

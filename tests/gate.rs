@@ -543,3 +543,151 @@ fn the_plan_lands_the_envs_without_conflicts_first() {
     );
     assert!(text.stdout.contains("merges cleanly"), "{text}");
 }
+
+/// `grove agent-status --hook` fed `input` from `dir`.
+fn hook(ws: &TestWorkspace, dir: &std::path::Path, input: &Value) -> crate::common::Out {
+    let mut child = ws
+        .cmd()
+        .args(["agent-status", "--hook"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    crate::common::finish(child)
+}
+
+#[test]
+fn codex_and_gemini_hooks_install_and_map_onto_the_same_states() {
+    let ws = ws("", &agent("headless", ""));
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    let front = ws.worktree("feat-01", "front");
+    // The user's own settings are kept.
+    std::fs::create_dir_all(front.join(".gemini")).unwrap();
+    std::fs::write(
+        front.join(".gemini/settings.json"),
+        r#"{"theme": "Dracula", "hooks": {"AfterAgent": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]}}"#,
+    )
+    .unwrap();
+    for kind in ["codex", "gemini"] {
+        let out = ws.grove(&["hooks", "install", kind, "feat-01"]).success();
+        assert!(out.stderr.contains("installed grove's hooks in"), "{out}");
+    }
+    let codex: Value =
+        serde_json::from_str(&std::fs::read_to_string(front.join(".codex/hooks.json")).unwrap())
+            .unwrap();
+    for event in ["UserPromptSubmit", "PermissionRequest", "Stop"] {
+        let cmd = codex["hooks"][event][0]["hooks"][0]["command"]
+            .as_str()
+            .unwrap();
+        assert!(cmd.ends_with("agent-status --hook"), "{codex:#}");
+    }
+    let gemini: Value = serde_json::from_str(
+        &std::fs::read_to_string(front.join(".gemini/settings.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(gemini["theme"], "Dracula");
+    assert_eq!(
+        gemini["hooks"]["AfterAgent"][0]["hooks"][0]["command"],
+        "notify-send done"
+    );
+    assert!(
+        gemini["hooks"]["AfterAgent"][1]["hooks"][0]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("agent-status --hook"),
+        "{gemini:#}"
+    );
+    assert_eq!(
+        ws.git(&front, &["status", "--porcelain"]),
+        "",
+        "kept out of git's sight"
+    );
+
+    // Gemini CLI's events.
+    let ev = |name: &str, extra: Value| {
+        let mut v = serde_json::json!({"hook_event_name": name, "cwd": front, "session_id": "g1"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    for (input, state) in [
+        (
+            ev("BeforeAgent", serde_json::json!({"prompt": "go"})),
+            "working",
+        ),
+        (
+            ev(
+                "Notification",
+                serde_json::json!({"notification_type": "ToolPermission"}),
+            ),
+            "waiting",
+        ),
+        (ev("AfterTool", serde_json::json!({})), "working"),
+        (
+            ev("AfterAgent", serde_json::json!({"stop_hook_active": false})),
+            "done",
+        ),
+        (
+            ev("SessionEnd", serde_json::json!({"reason": "exit"})),
+            "exited",
+        ),
+        // Codex's.
+        (
+            ev("UserPromptSubmit", serde_json::json!({"turn_id": "t"})),
+            "working",
+        ),
+        (ev("PermissionRequest", serde_json::json!({})), "waiting"),
+    ] {
+        let out = hook(&ws, &front, &input);
+        assert_eq!((out.code, out.stdout.as_str()), (0, ""), "{out}");
+        assert_eq!(agent_state(&ws, "feat-01"), state, "{input}");
+    }
+    // Codex's notify program gets its JSON as the last argument.
+    let notify = serde_json::json!({"type": "agent-turn-complete", "cwd": front, "turn-id": "1"});
+    ws.grove(&["agent-status", "--notify", &notify.to_string()])
+        .success();
+    assert_eq!(agent_state(&ws, "feat-01"), "done");
+    // Gemini's AfterAgent takes queued feedback like Claude Code's Stop.
+    ws.grove(&["agent-status", "--env", "feat-01", "working"])
+        .success();
+    ws.grove(&["feedback", "feat-01", "use the cache"])
+        .success();
+    let out = hook(
+        &ws,
+        &front,
+        &ev("AfterAgent", serde_json::json!({"stop_hook_active": false})),
+    );
+    let answer: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(answer["decision"], "block", "{out}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("use the cache")
+    );
+
+    // A settings file the repo tracks is not touched.
+    std::fs::write(front.join(".gemini/settings.json"), "{}\n").unwrap();
+    ws.git(&front, &["add", "-f", ".gemini/settings.json"]);
+    ws.git(&front, &["commit", "-qm", "team settings"]);
+    let out = ws
+        .grove(&["hooks", "install", "gemini", "feat-01"])
+        .failure(1);
+    assert!(out.stderr.contains("is tracked by the repo"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(front.join(".gemini/settings.json")).unwrap(),
+        "{}\n"
+    );
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}

@@ -1,11 +1,13 @@
 //! Agent state from the agent's own lifecycle hooks, never from scraping its screen.
 //!
-//! `grove agent-status STATE` is what a hook calls; with `--hook` it reads the JSON Claude Code
-//! passes to hooks on stdin and maps its event to a state. `grove hooks install claude` merges
-//! those hooks into a worktree's `.claude/settings.local.json`.
+//! `grove agent-status STATE` is what a hook calls; with `--hook` it reads the JSON the agent
+//! passes to hooks on stdin (Claude Code, Codex and Gemini CLI send the same shape: a
+//! `hook_event_name` and a `cwd`) and maps its event to a state; with `--notify JSON` it reads
+//! what Codex gives its `notify` program. `grove hooks install claude|codex|gemini` merges
+//! grove's hooks into each agent's own settings file in a worktree.
 
 use crate::state::AgentState;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -18,17 +20,35 @@ pub const STATES: &[&str] = &["working", "waiting", "done", "exited"];
 /// wait for the human (`auth_success`, …) change nothing.
 pub fn state_of_event(input: &Value) -> Option<AgentState> {
     match input["hook_event_name"].as_str()? {
-        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "SessionStart" => {
-            Some(AgentState::Working)
-        }
+        // Claude Code and Codex; Gemini CLI's own names.
+        "UserPromptSubmit" | "PreToolUse" | "PostToolUse" | "SessionStart" | "BeforeAgent"
+        | "BeforeTool" | "AfterTool" => Some(AgentState::Working),
         "Notification" => match input["notification_type"].as_str() {
-            None | Some("permission_prompt" | "idle_prompt" | "elicitation_dialog") => {
+            None
+            | Some("permission_prompt" | "idle_prompt" | "elicitation_dialog" | "ToolPermission") => {
                 Some(AgentState::Waiting)
             }
             Some(_) => None,
         },
-        "Stop" => Some(AgentState::Done),
+        "PermissionRequest" => Some(AgentState::Waiting),
+        "Stop" | "AfterAgent" => Some(AgentState::Done),
         "SessionEnd" => Some(AgentState::Exited),
+        _ => None,
+    }
+}
+
+/// Whether the event is the end of a turn whose hook may answer "go on with this".
+pub fn is_stop(input: &Value) -> bool {
+    matches!(
+        input["hook_event_name"].as_str(),
+        Some("Stop" | "AfterAgent")
+    )
+}
+
+/// The state in what Codex passes its `notify` program (the JSON is its last argument).
+pub fn state_of_notify(input: &Value) -> Option<AgentState> {
+    match input["type"].as_str()? {
+        "agent-turn-complete" => Some(AgentState::Done),
         _ => None,
     }
 }
@@ -36,11 +56,13 @@ pub fn state_of_event(input: &Value) -> Option<AgentState> {
 /// What a `waiting` event waits for: `permission` (a dialog, which typed text would answer)
 /// or `input` (the agent's prompt).
 pub fn detail_of_event(input: &Value) -> Option<&'static str> {
-    if input["hook_event_name"].as_str()? != "Notification" {
-        return None;
+    match input["hook_event_name"].as_str()? {
+        "Notification" => {}
+        "PermissionRequest" => return Some("permission"),
+        _ => return None,
     }
     match input["notification_type"].as_str() {
-        Some("permission_prompt") => Some("permission"),
+        Some("permission_prompt" | "ToolPermission") => Some("permission"),
         Some("idle_prompt" | "elicitation_dialog") => Some("input"),
         Some(_) => None,
         // Older Claude Code sends only a message: "Claude needs your permission to use Bash".
@@ -57,19 +79,68 @@ pub fn detail_of_event(input: &Value) -> Option<&'static str> {
     }
 }
 
-/// The events grove listens to, each with the matcher it needs.
-const EVENTS: &[(&str, Option<&str>)] = &[
-    ("UserPromptSubmit", None),
-    ("PreToolUse", Some("*")),
-    ("PostToolUse", Some("*")),
-    ("Notification", None),
-    ("Stop", None),
-    ("SessionEnd", None),
-];
+/// An agent whose hooks grove can install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Claude,
+    Codex,
+    Gemini,
+}
 
-/// Adds grove's hooks to the settings in `text` (a JSON object, or empty), keeping every entry
-/// already there; an event that already runs `command` is left alone.
-pub fn merge_claude_settings(text: &str, command: &str) -> Result<String> {
+impl Kind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "claude" => Some(Kind::Claude),
+            "codex" => Some(Kind::Codex),
+            "gemini" => Some(Kind::Gemini),
+            _ => None,
+        }
+    }
+
+    /// The settings file holding the agent's hooks, relative to the folder it works in.
+    pub fn settings_file(self) -> &'static str {
+        match self {
+            // `.local`: Claude Code's per-machine file, which teams do not commit.
+            Kind::Claude => ".claude/settings.local.json",
+            Kind::Codex => ".codex/hooks.json",
+            Kind::Gemini => ".gemini/settings.json",
+        }
+    }
+
+    /// The events grove listens to, each with the matcher it needs (tool events).
+    fn events(self) -> &'static [(&'static str, Option<&'static str>)] {
+        match self {
+            Kind::Claude => &[
+                ("UserPromptSubmit", None),
+                ("PreToolUse", Some("*")),
+                ("PostToolUse", Some("*")),
+                ("Notification", None),
+                ("Stop", None),
+                ("SessionEnd", None),
+            ],
+            // Codex has no SessionEnd: its exit is seen as its process ending.
+            Kind::Codex => &[
+                ("UserPromptSubmit", None),
+                ("PreToolUse", None),
+                ("PostToolUse", None),
+                ("PermissionRequest", None),
+                ("Stop", None),
+            ],
+            Kind::Gemini => &[
+                ("BeforeAgent", None),
+                ("BeforeTool", None),
+                ("AfterTool", None),
+                ("Notification", None),
+                ("AfterAgent", None),
+                ("SessionEnd", None),
+            ],
+        }
+    }
+}
+
+/// Adds grove's hooks for `kind` to the settings in `text` (a JSON object, or empty), keeping
+/// every entry already there; an event that already runs `command` is left alone.
+pub fn merge_settings(kind: Kind, text: &str, command: &str) -> Result<String> {
     let mut root: Value = if text.trim().is_empty() {
         json!({})
     } else {
@@ -82,7 +153,7 @@ pub fn merge_claude_settings(text: &str, command: &str) -> Result<String> {
     let Some(hooks) = hooks.as_object_mut() else {
         return Err(Fail::new("`hooks` in the settings file is not an object").into());
     };
-    for (event, matcher) in EVENTS {
+    for (event, matcher) in kind.events() {
         let list = hooks.entry(*event).or_insert_with(|| json!([]));
         let Some(list) = list.as_array_mut() else {
             return Err(Fail::new(format!(
@@ -107,24 +178,53 @@ pub fn merge_claude_settings(text: &str, command: &str) -> Result<String> {
     Ok(serde_json::to_string_pretty(&root)? + "\n")
 }
 
-/// Installs grove's Claude Code hooks in `worktree`'s `.claude/settings.local.json` (which
-/// Claude Code reads and git must not track: kept out of the diff like the dotenv file).
-pub fn install_claude(repo: Option<&crate::git::Repo>, worktree: &Path, grove: &str) -> Result<()> {
-    let rel = ".claude/settings.local.json";
-    let path = worktree.join(rel);
+/// Claude Code's settings with grove's hooks merged in.
+pub fn merge_claude_settings(text: &str, command: &str) -> Result<String> {
+    merge_settings(Kind::Claude, text, command)
+}
+
+/// Installs grove's hooks for `kind` in `dir` (the folder the agent works in), kept out of
+/// git's sight like the dotenv file. A settings file the repo tracks is left alone: grove's
+/// lines would show in the env's diff.
+pub fn install(
+    kind: Kind,
+    repo: Option<&crate::git::Repo>,
+    dir: &Path,
+    grove: &str,
+) -> Result<PathBuf> {
+    let rel = kind.settings_file();
+    let path = dir.join(rel);
+    if repo.is_some()
+        && crate::git::git(dir)
+            .args(["ls-files", "--error-unmatch", "--", rel])
+            .check()
+            .unwrap_or(false)
+    {
+        return Err(Fail::new(format!(
+            "{rel} is tracked by the repo: grove's hooks in it would show in the env's diff"
+        ))
+        .hint("add grove's hooks to your user settings instead (see the README, \"Agents\"), or commit them once for everyone")
+        .into());
+    }
     let text = match fs_err::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e.into()),
     };
     let command = format!("{grove} agent-status --hook");
-    let merged = merge_claude_settings(&text, &command)
+    let merged = merge_settings(kind, &text, &command)
         .with_context(|| format!("merging grove's hooks into {}", path.display()))?;
+    crate::provision::path_inside(dir, rel, "a hook settings file")?;
     crate::provision::write_atomic(&path, merged.as_bytes())?;
     if let Some(repo) = repo {
-        crate::provision::keep_out_of_diff(repo, worktree, rel)?;
+        crate::provision::keep_out_of_diff(repo, dir, rel)?;
     }
-    Ok(())
+    Ok(path)
+}
+
+/// Installs grove's Claude Code hooks in `worktree`.
+pub fn install_claude(repo: Option<&crate::git::Repo>, worktree: &Path, grove: &str) -> Result<()> {
+    install(Kind::Claude, repo, worktree, grove).map(drop)
 }
 
 #[cfg(test)]

@@ -58,7 +58,18 @@ fn env_for(ctx: &Ctx, explicit: Option<&str>, dir: &Path) -> Result<Option<EnvRo
 }
 
 pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result<()> {
-    let (state, detail, dir, input) = if args.hook {
+    let (state, detail, dir, input) = if let Some(text) = &args.notify {
+        let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        let dir = json["cwd"]
+            .as_str()
+            .map_or_else(|| cwd.to_path_buf(), Into::into);
+        (
+            hooks::state_of_notify(&json),
+            None,
+            dir,
+            serde_json::Value::Null,
+        )
+    } else if args.hook {
         let mut input = String::new();
         let _ = std::io::stdin().read_to_string(&mut input);
         let json: serde_json::Value = serde_json::from_str(&input).unwrap_or_default();
@@ -76,7 +87,8 @@ pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result
     };
     let Some(state) = state else { return Ok(()) };
     let found = env_for(ctx, args.env.as_deref(), &dir);
-    let env = match (found, args.hook) {
+    let quiet = args.hook || args.notify.is_some();
+    let env = match (found, quiet) {
         (Ok(Some(env)), _) => env,
         // A hook must never disturb the agent it reports for (Claude Code treats some exit
         // codes as "block"): outside a grove env, or on any error, it says nothing and exits 0.
@@ -91,7 +103,7 @@ pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result
         (Err(e), false) => return Err(e),
     };
     let result = record_state(ctx, &env, state, detail, &input);
-    match (result, args.hook) {
+    match (result, quiet) {
         (Ok(true), _) | (_, true) => Ok(()),
         (Ok(false), false) => Err(Fail::new(format!("env `{}` has no agent", env.name))
             .hint(format!(
@@ -118,7 +130,7 @@ fn record_state(
     let Some(row) = ctx.store.agent(env.key)? else {
         return Ok(false);
     };
-    if input["hook_event_name"] == "Stop"
+    if hooks::is_stop(input)
         && let Some(reason) = crate::feedback::stop_hook_answer(ctx, env, input)?
     {
         ctx.store
@@ -150,7 +162,8 @@ fn record_state(
 }
 
 pub fn hooks(ctx: &Ctx, cmd: &HooksCommand, cwd: &Path) -> Result<()> {
-    let HooksCommand::Install { agent: _, name } = cmd;
+    let HooksCommand::Install { agent: kind, name } = cmd;
+    let kind = hooks::Kind::parse(kind).expect("clap checked the agent");
     let (repo, dir) = match name {
         Some(name) => {
             let env = ctx.require_env(name)?;
@@ -183,17 +196,19 @@ pub fn hooks(ctx: &Ctx, cmd: &HooksCommand, cwd: &Path) -> Result<()> {
                 .run()
                 .map_err(|_| {
                     Fail::new(format!("{} is not in a git worktree", cwd.display())).hint(
-                        "run it in a worktree, or name the env: `grove hooks install claude NAME`",
+                        "run it in a worktree, or name the env: `grove hooks install AGENT NAME`",
                     )
                 })?;
             let top = std::path::PathBuf::from(top.stdout.trim());
             (Some(Repo::new(&top)), top)
         }
     };
-    hooks::install_claude(repo.as_ref(), &dir, &agent::grove_program())?;
-    ui::info(format!(
-        "installed grove's Claude Code hooks in {}",
-        dir.join(".claude/settings.local.json").display()
-    ));
+    let path = hooks::install(kind, repo.as_ref(), &dir, &agent::grove_program())?;
+    ui::info(format!("installed grove's hooks in {}", path.display()));
+    if kind == hooks::Kind::Codex {
+        ui::info(
+            "  Codex runs a project's hooks once you trust them (it asks at start), or with `--dangerously-bypass-hook-trust`",
+        );
+    }
     Ok(())
 }

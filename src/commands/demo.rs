@@ -319,7 +319,7 @@ fn audit(root: &Path) -> Result<Vec<String>> {
             }
             for e in fs_err::read_dir(env.path())?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let grove_file = crate::manifest::GROVE_FILES.contains(&name.as_str());
+                let grove_file = crate::manifest::is_grove_entry(&name);
                 let worktree = e.path().join(".git").is_file();
                 if !grove_file && !worktree {
                     work.push(format!(

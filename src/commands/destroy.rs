@@ -447,7 +447,7 @@ fn strays(ctx: &Ctx, env: &EnvRow, checks: &[LayerCheck]) -> Result<Vec<String>>
     for e in entries {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = crate::manifest::GROVE_FILES.contains(&name.as_str())
+        let ours = crate::manifest::is_grove_entry(&name)
             || checks.iter().any(|c| c.inst.worktree == e.path());
         if !ours {
             out.push(name);
@@ -473,9 +473,7 @@ fn remove_env_dir(ctx: &Ctx, env: &EnvRow, strays: &[String], force: bool) -> Re
         fs_err::remove_dir_all(&dir)?;
         return Ok(());
     }
-    for f in crate::manifest::GROVE_FILES {
-        let _ = fs_err::remove_file(dir.join(f));
-    }
+    crate::manifest::remove_grove_entries(&dir);
     if let Err(e) = std::fs::remove_dir(&dir) {
         ui::warn(format!("kept {}: {e}", dir.display()));
     }

@@ -17,9 +17,11 @@ pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
         // Detached from the hook that started it: the agent's Ctrl-C or its end must not
         // stop the gate halfway.
         let _ = nix::unistd::setsid();
+        gate::recover(ctx)?;
         return gate::run(ctx, &env).map(drop);
     }
     interrupt::guard();
+    crate::recover::unfinished(ctx)?;
     ui::info(format!("gate of `{}`: checks, then the reviewer", env.name));
     let result = gate::run(ctx, &env)?;
     if args.json {
