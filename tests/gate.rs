@@ -691,3 +691,66 @@ fn codex_and_gemini_hooks_install_and_map_onto_the_same_states() {
     ws.grove(&["destroy", "feat-01", "--force", "--yes"])
         .success();
 }
+
+#[test]
+fn headless_gate_sends_requested_changes_back_by_relaunching_the_agent() {
+    let ws = ws(
+        "",
+        &(agent(
+            "headless",
+            &format!(
+                "continue = \"python3 {} --continued\"",
+                fixture("loop_agent.py").display()
+            ),
+        ) + &reviewer("auto_fix = 1")),
+    );
+    std::fs::write(ws.root.join("tickets/feat-01.md"), TICKET).unwrap();
+    ws.grove(&[
+        "create",
+        "feat-01",
+        "--agent",
+        "--ticket",
+        "tickets/feat-01.md",
+    ])
+    .success();
+    next_verdict(
+        &ws,
+        "feat-01",
+        r#"{"verdict": "changes", "summary": "the box is missing",
+            "findings": [{"layer": "front", "path": "login.vue", "line": 7, "severity": "error", "text": "no checkbox"}],
+            "criteria": [{"text": "a \"remember me\" box on the form", "met": false, "evidence": "not in the diff"}]}"#,
+    );
+    step(&ws, "feat-01", "go-done-1");
+    // The agent said done and exited; the gate's findings relaunch it (`[agent] continue`).
+    let argv = record(&ws, "feat-01", "argv-2");
+    assert!(argv.starts_with("--continued\n---\n"), "{argv}");
+    assert!(
+        argv.contains("The reviewer asks for changes: the box is missing"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("- [error] front:login.vue:7 no checkbox"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("criterion not met: a \"remember me\" box on the form"),
+        "{argv}"
+    );
+    let env = gate_runs(&ws, "feat-01", 1);
+    assert_eq!(env["gate"]["result"]["outcome"], "changes");
+    assert_eq!(env["gate"]["rounds"], 1);
+    assert_eq!(env["criteria"]["met"], 0);
+    let given =
+        std::fs::read_to_string(record_dir(&ws, "feat-01").join("review-1/prompt")).unwrap();
+    assert!(
+        given.contains("Remember me") || given.contains("tickets/feat-01.md"),
+        "{given}"
+    );
+    // The relaunched agent stops again; the gate runs once more and hands the env to the human.
+    step(&ws, "feat-01", "go-done-2");
+    let env = gate_runs(&ws, "feat-01", 2);
+    assert_eq!(env["state"], "changes", "{env:#}");
+    assert!(!record_dir(&ws, "feat-01").join("argv-3").exists());
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}

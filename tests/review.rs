@@ -57,7 +57,7 @@ fn scenario() -> TestWorkspace {
 
 fn review(ws: &TestWorkspace) -> Value {
     let v = ws.grove(&["review", "--json"]).success().json();
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     v
 }
 
@@ -161,20 +161,23 @@ fn uncommitted_files_and_the_queue_order_and_mark_reviewed() {
     let mut v = review(&ws);
     let d = &env(&v, "d")["layers"][0];
     assert_eq!(d["uncommitted"], serde_json::json!(["draft.txt"]));
-    // Every env has commits to review and no agent: all in the second group.
+    // Every env has commits to review, no agent and no gate: all `review`.
     assert!(
         v["envs"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["urgency"] == 1 && e["reviewed"] == false)
+            .all(|e| e["urgency"] == 3 && e["state"] == "review" && e["reviewed"] == false)
     );
 
     ws.grove(&["review", "a", "--mark-reviewed"]).success();
     v = review(&ws);
     let a = env(&v, "a");
     assert_eq!(a["reviewed"], true);
-    assert_eq!(a["urgency"], 3);
+    assert_eq!(
+        (a["urgency"].as_u64(), a["state"].as_str()),
+        (Some(6), Some("idle"))
+    );
     assert_eq!(
         v["envs"].as_array().unwrap().last().unwrap()["name"],
         "a",

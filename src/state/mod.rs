@@ -892,6 +892,18 @@ impl Store {
         Ok(())
     }
 
+    /// The headless agent `process` ended, with how: recorded only while the row is still that
+    /// process's (a relaunch asked for meanwhile has replaced it).
+    pub fn agent_exited(&mut self, key: EnvKey, process: ProcId, how: &str) -> Result<bool> {
+        let (pid, start) = owner_params(Some(process));
+        let n = self.conn.execute(
+            "UPDATE agents SET pid = NULL, start = NULL, exit = ?1
+             WHERE env = ?2 AND pid IS ?3 AND start IS ?4",
+            params![how, key, pid, start],
+        )?;
+        Ok(n == 1)
+    }
+
     /// The tmux window the agent runs in, once opened (its state, if it reported one already,
     /// is kept).
     pub fn set_agent_window(

@@ -575,13 +575,14 @@ impl Supervisor {
             if let Some(mut a) = self.agent.take() {
                 sweep(a.leader, Signal::SIGKILL);
                 a.log.line(&format!("[grove] agent exited ({how})"));
+                let _ = self.ctx.store.agent_exited(self.env.key, a.leader, &how);
             }
-            let _ = self
-                .ctx
-                .store
-                .set_agent_process(self.env.key, None, Some(&how));
-            // Messages that waited for the agent to end relaunch it (`[agent] continue`).
             if !self.stopping {
+                // A relaunch asked for while it was ending waits in the store: start it now.
+                self.start_agent();
+            }
+            // Messages that waited for the agent to end relaunch it (`[agent] continue`).
+            if !self.stopping && self.agent.is_none() {
                 match crate::feedback::deliver(&mut self.ctx, &self.env) {
                     Ok(Some(d)) => self.log.line(&format!("feedback: {}", d.describe())),
                     Ok(None) => {}
