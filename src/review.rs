@@ -572,6 +572,10 @@ fn classify(e: &mut EnvReview) {
         )
     } else if let Some((g, r)) = verdict
         && r.outcome == crate::gate::Outcome::Approved
+        && e
+            .layers
+            .iter()
+            .any(|l| l.ahead > 0 || !l.uncommitted.is_empty())
     {
         let crit = e
             .criteria
@@ -585,7 +589,9 @@ fn classify(e: &mut EnvReview) {
             format!("gate approved, checks green{crit}"),
             format!("look at it (`grove review {n}`, `grove diff {n}`), then land it"),
         )
-    } else if let Some((g, r)) = verdict {
+    } else if let Some((g, r)) = verdict
+        && r.outcome != crate::gate::Outcome::Approved
+    {
         let rounds = if g.rounds > 0 {
             format!(" after {} auto-fix round(s)", g.rounds)
         } else {

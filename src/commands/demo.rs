@@ -34,6 +34,7 @@ shared_url = "http://localhost:3000"
 ready = { http = "/health" }
 env.API_URL = "{{ layers.api.url }}"   # this env's API when it has one, else the shared one
 dotenv = ".env.local"
+check = ["python3 -m py_compile server.py"]   # what `grove check` and the review gate run
 
 [layers.api]
 repo = "api"
@@ -41,6 +42,13 @@ run = "python3 server.py"
 ports = "4001-4099"
 shared_url = "http://localhost:4000"
 ready = { http = "/health" }
+check = ["python3 -m py_compile server.py"]
+
+# The review gate runs the checks when an env's agent says it is done; a reviewer agent judges
+# the diff against the ticket and writes a JSON verdict (see the README, "The review loop"):
+# [review]
+# command = "claude -p"
+# auto_fix = 2
 "#;
 
 const FRONT_PY: &str = r#"# The demo front: shows which API it is wired to (API_URL, set by grove).
@@ -172,7 +180,8 @@ pub fn run(args: &DemoArgs, cwd: &Path) -> Result<()> {
         "\nfeat-01 is wired to the shared API of the main stack (http://localhost:4000), which the\n\
          demo does not run: start one with `(cd {dir}/api && PORT=4000 python3 server.py)`.\n\n\
          The envs keep running. Try:\n  cd {dir}\n  {grove} ps\n  {grove} logs feat-02\n  \
-         {grove} exec feat-02 -- git log --oneline -3\n  {grove} destroy feat-02\n\
+         {grove} exec feat-02 -- git log --oneline -3\n  {grove} gate feat-02\n  {grove} review\n  \
+         {grove} destroy feat-02\n\
          Running `grove demo` again stops and replaces them, unless you made changes in it:\n\
          then it lists them and keeps everything (`--force` replaces it anyway).",
         dir = crate::shq(&dir.to_string_lossy()),
