@@ -152,6 +152,50 @@ pub struct GateResult {
     pub auto_fix_round: Option<u32>,
     pub finished_at: i64,
     pub error: Option<String>,
+    /// What the work looked like when judged (commits, uncommitted changes), to tell whether
+    /// it changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// A digest of the env's work: each layer's HEAD, status and uncommitted diff. Compared only
+/// with digests this grove made, so the hasher need not be stable across builds.
+fn fingerprint(instances: &[Instance]) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for i in instances {
+        let git = || crate::git::git(&i.worktree);
+        let head = git().args(["rev-parse", "HEAD"]).run().ok()?.stdout;
+        let status = git()
+            .args(["status", "--porcelain=v2", "-z", "--untracked-files=all"])
+            .run()
+            .ok()?
+            .stdout;
+        let diff = git()
+            .args(["diff", "HEAD", "--no-color", "--no-ext-diff", "--binary"])
+            .run()
+            .ok()?
+            .stdout;
+        (&i.layer, head, status, diff).hash(&mut h);
+        // An untracked file's content is in no diff: its size and time stand for it.
+        for path in git()
+            .args(["ls-files", "--others", "--exclude-standard", "-z"])
+            .run()
+            .ok()?
+            .stdout
+            .split('\0')
+            .filter(|p| !p.is_empty())
+        {
+            let m = std::fs::metadata(i.worktree.join(path)).ok();
+            (
+                path,
+                m.as_ref().map(std::fs::Metadata::len),
+                m.and_then(|m| m.modified().ok()),
+            )
+                .hash(&mut h);
+        }
+    }
+    Some(format!("{:016x}", h.finish()))
 }
 
 impl GateResult {
@@ -165,6 +209,7 @@ impl GateResult {
             auto_fix_round: None,
             finished_at: crate::agent::now_ms(),
             error: Some(why.to_string()),
+            fingerprint: None,
         }
     }
 
@@ -241,7 +286,12 @@ pub fn log_path(ctx: &Ctx, env: &EnvRow) -> PathBuf {
 
 /// Runs the gate of `env` in this process (by hand, or as the detached gate), again while
 /// requests came in during a run. Returns the last result.
-pub fn run(ctx: &mut Ctx, env: &EnvRow) -> Result<GateResult> {
+///
+/// With `again_if_unchanged` false (the gate an agent's stop started), a run finds the work
+/// exactly as the last finished run judged it (same commits, same uncommitted changes) keeps
+/// that result instead of running the checks and the reviewer again: an agent ends a turn
+/// each time it asks the human something, and a reviewer costs time and tokens.
+pub fn run(ctx: &mut Ctx, env: &EnvRow, again_if_unchanged: bool) -> Result<GateResult> {
     let instances = ctx.store.instances(env.key)?;
     if !configured(ctx, &instances) {
         return Err(Fail::new(format!("env `{}` has nothing to gate on", env.name))
@@ -275,7 +325,32 @@ pub fn run(ctx: &mut Ctx, env: &EnvRow) -> Result<GateResult> {
     failpoint::hit("gate:after-claim");
     let mut log = logfile::LogWriter::open(&log_path(ctx, env))?;
     loop {
-        let rounds = ctx.store.gate(env.key)?.map_or(0, |g| g.rounds);
+        let last = ctx.store.gate(env.key)?;
+        let rounds = last.as_ref().map_or(0, |g| g.rounds);
+        let print = fingerprint(&instances);
+        let previous: Option<GateResult> = last
+            .and_then(|g| g.result)
+            .and_then(|r| serde_json::from_str(&r).ok());
+        if !again_if_unchanged
+            && let Some(mut prev) = previous.filter(|p| {
+                p.outcome != Outcome::Interrupted
+                    && p.fingerprint.is_some()
+                    && p.fingerprint == print
+            })
+        {
+            log.line(&format!(
+                "[grove] gate: {} (nothing changed since the last run: its result stands)",
+                prev.summary()
+            ));
+            prev.auto_fix_round = None;
+            let again =
+                ctx.store
+                    .finish_gate(env.key, ctx.me, &serde_json::to_string(&prev)?, rounds)?;
+            if !again {
+                return Ok(prev);
+            }
+            continue;
+        }
         log.line(&format!("[grove] gate of `{}` starts", env.name));
         let (mut result, rounds) = match run_once(ctx, env, &instances, &mut log) {
             Ok(mut r) => {
@@ -290,6 +365,7 @@ pub fn run(ctx: &mut Ctx, env: &EnvRow) -> Result<GateResult> {
             }
         };
         result.finished_at = crate::agent::now_ms();
+        result.fingerprint = print;
         log.line(&format!("[grove] gate: {}", result.summary()));
         let again =
             ctx.store
@@ -430,6 +506,7 @@ fn run_once(
         auto_fix_round: None,
         finished_at: 0,
         error: None,
+        fingerprint: None,
     })
 }
 

@@ -572,8 +572,7 @@ fn classify(e: &mut EnvReview) {
         )
     } else if let Some((g, r)) = verdict
         && r.outcome == crate::gate::Outcome::Approved
-        && e
-            .layers
+        && e.layers
             .iter()
             .any(|l| l.ahead > 0 || !l.uncommitted.is_empty())
     {

@@ -221,14 +221,29 @@ fn a_failing_check_goes_back_to_the_agent_once_then_the_env_waits_for_the_human(
     assert_eq!(env["gate"]["rounds"], 1);
     assert_eq!(env["gate"]["result"]["auto_fix_round"], 1);
 
-    // The agent stops again, still failing: no round 2, the human's turn.
+    // The agent changes something and stops again, still failing: no round 2, the human's turn.
     assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    ws.commit(
+        &front,
+        "app.txt",
+        "still broken, differently\n",
+        "try again",
+    );
     step(&ws, "feat-01", "go-done-2");
     let env = gate_runs(&ws, "feat-01", 2);
+    let log = ws.grove(&["logs", "feat-01", "gate"]).success().stdout;
+    assert!(!log.contains("nothing changed"), "{log}");
+    // It stops once more without changing anything: the last result stands.
+    ws.grove(&["agent-status", "--env", "feat-01", "done"])
+        .success();
+    let env3 = gate_runs(&ws, "feat-01", 3);
+    assert_eq!(env3["gate"]["result"]["outcome"], "checks-failed");
     assert_eq!(env["gate"]["result"]["outcome"], "checks-failed");
     assert_eq!(env["gate"]["result"]["auto_fix_round"], Value::Null);
     assert_eq!(env["gate"]["rounds"], 1);
     assert_eq!(env["state"], "changes", "{env:#}");
+    let log = ws.grove(&["logs", "feat-01", "gate"]).success().stdout;
+    assert!(log.contains("nothing changed since the last run"), "{log}");
     assert!(
         env["reason"]
             .as_str()
@@ -751,6 +766,8 @@ fn headless_gate_sends_requested_changes_back_by_relaunching_the_agent() {
     let env = gate_runs(&ws, "feat-01", 2);
     assert_eq!(env["state"], "changes", "{env:#}");
     assert!(!record_dir(&ws, "feat-01").join("argv-3").exists());
+    // Nothing changed since the reviewer's verdict: it was not asked again.
+    assert!(!record_dir(&ws, "feat-01").join("review-2").exists());
     ws.grove(&["destroy", "feat-01", "--force", "--yes"])
         .success();
 }

@@ -18,12 +18,12 @@ pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
         // stop the gate halfway.
         let _ = nix::unistd::setsid();
         gate::recover(ctx)?;
-        return gate::run(ctx, &env).map(drop);
+        return gate::run(ctx, &env, false).map(drop);
     }
     interrupt::guard();
     crate::recover::unfinished(ctx)?;
     ui::info(format!("gate of `{}`: checks, then the reviewer", env.name));
-    let result = gate::run(ctx, &env)?;
+    let result = gate::run(ctx, &env, true)?;
     if args.json {
         ui::out(serde_json::to_string_pretty(&result)?);
     }
