@@ -80,6 +80,7 @@ pub struct ReviewConfig {
 }
 
 pub const DEFAULT_REVIEW_TIMEOUT_SECS: u64 = 1800;
+const MAX_REVIEW_TIMEOUT_SECS: u64 = 86_400;
 
 pub const DEFAULT_REVIEW_PROMPT: &str = "You are reviewing the work of a coding agent in the grove environment `{{ env }}`. \
 Do not change any file.\n\n\
@@ -919,6 +920,13 @@ fn validate_review(raw: Spanned<RawReview>, diags: &mut Vec<Diag>) -> ReviewConf
             diags.push(
                 diag(t.span(), "`timeout` is 0")
                     .hint("how many seconds the reviewer may run, e.g. `timeout = 1200`"),
+            );
+            DEFAULT_REVIEW_TIMEOUT_SECS
+        }
+        Some(t) if *t.get_ref() > MAX_REVIEW_TIMEOUT_SECS => {
+            diags.push(
+                diag(t.span(), format!("`timeout` is {} seconds", t.get_ref()))
+                    .hint(format!("at most {MAX_REVIEW_TIMEOUT_SECS} (a day)")),
             );
             DEFAULT_REVIEW_TIMEOUT_SECS
         }

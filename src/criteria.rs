@@ -124,11 +124,9 @@ fn collect(lines: &[&str], level: Option<usize>, tasks_only: bool, out: &mut Vec
         if in_fence {
             continue;
         }
-        if !tasks_only && let Some(n) = heading_level(t) {
-            if level.is_none_or(|l| n <= l) {
-                break;
-            }
-            continue;
+        // Any heading ends the section: a `### Notes` under it is not a criterion's.
+        if !tasks_only && heading_level(t).is_some() {
+            break;
         }
         match list_item(line) {
             Some((_, checked, text)) if !text.is_empty() => {

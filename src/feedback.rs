@@ -13,8 +13,9 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 
 use crate::agent::{self, tmux};
 use crate::ctx::Ctx;
@@ -23,8 +24,6 @@ use crate::{failpoint, supervisor};
 
 /// Every message to the agent, beside its context file.
 pub const FEEDBACK_FILE: &str = "grove-feedback.md";
-/// The messages a relaunched headless agent acts on.
-pub const MESSAGE_FILE: &str = "grove-message.md";
 
 /// What became of a message.
 #[derive(Debug)]
@@ -59,8 +58,16 @@ impl Delivery {
 pub fn send(ctx: &mut Ctx, env: &EnvRow, source: &str, text: &str) -> Result<Delivery> {
     ctx.store.push_feedback(env.key, source, text)?;
     failpoint::hit("feedback:after-queue");
-    append_to_file(ctx, env, source, text)?;
-    Ok(deliver(ctx, env)?.unwrap_or(Delivery::Queued("nothing to deliver".into())))
+    // Queued from here on: a failure to deliver now is not a failure to send (sending again
+    // would deliver it twice).
+    if let Err(e) = append_to_file(ctx, env, source, text) {
+        crate::ui::warn(format!("could not append to {FEEDBACK_FILE}: {e:#}"));
+    }
+    Ok(match deliver(ctx, env) {
+        Ok(Some(d)) => d,
+        Ok(None) => Delivery::Queued("nothing to deliver".into()),
+        Err(e) => Delivery::Queued(format!("not delivered now ({e:#}); it stays queued")),
+    })
 }
 
 fn append_to_file(ctx: &Ctx, env: &EnvRow, source: &str, text: &str) -> Result<()> {
@@ -70,10 +77,13 @@ fn append_to_file(ctx: &Ctx, env: &EnvRow, source: &str, text: &str) -> Result<(
         "comment" => "the human, on a line of the diff",
         _ => "the human",
     };
-    let mut f = fs_err::OpenOptions::new()
+    // Never through a link: the env folder is grove's, a link in it points elsewhere.
+    let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)?;
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     let stamp = crate::logfile::stamp(std::time::SystemTime::now());
     write!(f, "## {stamp} · from {who}\n\n{}\n\n", text.trim_end())?;
     Ok(())
@@ -139,11 +149,16 @@ fn deliver_tmux(
             "the agent is {state}; it gets it {when}"
         ))));
     }
+    let Some(pid) = row.process.map(|p| p.pid) else {
+        return Ok(Some(Delivery::Queued(
+            "the agent's pane is not known yet".into(),
+        )));
+    };
     let msgs = ctx.store.take_feedback(env.key, "tmux")?;
     if msgs.is_empty() {
         return Ok(None);
     }
-    if let Err(e) = tmux::paste(socket, id, &join(&msgs)) {
+    if let Err(e) = tmux::paste(socket, id, pid, &join(&msgs)) {
         ctx.store
             .untake_feedback(&msgs.iter().map(|m| m.id).collect::<Vec<_>>())?;
         return Err(e);
@@ -187,22 +202,35 @@ fn deliver_headless(
         return Ok(None);
     }
     let ids: Vec<i64> = msgs.iter().map(|m| m.id).collect();
-    let relaunched = (|| -> Result<()> {
-        let path = ctx.ws.env_dir(&env.name).join(MESSAGE_FILE);
+    let relaunched = (|| -> Result<bool> {
+        // A file per relaunch: two racing must not read each other's messages.
+        let dir = crate::gate::private_dir(ctx, env)?;
+        let path = dir.join(format!("message-{}.md", ids[0]));
         crate::provision::write_atomic(&path, join(&msgs).as_bytes())?;
         let mut spec = agent::resume_spec(ctx, env, &path)?;
         spec.launcher_env = Some(agent::stash_launcher_env(ctx, env, &spec.env)?);
         let mut new = AgentRow::new(AgentMode::Headless, agent::now_ms());
         new.spec = Some(serde_json::to_string(&spec)?);
-        ctx.store.put_agent(env.key, &new)?;
+        if !ctx.store.swap_agent(env.key, row, &new)? {
+            return Ok(false);
+        }
         supervisor::notify(sup);
-        Ok(())
+        Ok(true)
     })();
-    if let Err(e) = relaunched {
-        ctx.store.untake_feedback(&ids)?;
-        return Err(e);
+    match relaunched {
+        Ok(true) => Ok(Some(Delivery::Delivered("relaunch"))),
+        Ok(false) => {
+            // Another relaunch got there first: these wait for the agent it started.
+            ctx.store.untake_feedback(&ids)?;
+            Ok(Some(Delivery::Queued(
+                "the agent is being relaunched; it gets it when it stops".into(),
+            )))
+        }
+        Err(e) => {
+            ctx.store.untake_feedback(&ids)?;
+            Err(e)
+        }
     }
-    Ok(Some(Delivery::Delivered("relaunch")))
 }
 
 /// Whether the env's agent is Claude Code, whose Stop hook takes messages while it works.

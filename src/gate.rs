@@ -158,11 +158,19 @@ pub struct GateResult {
     pub fingerprint: Option<String>,
 }
 
-/// A digest of the env's work: each layer's HEAD, status and uncommitted diff. Compared only
-/// with digests this grove made, so the hasher need not be stable across builds.
-fn fingerprint(instances: &[Instance]) -> Option<String> {
+/// A digest of the env's work (each layer's HEAD, status and uncommitted diff) and of what the
+/// gate runs on it (the `check`s, the reviewer). Compared only with digests this grove made,
+/// so the hasher need not be stable across builds.
+fn fingerprint(ctx: &Ctx, instances: &[Instance]) -> Option<String> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    let review = &ctx.ws.config.review;
+    (&review.command, &review.prompt, review.timeout_secs).hash(&mut h);
+    for i in instances {
+        if let Some(l) = ctx.ws.config.layers.get(&i.layer) {
+            (&l.name, &l.check).hash(&mut h);
+        }
+    }
     for i in instances {
         let git = || crate::git::git(&i.worktree);
         let head = git().args(["rev-parse", "HEAD"]).run().ok()?.stdout;
@@ -267,7 +275,13 @@ pub fn request_in_background(ctx: &mut Ctx, env: &EnvRow) -> Result<()> {
     }
     let exe = std::env::current_exe().context("locating the grove binary")?;
     let log = provision::open_log(&log_path(ctx, env))?;
-    Cmd::new(exe)
+    let mut cmd = Cmd::new(exe);
+    for (k, _) in std::env::vars() {
+        if crate::agent::is_agent_session_var(&k) {
+            cmd = cmd.env_remove(&k);
+        }
+    }
+    let mut child = cmd
         .arg("--workspace")
         .arg(&ctx.ws.root)
         .args(["gate", &env.name, "--background"])
@@ -277,6 +291,17 @@ pub fn request_in_background(ctx: &mut Ctx, env: &EnvRow) -> Result<()> {
             Tag::new(&env.token, Role::Gate).render(),
         )
         .spawn_logged(&log)?;
+    // The hook runs in the agent's session, which is swept when the agent ends (a headless
+    // one often ends right after its last hook): return once the gate has a session of its
+    // own (or has ended), so that it never dies in that sweep.
+    let ours = crate::proc::session_of(std::process::id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline
+        && matches!(child.try_wait(), Ok(None))
+        && crate::proc::session_of(child.id()) == ours
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     Ok(())
 }
 
@@ -327,14 +352,17 @@ pub fn run(ctx: &mut Ctx, env: &EnvRow, again_if_unchanged: bool) -> Result<Gate
     loop {
         let last = ctx.store.gate(env.key)?;
         let rounds = last.as_ref().map_or(0, |g| g.rounds);
-        let print = fingerprint(&instances);
+        let print = fingerprint(ctx, &instances);
         let previous: Option<GateResult> = last
             .and_then(|g| g.result)
             .and_then(|r| serde_json::from_str(&r).ok());
         if !again_if_unchanged
             && let Some(mut prev) = previous.filter(|p| {
-                p.outcome != Outcome::Interrupted
-                    && p.fingerprint.is_some()
+                // Only a judgement of the work stands: not a reviewer that failed or timed out.
+                matches!(
+                    p.outcome,
+                    Outcome::Approved | Outcome::Changes | Outcome::ChecksFailed
+                ) && p.fingerprint.is_some()
                     && p.fingerprint == print
             })
         {
@@ -353,6 +381,11 @@ pub fn run(ctx: &mut Ctx, env: &EnvRow, again_if_unchanged: bool) -> Result<Gate
         }
         log.line(&format!("[grove] gate of `{}` starts", env.name));
         let (mut result, rounds) = match run_once(ctx, env, &instances, &mut log) {
+            // Stopped halfway (Ctrl-C, `down`): what it found is no verdict on the work.
+            _ if crate::interrupt::received().is_some() => (
+                GateResult::interrupted("stopped before it finished"),
+                rounds,
+            ),
             Ok(mut r) => {
                 let (rounds, sent) = auto_fix(ctx, env, &r, rounds, &mut log);
                 r.auto_fix_round = sent;
@@ -580,13 +613,7 @@ fn run_reviewer(
     log: &mut logfile::LogWriter,
 ) -> Result<ReviewerOutcome> {
     let env_dir = ctx.ws.env_dir(&env.name);
-    let dir = env_dir.join(GATE_DIR);
-    if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Fail::new(format!("{} is a symbolic link", dir.display()))
-            .hint("grove writes the reviewer's files there; remove the link")
-            .into());
-    }
-    fs_err::create_dir_all(&dir)?;
+    let dir = private_dir(ctx, env)?;
     let verdict_path = dir.join("verdict.json");
     // A verdict left by an earlier run must never pass for this one's.
     match std::fs::remove_file(&verdict_path) {
@@ -719,6 +746,19 @@ fn run_reviewer(
         verdict,
         error,
     })
+}
+
+/// grove's own folder in the env folder (the reviewer's inputs and verdict, the messages a
+/// relaunched agent acts on), made when missing; never a link to elsewhere.
+pub fn private_dir(ctx: &Ctx, env: &EnvRow) -> Result<PathBuf> {
+    let dir = ctx.ws.env_dir(&env.name).join(GATE_DIR);
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(Fail::new(format!("{} is not a folder", dir.display()))
+            .hint("grove keeps the gate's files there; remove what is in its place")
+            .into());
+    }
+    fs_err::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// Reads a verdict: JSON of the schema, of a version this grove knows.

@@ -19,7 +19,6 @@ pub const GROVE_FILES: &[&str] = &[
     crate::agent::CONTEXT_FILE,
     crate::agent::PROMPT_FILE,
     crate::feedback::FEEDBACK_FILE,
-    crate::feedback::MESSAGE_FILE,
     FILE,
 ];
 /// Folders grove keeps in an env folder: the review gate's inputs and verdict.

@@ -399,6 +399,11 @@ pub fn stopped_in_tree(root: ProcId) -> Option<ProcId> {
     None
 }
 
+/// The session id of process `pid`, while it lives.
+pub fn session_of(pid: u32) -> Option<i64> {
+    stat(pid).map(|s| s.session)
+}
+
 /// Live processes of session `leader.pid`, whose leader is `leader`. Nothing when the session
 /// id now belongs to another process: Linux does not reuse a pid while it names a live
 /// session, so if the pid is alive with another start time, our session is gone.

@@ -65,7 +65,8 @@ pub struct EnvReview {
 
 #[derive(Debug, Serialize)]
 pub struct GateReport {
-    /// `requested`, `running` or `finished`.
+    /// `requested`, `running`, `finished`, or `interrupted` (its process died; the next command
+    /// that changes state records it).
     pub phase: String,
     /// Auto-fix rounds sent for the ticket, of `auto_fix`.
     pub rounds: u32,
@@ -216,7 +217,15 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
         }
         let rep = report::env_report(ctx, env, &instances[k])?;
         let gate = ctx.store.gate(env.key)?.map(|g| GateReport {
-            phase: g.phase,
+            // A run whose process died is over, whatever its row says until the next command
+            // that changes state closes it.
+            phase: match (g.phase.as_str(), g.owner) {
+                ("running", Some(o)) if !o.alive() => "interrupted".to_string(),
+                ("requested", None) if crate::agent::now_ms() - g.requested_at > 60_000 => {
+                    "interrupted".to_string()
+                }
+                _ => g.phase,
+            },
             rounds: g.rounds,
             auto_fix: ctx.ws.config.review.auto_fix,
             stale: false,

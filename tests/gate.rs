@@ -48,10 +48,27 @@ fn record(ws: &TestWorkspace, env: &str, name: &str) -> String {
     let p = record_dir(ws, env).join(name);
     assert!(
         wait_until(30, || p.exists()),
-        "{} never written",
-        p.display()
+        "{} never written\n{}",
+        p.display(),
+        logs(ws, env)
     );
     std::fs::read_to_string(p).unwrap()
+}
+
+/// What to look at when a wait fails: the env's gate, agent and supervisor logs, its messages.
+fn logs(ws: &TestWorkspace, env: &str) -> String {
+    let mut s = String::new();
+    for log in ["gate", "agent", "supervisor"] {
+        let out = ws.grove(&["logs", env, log, "-n", "60"]);
+        s.push_str(&format!("--- {log}\n{}{}", out.stdout, out.stderr));
+    }
+    s.push_str(&format!(
+        "--- status.log\n{}",
+        std::fs::read_to_string(record_dir(ws, env).join("status.log")).unwrap_or_default()
+    ));
+    let list = ws.grove(&["feedback", env, "--list"]);
+    s.push_str(&format!("--- feedback\n{}{}", list.stdout, list.stderr));
+    s
 }
 
 fn step(ws: &TestWorkspace, env: &str, name: &str) {
@@ -78,8 +95,8 @@ fn gate_runs(ws: &TestWorkspace, env: &str, n: usize) -> Value {
     assert!(
         wait_until(60, || log().matches("[grove] gate: ").count() >= n
             && review_env(ws, env)["gate"]["phase"] == "finished"),
-        "the gate did not finish {n} run(s): {}",
-        log()
+        "the gate did not finish {n} run(s)\n{}",
+        logs(ws, env)
     );
     review_env(ws, env)
 }
@@ -162,6 +179,13 @@ fn done_runs_the_checks_then_the_reviewer_and_review_shows_the_verdict() {
         vars.contains("GROVE_VERDICT=") && vars.contains("GROVE_ENV=feat-01"),
         "{vars}"
     );
+    // The gate was started by the agent's hook, whose Claude Code session variables stay
+    // behind; and the reviewer's own report is not the agent's.
+    assert!(
+        !vars.contains("CLAUDECODE") && !vars.contains("CLAUDE_CODE_"),
+        "{vars}"
+    );
+    assert_eq!(agent_state(&ws, "feat-01"), "done");
 
     // The verdict, in review --json and in the queue.
     let result = &env["gate"]["result"];
@@ -379,6 +403,16 @@ fn feedback_in_tmux_waits_for_the_agent_and_arrives_exactly() {
         "Rename it.\n$(touch {m}); touch {m}; `touch {m}`\n#{{pane_id}} #(touch {m}) \"q\" 'q' \\ done",
         m = marker.display()
     );
+    // The human opened a shell beside the agent, and it has the focus.
+    let window = ws.ps()[0]["agent"]["window"].as_str().unwrap().to_string();
+    let shell_got = ws.tmp.path().join("shell-got");
+    let split = crate::common::run(ws.command("tmux").args([
+        "split-window",
+        "-t",
+        &window,
+        &format!("cat > {}", shell_got.display()),
+    ]));
+    assert_eq!(split.code, 0, "{split}");
     let sent = ws.grove(&["feedback", "feat-01", &text]).success();
     assert!(
         sent.stderr.contains("queued: the agent is working"),
@@ -393,6 +427,7 @@ fn feedback_in_tmux_waits_for_the_agent_and_arrives_exactly() {
     step(&ws, "feat-01", "go-done-1");
     assert_eq!(record(&ws, "feat-01", "received-1"), text);
     assert!(!marker.exists(), "something in the message was run");
+    assert_eq!(std::fs::read_to_string(&shell_got).unwrap_or_default(), "");
     let list = ws
         .grove(&["feedback", "feat-01", "--list", "--json"])
         .success()
@@ -405,7 +440,12 @@ fn feedback_in_tmux_waits_for_the_agent_and_arrives_exactly() {
     assert!(wait_until(20, || agent_state(&ws, "feat-01") == "done"));
     let sent = ws.grove(&["feedback", "feat-01", "--file", "-"]);
     assert_eq!(sent.code, 1, "`--file -` is a file named `-`: {sent}");
-    std::fs::write(ws.tmp.path().join("msg.md"), "from a file\n").unwrap();
+    // An escape sequence cannot end the paste early: control characters are not typed.
+    std::fs::write(
+        ws.tmp.path().join("msg.md"),
+        "from a file\u{1b}[201~\u{3}, still\n",
+    )
+    .unwrap();
     let msg = ws.tmp.path().join("msg.md");
     let sent = ws
         .grove(&["feedback", "feat-01", "--file", msg.to_str().unwrap()])
@@ -414,7 +454,10 @@ fn feedback_in_tmux_waits_for_the_agent_and_arrives_exactly() {
         sent.stderr.contains("pasted into the agent's tmux pane"),
         "{sent}"
     );
-    assert_eq!(record(&ws, "feat-01", "received-2"), "from a file");
+    assert_eq!(
+        record(&ws, "feat-01", "received-2"),
+        "from a file[201~, still"
+    );
     ws.grove(&["destroy", "feat-01", "--force", "--yes"])
         .success();
 }
@@ -494,6 +537,38 @@ fn a_comment_carries_the_hunk_it_is_about() {
     assert!(msg.ends_with("spell it as a number"), "{msg}");
     assert_eq!(list["messages"][0]["source"], "comment");
 
+    // A path is literal, never a pattern; a long hunk is quoted around the line.
+    std::fs::create_dir_all(front.join("pages")).unwrap();
+    std::fs::write(front.join("pages/[Id].vue"), "THE PAGE\n").unwrap();
+    std::fs::write(front.join("pages/I.vue"), "OTHER FILE\n").unwrap();
+    let long: String = (1..=200).map(|i| format!("row {i}\n")).collect();
+    std::fs::write(front.join("long.txt"), &long).unwrap();
+    ws.git(&front, &["add", "-A"]);
+    ws.grove(&[
+        "review",
+        "feat-01",
+        "--comment",
+        "front:pages/[Id].vue:1",
+        "x",
+    ])
+    .success();
+    ws.grove(&["review", "feat-01", "--comment", "front:long.txt:150", "y"])
+        .success();
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    let page = list["messages"][1]["text"].as_str().unwrap();
+    assert!(
+        page.contains("+THE PAGE") && !page.contains("OTHER FILE"),
+        "{page}"
+    );
+    let cut = list["messages"][2]["text"].as_str().unwrap();
+    assert!(
+        cut.contains("+row 150\n") && !cut.contains("+row 100\n"),
+        "{cut}"
+    );
+
     for (at, says) in [
         ("front:app.txt:99", "has no line 99"),
         ("front:app.txt:0", "is not LAYER:PATH:LINE"),
@@ -510,7 +585,47 @@ fn a_comment_carries_the_hunk_it_is_about() {
         .grove(&["feedback", "feat-01", "--list", "--json"])
         .success()
         .json();
-    assert_eq!(list["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(list["messages"].as_array().unwrap().len(), 3);
+    // The feedback file is never written through a link to elsewhere.
+    let outside = ws.tmp.path().join("outside.txt");
+    std::fs::write(&outside, "mine\n").unwrap();
+    let file = ws.env_dir("feat-01").join("grove-feedback.md");
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&outside, &file).unwrap();
+    let out = ws.grove(&["feedback", "feat-01", "z"]).success();
+    assert!(out.stderr.contains("could not append"), "{out}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "mine\n");
+}
+
+#[test]
+fn ctrl_c_stops_the_gate_without_a_verdict_or_an_auto_fix_round() {
+    let ws = ws("check = [\"sleep 30\"]", "\n[review]\nauto_fix = 1\n");
+    ws.grove(&["create", "feat-01"]).success();
+    let child = ws
+        .cmd()
+        .args(["gate", "feat-01"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = || ws.grove(&["logs", "feat-01", "gate"]).stdout;
+    assert!(
+        wait_until(20, || log().contains("running the checks")),
+        "{}",
+        log()
+    );
+    let pid = child.id().to_string();
+    crate::common::run(ws.command("kill").args(["-INT", &pid]));
+    let out = crate::common::finish(child);
+    assert_eq!(out.code, 130, "{out}");
+    let env = review_env(&ws, "feat-01");
+    assert_eq!(env["gate"]["result"]["outcome"], "interrupted", "{env:#}");
+    assert_eq!(env["gate"]["rounds"], 0);
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    assert!(list["messages"].as_array().unwrap().is_empty(), "{list:#}");
 }
 
 #[test]

@@ -62,8 +62,9 @@ pub fn detail_of_event(input: &Value) -> Option<&'static str> {
         _ => return None,
     }
     match input["notification_type"].as_str() {
-        Some("permission_prompt" | "ToolPermission") => Some("permission"),
-        Some("idle_prompt" | "elicitation_dialog") => Some("input"),
+        // An MCP server's form is a dialog too: typed text would fill it in.
+        Some("permission_prompt" | "ToolPermission" | "elicitation_dialog") => Some("permission"),
+        Some("idle_prompt") => Some("input"),
         Some(_) => None,
         // Older Claude Code sends only a message: "Claude needs your permission to use Bash".
         None => Some(
@@ -203,7 +204,7 @@ pub fn install(
         return Err(Fail::new(format!(
             "{rel} is tracked by the repo: grove's hooks in it would show in the env's diff"
         ))
-        .hint("add grove's hooks to your user settings instead (see the README, \"Agents\"), or commit them once for everyone")
+        .hint("add grove's hooks to your user settings instead (see the README, \"The review loop\"), or commit them once for everyone")
         .into());
     }
     let text = match fs_err::read_to_string(&path) {

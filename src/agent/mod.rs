@@ -139,6 +139,22 @@ pub fn launch(
     ticket: Option<&Path>,
     command: Option<&str>,
 ) -> Result<()> {
+    let mut taken = Vec::new();
+    let launched = launch_taking(ctx, env, ticket, command, &mut taken);
+    if launched.is_err() && !taken.is_empty() {
+        // Messages put in a context no agent will read go back to the queue.
+        ctx.store.untake_feedback(&taken)?;
+    }
+    launched
+}
+
+fn launch_taking(
+    ctx: &mut Ctx,
+    env: &EnvRow,
+    ticket: Option<&Path>,
+    command: Option<&str>,
+    taken: &mut Vec<i64>,
+) -> Result<()> {
     let cfg = config(ctx, command)?;
     if cfg.mode == AgentMode::Tmux {
         tmux::require()?;
@@ -185,6 +201,7 @@ pub fn launch(
     }
     // What the human said while no agent ran goes into the new agent's context.
     let waiting = ctx.store.take_feedback(env.key, "launch")?;
+    taken.extend(waiting.iter().map(|m| m.id));
     let written = (|| -> Result<()> {
         let mut text = context(ctx, env, ticket.as_ref(), &cfg)?;
         if !waiting.is_empty() {
@@ -199,11 +216,7 @@ pub fn launch(
         provision::write_atomic(&env_dir.join(PROMPT_FILE), prompt.as_bytes())?;
         Ok(())
     })();
-    if let Err(e) = written {
-        ctx.store
-            .untake_feedback(&waiting.iter().map(|m| m.id).collect::<Vec<_>>())?;
-        return Err(e);
-    }
+    written?;
     let (cwd, vars) = agent_env(ctx, env, &cfg)?;
     let instances = ctx.store.instances(env.key)?;
     let launcher = launcher_vars(&vars);
@@ -421,9 +434,29 @@ pub fn launcher_vars(vars: &[(String, String)]) -> Vec<(String, String)> {
         .filter(|(k, _)| {
             !TERMINAL_VARS.contains(&k.as_str())
                 && !crate::exec::GIT_DISCOVERY_VARS.contains(&k.as_str())
+                && !is_agent_session_var(k)
                 && !vars.iter().any(|(v, _)| v == k)
         })
         .collect()
+}
+
+/// Variables an agent sets for what it runs (its hooks, its tools): they describe that agent's
+/// session, and an agent started with them takes itself for a nested one (Claude Code refuses
+/// to start under `CLAUDECODE`). Nothing grove starts from a hook (the gate, the reviewer, a
+/// relaunched agent) may inherit them.
+pub fn is_agent_session_var(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CLAUDECODE",
+        "CLAUDE_PROJECT_DIR",
+        "GEMINI_CLI",
+        "GEMINI_PROJECT_DIR",
+        "GEMINI_SESSION_ID",
+        "GEMINI_CWD",
+        "CODEX_SANDBOX",
+        "CODEX_SANDBOX_NETWORK_DISABLED",
+        "CODEX_THREAD_ID",
+    ];
+    EXACT.contains(&name) || name.starts_with("CLAUDE_CODE_")
 }
 
 /// `sh -c` running `command` with the text of the file in variable `file_var`, as `via` says.

@@ -166,24 +166,58 @@ pub fn attach_hint(socket: &str, id: &str) -> String {
     format!("tmux -S {} attach-session -t {id}", crate::shq(socket))
 }
 
-/// Types `text` into the window's active pane as one paste, then presses Enter.
+/// The pane of window `id` whose process is `pid` (the agent), while it lives: never another
+/// pane the human opened in that window (a shell, which would run the text).
+fn agent_pane(socket: &str, id: &str, pid: u32) -> Option<String> {
+    let out = tmux(Some(socket))
+        .args([
+            "list-panes",
+            "-t",
+            id,
+            "-F",
+            "#{pane_id} #{pane_pid} #{pane_dead}",
+        ])
+        .run()
+        .ok()?;
+    out.stdout.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (pane, p, dead) = (f.next()?, f.next()?, f.next()?);
+        (p == pid.to_string() && dead == "0").then(|| pane.to_string())
+    })
+}
+
+/// What of `text` may be typed into a pane: no escape or other control character (one could
+/// end the bracketed paste early and turn the rest into keys: Ctrl-C, Enter), but newlines
+/// and tabs.
+pub fn typeable(text: &str) -> String {
+    text.trim_end()
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
+/// Types `text` into the agent's pane (the one running process `pid` in window `id`) as one
+/// paste, then presses Enter.
 ///
 /// The text goes through a tmux buffer loaded from stdin: tmux never reads it as keys, key
 /// names or commands, nor expands `#{…}` or `#(…)` in it (those apply to command arguments
 /// and formats, not to buffer contents). `paste-buffer -p` wraps it in bracketed-paste
 /// markers when the program in the pane asked for them (agents' prompts do), so its newlines
 /// are part of the message rather than Enter presses.
-pub fn paste(socket: &str, id: &str, text: &str) -> Result<()> {
+pub fn paste(socket: &str, id: &str, pid: u32, text: &str) -> Result<()> {
+    let Some(pane) = agent_pane(socket, id, pid) else {
+        return Err(Fail::new("the agent's tmux pane is gone").into());
+    };
     let buffer = format!("grove-{}", crate::proc::new_token());
     let t = || tmux(Some(socket));
     let fail = |what: &str, e: &crate::exec::CmdError| -> anyhow::Error {
         Fail::new(format!("tmux could not {what}: {}", e.stderr().trim())).into()
     };
     t().args(["load-buffer", "-b", &buffer, "-"])
-        .stdin_bytes(text.trim_end().as_bytes().to_vec())
+        .stdin_bytes(typeable(text).into_bytes())
         .run()
         .map_err(|e| fail("load the message", &e))?;
-    t().args(["paste-buffer", "-p", "-d", "-b", &buffer, "-t", id])
+    t().args(["paste-buffer", "-p", "-d", "-b", &buffer, "-t", &pane])
         .run()
         .map_err(|e| {
             let _ = t().args(["delete-buffer", "-b", &buffer]).output();
@@ -192,7 +226,7 @@ pub fn paste(socket: &str, id: &str, text: &str) -> Result<()> {
     // A program reading the paste must see it end before Enter arrives, or it may take the
     // Enter as part of the paste (some agent prompts do).
     std::thread::sleep(std::time::Duration::from_millis(150));
-    t().args(["send-keys", "-t", id, "Enter"])
+    t().args(["send-keys", "-t", &pane, "Enter"])
         .run()
         .map_err(|e| fail("press Enter", &e))?;
     Ok(())

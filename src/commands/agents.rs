@@ -58,6 +58,15 @@ fn env_for(ctx: &Ctx, explicit: Option<&str>, dir: &Path) -> Result<Option<EnvRo
 }
 
 pub fn agent_status(ctx: &mut Ctx, args: &AgentStatusArgs, cwd: &Path) -> Result<()> {
+    // The gate's reviewer is an agent too, with hooks of its own, running in the env: what it
+    // reports is not the env's agent's (it would ask for another gate at each of its stops).
+    if std::env::var(crate::proc::TOKEN_VAR)
+        .ok()
+        .and_then(|t| crate::proc::Tag::parse(&t))
+        .is_some_and(|t| t.role == crate::proc::Role::Gate)
+    {
+        return Ok(());
+    }
     let (state, detail, dir, input) = if let Some(text) = &args.notify {
         let json: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
         let dir = json["cwd"]

@@ -14,9 +14,8 @@ use crate::{interrupt, ui};
 pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
     let env = ctx.require_env(&args.name)?;
     if args.background {
-        // Detached from the hook that started it: the agent's Ctrl-C or its end must not
-        // stop the gate halfway.
-        let _ = nix::unistd::setsid();
+        // Detached from the hook that started it (in a session of its own since `dispatch`):
+        // the agent's Ctrl-C or its end must not stop the gate halfway.
         gate::recover(ctx)?;
         return gate::run(ctx, &env, false).map(drop);
     }
@@ -234,20 +233,23 @@ fn hunk_at(inst: &crate::state::Instance, path: &str, line: u32) -> Result<Optio
         .run()
         .map(|o| o.stdout.trim().to_string())
         .unwrap_or(base);
+    // A literal pathspec: `pages/[id].vue` is that file, not a pattern matching others.
     let diff = wt()
-        .args(["diff", "--no-color", "--no-ext-diff", &mb, "--", path])
+        .args([
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-renames",
+            &mb,
+            "--",
+        ])
+        .arg(format!(":(literal){path}"))
         .run()?
         .stdout;
-    let mut hunk: Option<(u32, u32, Vec<&str>)> = None;
-    let mut found = None;
+    let mut hunks: Vec<(u32, u32, Vec<&str>)> = Vec::new();
+    let mut in_hunk = false;
     for l in diff.lines() {
         if let Some(h) = l.strip_prefix("@@ ") {
-            if let Some((s, n, lines)) = hunk.take()
-                && (s..s + n.max(1)).contains(&line)
-            {
-                found = Some(lines);
-                break;
-            }
             // `@@ -a,b +c,d @@ context`
             let new = h
                 .split_whitespace()
@@ -256,22 +258,43 @@ fn hunk_at(inst: &crate::state::Instance, path: &str, line: u32) -> Result<Optio
             let mut parts = new[1..].split(',');
             let start: u32 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0);
             let count: u32 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(1);
-            hunk = Some((start, count, vec![l]));
-        } else if let Some((_, _, lines)) = hunk.as_mut() {
+            hunks.push((start, count, vec![l]));
+            in_hunk = true;
+        } else if l.starts_with("diff --git ") {
+            in_hunk = false;
+        } else if in_hunk && let Some((_, _, lines)) = hunks.last_mut() {
             lines.push(l);
         }
     }
-    if found.is_none()
-        && let Some((s, n, lines)) = hunk
-        && (s..s + n.max(1)).contains(&line)
-    {
-        found = Some(lines);
-    }
-    if let Some(lines) = found {
-        // A long hunk is cut around the line: the agent has the file.
-        let text = if lines.len() > 80 {
-            let keep: Vec<&str> = lines.iter().take(80).copied().collect();
-            format!("{}\n[… hunk cut]", keep.join("\n"))
+    let found = hunks
+        .into_iter()
+        .find(|(s, n, _)| (*s..s + (*n).max(1)).contains(&line));
+    if let Some((start, _, lines)) = found {
+        // A long hunk is cut around the line (the agent has the file): its header, then up
+        // to 30 lines either side of the one commented on.
+        let at = lines[1..]
+            .iter()
+            .scan(start, |new_line, l| {
+                let here = *new_line;
+                if !l.starts_with('-') {
+                    *new_line += 1;
+                }
+                Some(here)
+            })
+            .position(|n| n == line)
+            .map_or(1, |p| p + 1);
+        let text = if lines.len() > 61 {
+            let from = at.saturating_sub(30).max(1);
+            let to = (at + 31).min(lines.len());
+            let mut kept = vec![lines[0].to_string()];
+            if from > 1 {
+                kept.push("[…]".into());
+            }
+            kept.extend(lines[from..to].iter().map(|l| (*l).to_string()));
+            if to < lines.len() {
+                kept.push("[…]".into());
+            }
+            kept.join("\n")
         } else {
             lines.join("\n")
         };

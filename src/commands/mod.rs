@@ -43,7 +43,14 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Review(args) => review::review(&mut ctx()?, &args),
         Command::Diff(args) => review::diff(&ctx()?, &args),
         Command::Check(args) => review::check(&mut ctx()?, &args),
-        Command::Gate(args) => gate::gate(&mut ctx()?, &args),
+        Command::Gate(args) => {
+            if args.background {
+                // First of all: the hook that started it waits for this (see
+                // `gate::request_in_background`).
+                let _ = nix::unistd::setsid();
+            }
+            gate::gate(&mut ctx()?, &args)
+        }
         Command::Feedback(args) => gate::feedback(&mut ctx()?, &args),
         Command::Up(args) => servers::up(&mut ctx()?, &args),
         Command::Down(args) => servers::down(&mut ctx()?, &args),

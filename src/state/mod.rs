@@ -892,6 +892,36 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the env's agent row with `new` only while it is still `old` (same start, same
+    /// process): of two relaunches racing, one wins and the other knows it lost.
+    pub fn swap_agent(&mut self, key: EnvKey, old: &AgentRow, new: &AgentRow) -> Result<bool> {
+        let (opid, ostart) = owner_params(old.process);
+        let (pid, start) = owner_params(new.process);
+        let n = self.conn.execute(
+            "UPDATE agents SET mode = ?1, spec = ?2, pid = ?3, start = ?4, tmux_socket = ?5,
+                 tmux_window = ?6, state = ?7, state_since = ?8, started_at = ?9, exit = ?10,
+                 detail = NULL
+             WHERE env = ?11 AND started_at = ?12 AND pid IS ?13 AND start IS ?14",
+            params![
+                new.mode,
+                new.spec,
+                pid,
+                start,
+                new.tmux_socket,
+                new.tmux_window,
+                new.state,
+                new.state_since,
+                new.started_at,
+                new.exit,
+                key,
+                old.started_at,
+                opid,
+                ostart
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
     /// The headless agent `process` ended, with how: recorded only while the row is still that
     /// process's (a relaunch asked for meanwhile has replaced it).
     pub fn agent_exited(&mut self, key: EnvKey, process: ProcId, how: &str) -> Result<bool> {
