@@ -615,7 +615,7 @@ fn ctrl_c_stops_the_gate_without_a_verdict_or_an_auto_fix_round() {
         log()
     );
     let pid = child.id().to_string();
-    crate::common::run(ws.command("kill").args(["-INT", &pid]));
+    crate::common::run(ws.command("kill").args(["-INT", &pid])).success();
     let out = crate::common::finish(child);
     assert_eq!(out.code, 130, "{out}");
     let env = review_env(&ws, "feat-01");
