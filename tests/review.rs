@@ -255,3 +255,210 @@ fn diff_shows_what_the_env_changed() {
     let clean = ws.grove(&["diff", "b", "app"]).success().stdout;
     assert!(!clean.contains("changed, not committed"), "{clean}");
 }
+
+// What `review` remembers between runs (results computed from commit ids, the flags of an
+// index) must never hide a change: each change below, made after a review whose results were
+// reused once already, shows in the next one.
+
+/// Two reviews: the second one starts from what the first one left behind.
+fn warm_review(ws: &TestWorkspace) -> Value {
+    review(ws);
+    review(ws)
+}
+
+fn layer<'a>(v: &'a Value, name: &str) -> &'a Value {
+    &env(v, name)["layers"][0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    s.sort();
+    s
+}
+
+fn uncommitted(v: &Value, name: &str) -> Vec<String> {
+    strings(&layer(v, name)["uncommitted"])
+}
+
+fn files(v: &Value, name: &str) -> Vec<String> {
+    let mut f: Vec<String> = layer(v, name)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn after_a_review_edits_new_files_and_deletions_in_a_worktree_show() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    assert!(uncommitted(&warm_review(&ws), "d").is_empty());
+    // Same size, right after a review: only the content and the time stamps differ.
+    std::fs::write(wt.join("other.txt"), "e").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    std::fs::write(wt.join("new.txt"), "n").unwrap();
+    std::fs::create_dir_all(wt.join("deep/er")).unwrap();
+    std::fs::write(wt.join("deep/er/file.txt"), "n").unwrap();
+    assert_eq!(
+        uncommitted(&review(&ws), "d"),
+        ["deep/er/file.txt", "new.txt", "other.txt"]
+    );
+    std::fs::remove_file(wt.join("shared.txt")).unwrap();
+    assert_eq!(
+        uncommitted(&review(&ws), "d"),
+        ["deep/er/file.txt", "new.txt", "other.txt", "shared.txt"]
+    );
+    // And back to clean: nothing remembered makes a fixed worktree look dirty either.
+    ws.git(&wt, &["checkout", "--", "."]);
+    std::fs::remove_dir_all(wt.join("deep")).unwrap();
+    std::fs::remove_file(wt.join("new.txt")).unwrap();
+    assert!(uncommitted(&review(&ws), "d").is_empty());
+    // The other envs' worktrees were never touched.
+    assert!(uncommitted(&review(&ws), "a").is_empty());
+}
+
+#[test]
+fn after_a_review_new_commits_rewritten_branches_and_a_moved_base_show() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    let v = warm_review(&ws);
+    let first_tip = layer(&v, "d")["tip"].as_str().unwrap().to_string();
+    assert_eq!(
+        (layer(&v, "d")["ahead"].as_u64(), files(&v, "d")),
+        (Some(1), vec!["other.txt".to_string()])
+    );
+
+    ws.commit(&wt, "second.txt", "2", "D: second");
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["ahead"], 2);
+    assert_eq!(files(&v, "d"), ["other.txt", "second.txt"]);
+    assert_eq!(layer(&v, "d")["last_commit_subject"], "D: second");
+
+    // Rewritten: as many commits as before, another tip and other files.
+    std::fs::write(wt.join("third.txt"), "3").unwrap();
+    ws.git(&wt, &["add", "third.txt"]);
+    ws.git(&wt, &["commit", "--quiet", "--amend", "-m", "D: amended"]);
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["ahead"], 2);
+    assert_eq!(files(&v, "d"), ["other.txt", "second.txt", "third.txt"]);
+    assert_eq!(layer(&v, "d")["insertions"], 3);
+
+    // Moved back from outside the worktree: its index still holds what the branch lost.
+    ws.git(&ws.repo("app"), &["update-ref", "refs/heads/d", &first_tip]);
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["tip"], first_tip.as_str());
+    assert_eq!(
+        (layer(&v, "d")["ahead"].as_u64(), files(&v, "d")),
+        (Some(1), vec!["other.txt".to_string()])
+    );
+    assert_eq!(uncommitted(&v, "d"), ["second.txt", "third.txt"]);
+
+    // The base moves on, changing what a changed: a conflicts with it, d does not.
+    let app = ws.repo("app");
+    ws.commit(
+        &app,
+        "shared.txt",
+        &text_with(2, "main changed it"),
+        "Main: line 2",
+    );
+    let v = review(&ws);
+    assert_eq!(layer(&v, "a")["behind"], 1);
+    assert_eq!(
+        layer(&v, "a")["conflicts_with_base"],
+        serde_json::json!(["shared.txt"])
+    );
+    assert_eq!(layer(&v, "d")["behind"], 1);
+    assert_eq!(layer(&v, "d")["conflicts_with_base"], serde_json::json!([]));
+    // Again, now changing d's file too.
+    ws.commit(&app, "other.txt", "main's", "Main: other");
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["behind"], 2);
+    assert_eq!(
+        layer(&v, "d")["conflicts_with_base"],
+        serde_json::json!(["other.txt"])
+    );
+    assert_eq!(layer(&v, "a")["behind"], 2);
+
+    // Between envs: c was clean with a; once it changes a's line too, they conflict.
+    assert_eq!(
+        pair(&v, "a", "c").unwrap()["conflict"],
+        serde_json::json!([])
+    );
+    ws.commit(
+        &ws.worktree("c", "app"),
+        "shared.txt",
+        &text_with(2, "C too"),
+        "C: line 2",
+    );
+    let v = review(&ws);
+    assert_eq!(
+        pair(&v, "a", "c").unwrap()["conflict"],
+        serde_json::json!(["shared.txt"])
+    );
+}
+
+#[test]
+fn after_a_review_changes_to_the_index_show() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    warm_review(&ws);
+    // Flagged so that git status looks away: only the check of flagged files sees the edit.
+    ws.git(&wt, &["update-index", "--assume-unchanged", "other.txt"]);
+    std::fs::write(wt.join("other.txt"), "e").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    std::fs::write(wt.join("other.txt"), "d").unwrap();
+    assert!(uncommitted(&review(&ws), "d").is_empty());
+    std::fs::write(wt.join("other.txt"), "f").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+
+    ws.git(&wt, &["update-index", "--skip-worktree", "README.md"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    std::fs::write(wt.join("README.md"), "changed").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["README.md", "other.txt"]);
+    ws.git(&wt, &["update-index", "--no-skip-worktree", "README.md"]);
+    ws.git(&wt, &["update-index", "--no-assume-unchanged", "other.txt"]);
+    ws.git(&wt, &["checkout", "--", "."]);
+    assert!(uncommitted(&warm_review(&ws), "d").is_empty());
+
+    // Staged, with the worktree as the index has it.
+    std::fs::write(wt.join("staged.txt"), "s").unwrap();
+    ws.git(&wt, &["add", "staged.txt"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["staged.txt"]);
+    ws.git(&wt, &["rm", "--quiet", "--cached", "staged.txt"]);
+    std::fs::remove_file(wt.join("staged.txt")).unwrap();
+    // A staged deletion, the file still on disk (untracked now: listed twice, as deleted and
+    // as untracked).
+    ws.git(&wt, &["rm", "--quiet", "--cached", "shared.txt"]);
+    let mut paths = uncommitted(&review(&ws), "d");
+    paths.dedup();
+    assert_eq!(paths, ["shared.txt"]);
+    ws.git(&wt, &["add", "shared.txt"]);
+    assert!(uncommitted(&review(&ws), "d").is_empty());
+}
+
+#[test]
+fn a_damaged_review_cache_is_no_cache() {
+    let ws = scenario();
+    let before = warm_review(&ws);
+    let cache = ws.grove_home.join("cache");
+    for entry in std::fs::read_dir(&cache).into_iter().flatten() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Cut in the middle, then plain garbage.
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+        assert_eq!(review(&ws), before);
+        std::fs::write(&path, "\0garbage").unwrap();
+        assert_eq!(review(&ws), before);
+    }
+    assert_eq!(review(&ws), before);
+}
