@@ -451,8 +451,12 @@ fn a_damaged_review_cache_is_no_cache() {
     let ws = scenario();
     let before = warm_review(&ws);
     let cache = ws.grove_home.join("cache");
-    for entry in std::fs::read_dir(&cache).into_iter().flatten() {
-        let path = entry.unwrap().path();
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         // Cut in the middle, then plain garbage.
         std::fs::write(&path, &text[..text.len() / 2]).unwrap();

@@ -61,12 +61,68 @@ pub fn branch_exists_fs(worktree: &Path, branch: &str) -> Option<bool> {
 
 /// Whether this git predicts merge conflicts (`merge-tree --write-tree`, git 2.38).
 pub fn has_merge_tree() -> bool {
+    predicts_merges(version_text().as_deref())
+}
+
+/// [`has_merge_tree`] for the output of `git --version`.
+pub fn predicts_merges(version_text: Option<&str>) -> bool {
+    version_text
+        .and_then(parse::version)
+        .is_some_and(|v| v >= (2, 38))
+}
+
+/// What `git --version` prints, or `None` when git does not run.
+pub fn version_text() -> Option<String> {
     Cmd::new("git")
         .arg("--version")
         .run()
         .ok()
-        .and_then(|o| parse::version(&o.stdout))
-        .is_some_and(|v| v >= (2, 38))
+        .map(|o| o.stdout)
+}
+
+/// The git dir of the checkout at `dir` (its `.git` folder, or where its `.git` file points),
+/// read from files: no process.
+pub fn git_dir_fs(dir: &Path) -> Option<PathBuf> {
+    let dotgit = dir.join(".git");
+    if dotgit.is_dir() {
+        return Some(dotgit);
+    }
+    let text = std::fs::read_to_string(&dotgit).ok()?;
+    Some(dir.join(text.strip_prefix("gitdir:")?.trim()))
+}
+
+/// The common dir shared by every worktree of the repository whose git dir is `git_dir`.
+pub fn common_dir_fs(git_dir: &Path) -> PathBuf {
+    match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir.to_path_buf(),
+    }
+}
+
+/// The trailing checksum of the index of the checkout at `dir` (git's hash of all of its
+/// content), with its length, as hex: two indexes with the same key hold the same entries and
+/// flags. `None` when there is no index or it was written without a hash (`index.skipHash`).
+/// Reads only the end of the file.
+pub fn index_checksum(dir: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(git_dir_fs(dir)?.join("index")).ok()?;
+    let len = file.metadata().ok()?.len();
+    let tail = len.min(INDEX_TAIL);
+    file.seek(SeekFrom::Start(len - tail)).ok()?;
+    let mut buf = Vec::new();
+    file.take(tail).read_to_end(&mut buf).ok()?;
+    index_key(len, &buf)
+}
+
+/// The last bytes of an index: a SHA-256 or, after 12 bytes of content, a SHA-1.
+const INDEX_TAIL: u64 = 32;
+
+fn index_key(len: u64, tail: &[u8]) -> Option<String> {
+    if tail.len() < 20 || tail[tail.len() - 20..].iter().all(|b| *b == 0) {
+        return None;
+    }
+    let hex: String = tail.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{len}:{hex}"))
 }
 
 /// The oldest git grove works with: `worktree list -z` arrived in 2.36.
@@ -392,11 +448,20 @@ impl Repo {
     /// whose edits git was told not to see (`update-index --skip-worktree` or
     /// `--assume-unchanged`): those are work too, and `worktree remove` would drop them.
     pub fn dirty_paths(worktree: &Path) -> Result<Vec<String>> {
+        Self::dirty_paths_with(worktree, Self::flagged_files)
+    }
+
+    /// [`Repo::dirty_paths`], with the index's flagged files from `flagged` (which may know
+    /// them already; see [`Repo::flagged_files`]).
+    pub fn dirty_paths_with(
+        worktree: &Path,
+        flagged: impl FnOnce(&Path) -> Result<Vec<(String, String)>>,
+    ) -> Result<Vec<String>> {
         let out = git(worktree)
             .args(["status", "--porcelain=v2", "-z", "--untracked-files=all"])
             .run()?;
         let mut paths = parse::status_paths(&out.stdout);
-        for p in Self::hidden_edits(worktree)? {
+        for p in Self::hidden_edits(worktree, &flagged(worktree)?)? {
             if !paths.contains(&p) {
                 paths.push(p);
             }
@@ -404,11 +469,16 @@ impl Repo {
         Ok(paths)
     }
 
-    /// Files flagged skip-worktree or assume-unchanged whose content on disk differs from the
-    /// index. A flagged file that is absent is not work (sparse checkouts leave them out).
-    fn hidden_edits(worktree: &Path) -> Result<Vec<String>> {
+    /// `(blob, path)` of the files of `worktree`'s index flagged skip-worktree or
+    /// assume-unchanged: a function of the index alone.
+    pub fn flagged_files(worktree: &Path) -> Result<Vec<(String, String)>> {
         let out = git(worktree).args(["ls-files", "-v", "-s", "-z"]).run()?;
-        let flagged = parse::flagged_files(&out.stdout);
+        Ok(parse::flagged_files(&out.stdout))
+    }
+
+    /// Of the `flagged` files, those whose content on disk differs from the index. A flagged
+    /// file that is absent is not work (sparse checkouts leave them out).
+    fn hidden_edits(worktree: &Path, flagged: &[(String, String)]) -> Result<Vec<String>> {
         let present: Vec<&(String, String)> = flagged
             .iter()
             .filter(|(_, path)| {

@@ -107,7 +107,7 @@ pub fn flagged_files(out: &str) -> Vec<(String, String)> {
 }
 
 /// One file of `git diff --numstat -z`: lines added and deleted (`None` for a binary file).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStat {
     pub path: String,
     pub insertions: Option<u32>,
