@@ -123,21 +123,29 @@ impl ReviewCache {
     }
 
     /// The files of `worktree`'s index flagged skip-worktree or assume-unchanged, remembered
-    /// by the index's checksum.
+    /// by the index's checksum. An index read to have none needs no git at all.
     pub fn flagged(&self, worktree: &Path) -> Result<Vec<(String, String)>> {
-        let (Some(key), Some(name)) = (git::index_checksum(worktree), worktree.to_str()) else {
+        let Some(name) = worktree.to_str() else {
             return Repo::flagged_files(worktree);
         };
-        let flagged = match self.old.indexes.get(name) {
-            Some(i) if i.checksum == key => i.flagged.clone(),
+        let known = self.old.indexes.get(name);
+        let (key, flagged) = match (git::index_checksum(worktree), known) {
+            (Some(key), Some(i)) if i.checksum == key => (key, i.flagged.clone()),
             _ => {
-                let flagged = Repo::flagged_files(worktree)?;
-                // Written while git read it: the answer is right for some index, maybe not
-                // this key's.
-                if git::index_checksum(worktree).as_ref() != Some(&key) {
-                    return Ok(flagged);
+                let Some((bytes, key)) = git::index_bytes(worktree) else {
+                    return Repo::flagged_files(worktree);
+                };
+                if git::parse::index_has_flags(&bytes) == Some(false) {
+                    (key, Vec::new())
+                } else {
+                    let flagged = Repo::flagged_files(worktree)?;
+                    // Written while git read it: the answer is right for some index, maybe
+                    // not this key's.
+                    if git::index_checksum(worktree).as_ref() != Some(&key) {
+                        return Ok(flagged);
+                    }
+                    (key, flagged)
                 }
-                flagged
             }
         };
         let mut new = self.new.lock().expect("no panic while holding the lock");

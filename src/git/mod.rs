@@ -114,6 +114,17 @@ pub fn index_checksum(dir: &Path) -> Option<String> {
     index_key(len, &buf)
 }
 
+/// The whole index of the checkout at `dir`, with its key (see [`index_checksum`]), read at
+/// once: the key is that of these bytes, whatever git writes meanwhile (it replaces the file,
+/// never changes it in place).
+pub fn index_bytes(dir: &Path) -> Option<(Vec<u8>, String)> {
+    let bytes = std::fs::read(git_dir_fs(dir)?.join("index")).ok()?;
+    let len = u64::try_from(bytes.len()).ok()?;
+    let tail = bytes.len() - bytes.len().min(32);
+    let key = index_key(len, bytes.get(tail..)?)?;
+    Some((bytes, key))
+}
+
 /// The last bytes of an index: a SHA-256 or, after 12 bytes of content, a SHA-1.
 const INDEX_TAIL: u64 = 32;
 
@@ -643,5 +654,158 @@ impl Repo {
     pub fn common_dir(&self) -> Result<PathBuf> {
         let out = self.stdout(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
         Ok(PathBuf::from(out.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository in a temp folder with files of many name lengths (every padding of the
+    /// index's entries), added with `config` (`-c` pairs) in force.
+    fn repo(init: &[&str], config: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path())
+            .arg("init")
+            .arg("--quiet")
+            .args(init)
+            .run()
+            .unwrap();
+        for i in 0..40 {
+            let sub = dir.path().join(format!("d{}", "x".repeat(i % 9)));
+            std::fs::create_dir_all(&sub).unwrap();
+            std::fs::write(sub.join(format!("{}{i}.txt", "f".repeat(i))), "x").unwrap();
+        }
+        // Long names: an index v4 then drops 128 bytes or more of a path, a varint of two
+        // bytes (the second one NUL for exactly 128).
+        for name in [
+            "l".repeat(200),
+            "m".repeat(250),
+            "q".repeat(128),
+            "r".into(),
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let mut add = git(dir.path());
+        for c in config {
+            add = add.args(["-c", c]);
+        }
+        add.args(["add", "--all"]).run().unwrap();
+        dir
+    }
+
+    fn update_index(dir: &Path, args: &[&str]) {
+        git(dir).arg("update-index").args(args).run().unwrap();
+    }
+
+    /// What the parser says, checked against `git ls-files` whenever it says anything.
+    fn flags(dir: &Path) -> Option<bool> {
+        let (bytes, _) = index_bytes(dir).unwrap();
+        let said = parse::index_has_flags(&bytes);
+        if let Some(said) = said {
+            let listed = !Repo::flagged_files(dir).unwrap().is_empty();
+            assert_eq!(
+                said,
+                listed,
+                "parser and ls-files disagree in {}",
+                dir.display()
+            );
+        }
+        said
+    }
+
+    #[test]
+    fn index_flags_read_like_git_lists_them() {
+        for (init, config) in [
+            (&[][..], &[][..]),
+            (&[], &["index.version=4"]),
+            (&[], &["index.version=3"]),
+            (&["--object-format=sha256"][..], &[]),
+            (&["--object-format=sha256"], &["index.version=4"]),
+        ] {
+            let r = repo(init, config);
+            let dir = r.path();
+            assert_eq!(flags(dir), Some(false), "{init:?} {config:?}");
+            update_index(dir, &["--assume-unchanged", "d/0.txt"]);
+            assert_eq!(flags(dir), Some(true), "{init:?} {config:?}");
+            update_index(dir, &["--no-assume-unchanged", "d/0.txt"]);
+            assert_eq!(flags(dir), Some(false), "{init:?} {config:?}");
+            update_index(dir, &["--skip-worktree", "dxxxxxxxx/ffffffff8.txt"]);
+            assert_eq!(flags(dir), Some(true), "{init:?} {config:?}");
+            update_index(dir, &["--no-skip-worktree", "dxxxxxxxx/ffffffff8.txt"]);
+            // Intent-to-add is an extended flag too, but not one that hides edits.
+            std::fs::write(dir.join("new.txt"), "n").unwrap();
+            git(dir)
+                .args(["add", "--intent-to-add", "new.txt"])
+                .run()
+                .unwrap();
+            assert_eq!(flags(dir), Some(false), "{init:?} {config:?}");
+        }
+    }
+
+    #[test]
+    fn an_index_it_cannot_read_alone_is_not_guessed() {
+        let r = repo(&[], &[]);
+        let dir = r.path();
+        update_index(dir, &["--split-index"]);
+        assert_eq!(flags(dir), None);
+        let (bytes, _) = {
+            update_index(dir, &["--no-split-index"]);
+            index_bytes(dir).unwrap()
+        };
+        assert_eq!(parse::index_has_flags(&bytes), Some(false));
+        for cut in [0, 11, 12, 100, bytes.len() - 21, bytes.len() - 1] {
+            assert_eq!(parse::index_has_flags(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut bad = bytes.clone();
+        bad[4..8].copy_from_slice(&5u32.to_be_bytes());
+        assert_eq!(parse::index_has_flags(&bad), None);
+        // One entry more than there is.
+        let mut bad = bytes;
+        let n = u32::from_be_bytes(bad[8..12].try_into().unwrap());
+        bad[8..12].copy_from_slice(&(n + 1).to_be_bytes());
+        assert_eq!(parse::index_has_flags(&bad), None);
+    }
+
+    #[test]
+    fn a_sparse_index_is_not_guessed() {
+        let r = repo(&[], &[]);
+        let dir = r.path();
+        git(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "x",
+            ])
+            .run()
+            .unwrap();
+        git(dir)
+            .args(["sparse-checkout", "set", "--cone", "--sparse-index", "d"])
+            .run()
+            .unwrap();
+        let (bytes, _) = index_bytes(dir).unwrap();
+        assert_eq!(parse::index_has_flags(&bytes), None);
+    }
+
+    #[test]
+    fn the_index_key_changes_with_the_index() {
+        let r = repo(&[], &[]);
+        let dir = r.path();
+        let before = index_checksum(dir).unwrap();
+        assert_eq!(index_bytes(dir).unwrap().1, before);
+        update_index(dir, &["--assume-unchanged", "d/0.txt"]);
+        assert_ne!(index_checksum(dir).unwrap(), before);
+        // Written without its hash: no key.
+        std::fs::write(dir.join("more.txt"), "m").unwrap();
+        git(dir)
+            .args(["-c", "index.skipHash=true", "add", "more.txt"])
+            .run()
+            .unwrap();
+        assert_eq!(index_checksum(dir), None);
+        assert!(index_bytes(dir).is_none());
     }
 }
