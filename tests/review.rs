@@ -466,3 +466,28 @@ fn a_damaged_review_cache_is_no_cache() {
     }
     assert_eq!(review(&ws), before);
 }
+
+#[test]
+fn the_review_cache_keeps_only_what_the_envs_still_use() {
+    let ws = scenario();
+    let d_tip = layer(&warm_review(&ws), "d")["tip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cache_text = || {
+        let files: Vec<_> = std::fs::read_dir(ws.grove_home.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        std::fs::read_to_string(&files[0]).unwrap()
+    };
+    let wt = ws.worktree("d", "app").display().to_string();
+    let text = cache_text();
+    assert!(text.contains(&d_tip) && text.contains(&wt), "{text}");
+    ws.grove(&["destroy", "d", "--force"]).success();
+    let v = review(&ws);
+    assert_eq!(v["envs"].as_array().unwrap().len(), 3);
+    let text = cache_text();
+    assert!(!text.contains(&d_tip) && !text.contains(&wt), "{text}");
+}
