@@ -8,7 +8,7 @@
 //! that touched a same file: without a shared file, a merge cannot conflict.
 //!
 //! Answers computed from commit ids alone, and the flags of each index, are remembered between
-//! runs ([`crate::review_cache`]); `git status` runs every time.
+//! runs ([`crate::review_cache`]); `git status` runs every time, with git's untracked cache.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -160,13 +160,15 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
         }
     }
     let per_repo = par_map(&repos, |r| {
-        let salt = version.as_deref().and_then(|v| review_cache::salt(r, v));
-        (Repo::new(r).branch_tips(), salt)
+        let config = review_cache::repo_config(r, version.as_deref());
+        (Repo::new(r).branch_tips(), config)
     });
     let mut tips: HashMap<PathBuf, HashMap<String, git::parse::Tip>> = HashMap::new();
-    for (r, (t, salt)) in repos.iter().zip(per_repo) {
+    let mut untracked_cache: HashMap<PathBuf, bool> = HashMap::new();
+    for (r, (t, config)) in repos.iter().zip(per_repo) {
         tips.insert(r.clone(), t?);
-        cache.set_salt(r, salt);
+        cache.set_salt(r, config.salt);
+        untracked_cache.insert(r.clone(), config.untracked_cache);
     }
 
     let mut jobs = Vec::new();
@@ -201,7 +203,8 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
     }
     let base_moves = base_moves(&jobs, &tips, &cache);
     let layers = par_map(&jobs, |j| {
-        layer_review(j, &tips, &base_moves, merge_tree, &cache)
+        let uc = untracked_cache.get(&j.layer.repo).copied().unwrap_or(false);
+        layer_review(j, &tips, &base_moves, merge_tree, &cache, uc)
     });
     for (job, lr) in jobs.iter().zip(layers) {
         envs[job.env].layers.push(lr);
@@ -293,6 +296,7 @@ fn layer_review(
     base_moves: &HashMap<BaseKey, Option<BTreeSet<String>>>,
     merge_tree: bool,
     cache: &ReviewCache,
+    untracked_cache: bool,
 ) -> LayerReview {
     let inst = job.layer;
     let repo = Repo::new(&inst.repo);
@@ -351,7 +355,8 @@ fn layer_review(
             lr.deletions = lr.files.iter().filter_map(|f| f.deletions).sum();
         }
         if inst.worktree.join(".git").exists() {
-            lr.uncommitted = Repo::dirty_paths_with(&inst.worktree, |w| cache.flagged(w))?;
+            lr.uncommitted =
+                Repo::dirty_paths_cached(&inst.worktree, untracked_cache, |w| cache.flagged(w))?;
         } else {
             lr.error = Some(format!("worktree missing: {}", inst.worktree.display()));
         }

@@ -175,20 +175,51 @@ impl ReviewCache {
     }
 }
 
-/// What besides commit ids decides the commit-level answers in `repo`, hashed: `None` when
-/// it cannot be told from files (a reftable repository, whose replace refs are not files).
-pub fn salt(repo: &Path, git_version: &str) -> Option<String> {
-    let common = git::common_dir_fs(&git::git_dir_fs(repo)?);
-    if common.join("reftable").exists() {
-        return None;
-    }
-    // Includes, `GIT_CONFIG_PARAMETERS` and the global and system files, as git sees them.
+/// What review needs of a repository's configuration, read once per run.
+pub struct RepoConfig {
+    /// What besides commit ids decides the commit-level answers, hashed; `None`: nothing of
+    /// this repository is remembered.
+    pub salt: Option<String>,
+    /// Whether `git status` may keep git's untracked cache in the worktrees' indexes: yes
+    /// unless the user set `core.untrackedCache` to something else than true.
+    pub untracked_cache: bool,
+}
+
+/// `repo`'s [`RepoConfig`], from one `git config --list` (includes, `GIT_CONFIG_PARAMETERS`,
+/// the global and system files, as git sees them) and a few files.
+pub fn repo_config(repo: &Path, git_version: Option<&str>) -> RepoConfig {
     let config = Repo::new(repo)
         .cmd()
         .args(["config", "--list", "-z"])
         .run()
-        .ok()?
-        .stdout;
+        .ok()
+        .map(|o| o.stdout);
+    RepoConfig {
+        salt: git_version
+            .zip(config.as_deref())
+            .and_then(|(v, c)| salt(repo, v, c)),
+        untracked_cache: config.as_deref().is_some_and(untracked_cache_allowed),
+    }
+}
+
+/// Whether `config` (`git config --list -z`) leaves `core.untrackedCache` unset or true.
+fn untracked_cache_allowed(config: &str) -> bool {
+    // The last one wins; a key without a value is true.
+    let last = config.split('\0').rev().find_map(|rec| {
+        let (key, value) = rec.split_once('\n').unwrap_or((rec, "true"));
+        key.eq_ignore_ascii_case("core.untrackedcache")
+            .then_some(value)
+    });
+    last.is_none_or(|v| ["true", "yes", "on", "1"].contains(&v.to_ascii_lowercase().as_str()))
+}
+
+/// The salt of `repo`: `None` when it cannot be told from files (a reftable repository,
+/// whose replace refs are not files).
+fn salt(repo: &Path, git_version: &str, config: &str) -> Option<String> {
+    let common = git::common_dir_fs(&git::git_dir_fs(repo)?);
+    if common.join("reftable").exists() {
+        return None;
+    }
     let mut text = format!("{git_version}\0{config}\0");
     let read = |p: PathBuf| std::fs::read(p).unwrap_or_else(|_| b"-".to_vec());
     for file in [
@@ -282,6 +313,26 @@ mod tests {
         assert_eq!(run(&["a", "b"], "s"), ["b"]);
         // Another salt: everything again.
         assert_eq!(run(&["a", "b"], "t"), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_untracked_cache_is_used_unless_turned_off() {
+        let list = |recs: &[&str]| recs.iter().map(|r| format!("{r}\0")).collect::<String>();
+        assert!(untracked_cache_allowed(""));
+        assert!(untracked_cache_allowed(&list(&["user.name\nme"])));
+        assert!(untracked_cache_allowed(&list(&[
+            "core.untrackedcache\nTrue"
+        ])));
+        assert!(untracked_cache_allowed(&list(&["core.untrackedcache"])));
+        for off in ["false", "keep", "0", "no", ""] {
+            let config = list(&[&format!("core.untrackedcache\n{off}")]);
+            assert!(!untracked_cache_allowed(&config), "{off}");
+        }
+        // The last one wins, as in git.
+        let config = list(&["core.untrackedcache\nfalse", "core.untrackedCache\ntrue"]);
+        assert!(untracked_cache_allowed(&config));
+        let config = list(&["core.untrackedcache\ntrue", "core.untrackedcache\nkeep"]);
+        assert!(!untracked_cache_allowed(&config));
     }
 
     #[test]

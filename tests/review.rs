@@ -491,3 +491,118 @@ fn the_review_cache_keeps_only_what_the_envs_still_use() {
     let text = cache_text();
     assert!(!text.contains(&d_tip) && !text.contains(&wt), "{text}");
 }
+
+/// `git status --porcelain=v2 -z -uall`'s paths, as the test's own git sees them.
+fn status_all(ws: &TestWorkspace, wt: &std::path::Path) -> Vec<String> {
+    let out = ws.git(
+        wt,
+        &["status", "--porcelain=v2", "-z", "--untracked-files=all"],
+    );
+    let mut paths = Vec::new();
+    let mut fields = out.split('\0');
+    while let Some(rec) = fields.next() {
+        let skip = match rec.as_bytes().first() {
+            Some(b'1') => 8,
+            Some(b'2') => 9,
+            Some(b'u') => 10,
+            Some(b'?') => 1,
+            _ => continue,
+        };
+        paths.push(rec.splitn(skip + 1, ' ').nth(skip).unwrap().to_string());
+        if rec.starts_with('2') {
+            fields.next();
+        }
+    }
+    paths
+}
+
+fn unsorted_uncommitted(v: &Value, name: &str) -> Vec<String> {
+    layer(v, name)["uncommitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether the index of worktree `wt` carries git's untracked cache.
+fn has_untracked_cache(ws: &TestWorkspace, wt: &std::path::Path) -> bool {
+    let index = ws.git(
+        wt,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    );
+    let bytes = std::fs::read(index).unwrap();
+    bytes.windows(4).any(|w| w == b"UNTR")
+}
+
+#[test]
+fn untracked_files_are_listed_one_by_one_as_git_status_lists_them() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    let check = |what: &str| {
+        for round in ["cold", "warm"] {
+            let v = review(&ws);
+            assert_eq!(
+                unsorted_uncommitted(&v, "d"),
+                status_all(&ws, &wt),
+                "{what}, {round}"
+            );
+        }
+    };
+    check("clean");
+    assert!(
+        has_untracked_cache(&ws, &wt),
+        "review keeps git's untracked cache"
+    );
+    // A new folder, folders in it, an ignored file, a name that is a glob, a file next to it.
+    for f in [
+        "new/a.txt",
+        "new/deep/b.txt",
+        "new/deep/er/c.txt",
+        "[x]/d.txt",
+        "x/e.txt",
+        "n.txt",
+    ] {
+        let p = wt.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f).unwrap();
+    }
+    std::fs::write(wt.join("new/deep/.env"), "ignored").unwrap();
+    std::fs::create_dir_all(wt.join("new/only-ignored")).unwrap();
+    std::fs::write(wt.join("new/only-ignored/.env"), "ignored").unwrap();
+    check("untracked folders");
+    assert!(unsorted_uncommitted(&review(&ws), "d").contains(&"[x]/d.txt".to_string()));
+    // A repository of its own inside: listed as a folder, as git does.
+    ws.init_repo(".grove/envs/d/app/new/inner");
+    check("a nested repository");
+    // The last file of a folder goes: nothing lists the folder any more.
+    std::fs::remove_file(wt.join("new/deep/er/c.txt")).unwrap();
+    check("a file removed deep down");
+    std::fs::remove_dir_all(wt.join("new")).unwrap();
+    check("the folder removed");
+    // What is ignored changes, by a tracked file and by one that is not.
+    std::fs::write(wt.join("x/keep.env"), "k").unwrap();
+    std::fs::write(wt.join(".gitignore"), "node_modules/\n").unwrap();
+    std::fs::write(wt.join("x/.env"), "no longer ignored").unwrap();
+    check("a .gitignore edited");
+    std::fs::write(wt.join("x/.gitignore"), "*.env\n").unwrap();
+    check("an untracked .gitignore");
+    std::fs::write(wt.join("x/.gitignore"), "keep.env\n").unwrap();
+    check("an untracked .gitignore edited");
+    let exclude = ws.repo("app").join(".git/info/exclude");
+    std::fs::write(&exclude, "n.txt\n").unwrap();
+    check("info/exclude");
+    std::fs::write(&exclude, "").unwrap();
+    check("info/exclude emptied");
+}
+
+#[test]
+fn a_user_who_turned_the_untracked_cache_off_keeps_it_off() {
+    let ws = scenario();
+    let app = ws.repo("app");
+    ws.git(&app, &["config", "core.untrackedCache", "false"]);
+    let wt = ws.worktree("d", "app");
+    std::fs::write(wt.join("new.txt"), "n").unwrap();
+    assert_eq!(uncommitted(&warm_review(&ws), "d"), ["new.txt"]);
+    assert!(!has_untracked_cache(&ws, &wt));
+}

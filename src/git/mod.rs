@@ -480,6 +480,59 @@ impl Repo {
         Ok(paths)
     }
 
+    /// [`Repo::dirty_paths`] as `review` asks it, of every worktree each time. Untracked
+    /// files are looked for with git's untracked cache (an index extension: the folders whose
+    /// listing and ignore files did not change since are not read again), forced on with
+    /// `untracked_cache` unless the user turned it off. It serves git's default mode, the one
+    /// agents' own `git status` runs in, where an untracked folder comes back as `dir/`: those
+    /// are then listed file by file (`ls-files --others`, same ignore rules), so the answer is
+    /// the one `--untracked-files=all` gives, in the same order.
+    pub fn dirty_paths_cached(
+        worktree: &Path,
+        untracked_cache: bool,
+        flagged: impl FnOnce(&Path) -> Result<Vec<(String, String)>>,
+    ) -> Result<Vec<String>> {
+        let mut status = git(worktree);
+        if untracked_cache {
+            status = status.args(["-c", "core.untrackedCache=true"]);
+        }
+        let out = status
+            .args(["status", "--porcelain=v2", "-z", "--untracked-files=normal"])
+            .run()?;
+        let mut paths = parse::status_paths(&out.stdout);
+        let folders: Vec<&String> = paths.iter().filter(|p| p.ends_with('/')).collect();
+        if !folders.is_empty() {
+            let listed = git(worktree)
+                .env("GIT_LITERAL_PATHSPECS", "1")
+                .args(["ls-files", "-z", "--others", "--exclude-standard", "--"])
+                .args(&folders)
+                .run()?;
+            let mut inside: Vec<&str> = listed
+                .stdout
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .collect();
+            inside.sort_unstable();
+            paths = paths
+                .iter()
+                .flat_map(|p| match p.strip_suffix('/') {
+                    None => vec![p.clone()],
+                    Some(_) => inside
+                        .iter()
+                        .filter(|f| f.starts_with(p.as_str()))
+                        .map(|f| (*f).to_string())
+                        .collect(),
+                })
+                .collect();
+        }
+        for p in Self::hidden_edits(worktree, &flagged(worktree)?)? {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        Ok(paths)
+    }
+
     /// `(blob, path)` of the files of `worktree`'s index flagged skip-worktree or
     /// assume-unchanged: a function of the index alone.
     pub fn flagged_files(worktree: &Path) -> Result<Vec<(String, String)>> {
