@@ -16,6 +16,9 @@ pairs.
   page cache and git's own files (indexes refreshed by earlier statuses) are as warm as for
   the other runs: cold is about grove's cache only.
 - warm: the next review with nothing changed; what is left is `git status` per worktree.
+- first: a cold review of worktrees whose indexes do not carry git's untracked cache yet
+  (`git update-index --no-untracked-cache` in each, untimed): review writes it then, once per
+  worktree. The worst case, a first review after upgrading grove.
 - the per-layer loop a script would run, replayed sequentially by `sh`: for each layer
   `rev-parse` of branch and base, `rev-list --left-right --count`, `diff --numstat`,
   `status --porcelain=v2`, `log -1`, `merge-tree` against the base tip; and `merge-tree` for
@@ -168,8 +171,19 @@ def main():
             run([binary, "review", "--json"], ws, env)
             warm_xs.append(time.perf_counter() - t)
 
-        cold_t, grove_t, shell_t, loop_t, wt_t, base_cold_t, base_warm_t = [], [], [], [], [], [], []
+        worktrees = sorted(p for p in (ws / ".grove/envs").glob("*/*") if (p / ".git").exists())
+
+        def first(xs):
+            for w in worktrees:
+                git(["update-index", "--no-untracked-cache"], w, env)
+            drop_cache()
+            t = time.perf_counter()
+            run([grove, "review", "--json"], ws, env)
+            xs.append(time.perf_counter() - t)
+
+        first_t, cold_t, grove_t, shell_t, loop_t, wt_t, base_cold_t, base_warm_t = ([] for _ in range(8))
         for _ in range(args.runs):
+            first(first_t)
             cold_warm(grove, cold_t, grove_t)
             if baseline:
                 cold_warm(baseline, base_cold_t, base_warm_t)
@@ -194,6 +208,8 @@ def main():
         return [round(min(xs) * 1000, 1), round(max(xs) * 1000, 1)]
 
     result = {"envs": args.envs, "files": args.files, "runs": args.runs,
+              "grove_review_first_ms": round(statistics.median(first_t) * 1000, 1),
+              "grove_review_first_min_max_ms": spread(first_t),
               "grove_review_cold_ms": round(c, 1), "grove_review_cold_min_max_ms": spread(cold_t),
               "grove_review_warm_ms": round(g, 1), "grove_review_warm_min_max_ms": spread(grove_t),
               "per_layer_loop_queries": len(loop), "per_layer_loop_ms": round(lp, 1),
@@ -211,6 +227,7 @@ def main():
     print(f"review of {args.envs} envs x 2 layers over repos of {args.files} files, median of {args.runs} [min-max]:")
     print(f"  per-layer shell loop ({len(loop)} git queries)       {lp:8.1f} ms  {spread(loop_t)}")
     print(f"  grove's cold {len(cmds)} git queries, sequential     {s:8.1f} ms  {spread(shell_t)}")
+    print(f"  grove review --json, first                  {statistics.median(first_t) * 1000:8.1f} ms  {spread(first_t)}")
     print(f"  grove review --json, cold ({len(cmds)} queries)      {c:8.1f} ms  {spread(cold_t)}")
     print(f"  grove review --json, warm ({len(warm_cmds)} queries)      {g:8.1f} ms  {spread(grove_t)}")
     if base_cold_t:
