@@ -12,7 +12,8 @@
 //!   checked again every time.
 //!
 //! The working tree itself is never remembered: `git status` runs every time, since only a
-//! look at every file can tell that none was edited. A file that does not parse is no cache;
+//! look at every file can tell that none was edited (git's untracked cache spares it the
+//! folders that did not change, see [`Repo::dirty_paths_cached`]). A file that does not parse is no cache;
 //! each run writes back only the entries it used, so envs that are gone drop out.
 
 use std::collections::{BTreeMap, HashMap};
@@ -83,7 +84,8 @@ impl ReviewCache {
         }
     }
 
-    /// Sets `repo`'s salt for this run (see [`salt`]); a repository without one is not cached.
+    /// Sets `repo`'s salt for this run (see [`RepoConfig::salt`]); a repository without one is
+    /// not cached.
     pub fn set_salt(&mut self, repo: &Path, salt: Option<String>) {
         self.salts.insert(repo.to_path_buf(), salt);
     }
