@@ -107,7 +107,7 @@ pub fn index_checksum(dir: &Path) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::File::open(git_dir_fs(dir)?.join("index")).ok()?;
     let len = file.metadata().ok()?.len();
-    let tail = len.min(INDEX_TAIL);
+    let tail = len.min(INDEX_TAIL as u64);
     file.seek(SeekFrom::Start(len - tail)).ok()?;
     let mut buf = Vec::new();
     file.take(tail).read_to_end(&mut buf).ok()?;
@@ -120,13 +120,13 @@ pub fn index_checksum(dir: &Path) -> Option<String> {
 pub fn index_bytes(dir: &Path) -> Option<(Vec<u8>, String)> {
     let bytes = std::fs::read(git_dir_fs(dir)?.join("index")).ok()?;
     let len = u64::try_from(bytes.len()).ok()?;
-    let tail = bytes.len() - bytes.len().min(32);
+    let tail = bytes.len() - bytes.len().min(INDEX_TAIL);
     let key = index_key(len, bytes.get(tail..)?)?;
     Some((bytes, key))
 }
 
 /// The last bytes of an index: a SHA-256 or, after 12 bytes of content, a SHA-1.
-const INDEX_TAIL: u64 = 32;
+const INDEX_TAIL: usize = 32;
 
 fn index_key(len: u64, tail: &[u8]) -> Option<String> {
     if tail.len() < 20 || tail[tail.len() - 20..].iter().all(|b| *b == 0) {
@@ -459,20 +459,11 @@ impl Repo {
     /// whose edits git was told not to see (`update-index --skip-worktree` or
     /// `--assume-unchanged`): those are work too, and `worktree remove` would drop them.
     pub fn dirty_paths(worktree: &Path) -> Result<Vec<String>> {
-        Self::dirty_paths_with(worktree, Self::flagged_files)
-    }
-
-    /// [`Repo::dirty_paths`], with the index's flagged files from `flagged` (which may know
-    /// them already; see [`Repo::flagged_files`]).
-    pub fn dirty_paths_with(
-        worktree: &Path,
-        flagged: impl FnOnce(&Path) -> Result<Vec<(String, String)>>,
-    ) -> Result<Vec<String>> {
         let out = git(worktree)
             .args(["status", "--porcelain=v2", "-z", "--untracked-files=all"])
             .run()?;
         let mut paths = parse::status_paths(&out.stdout);
-        for p in Self::hidden_edits(worktree, &flagged(worktree)?)? {
+        for p in Self::hidden_edits(worktree, &Self::flagged_files(worktree)?)? {
             if !paths.contains(&p) {
                 paths.push(p);
             }
