@@ -1,17 +1,38 @@
 #!/usr/bin/env python3
-"""grove review benchmark: `grove review --json` over 50 envs x 2 layers, against the same
-information gathered by git queries run one after another in a shell loop, in the same run.
+"""grove review benchmark: `grove review --json` over 50 envs x 2 layers, cold and warm, against
+the same information gathered by git queries run one after another in a shell loop, and against
+worktrunk's `wt list` over the same worktrees when `wt` is on PATH (or given with --wt), all in
+the same run, interleaved.
 
-    python3 bench/review.py [--envs N] [--files N] [--runs N] [--grove PATH] [--keep DIR]
+    python3 bench/review.py [--envs N] [--files N] [--runs N] [--grove PATH] [--baseline PATH]
+                            [--wt PATH] [--keep DIR]
 
-Two shell loops, both replayed sequentially by `sh`:
-- the per-layer loop a script would run: for each layer `rev-parse` of branch and base,
-  `rev-list --left-right --count`, `diff --numstat`, `status --porcelain=v2`, `log -1`,
-  `merge-tree` against the base tip; and `merge-tree` for each pair of envs that changed a same
-  file (grove's own overlap list). This is the target's baseline.
-- the exact queries grove ran (from its GROVE_LOG=debug trace): the same git work as grove, so
-  the ratio is grove's parallelism and overhead alone.
-Writes bench/out/review.json.
+Every env's layers have one commit of their own, and both bases moved on after the envs were
+made, so each layer gets its counts, diffstat, status and merge prediction, and the radar its
+pairs.
+
+- cold: the first review after its cache is dropped (`$GROVE_HOME/cache/review-*.json` deleted,
+  nothing else): every git query runs, as on a first review or after every branch moved. The
+  page cache and git's own files (indexes refreshed by earlier statuses) are as warm as for
+  the other runs: cold is about grove's cache only.
+- warm: the next review with nothing changed; what is left is `git status` per worktree.
+- first: a cold review of worktrees whose indexes do not carry git's untracked cache yet
+  (`git update-index --no-untracked-cache` in each, untimed): review writes it then, once per
+  worktree. The worst case, a first review after upgrading grove.
+- the per-layer loop a script would run, replayed sequentially by `sh`: for each layer
+  `rev-parse` of branch and base, `rev-list --left-right --count`, `diff --numstat`,
+  `status --porcelain=v2`, `log -1`, `merge-tree` against the base tip; and `merge-tree` for
+  each pair of envs that changed a same file (grove's own overlap list). This is the target's
+  baseline.
+- the exact queries a cold grove ran (from its GROVE_LOG=debug trace), replayed sequentially:
+  the same git work as grove, so the ratio is grove's parallelism and overhead alone.
+- with --baseline, another grove binary (an older build), cold and warm the same way, in the
+  same runs: before/after numbers that share the machine's moods.
+- `wt list` in each repo's main checkout (front, then api), summed: worktrunk's listing of the
+  same 100 worktrees. Skipped when there is no `wt`.
+
+Medians of --runs; each series' min and max are kept too (the machine may be shared: look at
+the spread before quoting a median). Writes bench/out/review.json.
 """
 
 import argparse
@@ -44,6 +65,8 @@ def main():
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--grove")
+    ap.add_argument("--baseline", help="another grove binary, measured the same way in the same runs")
+    ap.add_argument("--wt", help="worktrunk's `wt` (default: the one on PATH, if any)")
     ap.add_argument("--keep", help="build the workspace here (or reuse it) and keep it")
     args = ap.parse_args()
     grove = args.grove and str(Path(args.grove).resolve())
@@ -95,7 +118,17 @@ def main():
             git(["add", "-A"], d, env)
             git(["commit", "-qm", "main moves"], d, env)
 
+        cache = tmp / "state/cache"
+
+        def drop_cache():
+            for f in cache.glob("review-*.json"):
+                f.unlink()
+
+        drop_cache()
         traced = run([grove, "review", "--json"], ws, {**env, "GROVE_LOG": "debug"})
+        warm_trace = run([grove, "review", "--json"], ws, {**env, "GROVE_LOG": "debug"})
+        if json.loads(warm_trace.stdout) != json.loads(traced.stdout):
+            sys.exit("a warm review differs from the cold one")
         review = json.loads(traced.stdout)
         q = shlex.quote
         loop = []
@@ -118,31 +151,95 @@ def main():
         script = tmp / "replay.sh"
         # The trace joins arguments with spaces (none of these holds one): quote each for sh.
         script.write_text("".join(" ".join(shlex.quote(a) for a in c.split(" ")) + " >/dev/null 2>&1\n" for c in cmds))
-        grove_t, shell_t, loop_t = [], [], []
-        for _ in range(args.runs):
+        warm_cmds = re.findall(r"^\[grove\] \$ git ", warm_trace.stderr, re.M)
+        wt_bin = args.wt or shutil.which("wt", path=env["PATH"])
+        wt_cmd = None
+        if wt_bin:
+            wt_cmd = [str(Path(wt_bin).resolve()), "list"]
+            for repo in ["front", "api"]:
+                if run(wt_cmd, ws / repo, env, check=False).returncode != 0:
+                    print(f"`wt list` fails in {repo}: not measured", flush=True)
+                    wt_cmd = None
+        baseline = args.baseline and str(Path(args.baseline).resolve())
+
+        def cold_warm(binary, cold_xs, warm_xs):
+            drop_cache()
+            t = time.perf_counter()
+            run([binary, "review", "--json"], ws, env)
+            cold_xs.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            run([binary, "review", "--json"], ws, env)
+            warm_xs.append(time.perf_counter() - t)
+
+        worktrees = sorted(p for p in (ws / ".grove/envs").glob("*/*") if (p / ".git").exists())
+
+        def first(xs):
+            for w in worktrees:
+                git(["update-index", "--no-untracked-cache"], w, env)
+            drop_cache()
             t = time.perf_counter()
             run([grove, "review", "--json"], ws, env)
-            grove_t.append(time.perf_counter() - t)
+            xs.append(time.perf_counter() - t)
+
+        first_t, cold_t, grove_t, shell_t, loop_t, wt_t, base_cold_t, base_warm_t = ([] for _ in range(8))
+        for _ in range(args.runs):
+            first(first_t)
+            cold_warm(grove, cold_t, grove_t)
+            if baseline:
+                cold_warm(baseline, base_cold_t, base_warm_t)
+            if wt_cmd:
+                t = time.perf_counter()
+                for repo in ["front", "api"]:
+                    run(wt_cmd, ws / repo, env)
+                wt_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             run(["sh", str(script)], ws, env, check=False)
             shell_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             run(["sh", str(natural)], ws, env, check=False)
             loop_t.append(time.perf_counter() - t)
-        g, s, lp = (statistics.median(x) * 1000 for x in (grove_t, shell_t, loop_t))
+        c, g, s, lp = (statistics.median(x) * 1000 for x in (cold_t, grove_t, shell_t, loop_t))
+        w = statistics.median(wt_t) * 1000 if wt_t else None
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def spread(xs):
+        return [round(min(xs) * 1000, 1), round(max(xs) * 1000, 1)]
+
     result = {"envs": args.envs, "files": args.files, "runs": args.runs,
-              "grove_review_ms": round(g, 1),
-              "per_layer_loop_queries": len(loop), "per_layer_loop_ms": round(lp, 1), "ratio": round(g / lp, 3),
-              "grove_queries": len(cmds), "grove_queries_sequential_ms": round(s, 1),
-              "ratio_same_queries": round(g / s, 3)}
-    print(f"review of {args.envs} envs x 2 layers, median of {args.runs}:")
-    print(f"  per-layer shell loop ({len(loop)} git queries)      {lp:8.1f} ms")
-    print(f"  grove's own {len(cmds)} git queries, sequential     {s:8.1f} ms")
-    print(f"  grove review --json                         {g:8.1f} ms")
-    print(f"  ratio to the per-layer loop {g / lp:.2f} (target <= 0.5); to its own queries run sequentially {g / s:.2f}")
+              "grove_review_first_ms": round(statistics.median(first_t) * 1000, 1),
+              "grove_review_first_min_max_ms": spread(first_t),
+              "grove_review_cold_ms": round(c, 1), "grove_review_cold_min_max_ms": spread(cold_t),
+              "grove_review_warm_ms": round(g, 1), "grove_review_warm_min_max_ms": spread(grove_t),
+              "per_layer_loop_queries": len(loop), "per_layer_loop_ms": round(lp, 1),
+              "per_layer_loop_min_max_ms": spread(loop_t),
+              "ratio_cold": round(c / lp, 3), "ratio_warm": round(g / lp, 3),
+              "grove_queries_cold": len(cmds), "grove_queries_warm": len(warm_cmds),
+              "grove_queries_sequential_ms": round(s, 1), "ratio_cold_same_queries": round(c / s, 3),
+              "wt_list_ms": w and round(w, 1), "wt_list_min_max_ms": wt_t and spread(wt_t),
+              "baseline": baseline or None,
+              "baseline_cold_ms": base_cold_t and round(statistics.median(base_cold_t) * 1000, 1),
+              "baseline_cold_min_max_ms": base_cold_t and spread(base_cold_t),
+              "baseline_warm_ms": base_warm_t and round(statistics.median(base_warm_t) * 1000, 1),
+              "baseline_warm_min_max_ms": base_warm_t and spread(base_warm_t),
+              "load_average": os.getloadavg()}
+    print(f"review of {args.envs} envs x 2 layers over repos of {args.files} files, median of {args.runs} [min-max]:")
+    print(f"  per-layer shell loop ({len(loop)} git queries)       {lp:8.1f} ms  {spread(loop_t)}")
+    print(f"  grove's cold {len(cmds)} git queries, sequential     {s:8.1f} ms  {spread(shell_t)}")
+    print(f"  grove review --json, first                  {statistics.median(first_t) * 1000:8.1f} ms  {spread(first_t)}")
+    print(f"  grove review --json, cold ({len(cmds)} queries)      {c:8.1f} ms  {spread(cold_t)}")
+    print(f"  grove review --json, warm ({len(warm_cmds)} queries)      {g:8.1f} ms  {spread(grove_t)}")
+    if base_cold_t:
+        bc, bw = (statistics.median(x) * 1000 for x in (base_cold_t, base_warm_t))
+        print(f"  baseline grove, cold                        {bc:8.1f} ms  {spread(base_cold_t)}")
+        print(f"  baseline grove, warm                        {bw:8.1f} ms  {spread(base_warm_t)}")
+    if w is not None:
+        print(f"  wt list, front + api                        {w:8.1f} ms  {spread(wt_t)}")
+    else:
+        print("  wt list: no `wt` on PATH, not measured")
+    print(f"  ratio to the per-layer loop: cold {c / lp:.2f}, warm {g / lp:.2f} (target <= 0.5); "
+          f"cold to its own queries run sequentially {c / s:.2f}")
     out = ROOT / "bench/out"
     out.mkdir(exist_ok=True)
     (out / "review.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -31,6 +31,7 @@ pub mod provision;
 pub mod recover;
 pub mod report;
 pub mod review;
+pub mod review_cache;
 pub mod state;
 pub mod supervisor;
 pub mod sweep;

@@ -6,6 +6,9 @@
 //! base), `status --porcelain=v2` (uncommitted work) and, when the base moved on and changed a
 //! file the branch changed too, a `merge-tree --write-tree` against the base tip. Between envs, `merge-tree` runs only for pairs
 //! that touched a same file: without a shared file, a merge cannot conflict.
+//!
+//! Answers computed from commit ids alone, and the flags of each index, are remembered between
+//! runs ([`crate::review_cache`]); `git status` runs every time, with git's untracked cache.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use serde::Serialize;
 use crate::ctx::Ctx;
 use crate::git::{self, Repo, parse::FileStat};
 use crate::report;
+use crate::review_cache::{self, ReviewCache};
 use crate::state::{CheckRow, EnvRow};
 
 /// 2: the queue's classes changed (`urgency` 0 to 6, with `state` and `next`), and each env
@@ -173,7 +177,9 @@ struct Job<'a> {
 
 /// Gathers the review of every env of the workspace.
 pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
-    let merge_tree = git::has_merge_tree();
+    let version = git::version_text();
+    let merge_tree = git::predicts_merges(version.as_deref());
+    let mut cache = ReviewCache::load(&ctx.home, &ctx.ws.key());
     let env_rows: Vec<EnvRow> = ctx.store.envs(ctx.ws_id)?;
     let instances: Vec<Vec<crate::state::Instance>> = env_rows
         .iter()
@@ -196,11 +202,17 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
             }
         }
     }
-    let tips: HashMap<PathBuf, HashMap<String, git::parse::Tip>> = repos
-        .iter()
-        .zip(par_map(&repos, |r| Repo::new(r).branch_tips()))
-        .map(|(r, t)| Ok((r.clone(), t?)))
-        .collect::<Result<_>>()?;
+    let per_repo = par_map(&repos, |r| {
+        let config = review_cache::repo_config(r, version.as_deref());
+        (Repo::new(r).branch_tips(), config)
+    });
+    let mut tips: HashMap<PathBuf, HashMap<String, git::parse::Tip>> = HashMap::new();
+    let mut untracked_cache: HashMap<PathBuf, bool> = HashMap::new();
+    for (r, (t, config)) in repos.iter().zip(per_repo) {
+        tips.insert(r.clone(), t?);
+        cache.set_salt(r, config.salt);
+        untracked_cache.insert(r.clone(), config.untracked_cache);
+    }
 
     let mut jobs = Vec::new();
     let mut envs = Vec::new();
@@ -256,12 +268,16 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
                 .collect(),
         });
     }
-    let base_moves = base_moves(&jobs, &tips);
-    let layers = par_map(&jobs, |j| layer_review(j, &tips, &base_moves, merge_tree));
+    let base_moves = base_moves(&jobs, &tips, &cache);
+    let layers = par_map(&jobs, |j| {
+        let uc = untracked_cache.get(&j.layer.repo).copied().unwrap_or(false);
+        layer_review(j, &tips, &base_moves, merge_tree, &cache, uc)
+    });
     for (job, lr) in jobs.iter().zip(layers) {
         envs[job.env].layers.push(lr);
     }
-    let conflicts = radar(&envs, merge_tree);
+    let conflicts = radar(&envs, merge_tree, &cache);
+    cache.save();
     for e in &mut envs {
         classify(e);
     }
@@ -286,6 +302,7 @@ type BaseKey = (PathBuf, String, String);
 fn base_moves(
     jobs: &[Job<'_>],
     tips: &HashMap<PathBuf, HashMap<String, git::parse::Tip>>,
+    cache: &ReviewCache,
 ) -> HashMap<BaseKey, Option<BTreeSet<String>>> {
     let mut keys: Vec<BaseKey> = jobs
         .iter()
@@ -304,24 +321,29 @@ fn base_moves(
         .collect();
     keys.sort();
     keys.dedup();
-    let files = par_map(&keys, |(repo, from, to)| {
-        let repo = Repo::new(repo);
-        // A base rewritten (not a descendant) gets no shortcut: its merge base is unknown here.
-        if !repo.is_ancestor(from, to).ok()? {
-            return None;
-        }
-        let out = repo
-            .cmd()
-            .args(["diff", "--name-only", "-z", "--no-renames", from, to, "--"])
-            .run()
+    let files = par_map(&keys, |(dir, from, to)| {
+        let repo = Repo::new(dir);
+        let files: Option<Vec<String>> = cache
+            .commits(dir, &format!("move {from} {to}"), || {
+                // A base rewritten (not a descendant) gets no shortcut: its merge base is
+                // unknown here.
+                if !repo.is_ancestor(from, to)? {
+                    return Ok(None);
+                }
+                let out = repo
+                    .cmd()
+                    .args(["diff", "--name-only", "-z", "--no-renames", from, to, "--"])
+                    .run()?;
+                Ok(Some(
+                    out.stdout
+                        .split('\0')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                ))
+            })
             .ok()?;
-        Some(
-            out.stdout
-                .split('\0')
-                .filter(|p| !p.is_empty())
-                .map(str::to_string)
-                .collect(),
-        )
+        Some(files?.into_iter().collect())
     });
     keys.into_iter().zip(files).collect()
 }
@@ -340,6 +362,8 @@ fn layer_review(
     tips: &HashMap<PathBuf, HashMap<String, git::parse::Tip>>,
     base_moves: &HashMap<BaseKey, Option<BTreeSet<String>>>,
     merge_tree: bool,
+    cache: &ReviewCache,
+    untracked_cache: bool,
 ) -> LayerReview {
     let inst = job.layer;
     let repo = Repo::new(&inst.repo);
@@ -386,14 +410,20 @@ fn layer_review(
     };
     lr.base_tip = Some(base_tip.clone());
     let fill = |lr: &mut LayerReview| -> Result<()> {
-        (lr.behind, lr.ahead) = repo.behind_ahead(&base_tip, &tip)?;
+        let commits = format!("{base_tip} {tip}");
+        (lr.behind, lr.ahead) = cache.commits(&inst.repo, &format!("count {commits}"), || {
+            repo.behind_ahead(&base_tip, &tip)
+        })?;
         if lr.ahead > 0 {
-            lr.files = repo.numstat(&base_tip, &tip)?;
+            lr.files = cache.commits(&inst.repo, &format!("numstat {commits}"), || {
+                repo.numstat(&base_tip, &tip)
+            })?;
             lr.insertions = lr.files.iter().filter_map(|f| f.insertions).sum();
             lr.deletions = lr.files.iter().filter_map(|f| f.deletions).sum();
         }
         if inst.worktree.join(".git").exists() {
-            lr.uncommitted = Repo::dirty_paths(&inst.worktree)?;
+            lr.uncommitted =
+                Repo::dirty_paths_cached(&inst.worktree, untracked_cache, |w| cache.flagged(w))?;
         } else {
             lr.error = Some(format!("worktree missing: {}", inst.worktree.display()));
         }
@@ -410,7 +440,9 @@ fn layer_review(
             (false, _) => None,
             // Base not moved, nothing of our own, or no file both sides changed: no conflict.
             (true, false) => Some(Vec::new()),
-            (true, true) => Some(repo.merge_conflicts(&base_tip, &tip)?),
+            (true, true) => Some(cache.commits(&inst.repo, &format!("merge {commits}"), || {
+                repo.merge_conflicts(&base_tip, &tip)
+            })?),
         };
         Ok(())
     };
@@ -421,7 +453,7 @@ fn layer_review(
 }
 
 /// Pairs of envs with worktrees of the same repo that touched a same file.
-fn radar(envs: &[EnvReview], merge_tree: bool) -> Vec<Conflict> {
+fn radar(envs: &[EnvReview], merge_tree: bool, cache: &ReviewCache) -> Vec<Conflict> {
     struct Pair<'a> {
         a: &'a EnvReview,
         b: &'a EnvReview,
@@ -456,7 +488,11 @@ fn radar(envs: &[EnvReview], merge_tree: bool) -> Vec<Conflict> {
         }
     }
     let predicted = par_map(&pairs, |p| match (merge_tree, &p.la.tip, &p.lb.tip) {
-        (true, Some(ta), Some(tb)) => Repo::new(&p.la.repo).merge_conflicts(ta, tb).ok(),
+        (true, Some(ta), Some(tb)) => cache
+            .commits(&p.la.repo, &format!("merge {ta} {tb}"), || {
+                Repo::new(&p.la.repo).merge_conflicts(ta, tb)
+            })
+            .ok(),
         _ => None,
     });
     pairs

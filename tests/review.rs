@@ -258,3 +258,354 @@ fn diff_shows_what_the_env_changed() {
     let clean = ws.grove(&["diff", "b", "app"]).success().stdout;
     assert!(!clean.contains("changed, not committed"), "{clean}");
 }
+
+// What `review` remembers between runs (results computed from commit ids, the flags of an
+// index) must never hide a change: each change below, made after a review whose results were
+// reused once already, shows in the next one.
+
+/// Two reviews: the second one starts from what the first one left behind.
+fn warm_review(ws: &TestWorkspace) -> Value {
+    review(ws);
+    review(ws)
+}
+
+fn layer<'a>(v: &'a Value, name: &str) -> &'a Value {
+    &env(v, name)["layers"][0]
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    s.sort();
+    s
+}
+
+fn uncommitted(v: &Value, name: &str) -> Vec<String> {
+    strings(&layer(v, name)["uncommitted"])
+}
+
+fn files(v: &Value, name: &str) -> Vec<String> {
+    let mut f: Vec<String> = layer(v, name)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn after_a_review_edits_new_files_and_deletions_in_a_worktree_show() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    assert!(uncommitted(&warm_review(&ws), "d").is_empty());
+    // Same size, right after a review: only the content and the time stamps differ.
+    std::fs::write(wt.join("other.txt"), "e").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    std::fs::write(wt.join("new.txt"), "n").unwrap();
+    std::fs::create_dir_all(wt.join("deep/er")).unwrap();
+    std::fs::write(wt.join("deep/er/file.txt"), "n").unwrap();
+    assert_eq!(
+        uncommitted(&review(&ws), "d"),
+        ["deep/er/file.txt", "new.txt", "other.txt"]
+    );
+    std::fs::remove_file(wt.join("shared.txt")).unwrap();
+    assert_eq!(
+        uncommitted(&review(&ws), "d"),
+        ["deep/er/file.txt", "new.txt", "other.txt", "shared.txt"]
+    );
+    // And back to clean: nothing remembered makes a fixed worktree look dirty either.
+    ws.git(&wt, &["checkout", "--", "."]);
+    std::fs::remove_dir_all(wt.join("deep")).unwrap();
+    std::fs::remove_file(wt.join("new.txt")).unwrap();
+    assert!(uncommitted(&review(&ws), "d").is_empty());
+    // The other envs' worktrees were never touched.
+    assert!(uncommitted(&review(&ws), "a").is_empty());
+}
+
+#[test]
+fn after_a_review_new_commits_rewritten_branches_and_a_moved_base_show() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    let v = warm_review(&ws);
+    let first_tip = layer(&v, "d")["tip"].as_str().unwrap().to_string();
+    assert_eq!(
+        (layer(&v, "d")["ahead"].as_u64(), files(&v, "d")),
+        (Some(1), vec!["other.txt".to_string()])
+    );
+
+    ws.commit(&wt, "second.txt", "2", "D: second");
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["ahead"], 2);
+    assert_eq!(files(&v, "d"), ["other.txt", "second.txt"]);
+    assert_eq!(layer(&v, "d")["last_commit_subject"], "D: second");
+
+    // Rewritten: as many commits as before, another tip and other files.
+    std::fs::write(wt.join("third.txt"), "3").unwrap();
+    ws.git(&wt, &["add", "third.txt"]);
+    ws.git(&wt, &["commit", "--quiet", "--amend", "-m", "D: amended"]);
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["ahead"], 2);
+    assert_eq!(files(&v, "d"), ["other.txt", "second.txt", "third.txt"]);
+    assert_eq!(layer(&v, "d")["insertions"], 3);
+
+    // Moved back from outside the worktree: its index still holds what the branch lost.
+    ws.git(&ws.repo("app"), &["update-ref", "refs/heads/d", &first_tip]);
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["tip"], first_tip.as_str());
+    assert_eq!(
+        (layer(&v, "d")["ahead"].as_u64(), files(&v, "d")),
+        (Some(1), vec!["other.txt".to_string()])
+    );
+    assert_eq!(uncommitted(&v, "d"), ["second.txt", "third.txt"]);
+
+    // The base moves on, changing what a changed: a conflicts with it, d does not.
+    let app = ws.repo("app");
+    ws.commit(
+        &app,
+        "shared.txt",
+        &text_with(2, "main changed it"),
+        "Main: line 2",
+    );
+    let v = review(&ws);
+    assert_eq!(layer(&v, "a")["behind"], 1);
+    assert_eq!(
+        layer(&v, "a")["conflicts_with_base"],
+        serde_json::json!(["shared.txt"])
+    );
+    assert_eq!(layer(&v, "d")["behind"], 1);
+    assert_eq!(layer(&v, "d")["conflicts_with_base"], serde_json::json!([]));
+    // Again, now changing d's file too.
+    ws.commit(&app, "other.txt", "main's", "Main: other");
+    let v = review(&ws);
+    assert_eq!(layer(&v, "d")["behind"], 2);
+    assert_eq!(
+        layer(&v, "d")["conflicts_with_base"],
+        serde_json::json!(["other.txt"])
+    );
+    assert_eq!(layer(&v, "a")["behind"], 2);
+
+    // Between envs: c was clean with a; once it changes a's line too, they conflict.
+    assert_eq!(
+        pair(&v, "a", "c").unwrap()["conflict"],
+        serde_json::json!([])
+    );
+    ws.commit(
+        &ws.worktree("c", "app"),
+        "shared.txt",
+        &text_with(2, "C too"),
+        "C: line 2",
+    );
+    let v = review(&ws);
+    assert_eq!(
+        pair(&v, "a", "c").unwrap()["conflict"],
+        serde_json::json!(["shared.txt"])
+    );
+}
+
+#[test]
+fn after_a_review_changes_to_the_index_show() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    warm_review(&ws);
+    // Flagged so that git status looks away: only the check of flagged files sees the edit.
+    ws.git(&wt, &["update-index", "--assume-unchanged", "other.txt"]);
+    std::fs::write(wt.join("other.txt"), "e").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    std::fs::write(wt.join("other.txt"), "d").unwrap();
+    assert!(uncommitted(&review(&ws), "d").is_empty());
+    std::fs::write(wt.join("other.txt"), "f").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+
+    ws.git(&wt, &["update-index", "--skip-worktree", "README.md"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["other.txt"]);
+    std::fs::write(wt.join("README.md"), "changed").unwrap();
+    assert_eq!(uncommitted(&review(&ws), "d"), ["README.md", "other.txt"]);
+    ws.git(&wt, &["update-index", "--no-skip-worktree", "README.md"]);
+    ws.git(&wt, &["update-index", "--no-assume-unchanged", "other.txt"]);
+    ws.git(&wt, &["checkout", "--", "."]);
+    assert!(uncommitted(&warm_review(&ws), "d").is_empty());
+
+    // Staged, with the worktree as the index has it.
+    std::fs::write(wt.join("staged.txt"), "s").unwrap();
+    ws.git(&wt, &["add", "staged.txt"]);
+    assert_eq!(uncommitted(&review(&ws), "d"), ["staged.txt"]);
+    ws.git(&wt, &["rm", "--quiet", "--cached", "staged.txt"]);
+    std::fs::remove_file(wt.join("staged.txt")).unwrap();
+    // A staged deletion, the file still on disk (untracked now: listed twice, as deleted and
+    // as untracked).
+    ws.git(&wt, &["rm", "--quiet", "--cached", "shared.txt"]);
+    let mut paths = uncommitted(&review(&ws), "d");
+    paths.dedup();
+    assert_eq!(paths, ["shared.txt"]);
+    ws.git(&wt, &["add", "shared.txt"]);
+    assert!(uncommitted(&review(&ws), "d").is_empty());
+}
+
+#[test]
+fn a_damaged_review_cache_is_no_cache() {
+    let ws = scenario();
+    let before = warm_review(&ws);
+    let cache = ws.grove_home.join("cache");
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Cut in the middle, then plain garbage.
+        std::fs::write(&path, &text[..text.len() / 2]).unwrap();
+        assert_eq!(review(&ws), before);
+        std::fs::write(&path, "\0garbage").unwrap();
+        assert_eq!(review(&ws), before);
+    }
+    assert_eq!(review(&ws), before);
+}
+
+#[test]
+fn the_review_cache_keeps_only_what_the_envs_still_use() {
+    let ws = scenario();
+    let d_tip = layer(&warm_review(&ws), "d")["tip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cache_text = || {
+        let files: Vec<_> = std::fs::read_dir(ws.grove_home.join("cache"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        std::fs::read_to_string(&files[0]).unwrap()
+    };
+    let wt = ws.worktree("d", "app").display().to_string();
+    let text = cache_text();
+    assert!(text.contains(&d_tip) && text.contains(&wt), "{text}");
+    ws.grove(&["destroy", "d", "--force"]).success();
+    let v = review(&ws);
+    assert_eq!(v["envs"].as_array().unwrap().len(), 3);
+    let text = cache_text();
+    assert!(!text.contains(&d_tip) && !text.contains(&wt), "{text}");
+}
+
+/// `git status --porcelain=v2 -z -uall`'s paths, as the test's own git sees them.
+fn status_all(ws: &TestWorkspace, wt: &std::path::Path) -> Vec<String> {
+    let out = ws.git(
+        wt,
+        &["status", "--porcelain=v2", "-z", "--untracked-files=all"],
+    );
+    let mut paths = Vec::new();
+    let mut fields = out.split('\0');
+    while let Some(rec) = fields.next() {
+        let skip = match rec.as_bytes().first() {
+            Some(b'1') => 8,
+            Some(b'2') => 9,
+            Some(b'u') => 10,
+            Some(b'?') => 1,
+            _ => continue,
+        };
+        paths.push(rec.splitn(skip + 1, ' ').nth(skip).unwrap().to_string());
+        if rec.starts_with('2') {
+            fields.next();
+        }
+    }
+    paths
+}
+
+fn unsorted_uncommitted(v: &Value, name: &str) -> Vec<String> {
+    layer(v, name)["uncommitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Whether the index of worktree `wt` carries git's untracked cache.
+fn has_untracked_cache(ws: &TestWorkspace, wt: &std::path::Path) -> bool {
+    let index = ws.git(
+        wt,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    );
+    let bytes = std::fs::read(index).unwrap();
+    bytes.windows(4).any(|w| w == b"UNTR")
+}
+
+#[test]
+fn untracked_files_are_listed_one_by_one_as_git_status_lists_them() {
+    let ws = scenario();
+    let wt = ws.worktree("d", "app");
+    let check = |what: &str| {
+        for round in ["cold", "warm"] {
+            let v = review(&ws);
+            assert_eq!(
+                unsorted_uncommitted(&v, "d"),
+                status_all(&ws, &wt),
+                "{what}, {round}"
+            );
+        }
+    };
+    check("clean");
+    assert!(
+        has_untracked_cache(&ws, &wt),
+        "review keeps git's untracked cache"
+    );
+    // A new folder, folders in it, an ignored file, a name that is a glob, a file next to it.
+    for f in [
+        "new/a.txt",
+        "new/deep/b.txt",
+        "new/deep/er/c.txt",
+        "[x]/d.txt",
+        "x/e.txt",
+        "n.txt",
+    ] {
+        let p = wt.join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f).unwrap();
+    }
+    std::fs::write(wt.join("new/deep/.env"), "ignored").unwrap();
+    std::fs::create_dir_all(wt.join("new/only-ignored")).unwrap();
+    std::fs::write(wt.join("new/only-ignored/.env"), "ignored").unwrap();
+    check("untracked folders");
+    assert!(unsorted_uncommitted(&review(&ws), "d").contains(&"[x]/d.txt".to_string()));
+    // A repository of its own inside: listed as a folder, as git does.
+    ws.init_repo(".grove/envs/d/app/new/inner");
+    check("a nested repository");
+    // The last file of a folder goes: nothing lists the folder any more.
+    std::fs::remove_file(wt.join("new/deep/er/c.txt")).unwrap();
+    check("a file removed deep down");
+    std::fs::remove_dir_all(wt.join("new")).unwrap();
+    check("the folder removed");
+    // What is ignored changes, by a tracked file and by one that is not.
+    std::fs::write(wt.join("x/keep.env"), "k").unwrap();
+    std::fs::write(wt.join(".gitignore"), "node_modules/\n").unwrap();
+    std::fs::write(wt.join("x/.env"), "no longer ignored").unwrap();
+    check("a .gitignore edited");
+    std::fs::write(wt.join("x/.gitignore"), "*.env\n").unwrap();
+    check("an untracked .gitignore");
+    std::fs::write(wt.join("x/.gitignore"), "keep.env\n").unwrap();
+    check("an untracked .gitignore edited");
+    let exclude = ws.repo("app").join(".git/info/exclude");
+    std::fs::write(&exclude, "n.txt\n").unwrap();
+    check("info/exclude");
+    std::fs::write(&exclude, "").unwrap();
+    check("info/exclude emptied");
+}
+
+#[test]
+fn a_user_who_turned_the_untracked_cache_off_keeps_it_off() {
+    let ws = scenario();
+    let app = ws.repo("app");
+    ws.git(&app, &["config", "core.untrackedCache", "false"]);
+    let wt = ws.worktree("d", "app");
+    std::fs::write(wt.join("new.txt"), "n").unwrap();
+    assert_eq!(uncommitted(&warm_review(&ws), "d"), ["new.txt"]);
+    assert!(!has_untracked_cache(&ws, &wt));
+}

@@ -61,12 +61,79 @@ pub fn branch_exists_fs(worktree: &Path, branch: &str) -> Option<bool> {
 
 /// Whether this git predicts merge conflicts (`merge-tree --write-tree`, git 2.38).
 pub fn has_merge_tree() -> bool {
+    predicts_merges(version_text().as_deref())
+}
+
+/// [`has_merge_tree`] for the output of `git --version`.
+pub fn predicts_merges(version_text: Option<&str>) -> bool {
+    version_text
+        .and_then(parse::version)
+        .is_some_and(|v| v >= (2, 38))
+}
+
+/// What `git --version` prints, or `None` when git does not run.
+pub fn version_text() -> Option<String> {
     Cmd::new("git")
         .arg("--version")
         .run()
         .ok()
-        .and_then(|o| parse::version(&o.stdout))
-        .is_some_and(|v| v >= (2, 38))
+        .map(|o| o.stdout)
+}
+
+/// The git dir of the checkout at `dir` (its `.git` folder, or where its `.git` file points),
+/// read from files: no process.
+pub fn git_dir_fs(dir: &Path) -> Option<PathBuf> {
+    let dotgit = dir.join(".git");
+    if dotgit.is_dir() {
+        return Some(dotgit);
+    }
+    let text = std::fs::read_to_string(&dotgit).ok()?;
+    Some(dir.join(text.strip_prefix("gitdir:")?.trim()))
+}
+
+/// The common dir shared by every worktree of the repository whose git dir is `git_dir`.
+pub fn common_dir_fs(git_dir: &Path) -> PathBuf {
+    match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir.to_path_buf(),
+    }
+}
+
+/// The trailing checksum of the index of the checkout at `dir` (git's hash of all of its
+/// content), with its length, as hex: two indexes with the same key hold the same entries and
+/// flags. `None` when there is no index or it was written without a hash (`index.skipHash`).
+/// Reads only the end of the file.
+pub fn index_checksum(dir: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(git_dir_fs(dir)?.join("index")).ok()?;
+    let len = file.metadata().ok()?.len();
+    let tail = len.min(INDEX_TAIL as u64);
+    file.seek(SeekFrom::Start(len - tail)).ok()?;
+    let mut buf = Vec::new();
+    file.take(tail).read_to_end(&mut buf).ok()?;
+    index_key(len, &buf)
+}
+
+/// The whole index of the checkout at `dir`, with its key (see [`index_checksum`]), read at
+/// once: the key is that of these bytes, whatever git writes meanwhile (it replaces the file,
+/// never changes it in place).
+pub fn index_bytes(dir: &Path) -> Option<(Vec<u8>, String)> {
+    let bytes = std::fs::read(git_dir_fs(dir)?.join("index")).ok()?;
+    let len = u64::try_from(bytes.len()).ok()?;
+    let tail = bytes.len() - bytes.len().min(INDEX_TAIL);
+    let key = index_key(len, bytes.get(tail..)?)?;
+    Some((bytes, key))
+}
+
+/// The last bytes of an index: a SHA-256 or, after 12 bytes of content, a SHA-1.
+const INDEX_TAIL: usize = 32;
+
+fn index_key(len: u64, tail: &[u8]) -> Option<String> {
+    if tail.len() < 20 || tail[tail.len() - 20..].iter().all(|b| *b == 0) {
+        return None;
+    }
+    let hex: String = tail.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{len}:{hex}"))
 }
 
 /// The oldest git grove works with: `worktree list -z` arrived in 2.36.
@@ -396,7 +463,7 @@ impl Repo {
             .args(["status", "--porcelain=v2", "-z", "--untracked-files=all"])
             .run()?;
         let mut paths = parse::status_paths(&out.stdout);
-        for p in Self::hidden_edits(worktree)? {
+        for p in Self::hidden_edits(worktree, &Self::flagged_files(worktree)?)? {
             if !paths.contains(&p) {
                 paths.push(p);
             }
@@ -404,11 +471,69 @@ impl Repo {
         Ok(paths)
     }
 
-    /// Files flagged skip-worktree or assume-unchanged whose content on disk differs from the
-    /// index. A flagged file that is absent is not work (sparse checkouts leave them out).
-    fn hidden_edits(worktree: &Path) -> Result<Vec<String>> {
+    /// [`Repo::dirty_paths`] as `review` asks it, of every worktree each time. Untracked
+    /// files are looked for with git's untracked cache (an index extension: the folders whose
+    /// listing and ignore files did not change since are not read again), forced on with
+    /// `untracked_cache` unless the user turned it off. It serves git's default mode, the one
+    /// agents' own `git status` runs in, where an untracked folder comes back as `dir/`: those
+    /// are then listed file by file (`ls-files --others`, same ignore rules), so the answer is
+    /// the one `--untracked-files=all` gives, in the same order.
+    pub fn dirty_paths_cached(
+        worktree: &Path,
+        untracked_cache: bool,
+        flagged: impl FnOnce(&Path) -> Result<Vec<(String, String)>>,
+    ) -> Result<Vec<String>> {
+        let mut status = git(worktree);
+        if untracked_cache {
+            status = status.args(["-c", "core.untrackedCache=true"]);
+        }
+        let out = status
+            .args(["status", "--porcelain=v2", "-z", "--untracked-files=normal"])
+            .run()?;
+        let mut paths = parse::status_paths(&out.stdout);
+        let folders: Vec<&String> = paths.iter().filter(|p| p.ends_with('/')).collect();
+        if !folders.is_empty() {
+            let listed = git(worktree)
+                .env("GIT_LITERAL_PATHSPECS", "1")
+                .args(["ls-files", "-z", "--others", "--exclude-standard", "--"])
+                .args(&folders)
+                .run()?;
+            let mut inside: Vec<&str> = listed
+                .stdout
+                .split('\0')
+                .filter(|p| !p.is_empty())
+                .collect();
+            inside.sort_unstable();
+            paths = paths
+                .iter()
+                .flat_map(|p| match p.strip_suffix('/') {
+                    None => vec![p.clone()],
+                    Some(_) => inside
+                        .iter()
+                        .filter(|f| f.starts_with(p.as_str()))
+                        .map(|f| (*f).to_string())
+                        .collect(),
+                })
+                .collect();
+        }
+        for p in Self::hidden_edits(worktree, &flagged(worktree)?)? {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        Ok(paths)
+    }
+
+    /// `(blob, path)` of the files of `worktree`'s index flagged skip-worktree or
+    /// assume-unchanged: a function of the index alone.
+    pub fn flagged_files(worktree: &Path) -> Result<Vec<(String, String)>> {
         let out = git(worktree).args(["ls-files", "-v", "-s", "-z"]).run()?;
-        let flagged = parse::flagged_files(&out.stdout);
+        Ok(parse::flagged_files(&out.stdout))
+    }
+
+    /// Of the `flagged` files, those whose content on disk differs from the index. A flagged
+    /// file that is absent is not work (sparse checkouts leave them out).
+    fn hidden_edits(worktree: &Path, flagged: &[(String, String)]) -> Result<Vec<String>> {
         let present: Vec<&(String, String)> = flagged
             .iter()
             .filter(|(_, path)| {
@@ -573,5 +698,158 @@ impl Repo {
     pub fn common_dir(&self) -> Result<PathBuf> {
         let out = self.stdout(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
         Ok(PathBuf::from(out.trim()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository in a temp folder with files of many name lengths (every padding of the
+    /// index's entries), added with `config` (`-c` pairs) in force.
+    fn repo(init: &[&str], config: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path())
+            .arg("init")
+            .arg("--quiet")
+            .args(init)
+            .run()
+            .unwrap();
+        for i in 0..40 {
+            let sub = dir.path().join(format!("d{}", "x".repeat(i % 9)));
+            std::fs::create_dir_all(&sub).unwrap();
+            std::fs::write(sub.join(format!("{}{i}.txt", "f".repeat(i))), "x").unwrap();
+        }
+        // Long names: an index v4 then drops 128 bytes or more of a path, a varint of two
+        // bytes (the second one NUL for exactly 128).
+        for name in [
+            "l".repeat(200),
+            "m".repeat(250),
+            "q".repeat(128),
+            "r".into(),
+        ] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let mut add = git(dir.path());
+        for c in config {
+            add = add.args(["-c", c]);
+        }
+        add.args(["add", "--all"]).run().unwrap();
+        dir
+    }
+
+    fn update_index(dir: &Path, args: &[&str]) {
+        git(dir).arg("update-index").args(args).run().unwrap();
+    }
+
+    /// What the parser says, checked against `git ls-files` whenever it says anything.
+    fn flags(dir: &Path) -> Option<bool> {
+        let (bytes, _) = index_bytes(dir).unwrap();
+        let said = parse::index_has_flags(&bytes);
+        if let Some(said) = said {
+            let listed = !Repo::flagged_files(dir).unwrap().is_empty();
+            assert_eq!(
+                said,
+                listed,
+                "parser and ls-files disagree in {}",
+                dir.display()
+            );
+        }
+        said
+    }
+
+    #[test]
+    fn index_flags_read_like_git_lists_them() {
+        for (init, config) in [
+            (&[][..], &[][..]),
+            (&[], &["index.version=4"]),
+            (&[], &["index.version=3"]),
+            (&["--object-format=sha256"][..], &[]),
+            (&["--object-format=sha256"], &["index.version=4"]),
+        ] {
+            let r = repo(init, config);
+            let dir = r.path();
+            assert_eq!(flags(dir), Some(false), "{init:?} {config:?}");
+            update_index(dir, &["--assume-unchanged", "d/0.txt"]);
+            assert_eq!(flags(dir), Some(true), "{init:?} {config:?}");
+            update_index(dir, &["--no-assume-unchanged", "d/0.txt"]);
+            assert_eq!(flags(dir), Some(false), "{init:?} {config:?}");
+            update_index(dir, &["--skip-worktree", "dxxxxxxxx/ffffffff8.txt"]);
+            assert_eq!(flags(dir), Some(true), "{init:?} {config:?}");
+            update_index(dir, &["--no-skip-worktree", "dxxxxxxxx/ffffffff8.txt"]);
+            // Intent-to-add is an extended flag too, but not one that hides edits.
+            std::fs::write(dir.join("new.txt"), "n").unwrap();
+            git(dir)
+                .args(["add", "--intent-to-add", "new.txt"])
+                .run()
+                .unwrap();
+            assert_eq!(flags(dir), Some(false), "{init:?} {config:?}");
+        }
+    }
+
+    #[test]
+    fn an_index_it_cannot_read_alone_is_not_guessed() {
+        let r = repo(&[], &[]);
+        let dir = r.path();
+        update_index(dir, &["--split-index"]);
+        assert_eq!(flags(dir), None);
+        let (bytes, _) = {
+            update_index(dir, &["--no-split-index"]);
+            index_bytes(dir).unwrap()
+        };
+        assert_eq!(parse::index_has_flags(&bytes), Some(false));
+        for cut in [0, 11, 12, 100, bytes.len() - 21, bytes.len() - 1] {
+            assert_eq!(parse::index_has_flags(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut bad = bytes.clone();
+        bad[4..8].copy_from_slice(&5u32.to_be_bytes());
+        assert_eq!(parse::index_has_flags(&bad), None);
+        // One entry more than there is.
+        let mut bad = bytes;
+        let n = u32::from_be_bytes(bad[8..12].try_into().unwrap());
+        bad[8..12].copy_from_slice(&(n + 1).to_be_bytes());
+        assert_eq!(parse::index_has_flags(&bad), None);
+    }
+
+    #[test]
+    fn a_sparse_index_is_not_guessed() {
+        let r = repo(&[], &[]);
+        let dir = r.path();
+        git(dir)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-qm",
+                "x",
+            ])
+            .run()
+            .unwrap();
+        git(dir)
+            .args(["sparse-checkout", "set", "--cone", "--sparse-index", "d"])
+            .run()
+            .unwrap();
+        let (bytes, _) = index_bytes(dir).unwrap();
+        assert_eq!(parse::index_has_flags(&bytes), None);
+    }
+
+    #[test]
+    fn the_index_key_changes_with_the_index() {
+        let r = repo(&[], &[]);
+        let dir = r.path();
+        let before = index_checksum(dir).unwrap();
+        assert_eq!(index_bytes(dir).unwrap().1, before);
+        update_index(dir, &["--assume-unchanged", "d/0.txt"]);
+        assert_ne!(index_checksum(dir).unwrap(), before);
+        // Written without its hash: no key.
+        std::fs::write(dir.join("more.txt"), "m").unwrap();
+        git(dir)
+            .args(["-c", "index.skipHash=true", "add", "more.txt"])
+            .run()
+            .unwrap();
+        assert_eq!(index_checksum(dir), None);
+        assert!(index_bytes(dir).is_none());
     }
 }

@@ -107,7 +107,7 @@ pub fn flagged_files(out: &str) -> Vec<(String, String)> {
 }
 
 /// One file of `git diff --numstat -z`: lines added and deleted (`None` for a binary file).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStat {
     pub path: String,
     pub insertions: Option<u32>,
@@ -169,6 +169,87 @@ pub fn branch_tips(out: &str) -> std::collections::HashMap<String, Tip> {
             ))
         })
         .collect()
+}
+
+/// Whether an index file (`bytes`, all of it) flags any entry skip-worktree or
+/// assume-unchanged, read without git: `Some(false)` only when the whole file parses as an index
+/// of versions 2 to 4 that stands alone, each entry and extension fitting exactly up to the
+/// trailing hash. `None` when it cannot tell: a split index (its entries are in another file),
+/// a sparse one, an unknown version, or anything that does not add up.
+pub fn index_has_flags(bytes: &[u8]) -> Option<bool> {
+    let header = bytes.get(..12)?;
+    if &header[..4] != b"DIRC" {
+        return None;
+    }
+    let version = u32::from_be_bytes(header[4..8].try_into().ok()?);
+    let count = u32::from_be_bytes(header[8..12].try_into().ok()?);
+    if !(2..=4).contains(&version) {
+        return None;
+    }
+    // SHA-1 or SHA-256: the repository's format is not in the file, but a walk with the wrong
+    // length does not end on the trailer. Both ending there is not trusted.
+    let walks: Vec<bool> = [20, 32]
+        .into_iter()
+        .filter_map(|hash| index_walk(bytes, version, count, hash))
+        .collect();
+    match walks.as_slice() {
+        [flagged] => Some(*flagged),
+        _ => None,
+    }
+}
+
+/// Walks `count` entries and the extensions with `hash`-byte object ids: whether an entry is
+/// flagged, or `None` when the walk does not end exactly at the trailing hash.
+fn index_walk(bytes: &[u8], version: u32, count: u32, hash: usize) -> Option<bool> {
+    const ASSUME_VALID: u16 = 0x8000;
+    const EXTENDED: u16 = 0x4000;
+    const SKIP_WORKTREE: u16 = 0x4000;
+    let end = bytes.len().checked_sub(hash)?;
+    let u16_at = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    };
+    let mut flagged = false;
+    let mut pos = 12;
+    for _ in 0..count {
+        let flags_at = pos + 40 + hash;
+        let flags = u16_at(flags_at)?;
+        let mut name_at = flags_at + 2;
+        if flags & EXTENDED != 0 {
+            if version < 3 {
+                return None;
+            }
+            flagged |= u16_at(name_at)? & SKIP_WORKTREE != 0;
+            name_at += 2;
+        }
+        flagged |= flags & ASSUME_VALID != 0;
+        let rest = bytes.get(name_at..end)?;
+        pos = if version == 4 {
+            // A varint (bytes to drop from the previous path), then the rest of the path.
+            let varint = rest.iter().position(|b| b & 0x80 == 0)? + 1;
+            let nul = rest.get(varint..)?.iter().position(|b| *b == 0)?;
+            name_at + varint + nul + 1
+        } else {
+            let nul = rest.iter().position(|b| *b == 0)?;
+            let len = usize::from(flags & 0x0fff);
+            if len != 0x0fff && len != nul {
+                return None;
+            }
+            // NUL-padded to a multiple of 8 from the entry's start, at least one NUL.
+            let size = (name_at - pos + nul + 8) & !7;
+            pos + size
+        };
+    }
+    while pos < end {
+        let sig = bytes.get(pos..pos + 4)?;
+        let size = u32::from_be_bytes(bytes.get(pos + 4..pos + 8)?.try_into().ok()?);
+        if sig == b"link" || sig == b"sdir" {
+            return None;
+        }
+        pos = pos
+            .checked_add(8)?
+            .checked_add(usize::try_from(size).ok()?)?;
+    }
+    (pos == end).then_some(flagged)
 }
 
 /// `(major, minor)` from `git --version` output (`git version 2.47.3`, or with a vendor
