@@ -15,7 +15,11 @@ pairs.
   nothing else): every git query runs, as on a first review or after every branch moved. The
   page cache and git's own files (indexes refreshed by earlier statuses) are as warm as for
   the other runs: cold is about grove's cache only.
-- warm: the next review with nothing changed; what is left is `git status` per worktree.
+- warm: the next review with nothing changed. With 100 worktrees the first review starts the
+  workspace's review watcher (inotify, see src/watch.rs), which the bench waits for: a warm
+  review then runs `git status` only where something changed, here nowhere.
+- warm without the watcher (GROVE_REVIEW_WATCH=never): what is left is `git status` per
+  worktree, with git's untracked cache.
 - first: a cold review of worktrees whose indexes do not carry git's untracked cache yet
   (`git update-index --no-untracked-cache` in each, untimed): review writes it then, once per
   worktree. The worst case, a first review after upgrading grove.
@@ -129,6 +133,24 @@ def main():
         warm_trace = run([grove, "review", "--json"], ws, {**env, "GROVE_LOG": "debug"})
         if json.loads(warm_trace.stdout) != json.loads(traced.stdout):
             sys.exit("a warm review differs from the cold one")
+        # The first review started the watcher: wait until a review no longer needs `git status`.
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            t = run([grove, "review", "--json"], ws, {**env, "GROVE_LOG": "debug"})
+            if not re.search(r"^\[grove\] \$ git .* status ", t.stderr, re.M):
+                break
+            time.sleep(0.5)
+        else:
+            sys.exit("the review watcher never answered")
+        watcher_rss_kb = None
+        for pid in os.listdir("/proc"):
+            try:
+                if pid.isdigit() and b"__watch" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            watcher_rss_kb = int(line.split()[1])
+            except OSError:
+                pass
         review = json.loads(traced.stdout)
         q = shlex.quote
         loop = []
@@ -151,7 +173,10 @@ def main():
         script = tmp / "replay.sh"
         # The trace joins arguments with spaces (none of these holds one): quote each for sh.
         script.write_text("".join(" ".join(shlex.quote(a) for a in c.split(" ")) + " >/dev/null 2>&1\n" for c in cmds))
-        warm_cmds = re.findall(r"^\[grove\] \$ git ", warm_trace.stderr, re.M)
+        # The git a warm review runs once the watcher answers (`t`, the last wait above).
+        warm_cmds = re.findall(r"^\[grove\] \$ git ", t.stderr, re.M)
+        if json.loads(t.stdout) != json.loads(traced.stdout):
+            sys.exit("a review with the watcher differs from the cold one")
         wt_bin = args.wt or shutil.which("wt", path=env["PATH"])
         wt_cmd = None
         if wt_bin:
@@ -181,10 +206,13 @@ def main():
             run([grove, "review", "--json"], ws, env)
             xs.append(time.perf_counter() - t)
 
-        first_t, cold_t, grove_t, shell_t, loop_t, wt_t, base_cold_t, base_warm_t = ([] for _ in range(8))
+        first_t, cold_t, grove_t, shell_t, loop_t, wt_t, base_cold_t, base_warm_t, nowatch_t = ([] for _ in range(9))
         for _ in range(args.runs):
             first(first_t)
             cold_warm(grove, cold_t, grove_t)
+            t = time.perf_counter()
+            run([grove, "review", "--json"], ws, {**env, "GROVE_REVIEW_WATCH": "never"})
+            nowatch_t.append(time.perf_counter() - t)
             if baseline:
                 cold_warm(baseline, base_cold_t, base_warm_t)
             if wt_cmd:
@@ -212,6 +240,9 @@ def main():
               "grove_review_first_min_max_ms": spread(first_t),
               "grove_review_cold_ms": round(c, 1), "grove_review_cold_min_max_ms": spread(cold_t),
               "grove_review_warm_ms": round(g, 1), "grove_review_warm_min_max_ms": spread(grove_t),
+              "grove_review_warm_without_watcher_ms": round(statistics.median(nowatch_t) * 1000, 1),
+              "grove_review_warm_without_watcher_min_max_ms": spread(nowatch_t),
+              "watcher_rss_kb": watcher_rss_kb,
               "per_layer_loop_queries": len(loop), "per_layer_loop_ms": round(lp, 1),
               "per_layer_loop_min_max_ms": spread(loop_t),
               "ratio_cold": round(c / lp, 3), "ratio_warm": round(g / lp, 3),
@@ -230,6 +261,8 @@ def main():
     print(f"  grove review --json, first                  {statistics.median(first_t) * 1000:8.1f} ms  {spread(first_t)}")
     print(f"  grove review --json, cold ({len(cmds)} queries)      {c:8.1f} ms  {spread(cold_t)}")
     print(f"  grove review --json, warm ({len(warm_cmds)} queries)      {g:8.1f} ms  {spread(grove_t)}")
+    print(f"  grove review --json, warm, no watcher          {statistics.median(nowatch_t) * 1000:8.1f} ms  {spread(nowatch_t)}")
+    print(f"  review watcher RSS                             {watcher_rss_kb} kB")
     if base_cold_t:
         bc, bw = (statistics.median(x) * 1000 for x in (base_cold_t, base_warm_t))
         print(f"  baseline grove, cold                        {bc:8.1f} ms  {spread(base_cold_t)}")

@@ -654,7 +654,10 @@ impl Doctor {
                 .collect();
             for e in fs_err::read_dir(&path)?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !names.contains(name.as_str()) && name != crate::pool::DIR {
+                if !names.contains(name.as_str())
+                    && name != crate::pool::DIR
+                    && name != crate::watch::LOG_DIR
+                {
                     out.push(
                         Problem::new(
                             "stale-logs",
@@ -677,6 +680,12 @@ impl Doctor {
         let all = self.store().all_envs()?;
         for f in files.flatten() {
             let name = f.file_name().to_string_lossy().into_owned();
+            // A review watcher's socket, while it answers.
+            if name.starts_with("watch-")
+                && std::os::unix::net::UnixStream::connect(f.path()).is_ok()
+            {
+                continue;
+            }
             let token = name
                 .strip_prefix("agent-")
                 .and_then(|n| n.strip_suffix(".env"))

@@ -38,6 +38,7 @@ pub mod sweep;
 pub mod template;
 pub mod ui;
 pub mod vars;
+pub mod watch;
 pub mod workspace;
 
 use std::ffi::OsString;
@@ -53,6 +54,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     match argv.get(1).and_then(|a| a.to_str()) {
         Some("__exec") => return supervisor::guard::main(&argv[2..]),
         Some("__supervise") => return internal::supervise(&argv[2..]),
+        Some("__watch") => return internal::watch(&argv[2..]),
         Some("__failpoints") if cfg!(debug_assertions) => {
             for f in failpoint::ALL {
                 ui::out(f);
@@ -90,6 +92,15 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
 mod internal {
     use std::ffi::OsString;
     use std::path::Path;
+
+    /// `grove __watch ROOT`: the review watcher of the workspace at ROOT.
+    pub(super) fn watch(args: &[OsString]) -> i32 {
+        let Some(root) = args.first() else { return 2 };
+        match crate::watch::main(Path::new(root)) {
+            Ok(()) => 0,
+            Err(e) => crate::report(&e),
+        }
+    }
 
     /// `grove __supervise --workspace ROOT ENV`.
     pub(super) fn supervise(args: &[OsString]) -> i32 {

@@ -269,9 +269,16 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
         });
     }
     let base_moves = base_moves(&jobs, &tips, &cache);
+    // Asked before any `git status` runs: see `watch`.
+    let watched = crate::watch::wanted(jobs.len())
+        .then(|| crate::watch::counters(ctx))
+        .flatten();
     let layers = par_map(&jobs, |j| {
         let uc = untracked_cache.get(&j.layer.repo).copied().unwrap_or(false);
-        layer_review(j, &tips, &base_moves, merge_tree, &cache, uc)
+        let status_key = watched
+            .as_ref()
+            .and_then(|c| status_key(c, j.layer, tips.get(&j.layer.repo)?));
+        layer_review(j, &tips, &base_moves, merge_tree, &cache, uc, status_key)
     });
     for (job, lr) in jobs.iter().zip(layers) {
         envs[job.env].layers.push(lr);
@@ -348,6 +355,26 @@ fn base_moves(
     keys.into_iter().zip(files).collect()
 }
 
+/// The key a worktree's `git status` is remembered under: the watcher's counter for it, and
+/// its HEAD and index as they are now (a commit or a `git add` made through another worktree
+/// or by `git` itself is in those, whatever the watcher saw). `None`: not watched, always run.
+fn status_key(
+    counters: &crate::watch::Counters,
+    inst: &crate::state::Instance,
+    tips: &HashMap<String, git::parse::Tip>,
+) -> Option<String> {
+    let watched = counters.key(&inst.worktree)?;
+    let head = std::fs::read_to_string(git::git_dir_fs(&inst.worktree)?.join("HEAD")).ok()?;
+    let head = head.trim();
+    // A symbolic HEAD names a local branch: its tip is in this run's `for-each-ref`.
+    let commit = match head.strip_prefix("ref: refs/heads/") {
+        Some(branch) => tips.get(branch)?.commit.as_str(),
+        None => head,
+    };
+    let index = git::index_checksum(&inst.worktree)?;
+    Some(format!("{watched} {head} {commit} {index}"))
+}
+
 /// The tip of the base when it is a local branch (not the env's own), from the batch.
 fn local_base_tip<'a>(
     inst: &crate::state::Instance,
@@ -364,6 +391,7 @@ fn layer_review(
     merge_tree: bool,
     cache: &ReviewCache,
     untracked_cache: bool,
+    status_key: Option<String>,
 ) -> LayerReview {
     let inst = job.layer;
     let repo = Repo::new(&inst.repo);
@@ -422,8 +450,9 @@ fn layer_review(
             lr.deletions = lr.files.iter().filter_map(|f| f.deletions).sum();
         }
         if inst.worktree.join(".git").exists() {
-            lr.uncommitted =
-                Repo::dirty_paths_cached(&inst.worktree, untracked_cache, |w| cache.flagged(w))?;
+            lr.uncommitted = cache.status(&inst.worktree, status_key, || {
+                Repo::dirty_paths_cached(&inst.worktree, untracked_cache, |w| cache.flagged(w))
+            })?;
         } else {
             lr.error = Some(format!("worktree missing: {}", inst.worktree.display()));
         }

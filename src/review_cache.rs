@@ -36,6 +36,16 @@ struct Data {
     repos: BTreeMap<String, RepoData>,
     /// By worktree path.
     indexes: BTreeMap<String, IndexData>,
+    /// By worktree path: what `git status` found, under the watcher's key (see
+    /// [`crate::watch`]) and the worktree's HEAD and index then.
+    #[serde(default)]
+    statuses: BTreeMap<String, StatusData>,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct StatusData {
+    key: String,
+    paths: Vec<String>,
 }
 
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -159,6 +169,33 @@ impl ReviewCache {
             },
         );
         Ok(flagged)
+    }
+
+    /// What `git status` says of `worktree` (see [`Repo::dirty_paths_cached`]): remembered
+    /// while `key` holds (the watcher saw no change there, and its HEAD and index are the same),
+    /// else computed by `compute`. Without a key, always computed and not remembered.
+    pub fn status(
+        &self,
+        worktree: &Path,
+        key: Option<String>,
+        compute: impl FnOnce() -> Result<Vec<String>>,
+    ) -> Result<Vec<String>> {
+        let (Some(key), Some(name)) = (key, worktree.to_str()) else {
+            return compute();
+        };
+        let paths = match self.old.statuses.get(name).filter(|s| s.key == key) {
+            Some(s) => s.paths.clone(),
+            None => compute()?,
+        };
+        let mut new = self.new.lock().expect("no panic while holding the lock");
+        new.statuses.insert(
+            name.to_string(),
+            StatusData {
+                key,
+                paths: paths.clone(),
+            },
+        );
+        Ok(paths)
     }
 
     /// Writes what this run used back, when it differs from what was read. A cache that

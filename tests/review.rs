@@ -609,3 +609,89 @@ fn a_user_who_turned_the_untracked_cache_off_keeps_it_off() {
     assert_eq!(uncommitted(&warm_review(&ws), "d"), ["new.txt"]);
     assert!(!has_untracked_cache(&ws, &wt));
 }
+
+/// `grove review --json` with the review watcher (see `watch.rs`), and the `git status`
+/// commands it ran (from its debug trace).
+fn watched_review(ws: &TestWorkspace) -> (Value, usize) {
+    let out = crate::common::run(
+        ws.cmd()
+            .env("GROVE_REVIEW_WATCH", "always")
+            .env("GROVE_LOG", "debug")
+            .args(["review", "--json"]),
+    );
+    assert_eq!(out.code, 0, "{out}");
+    let statuses = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("git") && l.contains(" status "))
+        .count();
+    (out.json(), statuses)
+}
+
+#[test]
+fn with_the_watcher_an_unchanged_worktree_runs_no_status_and_every_change_shows() {
+    let ws = scenario();
+    let (_, first) = watched_review(&ws);
+    assert_eq!(first, 4, "no watcher yet: a status per worktree");
+    // The first review started the watcher; once it answers, the next review asks it.
+    assert!(
+        crate::common::wait_until(20, || watched_review(&ws).1 < 4),
+        "the watcher never answered"
+    );
+    let (v, warm) = watched_review(&ws);
+    assert_eq!(warm, 0, "nothing changed: no git status");
+    assert!(
+        env(&v, "d")["layers"][0]["uncommitted"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    let d = ws.worktree("d", "app");
+    let uncommitted = |v: &Value| env(v, "d")["layers"][0]["uncommitted"].clone();
+    // An edit in place, same size, same second: only a look at the file, or its event, sees it.
+    let f = d.join("other.txt");
+    let before = std::fs::read_to_string(&f).unwrap();
+    std::fs::write(&f, before.to_uppercase()).unwrap();
+    let (v, n) = watched_review(&ws);
+    assert_eq!(n, 1, "only d's worktree changed");
+    assert_eq!(uncommitted(&v), serde_json::json!(["other.txt"]));
+    // A new folder with a file in it, made at once.
+    std::fs::create_dir_all(d.join("new/deeper")).unwrap();
+    std::fs::write(d.join("new/deeper/file.txt"), "x").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!(["other.txt", "new/deeper/file.txt"])
+    );
+    // A later edit inside the new folder is seen too (it is watched now).
+    ws.git(&d, &["checkout", "--", "other.txt"]);
+    let (v, _) = watched_review(&ws);
+    assert_eq!(uncommitted(&v), serde_json::json!(["new/deeper/file.txt"]));
+    std::fs::write(d.join("new/deeper/second.txt"), "y").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!(["new/deeper/file.txt", "new/deeper/second.txt"])
+    );
+    // Committed from elsewhere (the index and HEAD change, not the worktree's files).
+    ws.git(&d, &["add", "-A"]);
+    ws.git(&d, &["commit", "-qm", "d: more"]);
+    let (v, _) = watched_review(&ws);
+    assert!(uncommitted(&v).as_array().unwrap().is_empty(), "{v:#}");
+    assert_eq!(env(&v, "d")["layers"][0]["ahead"], 2);
+    // Deleted.
+    std::fs::remove_file(d.join("other.txt")).unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(uncommitted(&v), serde_json::json!(["other.txt"]));
+    // `doctor` leaves the watcher's socket and log alone.
+    let doctor = ws.grove(&["doctor", "--json"]).json();
+    assert!(
+        doctor["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !p["subject"].as_str().unwrap_or("").contains("watch")),
+        "{doctor:#}"
+    );
+}
