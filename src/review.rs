@@ -277,7 +277,7 @@ pub fn gather(ctx: &Ctx, fetch: bool) -> Result<Review> {
         let uc = untracked_cache.get(&j.layer.repo).copied().unwrap_or(false);
         let status_key = watched
             .as_ref()
-            .and_then(|c| status_key(c, j.layer, tips.get(&j.layer.repo)?));
+            .and_then(|c| status_key(c, j.layer, tips.get(&j.layer.repo)?, &cache));
         layer_review(j, &tips, &base_moves, merge_tree, &cache, uc, status_key)
     });
     for (job, lr) in jobs.iter().zip(layers) {
@@ -356,15 +356,26 @@ fn base_moves(
 }
 
 /// The key a worktree's `git status` is remembered under: the watcher's counter for it, and
-/// its HEAD and index as they are now (a commit or a `git add` made through another worktree
-/// or by `git` itself is in those, whatever the watcher saw). `None`: not watched, always run.
+/// what else `git status` reads that the watcher does not watch: the worktree's HEAD and its
+/// commit, its index, the repository's config and attributes (the cache's salt), its
+/// `info/exclude` and the user's excludes file, the worktree folder's identity. Submodules
+/// (whose HEADs live elsewhere) get no key. The key also changes every 10 minutes: a change
+/// no event tells of (a write through a memory mapping) is not hidden longer than that.
+/// `None`: not watched, `git status` runs.
 fn status_key(
     counters: &crate::watch::Counters,
     inst: &crate::state::Instance,
     tips: &HashMap<String, git::parse::Tip>,
+    cache: &ReviewCache,
 ) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt as _;
     let watched = counters.key(&inst.worktree)?;
-    let head = std::fs::read_to_string(git::git_dir_fs(&inst.worktree)?.join("HEAD")).ok()?;
+    if inst.worktree.join(".gitmodules").exists() {
+        return None;
+    }
+    let git_dir = git::git_dir_fs(&inst.worktree)?;
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
     let head = head.trim();
     // A symbolic HEAD names a local branch: its tip is in this run's `for-each-ref`.
     let commit = match head.strip_prefix("ref: refs/heads/") {
@@ -372,7 +383,27 @@ fn status_key(
         None => head,
     };
     let index = git::index_checksum(&inst.worktree)?;
-    Some(format!("{watched} {head} {commit} {index}"))
+    let root = std::fs::metadata(&inst.worktree).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cache.salt(&inst.repo)?.hash(&mut h);
+    let common = git::common_dir_fs(&git_dir);
+    std::fs::read(common.join("info/exclude")).ok().hash(&mut h);
+    let user_excludes = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|d| d.join("git/ignore"));
+    user_excludes
+        .and_then(|p| std::fs::read(p).ok())
+        .hash(&mut h);
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 600);
+    Some(format!(
+        "{watched} {head} {commit} {index} {}:{} {:016x} {epoch}",
+        root.dev(),
+        root.ino(),
+        h.finish()
+    ))
 }
 
 /// The tip of the base when it is a local branch (not the env's own), from the batch.

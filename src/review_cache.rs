@@ -11,9 +11,10 @@
 //!   index's own checksum (a hash of all its content). Whether those files were edited is
 //!   checked again every time.
 //!
-//! The working tree itself is never remembered: `git status` runs every time, since only a
-//! look at every file can tell that none was edited (git's untracked cache spares it the
-//! folders that did not change, see [`Repo::dirty_paths_cached`]). A file that does not parse is no cache;
+//! What `git status` found in a worktree is remembered only under the review watcher's word
+//! that nothing happened there since (see [`crate::watch`]); without a watcher it runs every
+//! time, since only a look at every file can tell that none was edited (git's untracked cache
+//! spares it the folders that did not change, see [`Repo::dirty_paths_cached`]). A file that does not parse is no cache;
 //! each run writes back only the entries it used, so envs that are gone drop out.
 
 use std::collections::{BTreeMap, HashMap};
@@ -98,6 +99,11 @@ impl ReviewCache {
     /// not cached.
     pub fn set_salt(&mut self, repo: &Path, salt: Option<String>) {
         self.salts.insert(repo.to_path_buf(), salt);
+    }
+
+    /// `repo`'s salt for this run, if it is cached at all.
+    pub fn salt(&self, repo: &Path) -> Option<&str> {
+        self.salts.get(repo)?.as_deref()
     }
 
     /// The answer to `key` (what is asked, of which commits) in `repo`: remembered, or

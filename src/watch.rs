@@ -102,13 +102,41 @@ pub fn counters(ctx: &Ctx) -> Option<Counters> {
 fn start(ctx: &Ctx) -> Result<()> {
     let log = crate::provision::open_log(&ctx.log_dir(LOG_DIR).join("watch.log"))?;
     let exe = std::env::current_exe().context("locating the grove binary")?;
-    Cmd::new("nice")
-        .args(["-n", "19"])
+    // It lives on after this review: it must not keep a descriptor someone waits on (a
+    // caller's `3>&1`), nor the caller's variables (an agent's API keys). A shell closes the
+    // descriptors this process inherited (grove has no unsafe code to do it itself); a POSIX
+    // shell can name 3 to 9, those a shell's user redirects.
+    let inherited: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|fd| (3..=9).contains(fd))
+                .map(|fd| format!("{fd}>&-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let script = format!("exec {} nice -n 19 \"$@\"", inherited.join(" "));
+    let mut cmd = Cmd::new("sh")
+        .args(["-c", &script, "grove-watch"])
         .arg(exe)
         .arg("__watch")
         .arg(&ctx.ws.root)
         .cwd(&ctx.ws.root)
-        .spawn_logged(&log)?;
+        .env_clear();
+    for var in [
+        "PATH",
+        "HOME",
+        "GROVE_HOME",
+        "XDG_STATE_HOME",
+        "XDG_CONFIG_HOME",
+        "LANG",
+        "LC_ALL",
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            cmd = cmd.env(var, v);
+        }
+    }
+    cmd.spawn_logged(&log)?;
     Ok(())
 }
 
@@ -116,7 +144,12 @@ struct Watched {
     counter: u64,
     /// Every folder has its watch, and no event was lost.
     complete: bool,
+    /// A walk that could not watch everything (the watch limit) is not tried again before.
+    retry_after: Option<Instant>,
 }
+
+/// How long a worktree that could not be fully watched waits before another walk.
+const RETRY: Duration = Duration::from_secs(60);
 
 struct Watcher {
     inotify: Inotify,
@@ -150,6 +183,8 @@ impl Watcher {
                 Ok(wd) => {
                     self.watches.insert(wd, (worktree.to_path_buf(), d.clone()));
                 }
+                // The worktree itself missing: nothing is watched.
+                Err(_) if d == worktree => return false,
                 // Gone already: its parent's event moved the counter.
                 Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => continue,
                 Err(_) => {
@@ -186,18 +221,24 @@ impl Watcher {
             self.watches.remove(&wd);
         }
         for w in now {
-            if self.worktrees.get(w).is_some_and(|x| x.complete) {
+            if self
+                .worktrees
+                .get(w)
+                .is_some_and(|x| x.complete || x.retry_after.is_some_and(|t| Instant::now() < t))
+            {
                 continue;
             }
             // Watches first, then the counter moves: whatever `git status` runs after this
             // answer sees, and later changes move the counter.
-            let complete = self.add_tree(w, w);
+            let complete = !on_network_fs(w) && self.add_tree(w, w);
             let entry = self.worktrees.entry(w.clone()).or_insert(Watched {
                 counter: 0,
                 complete,
+                retry_after: None,
             });
             entry.counter += 1;
             entry.complete = complete;
+            entry.retry_after = (!complete).then(|| Instant::now() + RETRY);
         }
     }
 
@@ -225,6 +266,18 @@ impl Watcher {
                 }
                 if let Some(w) = self.worktrees.get_mut(&worktree) {
                     w.counter += 1;
+                    // The worktree's own folder went (destroyed, moved): whatever is made at
+                    // its path later is watched by nobody until walked again.
+                    let root_gone = dir == worktree
+                        && ev.mask.intersects(
+                            AddWatchFlags::IN_DELETE_SELF
+                                | AddWatchFlags::IN_MOVE_SELF
+                                | AddWatchFlags::IN_IGNORED,
+                        );
+                    if root_gone {
+                        w.complete = false;
+                        w.retry_after = None;
+                    }
                 }
                 let new_dir = ev.mask.contains(AddWatchFlags::IN_ISDIR)
                     && ev
@@ -252,6 +305,29 @@ impl Watcher {
                 .collect(),
         }
     }
+}
+
+/// Whether `dir` is on a file system whose changes may come from elsewhere, which inotify does
+/// not see (NFS, SMB/CIFS, FUSE and virtiofs, 9p).
+fn on_network_fs(dir: &Path) -> bool {
+    use nix::sys::statfs::{FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, SMB_SUPER_MAGIC};
+    const CIFS: i64 = 0xFF53_4D42;
+    const SMB2: i64 = 0xFE53_4D42;
+    const V9FS: i64 = 0x0102_1997;
+    const VIRTIOFS: i64 = 0x6a65_6a63;
+    let Ok(st) = nix::sys::statfs::statfs(dir) else {
+        return true;
+    };
+    let t = st.filesystem_type();
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the field's type differs between targets"
+    )]
+    let raw = i64::from(t.0);
+    t == NFS_SUPER_MAGIC
+        || t == SMB_SUPER_MAGIC
+        || t == FUSE_SUPER_MAGIC
+        || [CIFS, SMB2, V9FS, VIRTIOFS].contains(&raw)
 }
 
 /// The env worktrees of the workspace, from the store.
@@ -283,10 +359,15 @@ pub fn main(root: &Path) -> Result<()> {
             UnixListener::bind(&path)?
         }
     };
-    let me = crate::proc::ProcId::current();
-    let id = format!("{}-{}", me.pid, me.start);
+    use std::os::unix::fs::MetadataExt as _;
+    let ours = std::fs::metadata(&path).map(|m| m.ino()).ok();
+    // A new watcher's counters start again: its id tells them apart from an earlier one's.
+    let id = crate::proc::new_token();
     let result = serve(&ctx, &listener, &id);
-    let _ = std::fs::remove_file(&path);
+    // Only our own socket: another watcher may have replaced a file it took for stale.
+    if std::fs::metadata(&path).map(|m| m.ino()).ok() == ours {
+        let _ = std::fs::remove_file(&path);
+    }
     result
 }
 

@@ -684,6 +684,32 @@ fn with_the_watcher_an_unchanged_worktree_runs_no_status_and_every_change_shows(
     std::fs::remove_file(d.join("other.txt")).unwrap();
     let (v, _) = watched_review(&ws);
     assert_eq!(uncommitted(&v), serde_json::json!(["other.txt"]));
+    // A rule of the repo's own `info/exclude` that stops ignoring a file: git sees it then.
+    let exclude = ws.repo("app").join(".git/info/exclude");
+    std::fs::write(&exclude, "*.log\n").unwrap();
+    std::fs::write(d.join("build.log"), "x").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(uncommitted(&v), serde_json::json!(["other.txt"]));
+    std::fs::write(&exclude, "").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!(["other.txt", "build.log"])
+    );
+    // The worktree destroyed and made again at the same path: its edits are still seen.
+    ws.grove(&["destroy", "d", "--force", "--yes"]).success();
+    ws.grove(&["create", "d", "--no-start"]).success();
+    let (v, _) = watched_review(&ws);
+    assert!(uncommitted(&v).as_array().unwrap().is_empty(), "{v:#}");
+    std::fs::write(d.join("shared.txt"), "rewritten\n").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(uncommitted(&v), serde_json::json!(["shared.txt"]));
+    std::fs::write(d.join("later.txt"), "x").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!(["shared.txt", "later.txt"])
+    );
     // `doctor` leaves the watcher's socket and log alone.
     let doctor = ws.grove(&["doctor", "--json"]).json();
     assert!(
