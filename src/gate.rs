@@ -76,6 +76,21 @@ pub struct Finding {
     pub text: String,
 }
 
+impl Finding {
+    /// Where it is: `layer:path:line`, with what is known of it.
+    pub fn place(&self) -> String {
+        [
+            self.layer.clone(),
+            self.path.clone(),
+            self.line.map(|l| l.to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(":")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CriterionVerdict {
@@ -460,15 +475,7 @@ fn fix_message(r: &GateResult, round: u32, max: u32) -> String {
     {
         let _ = writeln!(s, "\nThe reviewer asks for changes: {}", v.summary);
         for f in &v.findings {
-            let place = [
-                f.layer.clone(),
-                f.path.clone(),
-                f.line.map(|l| l.to_string()),
-            ]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(":");
+            let place = f.place();
             let sev = f.severity.as_deref().unwrap_or("finding");
             let _ = writeln!(s, "- [{sev}] {place} {}", f.text);
         }

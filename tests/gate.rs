@@ -335,22 +335,7 @@ fn stop_hook(ws: &TestWorkspace, dir: &std::path::Path, active: bool) -> crate::
         "session_id": "s1", "transcript_path": "/dev/null", "cwd": dir,
         "hook_event_name": "Stop", "stop_hook_active": active,
     });
-    let mut child = ws
-        .cmd()
-        .args(["agent-status", "--hook"])
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    crate::common::finish(child)
+    hook(ws, dir, &input)
 }
 
 #[test]

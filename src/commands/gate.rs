@@ -51,15 +51,7 @@ pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
                     }
                 ));
                 for f in &v.findings {
-                    let place = [
-                        f.layer.clone(),
-                        f.path.clone(),
-                        f.line.map(|l| l.to_string()),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .join(":");
+                    let place = f.place();
                     ui::info(format!(
                         "    [{}] {place} {}",
                         f.severity.as_deref().unwrap_or("finding"),

@@ -251,15 +251,7 @@ fn show_env(e: &EnvReview, review: &Review) {
         }
         if let Some(v) = r.reviewer.as_ref().and_then(|x| x.verdict.as_ref()) {
             for f in &v.findings {
-                let place = [
-                    f.layer.clone(),
-                    f.path.clone(),
-                    f.line.map(|l| l.to_string()),
-                ]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(":");
+                let place = f.place();
                 ui::out(format!(
                     "  [{}] {place} {}",
                     f.severity.as_deref().unwrap_or("finding"),
