@@ -270,14 +270,21 @@ impl GateResult {
 
 /// Whether the workspace gives the env a gate: a dedicated layer with `check`, or a reviewer.
 pub fn configured(ctx: &Ctx, instances: &[Instance]) -> bool {
-    ctx.ws.config.review.command.is_some()
-        || instances.iter().any(|i| {
+    ctx.ws.config.review.command.is_some() || !checked_layers(ctx, instances).is_empty()
+}
+
+/// The env's dedicated layers that have `check` commands.
+pub fn checked_layers<'a>(ctx: &Ctx, instances: &'a [Instance]) -> Vec<&'a Instance> {
+    instances
+        .iter()
+        .filter(|i| {
             ctx.ws
                 .config
                 .layers
                 .get(&i.layer)
                 .is_some_and(|l| !l.check.is_empty())
         })
+        .collect()
 }
 
 /// Asks for a gate run and, unless one runs already (it will go again), starts one, detached.
@@ -499,17 +506,11 @@ fn run_once(
             commits.insert(i.layer.clone(), tip);
         }
     }
-    let checks = if instances.iter().any(|i| {
-        ctx.ws
-            .config
-            .layers
-            .get(&i.layer)
-            .is_some_and(|l| !l.check.is_empty())
-    }) {
+    let checks = if checked_layers(ctx, instances).is_empty() {
+        Vec::new()
+    } else {
         log.line("[grove] running the checks");
         run_checks(ctx, env, Role::Gate)?
-    } else {
-        Vec::new()
     };
     for c in &checks {
         log.line(&format!(
@@ -555,15 +556,8 @@ fn run_once(
 pub fn run_checks(ctx: &mut Ctx, env: &EnvRow, role: Role) -> Result<Vec<CheckOutcome>> {
     let instances = ctx.store.instances(env.key)?;
     let view = ctx.view(env, &instances);
-    let jobs: Vec<_> = instances
-        .iter()
-        .filter(|i| {
-            ctx.ws
-                .config
-                .layers
-                .get(&i.layer)
-                .is_some_and(|l| !l.check.is_empty())
-        })
+    let jobs: Vec<_> = checked_layers(ctx, &instances)
+        .into_iter()
         .map(|i| {
             let cfg = &ctx.ws.config.layers[&i.layer];
             let vars = view.vars(cfg)?;
@@ -709,11 +703,11 @@ fn run_reviewer(
     if let Some(p) = &ticket_path {
         vars.push(("GROVE_TICKET".into(), p.clone()));
     }
-    let script = match review.prompt_via.unwrap_or(PromptVia::Arg) {
-        PromptVia::Arg => format!("{command} \"$(cat \"$GROVE_PROMPT_FILE\")\""),
-        PromptVia::Stdin => format!("{command} < \"$GROVE_PROMPT_FILE\""),
-        PromptVia::File => format!("{command} \"$GROVE_PROMPT_FILE\""),
-    };
+    let script = crate::agent::prompt_script(
+        command,
+        review.prompt_via.unwrap_or(PromptVia::Arg),
+        "GROVE_PROMPT_FILE",
+    );
     log.line(&format!(
         "[grove] reviewer: {command}    ({})",
         env_dir.display()

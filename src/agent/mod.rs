@@ -461,12 +461,21 @@ pub fn is_agent_session_var(name: &str) -> bool {
 
 /// `sh -c` running `command` with the text of the file in variable `file_var`, as `via` says.
 pub fn script_argv(command: &str, via: PromptVia, file_var: &str) -> Vec<String> {
-    let script = match via {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        prompt_script(command, via, file_var),
+    ]
+}
+
+/// The shell text running `command` (the user's) with the text of the file in variable
+/// `file_var` (data, never pasted into the text), as `via` says.
+pub fn prompt_script(command: &str, via: PromptVia, file_var: &str) -> String {
+    match via {
         PromptVia::Arg => format!("{command} \"$(cat \"${file_var}\")\""),
         PromptVia::Stdin => format!("{command} < \"${file_var}\""),
         PromptVia::File => format!("{command} \"${file_var}\""),
-    };
-    vec!["sh".into(), "-c".into(), script]
+    }
 }
 
 /// The spec of a headless agent relaunched with `[agent] continue` to act on `message_file`.

@@ -365,16 +365,7 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
 pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
     let env = ctx.require_env(&args.name)?;
     let instances = ctx.store.instances(env.key)?;
-    let layers: Vec<_> = instances
-        .iter()
-        .filter(|i| {
-            ctx.ws
-                .config
-                .layers
-                .get(&i.layer)
-                .is_some_and(|l| !l.check.is_empty())
-        })
-        .collect();
+    let layers = crate::gate::checked_layers(ctx, &instances);
     if layers.is_empty() {
         return Err(Fail::new(format!(
             "no dedicated layer of `{}` has `check` commands",
