@@ -52,6 +52,8 @@ pub enum Command {
     Check(CheckArgs),
     Gate(GateArgs),
     Feedback(FeedbackArgs),
+    Land(LandArgs),
+    Prune(PruneArgs),
     Destroy(DestroyArgs),
     Doctor(DoctorArgs),
     Path(PathArgs),
@@ -432,6 +434,99 @@ pub struct DestroyArgs {
     /// Keep the env's isolated databases (and what other recipes made), and say where they are
     #[arg(long)]
     pub keep_data: bool,
+}
+
+/// Land an env: bring each dedicated layer's branch into its base, in every repo or in none
+///
+/// Refuses, changing nothing, while a worktree has uncommitted work, the gate or a `check` is
+/// red (checks not run on the current commits run first), a layer would conflict (predicted
+/// with `git merge-tree`, files named), or a base is checked out with uncommitted changes.
+/// The new base commits are made before any base moves; then each base moves by compare and
+/// swap, and a clean checkout of it follows. If one fails, every base already moved is put
+/// back. Then `--push` pushes each base to its upstream (checked with a dry run first), and
+/// the env is destroyed: its branches, now in their bases, are deleted.
+#[derive(Debug, Args)]
+pub struct LandArgs {
+    /// The env
+    pub name: String,
+
+    /// How a branch enters its base: a merge commit, one squashed commit, its commits
+    /// replayed, or a fast-forward only [default: `[workspace] land`, else merge]
+    #[arg(long, short, value_enum)]
+    pub strategy: Option<crate::config::LandStrategy>,
+
+    /// The message of a merge or squash commit [default: the ticket's title for a squash]
+    #[arg(long, short, value_name = "TEXT")]
+    pub message: Option<String>,
+
+    /// Push each moved base to its upstream once all moved
+    #[arg(long)]
+    pub push: bool,
+
+    /// Keep the env (its worktrees and branches) after landing
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Land even when the gate or a check is red, without running checks
+    #[arg(long)]
+    pub no_check: bool,
+
+    /// Do not ask for confirmation on a terminal
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Print what was landed as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Destroy the envs whose work is in their bases already
+///
+/// An env goes when every dedicated layer's branch has commits of its own and all of them are
+/// in its base (or its base's upstream): merged, fast-forwarded, same tree, squash-merged
+/// (merging it would change nothing, or its diff is a commit of the base) or rebased and
+/// merged (each commit has an equal in the base); with `--gone`, also when its upstream was
+/// deleted (a merged pull request, fetched with `--prune`). Never an env with uncommitted
+/// work, files of someone's in its folder, or an agent at work. Lists what goes and why
+/// before acting (on a terminal, asks).
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only say what would go
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+
+    /// Also prune envs whose branches' upstreams are gone
+    #[arg(long)]
+    pub gone: bool,
+
+    /// Only envs created longer ago than this (`90m`, `12h`, `7d`, `2w`)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub older_than: Option<u64>,
+
+    /// Do not ask for confirmation on a terminal
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Print the verdict on every env as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An age like `7d` in seconds.
+fn parse_age(s: &str) -> Result<u64, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| {
+        "expected a number and a unit, like `7d` (units: s, m, h, d, w)".to_string()
+    })?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err("expected a unit after the number: s, m, h, d or w (like `7d`)".into()),
+    };
+    n.checked_mul(secs).ok_or_else(|| "too long".to_string())
 }
 
 /// Check grove's state against git, the disk and the processes; `--fix` repairs what is safe

@@ -40,6 +40,8 @@ pub struct Config {
     /// Whether a layer waits for the layers whose URL it reads (`ordered`, grove 0.1) or only
     /// for those its `after` names (`parallel`).
     pub start: StartOrder,
+    /// How `grove land` brings a branch into its base unless told (`[workspace] land`).
+    pub land: LandStrategy,
     /// The file's text and where some keys are, for problems found later than loading
     /// (they need git) to point at the line all the same.
     source: std::sync::Arc<str>,
@@ -214,6 +216,32 @@ pub enum CopyMode {
     Copy,
 }
 
+/// How `grove land` brings an env's branch into its base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LandStrategy {
+    /// A merge commit on the base, even when a fast-forward would do: the ticket stays one
+    /// unit in the history.
+    Merge,
+    /// One new commit on the base with the branch's changes, titled after the ticket.
+    Squash,
+    /// The branch's commits replayed one by one on the base (a linear history).
+    Rebase,
+    /// Only a fast-forward: refused when the base moved since the branch left it.
+    Ff,
+}
+
+impl LandStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LandStrategy::Merge => "merge",
+            LandStrategy::Squash => "squash",
+            LandStrategy::Rebase => "rebase",
+            LandStrategy::Ff => "ff",
+        }
+    }
+}
+
 /// When a layer's server starts relative to the others'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -363,6 +391,7 @@ struct RawWorkspace {
     envs_dir: Option<Spanned<String>>,
     pool: Option<Spanned<i64>>,
     start: Option<StartOrder>,
+    land: Option<LandStrategy>,
 }
 
 #[derive(Deserialize)]
@@ -574,6 +603,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         envs_dir: None,
         pool: None,
         start: None,
+        land: None,
     });
     let ws_pool = ws
         .pool
@@ -717,6 +747,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         agent,
         review,
         start,
+        land: ws.land.unwrap_or(LandStrategy::Merge),
         source: "".into(),
         spans,
     }

@@ -94,6 +94,7 @@ enum Fix {
     Remove(PathBuf),
     ForgetWorkspace(i64, Vec<String>),
     CloseGates,
+    FinishLandings,
 }
 
 /// What doctor works on: the current workspace (when there is one) and the store.
@@ -183,6 +184,22 @@ impl Doctor {
                     ),
                 );
             }
+        }
+        for env in ctx.store.landings(ctx.ws_id)? {
+            if env.owner.is_some_and(|o| o.alive()) {
+                continue;
+            }
+            out.push(
+                Problem::new(
+                    "half-landed",
+                    &env.name,
+                    "a land did not finish (its process is gone)".to_string(),
+                )
+                .fix(
+                    "put back the bases it moved (or, past its point of no return, keep them)",
+                    Fix::FinishLandings,
+                ),
+            );
         }
         for env in crate::recover::abandoned(ctx)? {
             let who = env
@@ -759,6 +776,10 @@ impl Doctor {
             Fix::CloseGates => {
                 let ctx = self.ctx.as_mut().expect("workspace fixes have a workspace");
                 crate::gate::recover(ctx).map(drop)
+            }
+            Fix::FinishLandings => {
+                let ctx = self.ctx.as_mut().expect("workspace fixes have a workspace");
+                crate::land::recover(ctx)
             }
             Fix::Rollback(name) => {
                 let ctx = self.ctx.as_mut().expect("workspace fixes have a workspace");

@@ -46,6 +46,13 @@ pub const ALL: &[&str] = &[
     "destroy:after-layer",
     "destroy:after-isolated",
     "destroy:after-envdir",
+    // grove land (and the undo of a half-landed env)
+    "land:after-claim",
+    "land:after-journal",
+    "land:after-move",
+    "land:after-checkout",
+    "land:after-landed",
+    "land:rollback-step",
     // grove down
     "down:after-agent",
     "down:after-supervisor",

@@ -20,6 +20,7 @@ pub mod gate;
 pub mod git;
 pub mod interrupt;
 pub mod isolate;
+pub mod land;
 pub mod logfile;
 pub mod manifest;
 pub mod names;

@@ -61,6 +61,7 @@ pub fn abandoned(ctx: &Ctx) -> Result<Vec<EnvRow>> {
 pub fn unfinished(ctx: &mut Ctx) -> Result<Vec<String>> {
     crate::pool::recover(ctx)?;
     crate::gate::recover(ctx)?;
+    crate::land::recover(ctx)?;
     let mut cleaned = Vec::new();
     for env in abandoned(ctx)? {
         match env.phase {
@@ -127,7 +128,8 @@ pub fn rollback(ctx: &mut Ctx, key: EnvKey) -> Result<()> {
             Action::Process { leader } => {
                 crate::provision::stop_orphan_group(*leader, Duration::from_secs(5));
             }
-            Action::Processes => {}
+            // Only a land journals these, and a land is recovered by `land::recover`.
+            Action::Processes | Action::BaseMove { .. } | Action::Landed => {}
             Action::EnvDir { path } => {
                 if path.starts_with(&envs_dir) && path.exists() {
                     let _ = fs_err::remove_dir_all(path);

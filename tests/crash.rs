@@ -577,6 +577,61 @@ fn crash_feedback(failpoint: &str) {
     assert_nothing_left(&ws, &format!("{failpoint}, feedback, destroy"));
 }
 
+/// Crashes `land` at `failpoint` with both bases moved on since the env left them (so a land
+/// makes merge commits and updates the main checkouts); `doctor --fix` then puts every base
+/// back, both checkouts with it, unless the land had passed its point of no return; landing
+/// again lands and leaves nothing of the env.
+fn crash_land(failpoint: &str) {
+    let ws = workspace();
+    grove_ok(&ws, CREATE);
+    for repo in REPOS {
+        ws.commit(
+            &ws.worktree("feat-01", repo),
+            "feature.txt",
+            "f\n",
+            "Feature",
+        );
+        ws.commit(&ws.repo(repo), "other.txt", "o\n", "Other");
+    }
+    let mains = || -> Vec<String> {
+        REPOS
+            .iter()
+            .map(|r| ws.git(&ws.repo(r), &["rev-parse", "main"]))
+            .collect()
+    };
+    let before = mains();
+    if failpoint == "land:rollback-step" {
+        crash(&ws, "land:after-checkout", &["land", "feat-01"], &[]);
+        crash(&ws, failpoint, &["land", "feat-01"], &[]);
+    } else {
+        crash(&ws, failpoint, &["land", "feat-01"], &[]);
+    }
+    let out = ws.grove(&["doctor", "--fix"]);
+    assert!(
+        !out.stdout.contains("half-landed") || out.stdout.contains("fixed"),
+        "{out}"
+    );
+    if failpoint == "land:after-landed" {
+        assert_ne!(mains(), before, "{failpoint}: the land stands");
+    } else {
+        assert_eq!(mains(), before, "{failpoint}: every base is put back");
+    }
+    for repo in REPOS {
+        assert_eq!(
+            ws.git(&ws.repo(repo), &["status", "--porcelain"]),
+            "",
+            "{failpoint}: the main checkout of {repo} matches its branch"
+        );
+    }
+    assert_consistent(&ws, &format!("after {failpoint} and doctor --fix"));
+    grove_ok(&ws, &["land", "feat-01"]);
+    for repo in REPOS {
+        assert_eq!(ws.git(&ws.repo(repo), &["show", "main:feature.txt"]), "f");
+        assert!(ws.repo(repo).join("feature.txt").is_file());
+    }
+    assert_nothing_left(&ws, &format!("{failpoint}, then land again"));
+}
+
 /// Every failpoint, with the scenario that crashes there.
 macro_rules! crash_tests {
     ($($name:ident: $fp:literal => $scenario:ident;)*) => {
@@ -638,6 +693,12 @@ crash_tests! {
     gate_after_checks: "gate:after-checks" => crash_gate;
     gate_during_review: "gate:during-review" => crash_gate;
     feedback_after_queue: "feedback:after-queue" => crash_feedback;
+    land_after_claim: "land:after-claim" => crash_land;
+    land_after_journal: "land:after-journal" => crash_land;
+    land_after_move: "land:after-move" => crash_land;
+    land_after_checkout: "land:after-checkout" => crash_land;
+    land_after_landed: "land:after-landed" => crash_land;
+    land_rollback_step: "land:rollback-step" => crash_land;
 }
 
 #[test]

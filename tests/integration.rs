@@ -15,6 +15,7 @@ mod doctor;
 mod gate;
 mod hostile;
 mod isolation;
+mod land;
 mod matrix;
 mod pool;
 mod review;

@@ -47,6 +47,9 @@ struct LayerCheck {
     /// The branch's commits that no other ref holds: what deleting it would lose. Usually its
     /// unmerged commits; also its base's, when that base was deleted since.
     branch_only: Vec<String>,
+    /// How the branch's work is in its base although its commits are not (squash-merged,
+    /// rebased by a forge): deleting it loses no content, only the old commits' identity.
+    integrated: Option<crate::git::integrate::Integrated>,
 }
 
 impl LayerCheck {
@@ -57,7 +60,9 @@ impl LayerCheck {
         self.inst.branch_created
             && self.tip.is_some()
             && self.elsewhere.is_none()
-            && ((self.unmerged.is_empty() && self.branch_only.is_empty()) || force)
+            && ((self.unmerged.is_empty() && self.branch_only.is_empty())
+                || self.integrated.is_some()
+                || force)
     }
 }
 
@@ -71,62 +76,15 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     }
     let env = ctx.require_env(&args.name)?;
     ctx.require_idle(&env)?;
-    let checks = check(ctx, &env, args.force)?;
-    let strays = strays(ctx, &env, &checks)?;
-    let at_risk: Vec<&LayerCheck> = checks
-        .iter()
-        .filter(|c| !c.dirty.is_empty() || !c.orphans.is_empty() || !c.blockers.is_empty())
-        .collect();
-    if (!at_risk.is_empty() || !strays.is_empty()) && !args.force {
-        let mut msg = format!(
-            "env `{}` has work that destroy would lose; nothing was removed",
-            env.name
-        );
-        for c in &at_risk {
-            if !c.dirty.is_empty() {
-                msg.push_str(&format!(
-                    "\n  {}: uncommitted: {}",
-                    c.inst.layer,
-                    list(&c.dirty, 10)
-                ));
-            }
-            if !c.orphans.is_empty() {
-                msg.push_str(&format!(
-                    "\n  {}: {} commit(s) that no branch holds ({}): {}",
-                    c.inst.layer,
-                    c.orphans.len(),
-                    describe_head(c),
-                    list(&c.orphans, SHOW_COMMITS)
-                ));
-            }
-            for b in &c.blockers {
-                msg.push_str(&format!("\n  {}: {b}", c.inst.layer));
-            }
-        }
-        if !strays.is_empty() {
-            msg.push_str(&format!(
-                "\n  env folder {}: {}",
-                ctx.ws.env_dir(&env.name).display(),
-                list(&strays, 10)
-            ));
-        }
-        let n = crate::shq(&env.name);
-        let keep = if at_risk.iter().any(|c| !c.orphans.is_empty()) {
-            format!(
-                "put commits on a branch (`grove exec {n} -- git branch NAME`), commit or stash changes"
-            )
-        } else {
-            format!("commit or stash it (`grove exec {n} -- git status`)")
-        };
-        return Err(Fail::new(msg)
-            .hint(format!(
-                "{keep}, or `grove destroy {n} --force` to throw it away"
-            ))
-            .into());
+    let pre = preflight(ctx, &env, args.force)?;
+    if let Some(refusal) = pre.refusal(ctx, &env)
+        && !args.force
+    {
+        return Err(refusal.into());
     }
     if ui::interactive() && !args.yes {
         ui::info(format!("destroy env `{}`:", env.name));
-        for c in &checks {
+        for c in &pre.checks {
             ui::info(format!("  {}", plan_line(c, args.force)));
         }
         if !ui::confirm("proceed?") {
@@ -134,6 +92,95 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
             return Err(Exit(1).into());
         }
     }
+    execute(ctx, &env, &pre, args.force, args.keep_data)
+}
+
+/// What destroying an env would do and lose, found before anything changes.
+pub(crate) struct Preflight {
+    checks: Vec<LayerCheck>,
+    strays: Vec<String>,
+}
+
+pub(crate) fn preflight(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Preflight> {
+    let checks = check(ctx, env, force)?;
+    let strays = strays(ctx, env, &checks)?;
+    Ok(Preflight { checks, strays })
+}
+
+impl Preflight {
+    /// The work destroying the env would lose, one line each (`front: uncommitted: a.txt`);
+    /// files in the env folder only with `strays`.
+    pub(crate) fn work_lines(&self, ctx: &Ctx, env: &EnvRow, strays: bool) -> Vec<String> {
+        let mut lines = Vec::new();
+        for c in &self.checks {
+            if !c.dirty.is_empty() {
+                lines.push(format!(
+                    "{}: uncommitted: {}",
+                    c.inst.layer,
+                    list(&c.dirty, 10)
+                ));
+            }
+            if !c.orphans.is_empty() {
+                lines.push(format!(
+                    "{}: {} commit(s) that no branch holds ({}): {}",
+                    c.inst.layer,
+                    c.orphans.len(),
+                    describe_head(c),
+                    list(&c.orphans, SHOW_COMMITS)
+                ));
+            }
+            for b in &c.blockers {
+                lines.push(format!("{}: {b}", c.inst.layer));
+            }
+        }
+        if strays && !self.strays.is_empty() {
+            lines.push(format!(
+                "env folder {}: {}",
+                ctx.ws.env_dir(&env.name).display(),
+                list(&self.strays, 10)
+            ));
+        }
+        lines
+    }
+
+    /// Why a destroy without `--force` must not go on: the work it would lose.
+    pub(crate) fn refusal(&self, ctx: &Ctx, env: &EnvRow) -> Option<Fail> {
+        let lines = self.work_lines(ctx, env, true);
+        if lines.is_empty() {
+            return None;
+        }
+        let mut msg = format!(
+            "env `{}` has work that destroy would lose; nothing was removed",
+            env.name
+        );
+        for l in lines {
+            msg.push_str(&format!("\n  {l}"));
+        }
+        let n = crate::shq(&env.name);
+        let keep = if self.checks.iter().any(|c| !c.orphans.is_empty()) {
+            format!(
+                "put commits on a branch (`grove exec {n} -- git branch NAME`), commit or stash changes"
+            )
+        } else {
+            format!("commit or stash it (`grove exec {n} -- git status`)")
+        };
+        Some(Fail::new(msg).hint(format!(
+            "{keep}, or `grove destroy {n} --force` to throw it away"
+        )))
+    }
+}
+
+/// Destroys the env as `pre` found it (the caller checked it may).
+pub(crate) fn execute(
+    ctx: &mut Ctx,
+    env: &EnvRow,
+    pre: &Preflight,
+    force: bool,
+    keep_data: bool,
+) -> Result<()> {
+    let env = env.clone();
+    let checks = &pre.checks;
+    let strays = &pre.strays;
     // Exactly one grove destroys an env: taken over only from the owner we looked at.
     if !ctx.store.begin_destroy(env.key, env.owner, ctx.me)? {
         return Err(Fail::new(format!(
@@ -149,8 +196,8 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         ui::info(format!("  stopped what ran in `{}`", env.name));
     }
     failpoint::hit("destroy:after-stop");
-    for c in &checks {
-        destroy_layer(ctx, &env, c, args.force)?;
+    for c in checks {
+        destroy_layer(ctx, &env, c, force)?;
         failpoint::hit("destroy:after-layer");
         if interrupt::received().is_some() {
             ctx.store.set_phase(env.key, Phase::Destroying, None)?;
@@ -166,7 +213,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     }
     // Isolated data last: dropped only once nothing of the env can fail to go any more.
     for row in ctx.store.isolated(env.key)? {
-        if args.keep_data {
+        if keep_data {
             crate::isolate::kept(&row, &row.layer);
         } else {
             crate::isolate::drop_resource(ctx, &env, &row.layer, &row.resource).map_err(|e| {
@@ -184,7 +231,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         ctx.store.delete_isolated(env.key, &row.layer)?;
         failpoint::hit("destroy:after-isolated");
     }
-    remove_env_dir(ctx, &env, &strays, args.force)?;
+    remove_env_dir(ctx, &env, strays, force)?;
     failpoint::hit("destroy:after-envdir");
     // A later env of the same name starts with logs of its own.
     let _ = fs_err::remove_dir_all(ctx.log_dir(&env.name));
@@ -273,10 +320,14 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
             orphans: Vec::new(),
             blockers,
             branch_only: Vec::new(),
+            integrated: None,
         };
         if let (Some(tip), true, None) = (&c.tip, c.inst.branch_created, &c.elsewhere) {
             let me = [format!("refs/heads/{}", c.inst.branch)];
             c.branch_only = repo.unreferenced(&[tip.as_str()], &me, 200)?;
+            if !c.unmerged.is_empty() && crate::git::has_merge_tree() {
+                c.integrated = crate::land::integrated(&c.inst)?;
+            }
         }
         // What no ref will hold once the worktree and the branch (if it goes) are gone: the
         // HEAD's own commits, and with `--force` the branch's own.
@@ -318,7 +369,12 @@ fn plan_line(c: &LayerCheck, force: bool) -> String {
     } else {
         "forget missing worktree"
     };
-    let branch = if c.deletes_branch(force) {
+    let branch = if c.deletes_branch(force) && c.integrated.is_some() {
+        format!(
+            "delete branch `{}` (its work is in the base)",
+            c.inst.branch
+        )
+    } else if c.deletes_branch(force) {
         format!("delete branch `{}`", c.inst.branch)
     } else {
         format!("keep branch `{}`", c.inst.branch)
@@ -377,7 +433,14 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
     let branch = &c.inst.branch;
     match (&c.tip, c.deletes_branch(force)) {
         (Some(tip), true) => {
-            if !c.branch_only.is_empty() {
+            if let (Some(how), false) = (c.integrated, c.branch_only.is_empty()) {
+                ui::info(format!(
+                    "  {layer}  `{branch}` is in {}: {} (its tip was {})",
+                    c.inst.base,
+                    how.as_str(),
+                    &tip[..tip.len().min(12)]
+                ));
+            } else if !c.branch_only.is_empty() {
                 ui::warn(format!(
                     "{layer}: discarding {} commit(s) that only `{branch}` held: {}",
                     c.branch_only.len(),

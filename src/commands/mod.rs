@@ -10,6 +10,7 @@ mod envcmd;
 mod fanout;
 mod gate;
 mod init;
+mod land;
 mod logs;
 mod pool;
 mod ps;
@@ -56,6 +57,8 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Down(args) => servers::down(&mut ctx()?, &args),
         Command::Restart(args) => servers::restart(&mut ctx()?, &args),
         Command::Logs(args) => logs::run(&ctx()?, &args),
+        Command::Land(args) => land::land(&mut ctx()?, &args),
+        Command::Prune(args) => land::prune(&mut ctx()?, &args),
         Command::Destroy(args) => destroy::run(&mut ctx()?, &args),
         Command::Doctor(args) => doctor::run(ws, &args),
         Command::Path(args) => envcmd::path(&ctx()?, &args),

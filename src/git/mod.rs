@@ -2,6 +2,7 @@
 //! codes, never on message text (which is translated). Every call names the repository with
 //! `-C`, so the caller's cwd and git's discovery variables never pick the wrong one.
 
+pub mod integrate;
 pub mod parse;
 
 use std::path::{Path, PathBuf};
@@ -176,7 +177,7 @@ impl Repo {
         git(&self.dir)
     }
 
-    fn stdout(&self, args: &[&str]) -> Result<String, CmdError> {
+    pub(crate) fn stdout(&self, args: &[&str]) -> Result<String, CmdError> {
         Ok(self.cmd().args(args).run()?.stdout)
     }
 

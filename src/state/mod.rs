@@ -505,6 +505,31 @@ impl Store {
         Ok(rows)
     }
 
+    /// Ready envs with a journal: a `grove land` is moving (or died moving) their bases.
+    pub fn landings(&self, ws: i64) -> Result<Vec<EnvRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ENV_COLS} FROM envs WHERE workspace = ?1 AND phase = 'ready'
+             AND EXISTS (SELECT 1 FROM journal WHERE journal.env = envs.id)"
+        ))?;
+        let rows = stmt
+            .query_map([ws], env_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// An operation on a ready env (a land) is over: its journal goes and the env is let go,
+    /// in one transaction.
+    pub fn finish_operation(&mut self, key: EnvKey) -> Result<()> {
+        let tx = self.write()?;
+        tx.execute("DELETE FROM journal WHERE env = ?1", [key])?;
+        tx.execute(
+            "UPDATE envs SET owner_pid = NULL, owner_start = NULL WHERE id = ?1",
+            [key],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Takes over env `key` from `from` (a dead owner), atomically: of two processes that try
     /// at once, exactly one gets `true`.
     pub fn claim(&mut self, key: EnvKey, from: Option<ProcId>, to: ProcId) -> Result<bool> {

@@ -214,6 +214,17 @@ pub enum Action {
     /// Processes carrying the env's token are being started (setup steps, recipes): an undo
     /// waits for them or stops them before it undoes what they may have made.
     Processes,
+    /// `grove land` moves `refname` of `repo` from `old` to `new` (compare and swap), and
+    /// updates `checkout`, the clean worktree that has the base checked out.
+    BaseMove {
+        repo: PathBuf,
+        refname: String,
+        old: String,
+        new: String,
+        checkout: Option<PathBuf>,
+    },
+    /// Every base of a land moved: from here on the land is done, never undone.
+    Landed,
 }
 
 /// A server as the supervisor last recorded it.

@@ -1,0 +1,513 @@
+//! Landing an env: every dedicated layer's branch brought into its base, all or nothing across
+//! the env's repos.
+//!
+//! The new base commits are all made before any ref moves (in memory: `merge-tree
+//! --write-tree` and `commit-tree`, no worktree touched), so a conflict in the last repo stops
+//! the land with nothing changed. Each base then moves by compare and swap, journaled before it
+//! moves; if one fails, or grove dies half-way, the bases already moved are put back (compare
+//! and swap again, so a commit someone made on top since is never thrown away). A `Landed`
+//! entry is the point of no return: after it the land is done, and recovery only lets go of
+//! the env.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use serde::Serialize;
+
+use crate::config::LandStrategy;
+use crate::ctx::Ctx;
+use crate::error::Fail;
+use crate::git::Repo;
+use crate::git::integrate::{Integrated, MergeTree};
+use crate::state::{Action, EnvRow, Instance};
+use crate::{failpoint, ui};
+
+/// What landing one layer does, decided before anything moves.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerLand {
+    pub layer: String,
+    pub repo: PathBuf,
+    pub branch: String,
+    /// The branch's tip being landed.
+    pub tip: String,
+    /// The base branch (short name) and its full ref.
+    pub base: String,
+    #[serde(skip)]
+    pub refname: String,
+    /// The base's commit before the land.
+    pub old: String,
+    /// The base's commit after it; `None` when the branch is in the base already.
+    pub new: Option<String>,
+    /// How the branch is in the base already, when it is.
+    pub already: Option<&'static str>,
+    /// Commits of the branch that the base did not have.
+    pub commits: usize,
+    /// A clean worktree that has the base checked out: updated with it.
+    pub checkout: Option<PathBuf>,
+    /// Where `--push` sends the base: remote and ref.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<(String, String)>,
+}
+
+/// Why a layer cannot land.
+pub struct Refusal {
+    pub layer: String,
+    pub why: String,
+}
+
+pub struct Options<'a> {
+    pub strategy: LandStrategy,
+    pub message: Option<&'a str>,
+    pub push: bool,
+}
+
+/// Decides what landing each dedicated layer of `env` does, making the new base commits (as
+/// objects no ref holds yet). Returns the plans, or every reason some layer cannot land.
+pub fn plan(
+    ctx: &Ctx,
+    env: &EnvRow,
+    instances: &[Instance],
+    opts: &Options<'_>,
+) -> Result<std::result::Result<Vec<LayerLand>, Vec<Refusal>>> {
+    let title = ctx.store.ticket(env.key)?.map(|(_, t, _)| t);
+    let mut plans = Vec::new();
+    let mut refusals = Vec::new();
+    for inst in instances {
+        match plan_layer(inst, env, title.as_deref(), opts) {
+            Ok(Ok(p)) => plans.push(p),
+            Ok(Err(why)) => refusals.push(Refusal {
+                layer: inst.layer.clone(),
+                why,
+            }),
+            Err(e) => refusals.push(Refusal {
+                layer: inst.layer.clone(),
+                why: format!("{e:#}"),
+            }),
+        }
+    }
+    Ok(if refusals.is_empty() {
+        Ok(plans)
+    } else {
+        Err(refusals)
+    })
+}
+
+fn plan_layer(
+    inst: &Instance,
+    env: &EnvRow,
+    title: Option<&str>,
+    opts: &Options<'_>,
+) -> Result<std::result::Result<LayerLand, String>> {
+    let repo = Repo::new(&inst.repo);
+    let Some(refname) = inst
+        .base_ref
+        .clone()
+        .filter(|r| r.starts_with("refs/heads/") && *r != format!("refs/heads/{}", inst.branch))
+    else {
+        return Ok(Err(format!(
+            "its base `{}` is not a local branch, so there is nothing to move (make one: `git -C {} branch NAME {}`, and create envs from it)",
+            inst.base,
+            crate::shq(&inst.repo.to_string_lossy()),
+            inst.base
+        )));
+    };
+    let base = refname.trim_start_matches("refs/heads/").to_string();
+    let Some(old) = repo.resolve_commit(&refname)? else {
+        return Ok(Err(format!("its base branch `{base}` no longer exists")));
+    };
+    let Some(tip) = repo.branch_tip(&inst.branch)? else {
+        return Ok(Err(format!(
+            "its branch `{}` no longer exists",
+            inst.branch
+        )));
+    };
+    if inst.worktree.join(".git").exists()
+        && Repo::branch_of(&inst.worktree)?.as_deref() != Some(inst.branch.as_str())
+    {
+        return Ok(Err(format!(
+            "its worktree is not on branch `{}` any more (switch back, or land by hand)",
+            inst.branch
+        )));
+    }
+    let mut plan = LayerLand {
+        layer: inst.layer.clone(),
+        repo: inst.repo.clone(),
+        branch: inst.branch.clone(),
+        tip: tip.clone(),
+        base: base.clone(),
+        refname,
+        old: old.clone(),
+        new: None,
+        already: None,
+        commits: 0,
+        checkout: None,
+        push: None,
+    };
+    if opts.push {
+        match repo.push_target(&base)? {
+            Some(t) => plan.push = Some(t),
+            None => {
+                return Ok(Err(format!(
+                    "--push: base `{base}` has no upstream (set one: `git -C {} branch --set-upstream-to=origin/{base} {base}`)",
+                    crate::shq(&inst.repo.to_string_lossy())
+                )));
+            }
+        }
+    }
+    if let Some(how) = repo.integrated(&old, &tip)? {
+        plan.already = Some(how.as_str());
+        return Ok(Ok(plan));
+    }
+    let (commits, has_merges) = repo.commits_between(&old, &tip)?;
+    plan.commits = commits.len();
+    let fast_forward = repo.is_ancestor(&old, &tip)?;
+    let new = match opts.strategy {
+        LandStrategy::Ff if fast_forward => tip.clone(),
+        LandStrategy::Ff => {
+            return Ok(Err(format!(
+                "`{base}` moved since `{}` left it, so it cannot fast-forward (use --strategy merge, squash or rebase)",
+                inst.branch
+            )));
+        }
+        LandStrategy::Rebase if fast_forward => tip.clone(),
+        LandStrategy::Rebase => {
+            if has_merges {
+                return Ok(Err(format!(
+                    "`{}` has merge commits, which a rebase would flatten (use --strategy merge or squash)",
+                    inst.branch
+                )));
+            }
+            match replay(&repo, &old, &commits)? {
+                Ok(new) => new,
+                Err(why) => return Ok(Err(why)),
+            }
+        }
+        LandStrategy::Merge | LandStrategy::Squash => {
+            let tree = match repo.merge_tree(&old, &tip, None)? {
+                MergeTree::Clean(tree) => tree,
+                MergeTree::Conflicts(files) => {
+                    return Ok(Err(format!(
+                        "merging `{}` into `{base}` conflicts in {}",
+                        inst.branch,
+                        files.join(", ")
+                    )));
+                }
+            };
+            let message = message(&repo, opts, inst, &base, title, env, &old, &tip)?;
+            if opts.strategy == LandStrategy::Merge {
+                repo.commit_tree(&tree, &[&old, &tip], &message, None)?
+            } else {
+                repo.commit_tree(&tree, &[&old], &message, None)?
+            }
+        }
+    };
+    plan.new = Some(new);
+    Ok(Ok(plan))
+}
+
+/// Replays `commits` on `onto` one by one, keeping each one's author and message.
+fn replay(
+    repo: &Repo,
+    onto: &str,
+    commits: &[String],
+) -> Result<std::result::Result<String, String>> {
+    let mut onto = onto.to_string();
+    for c in commits {
+        let parent = format!("{c}^");
+        let tree = match repo.merge_tree(&onto, c, Some(&parent))? {
+            MergeTree::Clean(tree) => tree,
+            MergeTree::Conflicts(files) => {
+                let subject = repo.log_range(&parent, c)?.into_iter().next();
+                return Ok(Err(format!(
+                    "replaying {} conflicts in {}",
+                    subject.unwrap_or_else(|| c.clone()),
+                    files.join(", ")
+                )));
+            }
+        };
+        let (author, msg) = repo.commit_meta(c)?;
+        onto = repo.commit_tree(&tree, &[&onto], &msg, Some(&author))?;
+    }
+    Ok(Ok(onto))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message(
+    repo: &Repo,
+    opts: &Options<'_>,
+    inst: &Instance,
+    base: &str,
+    title: Option<&str>,
+    env: &EnvRow,
+    old: &str,
+    tip: &str,
+) -> Result<String> {
+    if let Some(m) = opts.message {
+        return Ok(format!("{}\n", m.trim_end()));
+    }
+    let title = title.map(str::trim).filter(|t| !t.is_empty());
+    Ok(match opts.strategy {
+        LandStrategy::Squash => {
+            let mut m = title.unwrap_or(&inst.branch).to_string();
+            m.push_str(&format!(
+                "\n\nSquashed from branch `{}` (grove env {}):\n",
+                inst.branch, env.name
+            ));
+            let mut log = repo.log_range(old, tip)?;
+            log.reverse();
+            for line in log {
+                let subject = line.split_once(' ').map_or(line.as_str(), |(_, s)| s);
+                m.push_str(&format!("* {subject}\n"));
+            }
+            m
+        }
+        _ => {
+            let mut m = format!("Merge branch '{}' into {base}\n", inst.branch);
+            if let Some(t) = title {
+                m.push_str(&format!("\n{t}\n"));
+            }
+            m
+        }
+    })
+}
+
+/// Whether a checkout of the base can follow it: `Err` says why not.
+pub fn checkout_of(plan: &LayerLand) -> Result<std::result::Result<Option<PathBuf>, String>> {
+    let repo = Repo::new(&plan.repo);
+    let Some(wt) = repo
+        .worktrees()?
+        .into_iter()
+        .find(|w| w.branch.as_deref() == Some(plan.base.as_str()) && !w.prunable)
+    else {
+        return Ok(Ok(None));
+    };
+    let Some(new) = &plan.new else {
+        return Ok(Ok(None));
+    };
+    let tracked = crate::git::git(&wt.path)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .run()?
+        .stdout;
+    if !tracked.trim().is_empty() {
+        let files: Vec<&str> = tracked.lines().map(|l| l.get(3..).unwrap_or(l)).collect();
+        return Ok(Err(format!(
+            "`{}` is checked out at {} with uncommitted changes ({}): commit or stash them first",
+            plan.base,
+            wt.path.display(),
+            files.join(", ")
+        )));
+    }
+    // An untracked file where the land writes one would be overwritten: say so now.
+    let untracked = crate::git::git(&wt.path)
+        .args(["ls-files", "--others", "--exclude-standard", "-z"])
+        .run()?
+        .stdout;
+    let landed = repo.stdout(&[
+        "diff",
+        "--name-only",
+        "-z",
+        "--no-renames",
+        &plan.old,
+        new,
+        "--",
+    ])?;
+    let landed: Vec<&str> = landed.split('\0').filter(|p| !p.is_empty()).collect();
+    let in_the_way: Vec<&str> = untracked
+        .split('\0')
+        .filter(|p| !p.is_empty() && landed.contains(p))
+        .collect();
+    if !in_the_way.is_empty() {
+        return Ok(Err(format!(
+            "`{}` is checked out at {} with untracked files the land would overwrite: {}",
+            plan.base,
+            wt.path.display(),
+            in_the_way.join(", ")
+        )));
+    }
+    Ok(Ok(Some(wt.path)))
+}
+
+/// Moves every base that has something to land, journaling each move first; on any failure
+/// puts back those already moved. Returns once the land is done (journaled `Landed`).
+pub fn apply(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerLand]) -> Result<()> {
+    let mut moved: Vec<Action> = Vec::new();
+    let result = (|| -> Result<()> {
+        for p in plans {
+            let Some(new) = &p.new else { continue };
+            let action = Action::BaseMove {
+                repo: p.repo.clone(),
+                refname: p.refname.clone(),
+                old: p.old.clone(),
+                new: new.clone(),
+                checkout: p.checkout.clone(),
+            };
+            ctx.store.journal_push(env.key, &action)?;
+            moved.push(action);
+            failpoint::hit("land:after-journal");
+            let repo = Repo::new(&p.repo);
+            let why = format!("grove land: {} ({})", p.branch, env.name);
+            if !repo.swap_ref(&p.refname, new, &p.old, &why)? {
+                return Err(Fail::new(format!(
+                    "{}: `{}` moved while landing (someone committed to it)",
+                    p.layer, p.base
+                ))
+                .hint(format!("run `grove land {}` again", crate::shq(&env.name)))
+                .into());
+            }
+            failpoint::hit("land:after-move");
+            if let Some(co) = &p.checkout {
+                follow(co, &p.old, new).map_err(|e| {
+                    anyhow!(
+                        "{}: cannot update the checkout of `{}` at {}: {e:#}",
+                        p.layer,
+                        p.base,
+                        co.display()
+                    )
+                })?;
+                failpoint::hit("land:after-checkout");
+            }
+            if crate::interrupt::received().is_some() {
+                return Err(Fail::new("interrupted: the land was undone").into());
+            }
+        }
+        ctx.store.journal_push(env.key, &Action::Landed)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for action in moved.iter().rev() {
+            undo(action);
+        }
+        ctx.store.finish_operation(env.key)?;
+        return Err(e);
+    }
+    failpoint::hit("land:after-landed");
+    ctx.store.finish_operation(env.key)?;
+    Ok(())
+}
+
+/// Brings a clean checkout's index and files from `old` to `new` (its branch's ref already
+/// moved): a two-tree merge, which refuses rather than overwrite a change.
+fn follow(checkout: &Path, old: &str, new: &str) -> Result<()> {
+    crate::git::git(checkout)
+        .args(["read-tree", "-u", "-m", old, new])
+        .run()?;
+    Ok(())
+}
+
+/// Puts one journaled base move back, if the base is still where the land put it.
+fn undo(action: &Action) {
+    let Action::BaseMove {
+        repo,
+        refname,
+        old,
+        new,
+        checkout,
+    } = action
+    else {
+        return;
+    };
+    let r = Repo::new(repo);
+    let now = r.resolve_commit(refname).ok().flatten();
+    if now.as_deref() == Some(old.as_str()) {
+        return;
+    }
+    if now.as_deref() != Some(new.as_str()) {
+        ui::warn(format!(
+            "left `{refname}` of {} where it is: it moved since the land moved it",
+            repo.display()
+        ));
+        return;
+    }
+    if let Some(co) = checkout.as_deref().filter(|c| {
+        let b = refname.trim_start_matches("refs/heads/");
+        Repo::branch_of(c).ok().flatten().as_deref() == Some(b)
+    }) {
+        let index = crate::git::git(co)
+            .args(["write-tree"])
+            .run()
+            .map(|o| o.stdout.trim().to_string())
+            .ok();
+        let tree = |c: &str| r.tree_of(c).ok();
+        if index.is_some() && index == tree(new) {
+            if let Err(e) = follow(co, new, old) {
+                ui::warn(format!(
+                    "left `{refname}` of {} at the land's commit: its checkout {} changed since ({e:#}); to undo by hand: `git -C {} reset --keep {old}`",
+                    repo.display(),
+                    co.display(),
+                    crate::shq(&co.to_string_lossy())
+                ));
+                return;
+            }
+        } else if index.is_none() || index != tree(old) {
+            ui::warn(format!(
+                "left `{refname}` of {} at the land's commit: its checkout {} changed since; to undo by hand: `git -C {} reset --keep {old}`",
+                repo.display(),
+                co.display(),
+                crate::shq(&co.to_string_lossy())
+            ));
+            return;
+        }
+    }
+    match r.swap_ref(refname, old, new, "grove land: undone") {
+        Ok(true) => ui::info(format!("  put `{refname}` of {} back", repo.display())),
+        _ => ui::warn(format!(
+            "could not put `{refname}` of {} back to {old}",
+            repo.display()
+        )),
+    }
+}
+
+/// Finishes lands whose grove died: before the point of no return, the bases are put back;
+/// after it, the land stands and the env is let go (its destroy is left to the user).
+pub fn recover(ctx: &mut Ctx) -> Result<()> {
+    for env in ctx.store.landings(ctx.ws_id)? {
+        if env.owner.is_some_and(|o| o.alive()) || !ctx.store.claim(env.key, env.owner, ctx.me)? {
+            continue;
+        }
+        let journal = ctx.store.journal(env.key)?;
+        let n = crate::shq(&env.name);
+        if journal.contains(&Action::Landed) {
+            ui::warn(format!(
+                "env `{}` was landed by a grove that did not finish; run `grove destroy {n}` to remove it",
+                env.name
+            ));
+        } else {
+            ui::warn(format!(
+                "env `{}` was half-landed by a grove that did not finish; putting its bases back",
+                env.name
+            ));
+            for action in journal.iter().rev() {
+                undo(action);
+                failpoint::hit("land:rollback-step");
+            }
+        }
+        ctx.store.finish_operation(env.key)?;
+    }
+    Ok(())
+}
+
+/// Whether each dedicated layer's branch is in its base, and how (for `prune`), comparing
+/// with the base and with the base's upstream (fetched but not pulled).
+pub fn integrated(inst: &Instance) -> Result<Option<Integrated>> {
+    let repo = Repo::new(&inst.repo);
+    let Some(tip) = repo.branch_tip(&inst.branch)? else {
+        return Ok(None);
+    };
+    let base = inst.current_base(&repo);
+    if let Some(how) = repo.integrated(&base, &tip)? {
+        return Ok(Some(how));
+    }
+    let base_name = inst
+        .base_ref
+        .as_deref()
+        .and_then(|r| r.strip_prefix("refs/heads/"));
+    if let Some(up) = base_name
+        .map(|b| repo.upstream_tip(b))
+        .transpose()?
+        .flatten()
+        && up != base
+    {
+        return repo.integrated(&up, &tip);
+    }
+    Ok(None)
+}

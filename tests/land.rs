@@ -1,0 +1,458 @@
+//! `grove land` and `grove prune` in a two-repo env: every base moves or none does, the env
+//! goes with its branches, and prune removes only envs whose work is in their bases.
+
+use crate::common::TestWorkspace;
+
+/// A workspace where `feat` has front and api dedicated, each with a commit of its own on a
+/// file of its own; when `base_moves`, each repo's main also gained a commit since (on
+/// another file) in the main checkout, which has `main` checked out.
+fn landing_ws(base_moves: bool) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat", "--from-api=main", "--no-start"])
+        .success();
+    for repo in ["front", "api"] {
+        let wt = ws.worktree("feat", repo);
+        ws.commit(&wt, "feature.txt", "one\n", "Add the feature");
+        ws.commit(&wt, "feature.txt", "one\ntwo\n", "Finish the feature");
+        if base_moves {
+            ws.commit(
+                &ws.repo(repo),
+                "other.txt",
+                "other\n",
+                "Someone else's work",
+            );
+        }
+    }
+    ws
+}
+
+fn rev(ws: &TestWorkspace, repo: &str, r: &str) -> String {
+    ws.git(&ws.repo(repo), &["rev-parse", r])
+}
+
+/// The env, its worktrees and its branches are gone; main holds the feature in the commit
+/// history and in the main checkout's files.
+#[track_caller]
+fn assert_landed(ws: &TestWorkspace) {
+    assert!(ws.ps().is_empty(), "the env is still listed");
+    for repo in ["front", "api"] {
+        assert_eq!(ws.branches(repo), vec!["main"], "{repo}");
+        assert_eq!(ws.worktrees(repo), vec![ws.repo(repo)], "{repo}");
+        assert_eq!(
+            ws.git(&ws.repo(repo), &["show", "main:feature.txt"]),
+            "one\ntwo"
+        );
+        // The main checkout followed its branch, and is clean.
+        assert_eq!(
+            std::fs::read_to_string(ws.repo(repo).join("feature.txt")).unwrap(),
+            "one\ntwo\n"
+        );
+        assert_eq!(ws.git(&ws.repo(repo), &["status", "--porcelain"]), "");
+    }
+    assert!(!ws.env_dir("feat").exists());
+}
+
+#[test]
+fn land_with_a_merge_commit() {
+    let ws = landing_ws(true);
+    let before = rev(&ws, "api", "main");
+    let out = ws.grove(&["land", "feat", "--strategy", "merge"]).success();
+    assert!(out.stderr.contains("landed `feat`"), "{out}");
+    assert_landed(&ws);
+    for repo in ["front", "api"] {
+        let parents = ws.git(&ws.repo(repo), &["show", "-s", "--format=%P", "main"]);
+        assert_eq!(parents.split(' ').count(), 2, "{repo}: {parents}");
+        let subject = ws.git(&ws.repo(repo), &["show", "-s", "--format=%s", "main"]);
+        assert_eq!(subject, "Merge branch 'feat' into main");
+        assert!(ws.git(&ws.repo(repo), &["show", "main:other.txt"]) == "other");
+    }
+    assert_eq!(rev(&ws, "api", "main^1"), before);
+}
+
+#[test]
+fn land_squashed_with_the_tickets_title() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    std::fs::write(
+        ws.root.join("ticket.md"),
+        "# Let users log in\n\n- [ ] a login form\n",
+    )
+    .unwrap();
+    let mut toml = ws.standard_config("");
+    toml.push_str("\n[agent]\ncommand = \"true\"\nmode = \"headless\"\nwait_ready = false\n");
+    ws.write_config(&toml);
+    ws.grove(&["create", "feat", "--from-api=main", "--no-start"])
+        .success();
+    ws.grove(&["agent", "feat", "--ticket", "ticket.md"])
+        .success();
+    for repo in ["front", "api"] {
+        let wt = ws.worktree("feat", repo);
+        ws.commit(&wt, "feature.txt", "one\n", "Add the feature");
+        ws.commit(&wt, "feature.txt", "one\ntwo\n", "Finish the feature");
+        ws.commit(
+            &ws.repo(repo),
+            "other.txt",
+            "other\n",
+            "Someone else's work",
+        );
+    }
+    let before = rev(&ws, "front", "main");
+    ws.grove(&["land", "feat", "--strategy", "squash"])
+        .success();
+    assert_landed(&ws);
+    let parents = ws.git(&ws.repo("front"), &["show", "-s", "--format=%P", "main"]);
+    assert_eq!(parents, before, "one commit on top of the old main");
+    let msg = ws.git(&ws.repo("front"), &["show", "-s", "--format=%B", "main"]);
+    assert!(msg.starts_with("Let users log in\n"), "{msg}");
+    assert!(
+        msg.contains("* Add the feature\n* Finish the feature"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn land_rebased_keeps_each_commit() {
+    let ws = landing_ws(true);
+    let before = rev(&ws, "front", "main");
+    ws.grove(&["land", "feat", "--strategy", "rebase", "--yes"])
+        .success();
+    assert_landed(&ws);
+    for repo in ["front", "api"] {
+        let log = ws.git(&ws.repo(repo), &["log", "--format=%s", "-3", "main"]);
+        assert_eq!(
+            log, "Finish the feature\nAdd the feature\nSomeone else's work",
+            "{repo}"
+        );
+    }
+    assert_eq!(rev(&ws, "front", "main~2"), before);
+}
+
+#[test]
+fn land_fast_forward_only() {
+    let ws = landing_ws(false);
+    let tip = ws.git(&ws.worktree("feat", "front"), &["rev-parse", "HEAD"]);
+    ws.grove(&["land", "feat", "--strategy", "ff"]).success();
+    assert_landed(&ws);
+    assert_eq!(rev(&ws, "front", "main"), tip);
+
+    // A base that moved cannot fast-forward: refused, nothing moved.
+    let ws = landing_ws(true);
+    let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
+    let out = ws.grove(&["land", "feat", "--strategy", "ff"]).failure(1);
+    assert!(out.stderr.contains("cannot fast-forward"), "{out}");
+    assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
+    assert_eq!(ws.ps().len(), 1);
+}
+
+#[test]
+fn the_default_strategy_comes_from_the_workspace() {
+    let ws = landing_ws(true);
+    let toml = ws
+        .standard_config("")
+        .replace("[workspace]\n", "[workspace]\nland = \"squash\"\n");
+    ws.write_config(&toml);
+    ws.grove(&["land", "feat"]).success();
+    let parents = ws.git(&ws.repo("api"), &["show", "-s", "--format=%P", "main"]);
+    assert_eq!(parents.split(' ').count(), 1, "squashed, not merged");
+
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let toml = ws
+        .standard_config("")
+        .replace("[workspace]\n", "[workspace]\nland = \"octopus\"\n");
+    ws.write_config(&toml);
+    let out = ws.grove(&["ps"]).failure(1);
+    assert!(out.stderr.contains("grove.toml:2:"), "{out}");
+}
+
+#[test]
+fn a_conflict_in_the_second_repo_leaves_both_bases_where_they_were() {
+    let ws = landing_ws(false);
+    // api's main changes the line the env's branch changes too.
+    ws.commit(
+        &ws.worktree("feat", "api"),
+        "README.md",
+        "# api, as the ticket wants it\n",
+        "Retitle",
+    );
+    ws.commit(
+        &ws.repo("api"),
+        "README.md",
+        "# api, as main wants it\n",
+        "Retitle on main",
+    );
+    let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
+    for strategy in ["merge", "squash", "rebase"] {
+        let out = ws
+            .grove(&["land", "feat", "--strategy", strategy])
+            .failure(1);
+        assert!(
+            out.stderr.contains("conflicts in README.md"),
+            "{strategy}: {out}"
+        );
+        assert!(out.stderr.contains("nothing was changed"), "{out}");
+        assert!(out.stderr.contains("hint:"), "{out}");
+        assert_eq!(
+            before,
+            (rev(&ws, "front", "main"), rev(&ws, "api", "main")),
+            "{strategy}"
+        );
+    }
+    assert_eq!(ws.ps().len(), 1);
+    assert!(ws.branches("front").contains(&"feat".to_string()));
+}
+
+#[test]
+fn a_base_checked_out_with_changes_is_refused() {
+    let ws = landing_ws(true);
+    let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
+    std::fs::write(
+        ws.repo("api").join("README.md"),
+        "# edited, not committed\n",
+    )
+    .unwrap();
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(
+        out.stderr.contains("uncommitted changes (README.md)"),
+        "{out}"
+    );
+    assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
+    ws.git(&ws.repo("api"), &["checkout", "README.md"]);
+
+    // An untracked file where the land would write one.
+    std::fs::write(ws.repo("front").join("feature.txt"), "mine\n").unwrap();
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(out.stderr.contains("would overwrite: feature.txt"), "{out}");
+    assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
+    assert_eq!(
+        std::fs::read_to_string(ws.repo("front").join("feature.txt")).unwrap(),
+        "mine\n"
+    );
+}
+
+#[test]
+fn uncommitted_work_in_the_env_is_refused() {
+    let ws = landing_ws(false);
+    std::fs::write(ws.worktree("feat", "api").join("wip.txt"), "wip\n").unwrap();
+    let before = rev(&ws, "front", "main");
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(out.stderr.contains("api: uncommitted: wip.txt"), "{out}");
+    assert_eq!(before, rev(&ws, "front", "main"));
+    assert!(ws.worktree("feat", "api").join("wip.txt").exists());
+}
+
+#[test]
+fn keep_lands_and_keeps_the_env() {
+    let ws = landing_ws(false);
+    ws.grove(&["land", "feat", "--keep", "--strategy", "ff"])
+        .success();
+    assert_eq!(ws.ps().len(), 1);
+    assert_eq!(
+        rev(&ws, "front", "main"),
+        ws.git(&ws.worktree("feat", "front"), &["rev-parse", "HEAD"])
+    );
+    // Landing again finds nothing to land, and removes the env.
+    let out = ws.grove(&["land", "feat", "--json"]).success();
+    assert!(out.stderr.contains("nothing to land"), "{out}");
+    let json = out.json();
+    assert_eq!(json["destroyed"], true);
+    assert!(json["layers"][0]["new"].is_null());
+    assert!(ws.ps().is_empty());
+}
+
+#[test]
+fn push_sends_every_base_to_its_upstream() {
+    let ws = landing_ws(true);
+    for repo in ["front", "api"] {
+        let bare = ws.tmp.path().join(format!("{repo}.git"));
+        ws.git(
+            ws.tmp.path(),
+            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
+        );
+        ws.git(
+            &ws.repo(repo),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
+    }
+    let out = ws.grove(&["land", "feat", "--push"]).success();
+    assert!(out.stderr.contains("pushed `main`"), "{out}");
+    assert_landed(&ws);
+    for repo in ["front", "api"] {
+        let bare = ws.tmp.path().join(format!("{repo}.git"));
+        assert_eq!(
+            ws.git(&bare, &["rev-parse", "main"]),
+            rev(&ws, repo, "main"),
+            "{repo}"
+        );
+    }
+}
+
+#[test]
+fn push_refused_before_anything_moves_when_the_remote_is_ahead() {
+    let ws = landing_ws(false);
+    for repo in ["front", "api"] {
+        let bare = ws.tmp.path().join(format!("{repo}.git"));
+        ws.git(
+            ws.tmp.path(),
+            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
+        );
+        ws.git(
+            &ws.repo(repo),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
+    }
+    // Someone pushed to api's remote since.
+    let other = ws.tmp.path().join("other-api");
+    ws.git(
+        ws.tmp.path(),
+        &[
+            "clone",
+            "--quiet",
+            ws.tmp.path().join("api.git").to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
+    );
+    ws.commit(&other, "theirs.txt", "theirs\n", "Theirs");
+    ws.git(&other, &["push", "--quiet", "origin", "main"]);
+    let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
+    let out = ws.grove(&["land", "feat", "--push"]).failure(1);
+    assert!(out.stderr.contains("would not take"), "{out}");
+    assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
+
+    // No upstream at all.
+    let ws = landing_ws(false);
+    let out = ws.grove(&["land", "feat", "--push"]).failure(1);
+    assert!(out.stderr.contains("has no upstream"), "{out}");
+}
+
+#[test]
+fn a_red_check_stops_the_land_unless_no_check() {
+    let ws = landing_ws(false);
+    ws.write_config(
+        &ws.standard_config("check = [\"test \\\"$(cat feature.txt | wc -l)\\\" -gt 5\"]"),
+    );
+    let before = rev(&ws, "front", "main");
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(out.stderr.contains("front: its check failed"), "{out}");
+    assert!(out.stderr.contains("--no-check"), "{out}");
+    assert_eq!(before, rev(&ws, "front", "main"));
+    ws.grove(&["land", "feat", "--no-check"]).success();
+    assert_landed(&ws);
+}
+
+#[test]
+fn bad_input_to_land_changes_nothing() {
+    let ws = landing_ws(false);
+    let out = ws.grove(&["land", "nope"]).failure(1);
+    assert!(out.stderr.contains("hint:"), "{out}");
+    let out = ws
+        .grove(&["land", "feat", "--strategy", "octopus"])
+        .failure(2);
+    assert!(out.stderr.contains("possible values"), "{out}");
+    assert_eq!(ws.ps().len(), 1);
+}
+
+/// A workspace with one env per way an env can end up: merged normally, squash-merged,
+/// rebased-and-merged, upstream gone, unmerged, dirty, and not started.
+#[test]
+fn prune_removes_only_envs_whose_work_is_in_the_base() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let front = ws.repo("front");
+    let bare = ws.tmp.path().join("front.git");
+    ws.git(
+        ws.tmp.path(),
+        &["init", "--quiet", "--bare", bare.to_str().unwrap()],
+    );
+    ws.git(&front, &["remote", "add", "origin", bare.to_str().unwrap()]);
+    ws.git(&front, &["push", "--quiet", "-u", "origin", "main"]);
+    let names = [
+        "merged", "squashed", "rebased", "gone", "unmerged", "dirty", "fresh",
+    ];
+    for name in names {
+        ws.grove(&["create", name, "--no-start"]).success();
+        if name != "fresh" {
+            let wt = ws.worktree(name, "front");
+            ws.commit(&wt, &format!("{name}.txt"), "1\n", &format!("{name}: one"));
+            ws.commit(
+                &wt,
+                &format!("{name}.txt"),
+                "1\n2\n",
+                &format!("{name}: two"),
+            );
+        }
+    }
+    let git = |args: &[&str]| ws.git(&front, args);
+    git(&[
+        "merge",
+        "--quiet",
+        "--no-ff",
+        "-m",
+        "Merge merged",
+        "merged",
+    ]);
+    git(&["merge", "--quiet", "--squash", "squashed"]);
+    git(&["commit", "--quiet", "-m", "Squashed"]);
+    // Main moves on over the squashed file: merging the old branch would now change it back.
+    ws.commit(&front, "squashed.txt", "1\n2\n3\n", "After the squash");
+    git(&["cherry-pick", "rebased~1", "rebased"]);
+    // `gone`: pushed, merged on the forge into a main we have not pulled, branch deleted.
+    let gone_wt = ws.worktree("gone", "front");
+    ws.git(&gone_wt, &["push", "--quiet", "-u", "origin", "gone"]);
+    ws.git(&gone_wt, &["push", "--quiet", "origin", "--delete", "gone"]);
+    std::fs::write(ws.worktree("dirty", "front").join("wip.txt"), "wip\n").unwrap();
+    git(&["merge", "--quiet", "--no-ff", "-m", "Merge dirty", "dirty"]);
+
+    let mains = rev(&ws, "front", "main");
+    let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
+    let verdict = |name: &str| {
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["env"] == name)
+            .unwrap()
+            .clone()
+    };
+    for name in ["merged", "squashed", "rebased"] {
+        assert_eq!(verdict(name)["prune"], true, "{name}: {dry:#}");
+    }
+    for name in ["gone", "unmerged", "dirty", "fresh"] {
+        assert_eq!(verdict(name)["prune"], false, "{name}: {dry:#}");
+    }
+    assert_eq!(ws.ps().len(), names.len(), "--dry-run removed something");
+    assert_eq!(rev(&ws, "front", "main"), mains);
+
+    let out = ws.grove(&["prune", "--gone"]).success();
+    assert!(out.stderr.contains("squashed"), "{out}");
+    let mut left: Vec<String> = ws
+        .ps()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["dirty", "fresh", "unmerged"]);
+    let branches = ws.branches("front");
+    for gone in ["merged", "squashed", "rebased"] {
+        assert!(
+            !branches.contains(&gone.to_string()),
+            "{gone}: {branches:?}"
+        );
+    }
+    // `gone`'s commits are in no local ref: its env went, its branch stays.
+    assert!(branches.contains(&"gone".to_string()), "{branches:?}");
+    assert!(ws.worktree("dirty", "front").join("wip.txt").exists());
+}
+
+#[test]
+fn prune_older_than_spares_young_envs() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "merged", "--no-start"]).success();
+    ws.commit(&ws.worktree("merged", "front"), "m.txt", "m\n", "M");
+    ws.git(&ws.repo("front"), &["merge", "--quiet", "merged"]);
+    let out = ws.grove(&["prune", "--older-than", "1d"]).success();
+    assert!(out.stderr.contains("created 0m ago"), "{out}");
+    assert_eq!(ws.ps().len(), 1);
+    let out = ws.grove(&["prune", "--older-than", "soon"]).failure(2);
+    assert!(out.stderr.contains("like `7d`"), "{out}");
+    ws.grove(&["prune", "--older-than", "0s"]).success();
+    assert!(ws.ps().is_empty());
+}
