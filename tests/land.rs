@@ -456,3 +456,29 @@ fn prune_older_than_spares_young_envs() {
     ws.grove(&["prune", "--older-than", "0s"]).success();
     assert!(ws.ps().is_empty());
 }
+
+#[test]
+fn destroy_deletes_a_branch_whose_work_was_squash_merged() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat", "--no-start"]).success();
+    let wt = ws.worktree("feat", "front");
+    ws.commit(&wt, "f.txt", "1\n", "One");
+    ws.commit(&wt, "f.txt", "1\n2\n", "Two");
+    let tip = ws.git(&wt, &["rev-parse", "HEAD"]);
+    ws.commit(&ws.repo("front"), "other.txt", "o\n", "Other");
+    ws.git(&ws.repo("front"), &["merge", "--quiet", "--squash", "feat"]);
+    ws.git(&ws.repo("front"), &["commit", "--quiet", "-m", "Squashed"]);
+    let out = ws.grove(&["destroy", "feat"]).success();
+    assert!(out.stderr.contains("squash-merged"), "{out}");
+    assert!(
+        out.stderr.contains(&tip[..12]),
+        "the old tip is named: {out}"
+    );
+    assert_eq!(ws.branches("front"), vec!["main"]);
+
+    // Not squash-merged: kept, as ever.
+    ws.grove(&["create", "feat2", "--no-start"]).success();
+    ws.commit(&ws.worktree("feat2", "front"), "g.txt", "1\n", "One");
+    let out = ws.grove(&["destroy", "feat2"]).success();
+    assert!(out.stderr.contains("kept branch `feat2`"), "{out}");
+}

@@ -74,6 +74,20 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         .hint("use --strategy merge or squash, or upgrade git")
         .into());
     }
+    // An agent at work is about to change what would land.
+    if let Some(row) = ctx.store.agent(env.key)? {
+        let (state, _) = crate::agent::state(&row);
+        if matches!(state.as_str(), "working" | "running") {
+            return Err(Fail::new(format!(
+                "the agent of `{}` is {state}; nothing was landed",
+                env.name
+            ))
+            .hint(format!(
+                "wait until it is done (`grove review`), or stop it (`grove down {n}`)"
+            ))
+            .into());
+        }
+    }
     // Work not committed stays out of the land, and would be lost by the destroy after it.
     let pre = destroy::preflight(ctx, &env, false)?;
     let work = pre.work_lines(ctx, &env, !args.keep);
@@ -232,7 +246,7 @@ fn plan_line(p: &LayerLand) -> String {
     match (&p.new, p.already) {
         (Some(new), _) => {
             let mut s = format!(
-                "{}: `{}` {}..{} ({} commit(s) of `{}`)",
+                "{}: `{}` {} -> {}, with {} commit(s) of `{}`",
                 p.layer,
                 p.base,
                 short(&p.old),
@@ -241,7 +255,7 @@ fn plan_line(p: &LayerLand) -> String {
                 p.branch
             );
             if let Some(co) = &p.checkout {
-                s.push_str(&format!(", and its checkout {}", co.display()));
+                s.push_str(&format!("; updates the checkout at {}", co.display()));
             }
             s
         }
