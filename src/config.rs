@@ -97,20 +97,6 @@ Write your verdict as JSON to the file {{ verdict }}:\n\
 \"findings\": [{\"layer\": \"...\", \"path\": \"...\", \"line\": 1, \"severity\": \"error|warning|note\", \"text\": \"...\"}], \
 \"criteria\": [{\"text\": \"...\", \"met\": true, \"evidence\": \"...\"}]}\n";
 
-/// Variables a reviewer prompt may use.
-const REVIEW_PROMPT_VARS: &[&str] = &[
-    "env",
-    "ticket",
-    "ticket_text",
-    "solution",
-    "criteria",
-    "diffs",
-    "diff_files",
-    "checks",
-    "verdict",
-    "layers",
-];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PromptVia {
@@ -129,17 +115,6 @@ it lists this environment's URLs, the worktrees of its repos, and how to see log
 {% if solution %} The technical solution all tickets follow is {{ solution }}.{% endif %}\n\n\
 {% if ticket %}Implement this ticket ({{ ticket }}):\n\n{{ ticket_text }}\n\
 {% else %}No ticket was given: ask the human what to work on.\n{% endif %}";
-
-/// Variables a prompt may use.
-const PROMPT_VARS: &[&str] = &[
-    "ticket",
-    "ticket_text",
-    "criteria",
-    "solution",
-    "context",
-    "env",
-    "layers",
-];
 
 impl Config {
     /// A problem with `key` of `[workspace]`, reported like a load error: `file:line:column`,
@@ -854,7 +829,7 @@ fn validate_agent(
         }
     };
     if let Some(p) = &raw.prompt {
-        check_template_vars(p, "prompt", PROMPT_VARS, diags);
+        check_template(p, template::Place::Prompt, &[], diags);
     }
     if let Some(cwd) = &raw.cwd {
         let name = cwd.get_ref();
@@ -900,27 +875,6 @@ fn validate_agent(
     }
 }
 
-/// Diagnoses unknown variables of a prompt template.
-fn check_template_vars(p: &Spanned<String>, key: &str, known: &[&str], diags: &mut Vec<Diag>) {
-    match template::variables(p.get_ref()) {
-        Err(e) => diags.push(diag(p.span(), format!("bad template: {e}"))),
-        Ok(vars) => {
-            for var in vars {
-                let root_var = var.split('.').next().unwrap_or("");
-                if !known.contains(&root_var) {
-                    diags.push(
-                        diag(
-                            p.span(),
-                            format!("unknown template variable `{var}` in `{key}`"),
-                        )
-                        .hint(format!("available: {}", known.join(", "))),
-                    );
-                }
-            }
-        }
-    }
-}
-
 fn validate_review(raw: Spanned<RawReview>, diags: &mut Vec<Diag>) -> ReviewConfig {
     let raw = raw.into_inner();
     let command = raw.command.and_then(|c| {
@@ -933,7 +887,7 @@ fn validate_review(raw: Spanned<RawReview>, diags: &mut Vec<Diag>) -> ReviewConf
         Some(c.into_inner())
     });
     if let Some(p) = &raw.prompt {
-        check_template_vars(p, "prompt", REVIEW_PROMPT_VARS, diags);
+        check_template(p, template::Place::ReviewPrompt, &[], diags);
     }
     let auto_fix = match raw.auto_fix {
         Some(n) if (0..=20).contains(n.get_ref()) => u32::try_from(*n.get_ref()).unwrap_or(0),
@@ -1160,12 +1114,7 @@ fn validate_layer(
         });
     let url = match &raw.url {
         Some(u) => {
-            check_template(
-                u,
-                &["port", "env", "env_id", "layer", "branch"],
-                names,
-                diags,
-            );
+            check_template(u, template::Place::Url, names, diags);
             Some(u.get_ref().clone())
         }
         None if repo.is_some() && ports.is_some() => Some(DEFAULT_URL.to_string()),
@@ -1201,21 +1150,7 @@ fn validate_layer(
                 .hint("grove sets PORT and GROVE_* for every process; use another name"),
             );
         }
-        check_template(
-            value,
-            &[
-                "port",
-                "env",
-                "env_id",
-                "layer",
-                "branch",
-                "worktree",
-                "workspace",
-                "layers",
-            ],
-            names,
-            diags,
-        );
+        check_template(value, template::Place::Env, names, diags);
         env.insert(var.clone(), value.get_ref().clone());
     }
     let mut copy = Vec::new();
@@ -1388,7 +1323,7 @@ fn validate_isolate(
                 );
             }
             if let Some(u) = &r.url {
-                check_template(u, &["env", "env_id", "layer", "shared_url"], names, diags);
+                check_template(u, template::Place::IsolateUrl, names, diags);
             }
             Isolate::Recipe {
                 create: r.create.clone().unwrap_or_default(),
@@ -1454,10 +1389,12 @@ fn validate_ready(raw: &Spanned<RawReady>, diags: &mut Vec<Diag>) -> Ready {
     }
 }
 
-/// Checks that `tmpl` compiles and reads only `allowed` roots and `layers.<known>.url`.
+/// Checks that `tmpl` compiles and reads only what `place` offers: its variables and, where
+/// `layers` is a map, `layers.<a defined layer>.<an attribute offered there>` (an empty
+/// `layers` list skips the layer check: a prompt may name layers of the env only).
 fn check_template(
     tmpl: &Spanned<String>,
-    allowed: &[&str],
+    place: template::Place,
     layers: &[String],
     diags: &mut Vec<Diag>,
 ) {
@@ -1468,6 +1405,7 @@ fn check_template(
             return;
         }
     };
+    let allowed = template::available(place);
     for var in vars {
         let mut parts = var.split('.');
         let root = parts.next().unwrap_or("");
@@ -1478,24 +1416,31 @@ fn check_template(
             );
             continue;
         }
-        if root == "layers" {
-            match (parts.next(), parts.next()) {
-                (Some(layer), _) if !layers.iter().any(|l| l == layer) => diags.push(
+        let Some(attrs) = template::layer_attrs(place).filter(|_| root == "layers") else {
+            continue;
+        };
+        match (parts.next(), parts.next()) {
+            (Some(layer), _) if !layers.is_empty() && !layers.iter().any(|l| l == layer) => {
+                diags.push(
                     diag(
                         tmpl.span(),
                         format!("template names unknown layer `{layer}`"),
                     )
                     .hint(format!("defined layers: {}", layers.join(", "))),
-                ),
-                (Some(_), Some(attr)) if attr != "url" => diags.push(
-                    diag(
-                        tmpl.span(),
-                        format!("unknown attribute `{attr}` in `{var}`"),
-                    )
-                    .hint("a layer offers `url`: `{{ layers.NAME.url }}`"),
-                ),
-                _ => {}
+                );
             }
+            (Some(_), Some(attr)) if !attrs.contains(&attr) => diags.push(
+                diag(
+                    tmpl.span(),
+                    format!("unknown attribute `{attr}` in `{var}`"),
+                )
+                .hint(format!(
+                    "a layer offers {} here: `{{{{ layers.NAME.{} }}}}`",
+                    attrs.join(", "),
+                    attrs[0]
+                )),
+            ),
+            _ => {}
         }
     }
 }

@@ -680,8 +680,9 @@ fn run_reviewer(
         verdict => verdict_path.to_string_lossy(),
         layers => instances.iter().map(|i| i.layer.clone()).collect::<Vec<_>>(),
     };
-    let prompt = crate::template::render(&review.prompt, &c)
-        .map_err(|e| Fail::new(format!("cannot render `[review] prompt`: {e}")))?;
+    let prompt =
+        crate::template::render_in(crate::template::Place::ReviewPrompt, &review.prompt, &c)
+            .map_err(|e| Fail::new(format!("cannot render `[review] prompt`: {e}")))?;
     let prompt_path = dir.join("prompt.md");
     provision::write_atomic(&prompt_path, prompt.as_bytes())?;
 

@@ -250,7 +250,7 @@ fn render_url(tmpl: &str, env: &EnvRow, layer: &Layer) -> Result<String> {
     let c = minijinja::context! {
         env => &env.name, env_id => &env.ident, layer => &layer.name, shared_url => &layer.shared_url,
     };
-    template::render(tmpl, &c).map_err(|e| {
+    template::render_in(template::Place::IsolateUrl, tmpl, &c).map_err(|e| {
         Fail::new(format!(
             "cannot render `isolate.url` of `{}`: {e}",
             layer.name

@@ -9,6 +9,145 @@ use std::collections::BTreeSet;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
 
+/// Where a template of grove.toml is rendered: each place offers its own variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A layer's `url`.
+    Url,
+    /// A value of a layer's `env` table.
+    Env,
+    /// The `url` of an `isolate` recipe.
+    IsolateUrl,
+    /// `[agent] prompt`.
+    Prompt,
+    /// `[review] prompt`.
+    ReviewPrompt,
+}
+
+/// A template variable: its name, where it is offered, and (for `layers`) the attributes a
+/// `layers.NAME.x` lookup may read there.
+pub struct Var {
+    pub name: &'static str,
+    pub places: &'static [Place],
+    pub doc: &'static str,
+}
+
+use Place::{Env as E, IsolateUrl as I, Prompt as P, ReviewPrompt as R, Url as U};
+
+/// Every template variable, in one place: config validation reads it, the renderers provide
+/// it (debug builds check each context against it, see [`render_in`]), and a test checks
+/// that the README documents it.
+pub const VARIABLES: &[Var] = &[
+    Var {
+        name: "port",
+        places: &[U, E],
+        doc: "the layer's leased port",
+    },
+    Var {
+        name: "env",
+        places: &[U, E, I, P, R],
+        doc: "the env's name",
+    },
+    Var {
+        name: "env_id",
+        places: &[U, E, I],
+        doc: "the env's safe identifier ([a-z0-9_])",
+    },
+    Var {
+        name: "layer",
+        places: &[U, E, I],
+        doc: "the layer's name",
+    },
+    Var {
+        name: "branch",
+        places: &[U, E],
+        doc: "the layer's branch in the env",
+    },
+    Var {
+        name: "worktree",
+        places: &[E],
+        doc: "the layer's worktree",
+    },
+    Var {
+        name: "workspace",
+        places: &[E],
+        doc: "the workspace folder",
+    },
+    Var {
+        name: "shared_url",
+        places: &[I],
+        doc: "the layer's shared URL",
+    },
+    Var {
+        name: "layers",
+        places: &[E, P, R],
+        doc: "`layers.NAME.url` (and `.worktree` in a prompt); the reviewer's: the layer names",
+    },
+    Var {
+        name: "ticket",
+        places: &[P, R],
+        doc: "the ticket's path",
+    },
+    Var {
+        name: "ticket_text",
+        places: &[P, R],
+        doc: "the ticket's text",
+    },
+    Var {
+        name: "criteria",
+        places: &[P, R],
+        doc: "the ticket's acceptance criteria",
+    },
+    Var {
+        name: "solution",
+        places: &[P, R],
+        doc: "the technical solution's path",
+    },
+    Var {
+        name: "context",
+        places: &[P],
+        doc: "the env's context file",
+    },
+    Var {
+        name: "diffs",
+        places: &[R],
+        doc: "the patch files, comma-separated",
+    },
+    Var {
+        name: "diff_files",
+        places: &[R],
+        doc: "the patch files, a list",
+    },
+    Var {
+        name: "checks",
+        places: &[R],
+        doc: "the check results file",
+    },
+    Var {
+        name: "verdict",
+        places: &[R],
+        doc: "where the reviewer writes its verdict",
+    },
+];
+
+/// The variables `place` offers.
+pub fn available(place: Place) -> Vec<&'static str> {
+    VARIABLES
+        .iter()
+        .filter(|v| v.places.contains(&place))
+        .map(|v| v.name)
+        .collect()
+}
+
+/// The attributes of `layers.NAME` that `place` offers (`None`: `layers` is not a map there).
+pub fn layer_attrs(place: Place) -> Option<&'static [&'static str]> {
+    match place {
+        Place::Env => Some(&["url"]),
+        Place::Prompt => Some(&["url", "worktree"]),
+        Place::Url | Place::IsolateUrl | Place::ReviewPrompt => None,
+    }
+}
+
 fn engine() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -25,9 +164,27 @@ pub fn variables(source: &str) -> Result<BTreeSet<String>, String> {
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
+/// Renders `source`, a template of `place`, with `ctx`; debug builds (the tests') check that
+/// `ctx` offers exactly the variables [`VARIABLES`] lists for `place`.
+pub fn render_in(place: Place, source: &str, ctx: &Value) -> Result<String, String> {
+    #[cfg(debug_assertions)]
+    {
+        let keys: BTreeSet<String> = ctx
+            .try_iter()
+            .map(|it| it.filter_map(|k| k.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let offered: BTreeSet<String> = available(place).into_iter().map(String::from).collect();
+        assert_eq!(
+            keys, offered,
+            "the {place:?} context and template::VARIABLES disagree"
+        );
+    }
+    render(source, ctx)
+}
+
 /// Renders `source` with `ctx`. Each distinct template is compiled once per process and kept:
 /// `ps` renders every layer's URL for every env, and compiling dominated its time.
-pub fn render(source: &str, ctx: &Value) -> Result<String, String> {
+fn render(source: &str, ctx: &Value) -> Result<String, String> {
     thread_local! {
         static CACHE: std::cell::RefCell<Environment<'static>> = std::cell::RefCell::new(engine());
     }
@@ -52,6 +209,35 @@ fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's table of template variables says what [`VARIABLES`] says.
+    #[test]
+    fn the_readme_documents_every_variable() {
+        let readme = include_str!("../README.md");
+        let places = [
+            Place::Url,
+            Place::Env,
+            Place::IsolateUrl,
+            Place::Prompt,
+            Place::ReviewPrompt,
+        ];
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+        for v in VARIABLES {
+            let row = rows
+                .iter()
+                .find(|r| r.starts_with(&format!("| `{}` |", v.name)))
+                .unwrap_or_else(|| panic!("no README row for `{}`", v.name));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            for (i, p) in places.iter().enumerate() {
+                assert_eq!(
+                    cells[2 + i] == "x",
+                    v.places.contains(p),
+                    "README row of `{}`, column {p:?}",
+                    v.name
+                );
+            }
+        }
+    }
 
     #[test]
     fn nested_variables_are_reported_with_dots() {

@@ -58,13 +58,15 @@ impl EnvView<'_> {
             layer => &layer.name,
             branch => &d.branch,
         };
-        template::render(tmpl, &ctx).map(Some).map_err(|e| {
-            Fail::new(format!(
-                "cannot render `url` of layer `{}`: {e}",
-                layer.name
-            ))
-            .into()
-        })
+        template::render_in(template::Place::Url, tmpl, &ctx)
+            .map(Some)
+            .map_err(|e| {
+                Fail::new(format!(
+                    "cannot render `url` of layer `{}`: {e}",
+                    layer.name
+                ))
+                .into()
+            })
     }
 
     fn urls(&self) -> Result<IndexMap<String, Option<String>>> {
@@ -121,7 +123,7 @@ impl EnvView<'_> {
             layers => layers,
         };
         for (key, tmpl) in &layer.env {
-            let value = template::render(tmpl, &ctx).map_err(|e| {
+            let value = template::render_in(template::Place::Env, tmpl, &ctx).map_err(|e| {
                 let mut fail =
                     Fail::new(format!("cannot render `env.{key}` of layer `{}`: {e}", layer.name));
                 if let Some(missing) = self.missing_url(tmpl) {

@@ -576,7 +576,7 @@ fn render_prompt(
         env => &env.name,
         layers => layers,
     };
-    template::render(&cfg.prompt, &c)
+    template::render_in(template::Place::Prompt, &cfg.prompt, &c)
         .map_err(|e| Fail::new(format!("cannot render the agent's `prompt`: {e}")).into())
 }
 
