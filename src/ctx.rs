@@ -11,7 +11,7 @@ use crate::error::Fail;
 use crate::proc::ProcId;
 use crate::state::{EnvRow, Instance, Store};
 use crate::vars::{Dedicated, EnvView};
-use crate::workspace::{self, Workspace};
+use crate::workspace::Workspace;
 
 pub struct Ctx {
     pub ws: Workspace,
@@ -25,7 +25,7 @@ pub struct Ctx {
 impl Ctx {
     /// Opens the store for `ws`.
     pub fn open(ws: Workspace) -> Result<Self> {
-        let home = workspace::grove_home()?;
+        let home = crate::paths::grove_home()?;
         let mut store = Store::open(&home)?;
         let ws_id = store.workspace(&ws.root, &ws.config.name)?;
         Ok(Self {

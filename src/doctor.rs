@@ -17,7 +17,7 @@ use crate::ctx::Ctx;
 use crate::git::Repo;
 use crate::proc::{self, ProcId, Role, Tag};
 use crate::state::{EnvRow, Phase, Store};
-use crate::{isolate, manifest, workspace};
+use crate::{isolate, manifest};
 
 /// One thing wrong, and what to do about it.
 #[derive(Debug, Serialize)]
@@ -865,7 +865,7 @@ impl Doctor {
 fn ws_hash(root: &Path) -> String {
     format!(
         "{:06x}",
-        workspace::fnv1a(root.as_os_str().as_encoded_bytes()) & 0xff_ffff
+        crate::paths::fnv1a(root.as_os_str().as_encoded_bytes()) & 0xff_ffff
     )
 }
 

@@ -24,6 +24,7 @@ pub mod land;
 pub mod logfile;
 pub mod manifest;
 pub mod names;
+pub mod paths;
 pub mod plan;
 pub mod pool;
 pub mod ports;

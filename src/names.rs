@@ -5,7 +5,7 @@ use anyhow::Result;
 
 use crate::error::Fail;
 use crate::git;
-use crate::workspace::fnv1a;
+use crate::paths::fnv1a;
 
 pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_ID_LEN: usize = 40;

@@ -93,7 +93,7 @@ pub fn new_token() -> String {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let h = crate::workspace::fnv1a(format!("{t}-{}", std::process::id()).as_bytes());
+        let h = crate::paths::fnv1a(format!("{t}-{}", std::process::id()).as_bytes());
         buf[..8].copy_from_slice(&h.to_le_bytes());
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
@@ -171,11 +171,11 @@ pub struct Tag {
 pub fn home_id() -> String {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        let home = crate::workspace::grove_home().unwrap_or_default();
+        let home = crate::paths::grove_home().unwrap_or_default();
         let home = std::fs::canonicalize(&home).unwrap_or(home);
         format!(
             "{:08x}",
-            crate::workspace::fnv1a(home.as_os_str().as_encoded_bytes()) & 0xffff_ffff
+            crate::paths::fnv1a(home.as_os_str().as_encoded_bytes()) & 0xffff_ffff
         )
     })
     .clone()

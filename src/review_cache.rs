@@ -293,7 +293,7 @@ fn salt(repo: &Path, git_version: &str, config: &str) -> Option<String> {
     ] {
         text.push_str(&format!("{var}={:?}\0", std::env::var_os(var)));
     }
-    Some(format!("{:016x}", crate::workspace::fnv1a(text.as_bytes())))
+    Some(format!("{:016x}", crate::paths::fnv1a(text.as_bytes())))
 }
 
 /// Loose replace refs under `dir`, names and targets, appended to `text`.

@@ -14,7 +14,7 @@ use crate::error::Fail;
 use crate::exec::Cmd;
 use crate::git::Repo;
 use crate::state::Store;
-use crate::workspace::{self, Workspace};
+use crate::workspace::Workspace;
 use crate::{report, ui};
 
 /// Marks a folder as a grove demo, so running the demo again may replace it.
@@ -249,7 +249,7 @@ fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
             crate::supervisor::stop_env(&mut ctx, &env, crate::sweep::Scope::All)?;
         }
     }
-    let mut store = Store::open(&workspace::grove_home()?)?;
+    let mut store = Store::open(&crate::paths::grove_home()?)?;
     store.forget_workspace(&root)?;
     fs_err::remove_dir_all(dir)?;
     Ok(())

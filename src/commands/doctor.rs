@@ -10,7 +10,7 @@ use crate::doctor::{Doctor, Problem};
 use crate::error::{Exit, Fail};
 use crate::state::{self, Store};
 use crate::ui;
-use crate::workspace::{self, Workspace};
+use crate::workspace::Workspace;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -23,7 +23,7 @@ struct Report<'a> {
 }
 
 pub fn run(ws: Result<Workspace, Fail>, args: &DoctorArgs) -> Result<()> {
-    let home = workspace::grove_home()?;
+    let home = crate::paths::grove_home()?;
     let db = home.join("state.db");
     let mut problems = Vec::new();
     if let Err(e) = Store::open(&home) {

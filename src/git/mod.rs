@@ -292,10 +292,10 @@ impl Repo {
     /// ("failed to read .git/worktrees/front1/commondir"); `prune` can also drop an admin
     /// folder that a parallel `add` is still writing.
     fn worktree_lock(&self) -> Result<std::fs::File> {
-        let home = crate::workspace::grove_home()?;
+        let home = crate::paths::grove_home()?;
         let dir = home.join("locks");
         fs_err::create_dir_all(&dir)?;
-        let key = crate::workspace::fnv1a(self.dir.as_os_str().as_encoded_bytes());
+        let key = crate::paths::fnv1a(self.dir.as_os_str().as_encoded_bytes());
         let file = fs_err::File::create(dir.join(format!("worktrees-{key:016x}.lock")))?;
         let file = file.into_parts().0;
         file.lock().context("locking the repository's worktrees")?;

@@ -161,7 +161,7 @@ fn busy_wait(attempt: i32) -> bool {
 
 /// The other processes that have the store open, for messages.
 fn holders_text() -> String {
-    let Ok(home) = crate::workspace::grove_home() else {
+    let Ok(home) = crate::paths::grove_home() else {
         return "another grove".into();
     };
     let db = home.join(DB_FILE);
