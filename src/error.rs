@@ -59,15 +59,3 @@ impl fmt::Display for Exit {
 }
 
 impl std::error::Error for Exit {}
-
-/// `bail!`-like shorthand for a [`Fail`], with an optional hint:
-/// `fail!("no env `{name}`"; hint = "run `grove ps`")`.
-#[macro_export]
-macro_rules! fail {
-    ($($msg:expr),+ ; hint = $($hint:expr),+) => {
-        return Err($crate::error::Fail::new(format!($($msg),+)).hint(format!($($hint),+)).into())
-    };
-    ($($msg:expr),+) => {
-        return Err($crate::error::Fail::new(format!($($msg),+)).into())
-    };
-}

@@ -119,17 +119,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Approved => "approved",
-            Outcome::Changes => "changes",
-            Outcome::ChecksFailed => "checks-failed",
-            Outcome::NoVerdict => "no-verdict",
-            Outcome::Malformed => "malformed",
-            Outcome::Interrupted => "interrupted",
-        }
-    }
-
     /// Something the agent can fix (as opposed to a reviewer that failed).
     fn fixable(self) -> bool {
         matches!(self, Outcome::Changes | Outcome::ChecksFailed)

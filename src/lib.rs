@@ -1,47 +1,47 @@
 //! grove: an isolated, running copy of a multi-repo stack per ticket.
 //!
-//! This is the library behind the `grove` binary; its API is not stable and not meant for
-//! other crates.
+//! This is the library behind the `grove` binary: [`run`] is all it offers. Its modules are
+//! private to the crate, so the compiler finds code nothing calls.
 
-pub mod agent;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod copy;
-pub mod criteria;
-pub mod ctx;
-pub mod disk;
-pub mod doctor;
-pub mod error;
-pub mod exec;
-pub mod failpoint;
-pub mod feedback;
-pub mod gate;
-pub mod git;
-pub mod interrupt;
-pub mod isolate;
-pub mod land;
-pub mod logfile;
-pub mod manifest;
-pub mod names;
-pub mod paths;
-pub mod plan;
-pub mod pool;
-pub mod ports;
-pub mod proc;
-pub mod provision;
-pub mod recover;
-pub mod report;
-pub mod review;
-pub mod review_cache;
-pub mod state;
-pub mod supervisor;
-pub mod sweep;
-pub mod template;
-pub mod ui;
-pub mod vars;
-pub mod watch;
-pub mod workspace;
+mod agent;
+mod cli;
+mod commands;
+mod config;
+mod copy;
+mod criteria;
+mod ctx;
+mod disk;
+mod doctor;
+mod error;
+mod exec;
+mod failpoint;
+mod feedback;
+mod gate;
+mod git;
+mod interrupt;
+mod isolate;
+mod land;
+mod logfile;
+mod manifest;
+mod names;
+mod paths;
+mod plan;
+mod pool;
+mod ports;
+mod proc;
+mod provision;
+mod recover;
+mod report;
+mod review;
+mod review_cache;
+mod state;
+mod supervisor;
+mod sweep;
+mod template;
+mod ui;
+mod vars;
+mod watch;
+mod workspace;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -335,16 +335,6 @@ pub fn open_log(path: &Path) -> Result<File> {
         .with_context(|| format!("opening log {}", path.display()))
 }
 
-/// The last `n` lines of a log, for error messages.
-pub fn tail(path: &PathBuf, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|s| (*s).to_string())
-        .collect()
-}
-
 /// Makes git ignore the envs folder in every repo that could contain it: a `.gitignore`
 /// holding `*` at its top (and at the top of `.grove/` for the default location).
 pub fn ensure_envs_dir_ignored(envs_dir: &std::path::Path, root: &std::path::Path) -> Result<()> {

@@ -121,8 +121,6 @@ pub struct LayerReview {
     pub error: Option<String>,
     #[serde(skip)]
     pub repo: PathBuf,
-    #[serde(skip)]
-    pub worktree: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -447,7 +445,6 @@ fn layer_review(
         conflicts_with_base: None,
         error: None,
         repo: inst.repo.clone(),
-        worktree: inst.worktree.clone(),
     };
     if let Some(c) = &job.check {
         lr.check = Some(CheckReport {

@@ -24,118 +24,38 @@ pub enum Place {
     ReviewPrompt,
 }
 
-/// A template variable: its name, where it is offered, and (for `layers`) the attributes a
-/// `layers.NAME.x` lookup may read there.
-pub struct Var {
-    pub name: &'static str,
-    pub places: &'static [Place],
-    pub doc: &'static str,
-}
-
 use Place::{Env as E, IsolateUrl as I, Prompt as P, ReviewPrompt as R, Url as U};
 
 /// Every template variable, in one place: config validation reads it, the renderers provide
 /// it (debug builds check each context against it, see [`render_in`]), and a test checks
-/// that the README documents it.
-pub const VARIABLES: &[Var] = &[
-    Var {
-        name: "port",
-        places: &[U, E],
-        doc: "the layer's leased port",
-    },
-    Var {
-        name: "env",
-        places: &[U, E, I, P, R],
-        doc: "the env's name",
-    },
-    Var {
-        name: "env_id",
-        places: &[U, E, I],
-        doc: "the env's safe identifier ([a-z0-9_])",
-    },
-    Var {
-        name: "layer",
-        places: &[U, E, I],
-        doc: "the layer's name",
-    },
-    Var {
-        name: "branch",
-        places: &[U, E],
-        doc: "the layer's branch in the env",
-    },
-    Var {
-        name: "worktree",
-        places: &[E],
-        doc: "the layer's worktree",
-    },
-    Var {
-        name: "workspace",
-        places: &[E],
-        doc: "the workspace folder",
-    },
-    Var {
-        name: "shared_url",
-        places: &[I],
-        doc: "the layer's shared URL",
-    },
-    Var {
-        name: "layers",
-        places: &[E, P, R],
-        doc: "`layers.NAME.url` (and `.worktree` in a prompt); the reviewer's: the layer names",
-    },
-    Var {
-        name: "ticket",
-        places: &[P, R],
-        doc: "the ticket's path",
-    },
-    Var {
-        name: "ticket_text",
-        places: &[P, R],
-        doc: "the ticket's text",
-    },
-    Var {
-        name: "criteria",
-        places: &[P, R],
-        doc: "the ticket's acceptance criteria",
-    },
-    Var {
-        name: "solution",
-        places: &[P, R],
-        doc: "the technical solution's path",
-    },
-    Var {
-        name: "context",
-        places: &[P],
-        doc: "the env's context file",
-    },
-    Var {
-        name: "diffs",
-        places: &[R],
-        doc: "the patch files, comma-separated",
-    },
-    Var {
-        name: "diff_files",
-        places: &[R],
-        doc: "the patch files, a list",
-    },
-    Var {
-        name: "checks",
-        places: &[R],
-        doc: "the check results file",
-    },
-    Var {
-        name: "verdict",
-        places: &[R],
-        doc: "where the reviewer writes its verdict",
-    },
+/// that the README's table documents it, with what each holds.
+pub const VARIABLES: &[(&str, &[Place])] = &[
+    ("port", &[U, E]),
+    ("env", &[U, E, I, P, R]),
+    ("env_id", &[U, E, I]),
+    ("layer", &[U, E, I]),
+    ("branch", &[U, E]),
+    ("worktree", &[E]),
+    ("workspace", &[E]),
+    ("shared_url", &[I]),
+    ("layers", &[E, P, R]),
+    ("ticket", &[P, R]),
+    ("ticket_text", &[P, R]),
+    ("criteria", &[P, R]),
+    ("solution", &[P, R]),
+    ("context", &[P]),
+    ("diffs", &[R]),
+    ("diff_files", &[R]),
+    ("checks", &[R]),
+    ("verdict", &[R]),
 ];
 
 /// The variables `place` offers.
 pub fn available(place: Place) -> Vec<&'static str> {
     VARIABLES
         .iter()
-        .filter(|v| v.places.contains(&place))
-        .map(|v| v.name)
+        .filter(|(_, places)| places.contains(&place))
+        .map(|(name, _)| *name)
         .collect()
 }
 
@@ -222,18 +142,17 @@ mod tests {
             Place::ReviewPrompt,
         ];
         let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
-        for v in VARIABLES {
+        for (name, offered) in VARIABLES {
             let row = rows
                 .iter()
-                .find(|r| r.starts_with(&format!("| `{}` |", v.name)))
-                .unwrap_or_else(|| panic!("no README row for `{}`", v.name));
+                .find(|r| r.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("no README row for `{name}`"));
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
             for (i, p) in places.iter().enumerate() {
                 assert_eq!(
                     cells[2 + i] == "x",
-                    v.places.contains(p),
-                    "README row of `{}`, column {p:?}",
-                    v.name
+                    offered.contains(p),
+                    "README row of `{name}`, column {p:?}"
                 );
             }
         }

@@ -14,8 +14,6 @@ use serde_json::{Value, json};
 
 use crate::error::Fail;
 
-pub const STATES: &[&str] = &["working", "waiting", "done", "exited"];
-
 /// The state a Claude Code hook event means, if any. Notifications other than the ones that
 /// wait for the human (`auth_success`, …) change nothing.
 pub fn state_of_event(input: &Value) -> Option<AgentState> {
@@ -179,11 +177,6 @@ pub fn merge_settings(kind: Kind, text: &str, command: &str) -> Result<String> {
     Ok(serde_json::to_string_pretty(&root)? + "\n")
 }
 
-/// Claude Code's settings with grove's hooks merged in.
-pub fn merge_claude_settings(text: &str, command: &str) -> Result<String> {
-    merge_settings(Kind::Claude, text, command)
-}
-
 /// Installs grove's hooks for `kind` in `dir` (the folder the agent works in), kept out of
 /// git's sight like the dotenv file. A settings file the repo tracks is left alone: grove's
 /// lines would show in the env's diff.
@@ -274,7 +267,7 @@ mod tests {
     fn merge_keeps_the_users_hooks_and_is_idempotent() {
         let user = r#"{"permissions": {"allow": ["Bash(ls)"]},
             "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "notify-send done"}]}]}}"#;
-        let once = merge_claude_settings(user, "grove agent-status --hook").unwrap();
+        let once = merge_settings(Kind::Claude, user, "grove agent-status --hook").unwrap();
         let v: Value = serde_json::from_str(&once).unwrap();
         assert_eq!(v["permissions"]["allow"][0], "Bash(ls)");
         let stop = v["hooks"]["Stop"].as_array().unwrap();
@@ -282,9 +275,9 @@ mod tests {
         assert_eq!(stop[0]["hooks"][0]["command"], "notify-send done");
         assert_eq!(stop[1]["hooks"][0]["command"], "grove agent-status --hook");
         assert_eq!(v["hooks"]["PreToolUse"][0]["matcher"], "*");
-        let twice = merge_claude_settings(&once, "grove agent-status --hook").unwrap();
+        let twice = merge_settings(Kind::Claude, &once, "grove agent-status --hook").unwrap();
         assert_eq!(once, twice);
-        assert!(merge_claude_settings("[1]", "x").is_err());
-        assert!(merge_claude_settings("{not json", "x").is_err());
+        assert!(merge_settings(Kind::Claude, "[1]", "x").is_err());
+        assert!(merge_settings(Kind::Claude, "{not json", "x").is_err());
     }
 }

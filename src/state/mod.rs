@@ -21,7 +21,7 @@ use crate::error::Fail;
 use crate::proc::ProcId;
 
 pub use model::*;
-pub use review_loop::{FeedbackRow, GateRow};
+pub use review_loop::FeedbackRow;
 
 pub struct Store {
     conn: Connection,
@@ -1258,20 +1258,17 @@ impl Store {
         Ok(Some(row))
     }
 
-    /// Leases held in `start..=end`, with the env and workspace holding each.
+    /// Leases held in `start..=end`, with the env and layer holding each.
     pub fn leases_in(&self, (start, end): (u16, u16)) -> Result<Vec<Lease>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT p.port, e.name, p.layer, w.root FROM port_leases p
-             JOIN envs e ON e.id = p.env JOIN workspaces w ON w.id = e.workspace
+            "SELECT e.name, p.layer FROM port_leases p JOIN envs e ON e.id = p.env
              WHERE p.port BETWEEN ?1 AND ?2 ORDER BY p.port",
         )?;
         let rows = stmt
             .query_map([start, end], |r| {
                 Ok(Lease {
-                    port: r.get(0)?,
-                    env: r.get(1)?,
-                    layer: r.get(2)?,
-                    workspace: r.get(3)?,
+                    env: r.get(0)?,
+                    layer: r.get(1)?,
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;

@@ -307,10 +307,8 @@ pub struct CheckRow {
 /// A port leased by some env: for "range exhausted" errors.
 #[derive(Debug, Clone)]
 pub struct Lease {
-    pub port: u16,
     pub env: String,
     pub layer: String,
-    pub workspace: String,
 }
 
 #[cfg(test)]

@@ -18,8 +18,6 @@ pub struct GateRow {
     pub phase: String,
     pub owner: Option<ProcId>,
     pub requested_at: i64,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
     /// The last result (JSON of [`crate::gate::GateResult`]).
     pub result: Option<String>,
     /// Auto-fix rounds already sent for the ticket.
@@ -75,7 +73,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT phase, owner_pid, owner_start, requested_at, started_at, finished_at, result, rounds
+                "SELECT phase, owner_pid, owner_start, requested_at, result, rounds
                  FROM gates WHERE env = ?1",
                 [key],
                 |r| {
@@ -83,10 +81,8 @@ impl Store {
                         phase: r.get(0)?,
                         owner: proc_id(r.get(1)?, r.get(2)?),
                         requested_at: r.get(3)?,
-                        started_at: r.get(4)?,
-                        finished_at: r.get(5)?,
-                        result: r.get(6)?,
-                        rounds: r.get(7)?,
+                        result: r.get(4)?,
+                        rounds: r.get(5)?,
                     })
                 },
             )
