@@ -225,6 +225,11 @@ fn replay(
                 )));
             }
         };
+        // A commit whose change the base has already (cherry-picked there) would replay as
+        // an empty commit: dropped, as `git rebase` does.
+        if tree == repo.tree_of(&onto)? {
+            continue;
+        }
         let (author, msg) = repo.commit_meta(c)?;
         onto = repo.commit_tree(&tree, &[&onto], &msg, Some(&author))?;
     }

@@ -482,3 +482,15 @@ fn destroy_deletes_a_branch_whose_work_was_squash_merged() {
     let out = ws.grove(&["destroy", "feat2"]).success();
     assert!(out.stderr.contains("kept branch `feat2`"), "{out}");
 }
+
+#[test]
+fn rebase_drops_a_commit_the_base_has_already() {
+    let ws = landing_ws(false);
+    let first = ws.git(&ws.worktree("feat", "front"), &["rev-parse", "HEAD~1"]);
+    ws.git(&ws.repo("front"), &["cherry-pick", &first]);
+    ws.grove(&["land", "feat", "--strategy", "rebase"])
+        .success();
+    let log = ws.git(&ws.repo("front"), &["log", "--format=%s", "-3", "main"]);
+    assert_eq!(log, "Finish the feature\nAdd the feature\nInitial commit");
+    assert_landed(&ws);
+}
