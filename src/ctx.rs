@@ -44,6 +44,9 @@ impl Ctx {
         };
         let what = match env.phase {
             crate::state::Phase::Creating => "created by another grove",
+            crate::state::Phase::Ready if !self.store.journal(env.key)?.is_empty() => {
+                "landed by another grove"
+            }
             crate::state::Phase::Ready => "started by the grove that created it",
             crate::state::Phase::Destroying => "destroyed by another grove",
         };

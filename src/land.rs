@@ -20,7 +20,7 @@ use crate::error::Fail;
 use crate::git::Repo;
 use crate::git::integrate::{Integrated, MergeTree};
 use crate::state::{Action, EnvRow, Instance};
-use crate::{failpoint, ui};
+use crate::{failpoint, provision, ui};
 
 /// What landing one layer does, decided before anything moves.
 #[derive(Debug, Clone, Serialize)]
@@ -42,8 +42,11 @@ pub struct LayerLand {
     pub already: Option<&'static str>,
     /// Commits of the branch that the base did not have.
     pub commits: usize,
-    /// A clean worktree that has the base checked out: updated with it.
-    pub checkout: Option<PathBuf>,
+    /// The branch has no commits of its own (it is where the env started it).
+    pub empty: bool,
+    /// The clean worktrees that have the base checked out (the main checkout, usually):
+    /// updated with it.
+    pub checkouts: Vec<PathBuf>,
     /// Where `--push` sends the base: remote and ref.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<(String, String)>,
@@ -140,7 +143,8 @@ fn plan_layer(
         new: None,
         already: None,
         commits: 0,
-        checkout: None,
+        empty: tip == inst.base_commit,
+        checkouts: Vec::new(),
         push: None,
     };
     if opts.push {
@@ -276,60 +280,97 @@ fn message(
     })
 }
 
-/// Whether a checkout of the base can follow it: `Err` says why not.
-pub fn checkout_of(plan: &LayerLand) -> Result<std::result::Result<Option<PathBuf>, String>> {
+/// The worktrees that have the base checked out, which must follow it; `Err` says why one
+/// cannot (uncommitted changes, a file where the land writes one, a rebase or bisect of the
+/// base under way).
+pub fn checkouts_of(plan: &LayerLand) -> Result<std::result::Result<Vec<PathBuf>, String>> {
     let repo = Repo::new(&plan.repo);
-    let Some(wt) = repo
-        .worktrees()?
-        .into_iter()
-        .find(|w| w.branch.as_deref() == Some(plan.base.as_str()) && !w.prunable)
-    else {
-        return Ok(Ok(None));
-    };
-    let Some(new) = &plan.new else {
-        return Ok(Ok(None));
-    };
-    let tracked = crate::git::git(&wt.path)
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .run()?
-        .stdout;
-    if !tracked.trim().is_empty() {
-        let files: Vec<&str> = tracked.lines().map(|l| l.get(3..).unwrap_or(l)).collect();
-        return Ok(Err(format!(
-            "`{}` is checked out at {} with uncommitted changes ({}): commit or stash them first",
-            plan.base,
-            wt.path.display(),
-            files.join(", ")
-        )));
+    let mut out = Vec::new();
+    for wt in repo.worktrees()?.into_iter().filter(|w| !w.prunable) {
+        if let Some(why) = busy_with(&wt.path, &plan.base) {
+            return Ok(Err(format!(
+                "`{}` is being {why} at {}: finish or abort that first",
+                plan.base,
+                wt.path.display()
+            )));
+        }
+        if wt.branch.as_deref() != Some(plan.base.as_str()) {
+            continue;
+        }
+        let Some(new) = &plan.new else { continue };
+        let tracked = crate::git::git(&wt.path)
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .run()?
+            .stdout;
+        if !tracked.trim().is_empty() {
+            let files: Vec<&str> = tracked.lines().map(|l| l.get(3..).unwrap_or(l)).collect();
+            return Ok(Err(format!(
+                "`{}` is checked out at {} with uncommitted changes ({}): commit or stash them first",
+                plan.base,
+                wt.path.display(),
+                files.join(", ")
+            )));
+        }
+        // A file the land adds, where the checkout has one git does not track (untracked or
+        // ignored, like a local `.env`), or a folder it adds where the checkout has a file:
+        // `read-tree -u` would overwrite the one or fail on the other.
+        let added = repo.stdout(&[
+            "diff",
+            "--name-only",
+            "-z",
+            "--no-renames",
+            "--diff-filter=A",
+            &plan.old,
+            new,
+            "--",
+        ])?;
+        let mut in_the_way = Vec::new();
+        for path in added.split('\0').filter(|p| !p.is_empty()) {
+            let mut at = wt.path.clone();
+            let parts: Vec<&str> = path.split('/').collect();
+            for (i, part) in parts.iter().enumerate() {
+                at.push(part);
+                let Ok(meta) = std::fs::symlink_metadata(&at) else {
+                    break;
+                };
+                if i + 1 == parts.len() || !meta.is_dir() {
+                    in_the_way.push(parts[..=i].join("/"));
+                    break;
+                }
+            }
+        }
+        in_the_way.dedup();
+        if !in_the_way.is_empty() {
+            return Ok(Err(format!(
+                "`{}` is checked out at {} with files git does not track where the land writes: {} (move them away first)",
+                plan.base,
+                wt.path.display(),
+                in_the_way.join(", ")
+            )));
+        }
+        out.push(wt.path);
     }
-    // An untracked file where the land writes one would be overwritten: say so now.
-    let untracked = crate::git::git(&wt.path)
-        .args(["ls-files", "--others", "--exclude-standard", "-z"])
-        .run()?
-        .stdout;
-    let landed = repo.stdout(&[
-        "diff",
-        "--name-only",
-        "-z",
-        "--no-renames",
-        &plan.old,
-        new,
-        "--",
-    ])?;
-    let landed: Vec<&str> = landed.split('\0').filter(|p| !p.is_empty()).collect();
-    let in_the_way: Vec<&str> = untracked
-        .split('\0')
-        .filter(|p| !p.is_empty() && landed.contains(p))
-        .collect();
-    if !in_the_way.is_empty() {
-        return Ok(Err(format!(
-            "`{}` is checked out at {} with untracked files the land would overwrite: {}",
-            plan.base,
-            wt.path.display(),
-            in_the_way.join(", ")
-        )));
+    Ok(Ok(out))
+}
+
+/// What the worktree at `path` is doing to branch `base` that moving it would break: a
+/// rebase or a bisect (git refuses to move such a branch itself).
+fn busy_with(path: &Path, base: &str) -> Option<&'static str> {
+    let out = crate::git::git(path)
+        .args(["rev-parse", "--absolute-git-dir"])
+        .run()
+        .ok()?;
+    let dir = PathBuf::from(out.stdout.trim());
+    let refname = format!("refs/heads/{base}");
+    let reads = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+    for f in ["rebase-merge/head-name", "rebase-apply/head-name"] {
+        if reads(f).is_some_and(|h| h.trim() == refname) {
+            return Some("rebased");
+        }
     }
-    Ok(Ok(Some(wt.path)))
+    reads("BISECT_START")
+        .is_some_and(|b| b.trim() == base || b.trim() == refname)
+        .then_some("bisected")
 }
 
 /// Moves every base that has something to land, journaling each move first; on any failure
@@ -344,14 +385,17 @@ pub fn apply(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerLand]) -> Result<()> {
                 refname: p.refname.clone(),
                 old: p.old.clone(),
                 new: new.clone(),
-                checkout: p.checkout.clone(),
+                checkouts: p.checkouts.clone(),
             };
             ctx.store.journal_push(env.key, &action)?;
             moved.push(action);
             failpoint::hit("land:after-journal");
             let repo = Repo::new(&p.repo);
             let why = format!("grove land: {} ({})", p.branch, env.name);
-            if !repo.swap_ref(&p.refname, new, &p.old, &why)? {
+            let swapped = repo.swap_ref(&p.refname, new, &p.old, &why)?;
+            // A git killed by Ctrl-C fails its swap: that is the interrupt, not a race.
+            provision::check_interrupt()?;
+            if !swapped {
                 return Err(Fail::new(format!(
                     "{}: `{}` moved while landing (someone committed to it)",
                     p.layer, p.base
@@ -360,7 +404,7 @@ pub fn apply(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerLand]) -> Result<()> {
                 .into());
             }
             failpoint::hit("land:after-move");
-            if let Some(co) = &p.checkout {
+            for co in &p.checkouts {
                 follow(co, &p.old, new).map_err(|e| {
                     anyhow!(
                         "{}: cannot update the checkout of `{}` at {}: {e:#}",
@@ -399,14 +443,15 @@ fn follow(checkout: &Path, old: &str, new: &str) -> Result<()> {
     Ok(())
 }
 
-/// Puts one journaled base move back, if the base is still where the land put it.
+/// Puts one journaled base move back, if the base is still where the land put it, with the
+/// checkouts that followed it.
 fn undo(action: &Action) {
     let Action::BaseMove {
         repo,
         refname,
         old,
         new,
-        checkout,
+        checkouts,
     } = action
     else {
         return;
@@ -423,29 +468,29 @@ fn undo(action: &Action) {
         ));
         return;
     }
-    if let Some(co) = checkout.as_deref().filter(|c| {
-        let b = refname.trim_start_matches("refs/heads/");
-        Repo::branch_of(c).ok().flatten().as_deref() == Some(b)
-    }) {
+    let base = refname.trim_start_matches("refs/heads/");
+    let tree = |c: &str| r.tree_of(c).ok();
+    for co in checkouts {
+        if Repo::branch_of(co).ok().flatten().as_deref() != Some(base) {
+            continue;
+        }
+        // The checkout followed the land when its index has the new tree; when it has the
+        // old one, the land died before updating it.
         let index = crate::git::git(co)
             .args(["write-tree"])
             .run()
             .map(|o| o.stdout.trim().to_string())
             .ok();
-        let tree = |c: &str| r.tree_of(c).ok();
-        if index.is_some() && index == tree(new) {
-            if let Err(e) = follow(co, new, old) {
-                ui::warn(format!(
-                    "left `{refname}` of {} at the land's commit: its checkout {} changed since ({e:#}); to undo by hand: `git -C {} reset --keep {old}`",
-                    repo.display(),
-                    co.display(),
-                    crate::shq(&co.to_string_lossy())
-                ));
-                return;
-            }
-        } else if index.is_none() || index != tree(old) {
+        let back = if index.is_some() && index == tree(new) {
+            follow(co, new, old).map_err(|e| format!("{e:#}"))
+        } else if index.is_some() && index == tree(old) {
+            Ok(())
+        } else {
+            Err("its index changed since".to_string())
+        };
+        if let Err(why) = back {
             ui::warn(format!(
-                "left `{refname}` of {} at the land's commit: its checkout {} changed since; to undo by hand: `git -C {} reset --keep {old}`",
+                "left `{refname}` of {} at the land's commit: its checkout {} cannot follow ({why}); to undo by hand: `git -C {} reset --keep {old}`",
                 repo.display(),
                 co.display(),
                 crate::shq(&co.to_string_lossy())

@@ -220,7 +220,10 @@ fn a_base_checked_out_with_changes_is_refused() {
     // An untracked file where the land would write one.
     std::fs::write(ws.repo("front").join("feature.txt"), "mine\n").unwrap();
     let out = ws.grove(&["land", "feat"]).failure(1);
-    assert!(out.stderr.contains("would overwrite: feature.txt"), "{out}");
+    assert!(
+        out.stderr.contains("where the land writes: feature.txt"),
+        "{out}"
+    );
     assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
     assert_eq!(
         std::fs::read_to_string(ws.repo("front").join("feature.txt")).unwrap(),
@@ -316,7 +319,7 @@ fn push_refused_before_anything_moves_when_the_remote_is_ahead() {
     ws.git(&other, &["push", "--quiet", "origin", "main"]);
     let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
     let out = ws.grove(&["land", "feat", "--push"]).failure(1);
-    assert!(out.stderr.contains("would not take"), "{out}");
+    assert!(out.stderr.contains("origin refused"), "{out}");
     assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
 
     // No upstream at all.
@@ -493,4 +496,176 @@ fn rebase_drops_a_commit_the_base_has_already() {
     let log = ws.git(&ws.repo("front"), &["log", "--format=%s", "-3", "main"]);
     assert_eq!(log, "Finish the feature\nAdd the feature\nInitial commit");
     assert_landed(&ws);
+}
+
+#[test]
+fn files_git_ignores_and_a_file_where_a_folder_lands_are_in_the_way() {
+    let ws = landing_ws(false);
+    // The branch force-adds an ignored file, and adds a folder.
+    let wt = ws.worktree("feat", "front");
+    std::fs::write(wt.join(".env"), "FROM=branch\n").unwrap();
+    ws.git(&wt, &["add", "--force", ".env"]);
+    ws.commit(&wt, "docs/x.md", "x\n", "Docs");
+    // The main checkout has its own `.env`, and a file named `docs`.
+    std::fs::write(ws.repo("front").join(".env"), "SECRET=mine\n").unwrap();
+    std::fs::write(ws.repo("front").join("docs"), "a file\n").unwrap();
+    let before = rev(&ws, "front", "main");
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(out.stderr.contains(".env, docs"), "{out}");
+    assert_eq!(before, rev(&ws, "front", "main"));
+    assert_eq!(
+        std::fs::read_to_string(ws.repo("front").join(".env")).unwrap(),
+        "SECRET=mine\n"
+    );
+}
+
+#[test]
+fn every_checkout_of_the_base_is_checked_and_follows_it() {
+    let ws = landing_ws(true);
+    let second = ws.tmp.path().join("second");
+    ws.git(
+        &ws.repo("front"),
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "--force",
+            second.to_str().unwrap(),
+            "main",
+        ],
+    );
+    std::fs::write(second.join("README.md"), "wip\n").unwrap();
+    let before = rev(&ws, "front", "main");
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(
+        out.stderr.contains("second with uncommitted changes"),
+        "{out}"
+    );
+    assert_eq!(before, rev(&ws, "front", "main"));
+    ws.git(&second, &["checkout", "README.md"]);
+    ws.grove(&["land", "feat"]).success();
+    assert_eq!(ws.git(&second, &["status", "--porcelain"]), "");
+    assert!(second.join("feature.txt").is_file());
+}
+
+#[test]
+fn a_base_being_rebased_is_not_moved() {
+    let ws = landing_ws(false);
+    let front = ws.repo("front");
+    ws.commit(&front, "a.txt", "a\n", "A");
+    ws.commit(&front, "b.txt", "b\n", "B");
+    let mut cmd = ws.command("git");
+    cmd.current_dir(&front)
+        .env("GIT_SEQUENCE_EDITOR", "sed -i '1s/^pick/edit/'")
+        .args(["rebase", "-i", "HEAD~2"]);
+    crate::common::run(&mut cmd).success();
+    let before = ws.git(&front, &["rev-parse", "refs/heads/main"]);
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(out.stderr.contains("is being rebased"), "{out}");
+    assert_eq!(before, ws.git(&front, &["rev-parse", "refs/heads/main"]));
+}
+
+#[test]
+fn an_env_without_commits_has_nothing_to_land_and_stays() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat", "--no-start"]).success();
+    let out = ws.grove(&["land", "feat"]).failure(1);
+    assert!(out.stderr.contains("no commits of its own"), "{out}");
+    assert!(out.stderr.contains("grove destroy feat"), "{out}");
+    assert_eq!(ws.ps().len(), 1);
+}
+
+#[test]
+fn a_push_one_remote_refuses_is_retried_by_landing_again() {
+    let ws = landing_ws(false);
+    for repo in ["front", "api"] {
+        let bare = ws.tmp.path().join(format!("{repo}.git"));
+        ws.git(
+            ws.tmp.path(),
+            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
+        );
+        ws.git(
+            &ws.repo(repo),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
+    }
+    // front's remote refuses every push (a server-side hook: no dry run sees it).
+    let hook = ws.tmp.path().join("front.git/hooks/pre-receive");
+    std::fs::write(&hook, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = ws
+        .grove(&["land", "feat", "--push", "--strategy", "ff"])
+        .failure(1);
+    assert!(out.stderr.contains("front: origin refused"), "{out}");
+    assert!(
+        out.stderr.contains("pushed `main`"),
+        "api was still pushed: {out}"
+    );
+    assert_eq!(ws.ps().len(), 1, "the env is kept");
+    std::fs::remove_file(&hook).unwrap();
+    ws.grove(&["land", "feat", "--push"]).success();
+    for repo in ["front", "api"] {
+        let bare = ws.tmp.path().join(format!("{repo}.git"));
+        assert_eq!(
+            ws.git(&bare, &["rev-parse", "main"]),
+            rev(&ws, repo, "main")
+        );
+    }
+    assert!(ws.ps().is_empty());
+}
+
+/// `git cherry` and patch ids ignore where a hunk sits and whitespace: a match must be
+/// confirmed on content before a branch counts as in its base.
+#[test]
+fn a_patch_id_match_with_different_content_keeps_the_branch() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let front = ws.repo("front");
+    // Two blocks with the same three lines around `replicas`: the same hunk, twice.
+    let block = "kind: Deployment\nspec: x\nreplicas: 1\nimage: app\nport: 80\n---\n";
+    let scaled = block.replace("replicas: 1", "replicas: 3");
+    ws.commit(
+        &front,
+        "deploy.yaml",
+        &format!("---\n{block}{block}"),
+        "Two blocks",
+    );
+    ws.grove(&["create", "feat", "--no-start"]).success();
+    ws.commit(
+        &front,
+        "deploy.yaml",
+        &format!("---\n{scaled}{block}"),
+        "Scale web",
+    );
+    ws.commit(
+        &ws.worktree("feat", "front"),
+        "deploy.yaml",
+        &format!("---\n{block}{scaled}"),
+        "Scale worker",
+    );
+    let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
+    assert_eq!(dry[0]["prune"], false, "{dry:#}");
+    let out = ws.grove(&["destroy", "feat"]).success();
+    assert!(out.stderr.contains("kept branch `feat`"), "{out}");
+    assert!(ws.branches("front").contains(&"feat".to_string()));
+}
+
+#[test]
+fn a_branch_of_unrelated_history_stops_neither_prune_nor_destroy() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "odd", "--no-start"]).success();
+    ws.grove(&["create", "merged", "--no-start"]).success();
+    ws.commit(&ws.worktree("merged", "front"), "m.txt", "m\n", "M");
+    ws.git(&ws.repo("front"), &["merge", "--quiet", "merged"]);
+    let wt = ws.worktree("odd", "front");
+    std::fs::write(wt.join("f.txt"), "f\n").unwrap();
+    ws.git(&wt, &["add", "f.txt"]);
+    let tree = ws.git(&wt, &["write-tree"]);
+    let orphan = ws.git(&wt, &["commit-tree", "-m", "orphan", &tree]);
+    ws.git(&wt, &["reset", "--quiet", "--hard", &orphan]);
+    let out = ws.grove(&["prune"]).success();
+    assert!(out.stderr.contains("odd"), "{out}");
+    assert_eq!(ws.ps().len(), 1, "merged went, odd stayed");
+    ws.grove(&["destroy", "odd"]).success();
+    assert!(ws.branches("front").contains(&"odd".to_string()));
 }

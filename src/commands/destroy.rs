@@ -325,8 +325,9 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
         if let (Some(tip), true, None) = (&c.tip, c.inst.branch_created, &c.elsewhere) {
             let me = [format!("refs/heads/{}", c.inst.branch)];
             c.branch_only = repo.unreferenced(&[tip.as_str()], &me, 200)?;
-            if !c.unmerged.is_empty() && crate::git::has_merge_tree() {
-                c.integrated = crate::land::integrated(&c.inst)?;
+            // Under --force the branch goes anyway; otherwise a failure to tell keeps it.
+            if !force && !c.unmerged.is_empty() && crate::git::has_merge_tree() {
+                c.integrated = crate::land::integrated(&c.inst).ok().flatten();
             }
         }
         // What no ref will hold once the worktree and the branch (if it goes) are gone: the

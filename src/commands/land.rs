@@ -77,7 +77,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     // An agent at work is about to change what would land.
     if let Some(row) = ctx.store.agent(env.key)? {
         let (state, _) = crate::agent::state(&row);
-        if matches!(state.as_str(), "working" | "running") {
+        if matches!(state.as_str(), "working" | "running" | "waiting") {
             return Err(Fail::new(format!(
                 "the agent of `{}` is {state}; nothing was landed",
                 env.name
@@ -143,13 +143,13 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     };
     let mut blocked = Vec::new();
     for p in &mut plans {
-        match land::checkout_of(p)? {
-            Ok(co) => p.checkout = co,
+        match land::checkouts_of(p)? {
+            Ok(co) => p.checkouts = co,
             Err(why) => blocked.push(format!("{}: {why}", p.layer)),
         }
     }
     if args.push {
-        for p in plans.iter().filter(|p| p.new.is_some()) {
+        for p in &plans {
             if let Err(why) = push(p, true) {
                 blocked.push(format!("{}: {why}", p.layer));
             }
@@ -165,6 +165,16 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             .into());
     }
     let moving = plans.iter().filter(|p| p.new.is_some()).count();
+    if moving == 0 && plans.iter().all(|p| p.empty) && !args.push {
+        return Err(Fail::new(format!(
+            "env `{}` has no commits of its own: nothing to land",
+            env.name
+        ))
+        .hint(format!(
+            "commit the work first; to remove the env without landing: `grove destroy {n}`"
+        ))
+        .into());
+    }
     ui::info(format!("land `{}` ({}):", env.name, strategy.as_str()));
     for p in &plans {
         ui::info(format!("  {}", plan_line(p)));
@@ -176,6 +186,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         ui::info("nothing was landed");
         return Err(Exit(1).into());
     }
+    provision::check_interrupt()?;
     // Exactly one grove changes the env: taken over only from the owner we looked at.
     if !ctx.store.claim(env.key, env.owner, ctx.me)? {
         return Err(Fail::new(format!(
@@ -194,19 +205,31 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     }
     let mut pushed = false;
     if args.push {
-        for p in plans.iter().filter(|p| p.new.is_some()) {
-            push(p, false).map_err(|why| {
-                Fail::new(format!("landed, but pushing `{}` failed: {why}", p.base)).hint(format!(
-                    "push by hand: `git -C {} push`; the env is kept",
-                    crate::shq(&p.repo.to_string_lossy())
-                ))
-            })?;
-            if let Some((remote, to)) = &p.push {
-                ui::info(format!(
-                    "  {}  pushed `{}` to {remote} {to}",
-                    p.layer, p.base
-                ));
+        // Every base is tried: one remote refusing says nothing about the others.
+        let mut failed = Vec::new();
+        for p in &plans {
+            match push(p, false) {
+                Ok(()) => {
+                    if let Some((remote, to)) = &p.push {
+                        ui::info(format!(
+                            "  {}  pushed `{}` to {remote} {to}",
+                            p.layer, p.base
+                        ));
+                    }
+                }
+                Err(why) => failed.push(format!("{}: {why}", p.layer)),
             }
+        }
+        if !failed.is_empty() {
+            let mut msg = "landed, but not every base was pushed; the env is kept".to_string();
+            for f in &failed {
+                msg.push_str(&format!("\n  {f}"));
+            }
+            return Err(Fail::new(msg)
+                .hint(format!(
+                    "fix the cause, then `grove land {n} --push` pushes what is left and removes the env"
+                ))
+                .into());
         }
         pushed = true;
     }
@@ -254,7 +277,7 @@ fn plan_line(p: &LayerLand) -> String {
                 p.commits,
                 p.branch
             );
-            if let Some(co) = &p.checkout {
+            for co in &p.checkouts {
                 s.push_str(&format!("; updates the checkout at {}", co.display()));
             }
             s
@@ -264,37 +287,42 @@ fn plan_line(p: &LayerLand) -> String {
     }
 }
 
-/// Pushes the layer's base to its upstream (or only checks that the remote would take it).
+/// Pushes the layer's base to its upstream (or only checks that the remote would take it):
+/// the landed commit, else the base as it is (a land re-run after a failed push).
 fn push(p: &LayerLand, dry_run: bool) -> std::result::Result<(), String> {
-    let (Some((remote, to)), Some(new)) = (&p.push, &p.new) else {
+    let Some((remote, to)) = &p.push else {
         return Ok(());
     };
+    let commit = p.new.as_ref().unwrap_or(&p.old);
     let repo = Repo::new(&p.repo);
     let mut cmd = repo.cmd().args(["push", "--porcelain"]);
     if dry_run {
         cmd = cmd.arg("--dry-run");
     }
     let out = cmd
-        .args([remote.as_str(), &format!("{new}:{to}")])
+        .args([remote.as_str(), &format!("{commit}:{to}")])
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {
-        Ok(())
-    } else {
-        let why = out
-            .stdout
-            .lines()
-            .chain(out.stderr.lines())
-            .find(|l| l.contains("rejected") || l.starts_with("fatal") || l.starts_with("error"))
-            .unwrap_or("git push failed")
-            .trim()
-            .to_string();
-        Err(format!(
-            "{remote} would not take `{}`: {why} (pull its new commits first: `git -C {} pull`)",
+        return Ok(());
+    }
+    let text = format!("{}\n{}", out.stdout, out.stderr);
+    let why = text
+        .lines()
+        .find(|l| l.contains("rejected") || l.starts_with("fatal") || l.starts_with("error"))
+        .unwrap_or("git push failed")
+        .trim()
+        .to_string();
+    let behind = text.contains("non-fast-forward") || text.contains("fetch first");
+    let mut msg = format!("{remote} refused `{}`: {why}", p.base);
+    if behind {
+        msg.push_str(&format!(
+            " (it has commits `{}` lacks: pull them first, `git -C {} pull`)",
             p.base,
             crate::shq(&p.repo.to_string_lossy())
-        ))
+        ));
     }
+    Err(msg)
 }
 
 /// What is red about the env: the gate's verdict on its current commits, and `check`s that
@@ -377,7 +405,16 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<()> {
         .map_or(0, |d| d.as_secs());
     let mut verdicts = Vec::new();
     for env in ctx.store.envs(ctx.ws_id)? {
-        verdicts.push(judge(ctx, &env, args, now)?);
+        // One env grove cannot judge keeps its own place; it stops no other.
+        verdicts.push(judge(ctx, &env, args, now).unwrap_or_else(|e| Verdict {
+            env: env.name.clone(),
+            prune: false,
+            reasons: vec![format!(
+                "cannot tell whether its work is in its bases: {e:#}"
+            )],
+            removed: None,
+            error: None,
+        }));
     }
     let (go, stay): (Vec<&mut Verdict>, Vec<&mut Verdict>) =
         verdicts.iter_mut().partition(|v| v.prune);
@@ -408,11 +445,20 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<()> {
             ui::info("nothing was removed");
             return Err(Exit(1).into());
         }
+        provision::check_interrupt()?;
         for v in go {
             let res = (|| -> Result<()> {
                 let env = ctx.require_env(&v.env)?;
                 ctx.require_idle(&env)?;
-                // Looked at again right before: work may have appeared since the list.
+                // Judged again right before: work or an agent may have started since the list.
+                let again = judge(ctx, &env, args, now)?;
+                if !again.prune {
+                    return Err(Fail::new(format!(
+                        "it changed since the list: {}",
+                        again.reasons.join("; ")
+                    ))
+                    .into());
+                }
                 let pre = destroy::preflight(ctx, &env, false)?;
                 if let Some(refusal) = pre.refusal(ctx, &env) {
                     return Err(refusal.into());

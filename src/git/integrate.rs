@@ -138,7 +138,13 @@ impl Repo {
     }
 
     /// Whether the branch at `tip` is in `base` already, and how. `None`: it has work the base
-    /// lacks (or it could not tell, which counts the same: nothing is deleted on a guess).
+    /// lacks, or it could not tell (unrelated histories, a shallow clone), which counts the
+    /// same: nothing is deleted on a guess.
+    ///
+    /// A patch id only finds a candidate: it ignores whitespace and where in a file a hunk
+    /// sits, so two different changes can share one. Every verdict is confirmed on content: the
+    /// branch merged into the base, or into the base commit the patch id points at, changes
+    /// nothing.
     pub fn integrated(&self, base: &str, tip: &str) -> Result<Option<Integrated>> {
         if tip == base || self.is_ancestor(tip, base)? {
             return Ok(Some(Integrated::Merged));
@@ -146,46 +152,70 @@ impl Repo {
         if self.tree_of(tip)? == self.tree_of(base)? {
             return Ok(Some(Integrated::SameTree));
         }
-        if let MergeTree::Clean(tree) = self.merge_tree(base, tip, None)?
-            && tree == self.tree_of(base)?
-        {
+        if self.merges_to_nothing(base, tip)? {
             return Ok(Some(Integrated::NothingToMerge));
         }
-        // `git cherry`: `-` marks a commit with an equivalent (same patch id) in the base.
-        let cherry = self.stdout(&["cherry", base, tip])?;
-        if !cherry.trim().is_empty() && cherry.lines().all(|l| l.starts_with('-')) {
-            return Ok(Some(Integrated::Rebased));
-        }
-        if self.squashed_into(base, tip)? {
-            return Ok(Some(Integrated::Squashed));
-        }
-        Ok(None)
-    }
-
-    /// Whether the branch's whole diff (from its merge base) has the patch id of one of the
-    /// base's recent commits.
-    fn squashed_into(&self, base: &str, tip: &str) -> Result<bool> {
-        let mb = self.stdout(&["merge-base", base, tip])?;
-        let mb = mb.trim();
-        if mb.is_empty() {
-            return Ok(false);
-        }
-        let diff = self
-            .cmd()
-            .args(["diff", "--no-color", "--no-ext-diff", mb, tip])
-            .run()?;
-        let Some(id) = self.patch_ids(diff.stdout.into_bytes())?.into_iter().next() else {
-            return Ok(false);
+        let mb = match self.cmd().args(["merge-base", base, tip]).output()? {
+            out if out.status.success() => out.stdout.trim().to_string(),
+            _ => return Ok(None),
         };
+        // The base's commits since the fork, newest first, by patch id.
         let log = self
             .cmd()
             .args(["log", "-p", "--no-color", "--no-ext-diff", "--no-merges"])
             .args(["-n", PATCH_ID_DEPTH, &format!("{mb}..{base}"), "--"])
             .run()?;
-        Ok(self.patch_ids(log.stdout.into_bytes())?.contains(&id))
+        let in_base = self.patch_ids(log.stdout.into_bytes())?;
+        let find = |id: &str| {
+            in_base
+                .iter()
+                .find(|(p, _)| p == id)
+                .map(|(_, c)| c.clone())
+        };
+        // Rebased: each commit of the branch has an equal in the base; the newest of those
+        // must hold the branch's content.
+        let own = self
+            .cmd()
+            .args(["log", "-p", "--no-color", "--no-ext-diff", "--no-merges"])
+            .arg(format!("{mb}..{tip}"))
+            .arg("--")
+            .run()?;
+        let own = self.patch_ids(own.stdout.into_bytes())?;
+        if !own.is_empty() {
+            let matches: Option<Vec<String>> = own.iter().map(|(id, _)| find(id)).collect();
+            if let Some(matches) = matches
+                && let Some(newest) = in_base.iter().map(|(_, c)| c).find(|c| matches.contains(c))
+                && self.merges_to_nothing(newest, tip)?
+            {
+                return Ok(Some(Integrated::Rebased));
+            }
+        }
+        // Squashed: the branch's whole diff is one commit of the base.
+        let diff = self
+            .cmd()
+            .args(["diff", "--no-color", "--no-ext-diff", &mb, tip])
+            .run()?;
+        if let Some((id, _)) = self.patch_ids(diff.stdout.into_bytes())?.first()
+            && let Some(squash) = find(id)
+            && self.merges_to_nothing(&squash, tip)?
+        {
+            return Ok(Some(Integrated::Squashed));
+        }
+        Ok(None)
     }
 
-    fn patch_ids(&self, patch: Vec<u8>) -> Result<Vec<String>> {
+    /// Whether merging `tip` into `into` would leave `into`'s tree as it is. Histories git
+    /// cannot merge (unrelated) count as "no".
+    fn merges_to_nothing(&self, into: &str, tip: &str) -> Result<bool> {
+        Ok(match self.merge_tree(into, tip, None) {
+            Ok(MergeTree::Clean(tree)) => tree == self.tree_of(into)?,
+            Ok(MergeTree::Conflicts(_)) | Err(_) => false,
+        })
+    }
+
+    /// `(patch id, commit)` of each patch in `patch` (a `git log -p` or a `git diff`), in
+    /// order.
+    fn patch_ids(&self, patch: Vec<u8>) -> Result<Vec<(String, String)>> {
         let out = self
             .cmd()
             .args(["patch-id", "--stable"])
@@ -194,8 +224,10 @@ impl Repo {
         Ok(out
             .stdout
             .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_string)
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                Some((f.next()?.to_string(), f.next()?.to_string()))
+            })
             .collect())
     }
 

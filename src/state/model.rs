@@ -215,13 +215,13 @@ pub enum Action {
     /// waits for them or stops them before it undoes what they may have made.
     Processes,
     /// `grove land` moves `refname` of `repo` from `old` to `new` (compare and swap), and
-    /// updates `checkout`, the clean worktree that has the base checked out.
+    /// updates `checkouts`, the clean worktrees that have the base checked out.
     BaseMove {
         repo: PathBuf,
         refname: String,
         old: String,
         new: String,
-        checkout: Option<PathBuf>,
+        checkouts: Vec<PathBuf>,
     },
     /// Every base of a land moved: from here on the land is done, never undone.
     Landed,
