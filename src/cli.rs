@@ -33,6 +33,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "GROVE_WORKSPACE", value_name = "DIR")]
     pub workspace: Option<PathBuf>,
 
+    /// When to colour the output: `auto` colours a terminal unless NO_COLOR is set (or
+    /// CLICOLOR=0; CLICOLOR_FORCE colours a pipe too). --json output is never coloured
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    pub color: crate::ui::ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -76,6 +76,8 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
     let explicit =
         workspace_arg(&argv).or_else(|| std::env::var_os("GROVE_WORKSPACE").map(PathBuf::from));
     let ws = Workspace::discover(explicit.as_deref(), &cwd);
+    // Before clap, whose help and errors follow it too.
+    ui::set_color(color_arg(&argv));
     let cli = match cli::parse(argv, &ws) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, &ws),
@@ -115,6 +117,28 @@ mod internal {
             Err(e) => crate::report(&e),
         }
     }
+}
+
+/// `--color WHEN` / `--color=WHEN`, read before clap parses, for clap's own output. A value
+/// clap will refuse counts as `auto` here.
+fn color_arg(argv: &[OsString]) -> ui::ColorWhen {
+    use clap::ValueEnum;
+    let mut it = argv.iter().skip(1);
+    let mut when = None;
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            break;
+        }
+        let value = if arg == "--color" {
+            it.next().and_then(|v| v.to_str())
+        } else {
+            arg.to_str().and_then(|s| s.strip_prefix("--color="))
+        };
+        if let Some(v) = value {
+            when = ui::ColorWhen::from_str(v, false).ok();
+        }
+    }
+    when.unwrap_or_default()
 }
 
 /// `--workspace DIR` / `--workspace=DIR`, read before clap parses: the config decides which
