@@ -35,6 +35,7 @@ pub mod review_cache;
 pub mod state;
 pub mod supervisor;
 pub mod sweep;
+pub mod target;
 pub mod template;
 pub mod ui;
 pub mod vars;
@@ -50,6 +51,10 @@ use crate::workspace::Workspace;
 
 /// Runs grove with `argv` and returns the process exit code.
 pub fn run(argv: Vec<OsString>) -> i32 {
+    // A TAB in a shell that loaded `grove completions`: answer it and nothing else.
+    if let Some(shell) = std::env::var_os(commands::COMPLETE_VAR).filter(|s| !s.is_empty()) {
+        return commands::complete(&shell, &argv);
+    }
     // grove's own helpers, re-executed by grove itself: no workspace discovery, no clap.
     match argv.get(1).and_then(|a| a.to_str()) {
         Some("__exec") => return supervisor::guard::main(&argv[2..]),
@@ -143,7 +148,7 @@ fn color_arg(argv: &[OsString]) -> ui::ColorWhen {
 
 /// `--workspace DIR` / `--workspace=DIR`, read before clap parses: the config decides which
 /// flags exist.
-fn workspace_arg(argv: &[OsString]) -> Option<PathBuf> {
+pub(crate) fn workspace_arg(argv: &[OsString]) -> Option<PathBuf> {
     let mut it = argv.iter().skip(1);
     while let Some(arg) = it.next() {
         if arg == "--" {

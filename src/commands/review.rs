@@ -12,10 +12,8 @@ use crate::ui::{self, Tone};
 use crate::{interrupt, logfile, provision};
 
 pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
-    if let Some(name) = &args.name {
-        ctx.require_env(name)?;
-    }
-    if let (Some(name), Some(at), Some(text)) = (&args.name, &args.comment, &args.text) {
+    let (name, text) = review_target(ctx, args)?;
+    if let (Some(name), Some(at), Some(text)) = (&name, &args.comment, &text) {
         return super::gate::comment(ctx, name, at, text);
     }
     let review = review::gather(ctx, args.fetch)?;
@@ -33,7 +31,7 @@ pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
             "conflicts are not predicted: that needs git 2.38 or newer (`git merge-tree --write-tree`)",
         );
     }
-    match &args.name {
+    match &name {
         Some(name) => {
             let name = name.replace('/', "-");
             let env = review
@@ -59,6 +57,44 @@ pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
         None => show_queue(&review),
     }
     Ok(())
+}
+
+/// The env `review` is about (None: the queue) and the comment's text. Inside an env, NAME
+/// defaults to it, unless `--all` or `--plan` asks for the queue; `--comment`'s lone
+/// positional is then its TEXT, not a NAME.
+fn review_target(ctx: &Ctx, args: &ReviewArgs) -> Result<(Option<String>, Option<String>)> {
+    let (name, text) = match (&args.comment, &args.name, &args.text) {
+        (Some(_), Some(word), None) => (None, Some(word.clone())),
+        _ => (args.name.clone(), args.text.clone()),
+    };
+    if text.is_some() && args.comment.is_none() {
+        return Err(
+            Fail::usage("a comment's TEXT goes with `--comment LAYER:PATH:LINE`")
+                .hint("`grove review NAME --comment front:src/app.ts:12 'TEXT'`")
+                .into(),
+        );
+    }
+    if args.comment.is_some() && text.is_none() {
+        return Err(Fail::usage("`--comment` needs the comment's TEXT")
+            .hint("`grove review NAME --comment front:src/app.ts:12 'TEXT'`")
+            .into());
+    }
+    if let Some(name) = &name {
+        return Ok((Some(ctx.require_env(name)?.name), text));
+    }
+    let needs_env = args.mark_reviewed || args.comment.is_some();
+    if needs_env {
+        let what = if args.mark_reviewed {
+            "review --mark-reviewed"
+        } else {
+            "review --comment …"
+        };
+        return Ok((Some(ctx.require_target(None, what)?.name), text));
+    }
+    if args.all || args.plan {
+        return Ok((None, text));
+    }
+    Ok((ctx.env_here()?.map(|e| e.name), text))
 }
 
 fn mark(ctx: &mut Ctx, env: &EnvReview) -> Result<()> {
@@ -406,7 +442,7 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
 }
 
 pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
-    let env = ctx.require_env(&args.name)?;
+    let env = ctx.require_target(args.name.as_deref(), "check")?;
     let instances = ctx.store.instances(env.key)?;
     let layers = crate::gate::checked_layers(ctx, &instances);
     if layers.is_empty() {
