@@ -21,5 +21,6 @@ mod review;
 mod rollback;
 mod safety;
 mod servers;
+mod shell;
 mod trust;
 mod workflow;
