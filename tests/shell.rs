@@ -95,12 +95,14 @@ echo '== layer'; complete_words grove path feat-01 ''
 }
 
 #[test]
-fn bash_completion_loads_and_completes_outside_a_workspace() {
+fn bash_completion_loads_and_completes_outside_a_workspace_and_through_the_function() {
     let ws = two_envs();
     let elsewhere = ws.tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
+    // With the `shell-init` function loaded too: completion calls `grove` through it.
     let script = format!(
-        "{BASH_COMPLETE}
+        "eval \"$(grove shell-init bash)\"
+{BASH_COMPLETE}
 echo '== sub'; complete_words grove shell-
 echo '== logs'; complete_words grove logs ''
 echo '== ws'; complete_words grove --workspace {root} logs feat-

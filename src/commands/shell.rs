@@ -102,7 +102,12 @@ grove() {
     done
     if [ "$__grove_sub" = cd ]; then
         __grove_dir="$(GROVE_CD_SHELL=1 command grove "$@")" || return
-        builtin cd -- "$__grove_dir"
+        # Not a folder: `grove cd --help` printed its help.
+        if [ -d "$__grove_dir" ]; then
+            builtin cd -- "$__grove_dir"
+        else
+            printf '%s\n' "$__grove_dir"
+        fi
     else
         command grove "$@"
     fi
@@ -131,7 +136,12 @@ function grove --wraps grove --description 'grove, whose `cd` changes the folder
     end
     if test "$sub" = cd
         set -l dir (GROVE_CD_SHELL=1 command grove $argv); or return
-        cd $dir
+        # Not a folder: `grove cd --help` printed its help.
+        if test (count $dir) -eq 1 -a -d "$dir"
+            cd $dir
+        else
+            printf '%s\n' $dir
+        end
     else
         command grove $argv
     end
