@@ -33,6 +33,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "GROVE_WORKSPACE", value_name = "DIR")]
     pub workspace: Option<PathBuf>,
 
+    /// When to colour the output: `auto` colours a terminal unless NO_COLOR is set (or
+    /// CLICOLOR=0; CLICOLOR_FORCE colours a pipe too). --json output is never coloured
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    pub color: crate::ui::ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -40,6 +45,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Create(CreateArgs),
+    #[command(visible_alias = "ls")]
     Ps(PsArgs),
     Up(UpArgs),
     Down(DownArgs),
@@ -54,13 +60,18 @@ pub enum Command {
     Feedback(FeedbackArgs),
     Land(LandArgs),
     Prune(PruneArgs),
+    #[command(visible_alias = "rm")]
     Destroy(DestroyArgs),
     Doctor(DoctorArgs),
     Path(PathArgs),
+    Cd(CdArgs),
     Env(EnvArgs),
     Exec(ExecArgs),
     Init(InitArgs),
     Demo(DemoArgs),
+    #[command(name = "shell-init")]
+    ShellInit(ShellInitArgs),
+    Completions(CompletionsArgs),
     #[command(name = "agent-status")]
     AgentStatus(AgentStatusArgs),
     #[command(subcommand)]
@@ -259,16 +270,24 @@ pub enum HooksCommand {
 /// is now, the diffstat, uncommitted files, the last commit, the last check. The radar lists
 /// envs that touched the same files, and the conflicts a merge would have (git ≥ 2.38), with
 /// each other and with the base. With NAME: that env in full.
+///
+/// Inside an env's folder or worktrees, NAME defaults to that env (`--all` for the queue);
+/// elsewhere, no NAME means the queue.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
+    /// The env [default: the env holding the current folder, else the whole queue]
     pub name: Option<String>,
+
+    /// The whole queue, even inside an env's folder
+    #[arg(long, conflicts_with_all = ["name", "mark_reviewed", "comment"])]
+    pub all: bool,
 
     /// Print JSON (schema: see the README, "review --json")
     #[arg(long)]
     pub json: bool,
 
     /// Remember the env's current commits as reviewed: new ones put it back in the queue
-    #[arg(long, requires = "name")]
+    #[arg(long)]
     pub mark_reviewed: bool,
 
     /// `git fetch --all` in every repo first (the review itself uses no network)
@@ -277,11 +296,10 @@ pub struct ReviewArgs {
 
     /// Send TEXT to the env's agent as a comment on a line of its diff, with the hunk it is
     /// about (see `grove feedback`)
-    #[arg(long, value_name = "LAYER:PATH:LINE", requires_all = ["name", "text"], conflicts_with_all = ["mark_reviewed", "plan"])]
+    #[arg(long, value_name = "LAYER:PATH:LINE", conflicts_with_all = ["mark_reviewed", "plan"])]
     pub comment: Option<String>,
 
-    /// The comment's text (with --comment)
-    #[arg(requires = "comment")]
+    /// The comment's text (with --comment; NAME may be left out inside the env)
     pub text: Option<String>,
 
     /// Propose the order to land the envs in, so that conflicts come as late and as rarely as
@@ -307,7 +325,8 @@ pub struct DiffArgs {
 /// last result and whether the branch moved on since.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    pub name: String,
+    /// The env [default: the env holding the current folder]
+    pub name: Option<String>,
 }
 
 /// Run an env's review gate now: its checks, then the reviewer agent
@@ -393,11 +412,16 @@ pub struct RestartArgs {
 ///
 /// With several layers, lines are merged in time order and prefixed with their layer. Logs live
 /// in $GROVE_HOME/logs/<workspace>/<env>/<layer>.log.
+///
+/// Inside an env's folder, NAME may be left out: `grove logs` is that env's logs, and `grove
+/// logs api` its `api` layer's (a word that names no env but a log of this env is the LAYER).
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    pub name: String,
+    /// The env [default: the env holding the current folder]
+    pub name: Option<String>,
 
-    /// One layer, or `setup` / `supervisor` [default: every server and the setup output]
+    /// One layer, or `setup` / `supervisor` / `agent` / `gate` [default: every server and the
+    /// setup output]
     pub layer: Option<String>,
 
     /// Keep printing new lines as they are written
@@ -449,8 +473,8 @@ pub struct DestroyArgs {
 /// the env is destroyed: its branches, now in their bases, are deleted.
 #[derive(Debug, Args)]
 pub struct LandArgs {
-    /// The env
-    pub name: String,
+    /// The env [default: the env holding the current folder]
+    pub name: Option<String>,
 
     /// How a branch enters its base: a merge commit, one squashed commit, its commits
     /// replayed, or a fast-forward only [default: `[workspace] land`, else merge]
@@ -552,27 +576,81 @@ pub struct DoctorArgs {
 }
 
 /// Print the path of an env's worktree (the first dedicated layer's unless LAYER is given)
+///
+/// Inside an env's folder, NAME may be left out, and `grove path api` is that env's `api`
+/// worktree.
 #[derive(Debug, Args)]
 pub struct PathArgs {
-    pub name: String,
+    /// The env [default: the env holding the current folder]
+    pub name: Option<String>,
     pub layer: Option<String>,
+}
+
+/// Go to an env's worktree (as `grove path`), or with no NAME to the workspace folder
+///
+/// A program cannot change its shell's folder: this works through the shell function that
+/// `grove shell-init` prints (`eval "$(grove shell-init bash)"` in ~/.bashrc). Without it,
+/// `grove cd` prints the path, says how to set the function up, and exits 1, so that `grove cd
+/// NAME && make` never runs `make` in the wrong folder. Scripts use `cd "$(grove path NAME)"`.
+/// Inside an env's folder, `grove cd api` goes to that env's `api` worktree.
+#[derive(Debug, Args)]
+pub struct CdArgs {
+    /// The env [default: the workspace folder, wherever you are]
+    pub name: Option<String>,
+    /// The layer's worktree [default: the env's first dedicated layer]
+    pub layer: Option<String>,
+}
+
+/// Print the shell function that lets `grove cd` change the shell's folder
+///
+/// Add to your shell's startup file: bash `eval "$(grove shell-init bash)"` in ~/.bashrc; zsh
+/// `eval "$(grove shell-init zsh)"` in ~/.zshrc; fish `grove shell-init fish | source` in
+/// ~/.config/fish/config.fish. The function runs every other command as `command grove`.
+#[derive(Debug, Args)]
+pub struct ShellInitArgs {
+    pub shell: Shell,
+}
+
+/// Print the shell's completion script: subcommands, flags, env names and layer names
+///
+/// Completion asks grove itself on each TAB, so env names come from the store and the
+/// `--from-<layer>` flags from the grove.toml of the folder you are in. bash: `source <(grove
+/// completions bash)` in ~/.bashrc; zsh (after `compinit`): `source <(grove completions zsh)`
+/// in ~/.zshrc; fish: `grove completions fish | source` in ~/.config/fish/config.fish. Load it
+/// anew at each start rather than saving it to a file: the script and the grove answering it
+/// must come from the same version.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: Shell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// Print the variables of an env's layer in dotenv form (`KEY=value`)
 ///
 /// These are the variables every process grove starts in that layer gets: PORT, GROVE_ENV,
 /// GROVE_ENV_ID, GROVE_LAYER, GROVE_BRANCH, GROVE_WORKTREE, GROVE_WORKSPACE,
-/// GROVE_<LAYER>_URL for every layer, and the layer's rendered `env` table.
+/// GROVE_<LAYER>_URL for every layer, and the layer's rendered `env` table. Inside an env's
+/// folder, NAME may be left out (`grove env api`: that env's `api` layer).
 #[derive(Debug, Args)]
 pub struct EnvArgs {
-    pub name: String,
+    /// The env [default: the env holding the current folder]
+    pub name: Option<String>,
     pub layer: Option<String>,
 }
 
 /// Run a command in an env's worktree with the env's variables; exits with its exit code
+///
+/// `grove exec NAME -- CMD…`; inside an env's folder, `grove exec -- CMD…` runs in that env.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    pub name: String,
+    /// The env [default: the env holding the current folder]
+    pub name: Option<String>,
 
     /// The layer whose worktree and variables to use [default: the one holding the current
     /// folder, else the env's first dedicated layer]

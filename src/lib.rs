@@ -37,6 +37,7 @@ mod review_cache;
 mod state;
 mod supervisor;
 mod sweep;
+mod target;
 mod template;
 mod ui;
 mod vars;
@@ -52,6 +53,10 @@ use crate::workspace::Workspace;
 
 /// Runs grove with `argv` and returns the process exit code.
 pub fn run(argv: Vec<OsString>) -> i32 {
+    // A TAB in a shell that loaded `grove completions`: answer it and nothing else.
+    if let Some(shell) = std::env::var_os(commands::COMPLETE_VAR).filter(|s| !s.is_empty()) {
+        return commands::complete(&shell, &argv);
+    }
     // grove's own helpers, re-executed by grove itself: no workspace discovery, no clap.
     match argv.get(1).and_then(|a| a.to_str()) {
         Some("__exec") => return supervisor::guard::main(&argv[2..]),
@@ -78,6 +83,8 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
     let explicit =
         workspace_arg(&argv).or_else(|| std::env::var_os("GROVE_WORKSPACE").map(PathBuf::from));
     let ws = Workspace::discover(explicit.as_deref(), &cwd);
+    // Before clap, whose help and errors follow it too.
+    ui::set_color(color_arg(&argv));
     let cli = match cli::parse(argv, &ws) {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, &ws),
@@ -119,9 +126,31 @@ mod internal {
     }
 }
 
+/// `--color WHEN` / `--color=WHEN`, read before clap parses, for clap's own output. A value
+/// clap will refuse counts as `auto` here.
+fn color_arg(argv: &[OsString]) -> ui::ColorWhen {
+    use clap::ValueEnum;
+    let mut it = argv.iter().skip(1);
+    let mut when = None;
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            break;
+        }
+        let value = if arg == "--color" {
+            it.next().and_then(|v| v.to_str())
+        } else {
+            arg.to_str().and_then(|s| s.strip_prefix("--color="))
+        };
+        if let Some(v) = value {
+            when = ui::ColorWhen::from_str(v, false).ok();
+        }
+    }
+    when.unwrap_or_default()
+}
+
 /// `--workspace DIR` / `--workspace=DIR`, read before clap parses: the config decides which
 /// flags exist.
-fn workspace_arg(argv: &[OsString]) -> Option<PathBuf> {
+pub(crate) fn workspace_arg(argv: &[OsString]) -> Option<PathBuf> {
     let mut it = argv.iter().skip(1);
     while let Some(arg) = it.next() {
         if arg == "--" {

@@ -22,5 +22,6 @@ mod review;
 mod rollback;
 mod safety;
 mod servers;
+mod shell;
 mod trust;
 mod workflow;

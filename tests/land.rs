@@ -669,3 +669,12 @@ fn a_branch_of_unrelated_history_stops_neither_prune_nor_destroy() {
     ws.grove(&["destroy", "odd"]).success();
     assert!(ws.branches("front").contains(&"odd".to_string()));
 }
+
+#[test]
+fn land_inside_a_worktree_lands_its_env() {
+    let ws = landing_ws(false);
+    let wt = ws.worktree("feat", "api");
+    ws.grove_in(&wt, &["land", "--keep", "--strategy", "ff"])
+        .success();
+    assert_eq!(rev(&ws, "api", "main"), ws.git(&wt, &["rev-parse", "HEAD"]));
+}

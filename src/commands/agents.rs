@@ -25,7 +25,7 @@ pub fn attach(ctx: &Ctx, args: &AttachArgs) -> Result<()> {
         -1 => {
             // Headless, on a terminal: follow its log.
             let logs = crate::cli::LogsArgs {
-                name: env.name.clone(),
+                name: Some(env.name.clone()),
                 layer: Some("agent".into()),
                 follow: true,
                 lines: 50,

@@ -105,12 +105,21 @@ pub fn print_urls(report: &EnvReport) {
         let rest = match l.mode {
             "dedicated" => format!(
                 "{}  [{} from {}]",
-                l.url.as_deref().unwrap_or("(no url)"),
+                l.url
+                    .as_deref()
+                    .map_or_else(|| "(no url)".into(), |u| ui::paint(ui::Tone::Link, u)),
                 l.branch.as_deref().unwrap_or("?"),
                 l.base.as_deref().unwrap_or("?")
             ),
-            "isolated" => format!("isolated  {}", l.url.as_deref().unwrap_or("?")),
-            _ => format!("shared  {}", l.url.as_deref().unwrap_or("(no shared_url)")),
+            "isolated" => format!(
+                "isolated  {}",
+                ui::paint(ui::Tone::Link, l.url.as_deref().unwrap_or("?"))
+            ),
+            _ => format!(
+                "{}  {}",
+                ui::paint(ui::Tone::Dim, "shared"),
+                l.url.as_deref().unwrap_or("(no shared_url)")
+            ),
         };
         ui::out(format!("  {:width$}  {rest}", l.name));
     }

@@ -1,7 +1,7 @@
 //! `grove path`, `grove env`, `grove exec`: an env's worktrees and variables, for scripts,
 //! shells and agents.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -37,18 +37,54 @@ fn pick<'a>(env: &EnvRow, instances: &'a [Instance], layer: Option<&str>) -> Res
     }
 }
 
-pub fn path(ctx: &Ctx, args: &PathArgs) -> Result<()> {
-    let env = ctx.require_env(&args.name)?;
+/// The worktree `grove path` and `grove cd` mean by NAME and LAYER (see
+/// [`Ctx::require_target_layer`]).
+pub fn worktree(
+    ctx: &Ctx,
+    name: Option<&str>,
+    layer: Option<&str>,
+    command: &str,
+) -> Result<PathBuf> {
+    let (env, layer) = ctx.require_target_layer(name, layer, |w| is_layer(ctx, w), command)?;
     let instances = ctx.store.instances(env.key)?;
-    let inst = pick(&env, &instances, args.layer.as_deref())?;
-    ui::out(inst.worktree.to_string_lossy());
+    let layer = layer.or_else(|| layer_here(&instances, &cwd()));
+    Ok(pick(&env, &instances, layer.as_deref())?.worktree.clone())
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_default()
+}
+
+/// The layer whose worktree holds `dir`: inside one of the env's worktrees, that layer is
+/// meant.
+fn layer_here(instances: &[Instance], dir: &Path) -> Option<String> {
+    let here = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    instances
+        .iter()
+        .find(|i| here.starts_with(&i.worktree))
+        .map(|i| i.layer.clone())
+}
+
+fn is_layer(ctx: &Ctx, word: &str) -> bool {
+    ctx.ws.config.layers.contains_key(word)
+}
+
+pub fn path(ctx: &Ctx, args: &PathArgs) -> Result<()> {
+    let dir = worktree(ctx, args.name.as_deref(), args.layer.as_deref(), "path")?;
+    ui::out(dir.to_string_lossy());
     Ok(())
 }
 
 pub fn env(ctx: &Ctx, args: &EnvArgs) -> Result<()> {
-    let env = ctx.require_env(&args.name)?;
+    let (env, layer) = ctx.require_target_layer(
+        args.name.as_deref(),
+        args.layer.as_deref(),
+        |w| is_layer(ctx, w),
+        "env",
+    )?;
     let instances = ctx.store.instances(env.key)?;
-    let inst = pick(&env, &instances, args.layer.as_deref())?;
+    let layer = layer.or_else(|| layer_here(&instances, &cwd()));
+    let inst = pick(&env, &instances, layer.as_deref())?;
     let view = ctx.view(&env, &instances);
     let vars = view.vars(&ctx.ws.config.layers[&inst.layer])?;
     for line in vars::dotenv_lines(&vars) {
@@ -58,16 +94,10 @@ pub fn env(ctx: &Ctx, args: &EnvArgs) -> Result<()> {
 }
 
 pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
-    let env = ctx.require_env(&args.name)?;
+    let env = ctx.require_target(args.name.as_deref(), "exec")?;
     let instances = ctx.store.instances(env.key)?;
-    // Inside one of the env's worktrees, that layer is meant.
     let here = cwd.canonicalize().unwrap_or_else(|_| cwd.to_path_buf());
-    let layer = args.layer.clone().or_else(|| {
-        instances
-            .iter()
-            .find(|i| here.starts_with(&i.worktree))
-            .map(|i| i.layer.clone())
-    });
+    let layer = args.layer.clone().or_else(|| layer_here(&instances, &here));
     let inst = pick(&env, &instances, layer.as_deref())?;
     if !inst.worktree.is_dir() {
         return Err(Fail::new(format!(

@@ -40,7 +40,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     require_merge_tree()?;
     interrupt::guard();
     crate::recover::unfinished(ctx)?;
-    let env = ctx.require_env(&args.name)?;
+    let env = ctx.require_target(args.name.as_deref(), "land")?;
     ctx.require_idle(&env)?;
     if env.phase != Phase::Ready {
         return Err(

@@ -18,8 +18,16 @@ struct Source {
     partial: String,
 }
 
+/// Logs every env has besides its servers'.
+pub(super) const SPECIAL: [&str; 4] = ["setup", "supervisor", "agent", "gate"];
+
 pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
-    let env = ctx.require_env(&args.name)?;
+    let (env, layer) = ctx.require_target_layer(
+        args.name.as_deref(),
+        args.layer.as_deref(),
+        |w| ctx.ws.config.layers.contains_key(w) || SPECIAL.contains(&w),
+        "logs",
+    )?;
     let dir = ctx.log_dir(&env.name);
     let servers: Vec<String> = ctx
         .store
@@ -34,11 +42,8 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
         })
         .map(|i| i.layer)
         .collect();
-    let names: Vec<String> = match &args.layer {
-        Some(l)
-            if servers.contains(l)
-                || ["setup", "supervisor", "agent", "gate"].contains(&l.as_str()) =>
-        {
+    let names: Vec<String> = match &layer {
+        Some(l) if servers.contains(l) || SPECIAL.contains(&l.as_str()) => {
             vec![l.clone()]
         }
         Some(l) => {

@@ -16,6 +16,7 @@ mod pool;
 mod ps;
 mod review;
 mod servers;
+mod shell;
 
 use std::path::Path;
 
@@ -25,6 +26,8 @@ use crate::cli::{Cli, Command};
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::workspace::Workspace;
+
+pub use shell::{COMPLETE_VAR, complete};
 
 /// `grove destroy`, for `doctor --fix` finishing a half-done one.
 pub fn destroy_env(ctx: &mut Ctx, args: &crate::cli::DestroyArgs) -> Result<()> {
@@ -62,6 +65,9 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
         Command::Destroy(args) => destroy::run(&mut ctx()?, &args),
         Command::Doctor(args) => doctor::run(ws, &args),
         Command::Path(args) => envcmd::path(&ctx()?, &args),
+        Command::Cd(args) => shell::cd(ws, &args),
+        Command::ShellInit(args) => shell::shell_init(&args),
+        Command::Completions(args) => shell::completions(&args),
         Command::Env(args) => envcmd::env(&ctx()?, &args),
         Command::Exec(args) => envcmd::exec(&ctx()?, &args, cwd),
         Command::Init(args) => init::run(&args, cwd),

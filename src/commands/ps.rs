@@ -6,8 +6,21 @@ use serde::Serialize;
 
 use crate::cli::PsArgs;
 use crate::ctx::Ctx;
+use crate::report::LayerReport;
 use crate::report::{self, EnvReport, JSON_VERSION};
-use crate::ui;
+use crate::ui::{self, Tone};
+
+/// [`LayerReport::cell`] with its URL painted as a link.
+fn painted_cell(l: &LayerReport) -> String {
+    match (l.mode, &l.url) {
+        ("dedicated" | "isolated", Some(url)) => {
+            l.cell()
+                .replacen(url.as_str(), &ui::paint(Tone::Link, url), 1)
+        }
+        ("dedicated" | "isolated", None) => l.cell(),
+        _ => ui::paint(Tone::Dim, l.cell()),
+    }
+}
 
 #[derive(Serialize)]
 struct PsJson<'a> {
@@ -63,20 +76,17 @@ pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
         std::iter::once("NAME".to_string())
             .chain(code_layers.iter().map(|l| l.to_ascii_uppercase()))
             .chain(["STATUS".to_string(), "AGENT".to_string()])
+            .map(|h| ui::paint(Tone::Strong, h))
             .collect::<Vec<_>>(),
     ];
     for r in &reports {
         let mut row = vec![r.name.clone()];
         for layer in &code_layers {
-            row.push(
-                r.layers
-                    .iter()
-                    .find(|l| l.name == *layer)
-                    .map_or("shared".into(), |l| l.cell()),
-            );
+            let cell = r.layers.iter().find(|l| l.name == *layer);
+            row.push(cell.map_or_else(|| ui::paint(Tone::Dim, "shared"), painted_cell));
         }
-        row.push(r.status.to_string());
-        row.push(r.agent.as_ref().map_or("-".into(), |a| a.state.clone()));
+        row.push(ui::paint_status(r.status));
+        row.push(ui::paint_status(r.agent.as_ref().map_or("-", |a| &a.state)));
         rows.push(row);
     }
     for line in ui::table(&rows) {

@@ -8,13 +8,12 @@ use crate::error::{Exit, Fail};
 use crate::git::Repo;
 use crate::proc::Role;
 use crate::review::{self, Conflict, EnvReview, LayerReview, Review};
-use crate::{interrupt, logfile, provision, ui};
+use crate::ui::{self, Tone};
+use crate::{interrupt, logfile, provision};
 
 pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
-    if let Some(name) = &args.name {
-        ctx.require_env(name)?;
-    }
-    if let (Some(name), Some(at), Some(text)) = (&args.name, &args.comment, &args.text) {
+    let (name, text) = review_target(ctx, args)?;
+    if let (Some(name), Some(at), Some(text)) = (&name, &args.comment, &text) {
         return super::gate::comment(ctx, name, at, text);
     }
     let review = review::gather(ctx, args.fetch)?;
@@ -32,7 +31,7 @@ pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
             "conflicts are not predicted: that needs git 2.38 or newer (`git merge-tree --write-tree`)",
         );
     }
-    match &args.name {
+    match &name {
         Some(name) => {
             let name = name.replace('/', "-");
             let env = review
@@ -58,6 +57,44 @@ pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
         None => show_queue(&review),
     }
     Ok(())
+}
+
+/// The env `review` is about (None: the queue) and the comment's text. Inside an env, NAME
+/// defaults to it, unless `--all` or `--plan` asks for the queue; `--comment`'s lone
+/// positional is then its TEXT, not a NAME.
+fn review_target(ctx: &Ctx, args: &ReviewArgs) -> Result<(Option<String>, Option<String>)> {
+    let (name, text) = match (&args.comment, &args.name, &args.text) {
+        (Some(_), Some(word), None) => (None, Some(word.clone())),
+        _ => (args.name.clone(), args.text.clone()),
+    };
+    if text.is_some() && args.comment.is_none() {
+        return Err(
+            Fail::usage("a comment's TEXT goes with `--comment LAYER:PATH:LINE`")
+                .hint("`grove review NAME --comment front:src/app.ts:12 'TEXT'`")
+                .into(),
+        );
+    }
+    if args.comment.is_some() && text.is_none() {
+        return Err(Fail::usage("`--comment` needs the comment's TEXT")
+            .hint("`grove review NAME --comment front:src/app.ts:12 'TEXT'`")
+            .into());
+    }
+    if let Some(name) = &name {
+        return Ok((Some(ctx.require_env(name)?.name), text));
+    }
+    let needs_env = args.mark_reviewed || args.comment.is_some();
+    if needs_env {
+        let what = if args.mark_reviewed {
+            "review --mark-reviewed"
+        } else {
+            "review --comment …"
+        };
+        return Ok((Some(ctx.require_target(None, what)?.name), text));
+    }
+    if args.all || args.plan {
+        return Ok((None, text));
+    }
+    Ok((ctx.env_here()?.map(|e| e.name), text))
 }
 
 fn mark(ctx: &mut Ctx, env: &EnvReview) -> Result<()> {
@@ -120,7 +157,11 @@ fn layer_line(l: &LayerReview) -> String {
         parts.push(format!("{} ago \"{s}\"", age(t)));
     }
     if let Some(c) = &l.check {
-        let res = if c.passed { "passed" } else { "FAILED" };
+        let res = if c.passed {
+            ui::paint(Tone::Good, "passed")
+        } else {
+            ui::paint(Tone::Bad, "FAILED")
+        };
         let stale = if c.stale {
             ", before the last commit"
         } else {
@@ -129,7 +170,12 @@ fn layer_line(l: &LayerReview) -> String {
         parts.push(format!("check {res}{stale}"));
     }
     if let Some(files) = l.conflicts_with_base.as_ref().filter(|f| !f.is_empty()) {
-        parts.push(format!("conflicts with {}: {}", l.base, files.join(", ")));
+        parts.push(format!(
+            "{} {}: {}",
+            ui::paint(Tone::Bad, "conflicts with"),
+            l.base,
+            files.join(", ")
+        ));
     }
     parts.join(" · ")
 }
@@ -142,7 +188,9 @@ fn env_header(e: &EnvReview) -> String {
     };
     let mut s = format!(
         "[{}] {} · {agent} · servers {}",
-        e.state, e.reason, e.status
+        ui::paint(queue_tone(e.state), e.state),
+        e.reason,
+        ui::paint_status(e.status)
     );
     if let Some(c) = &e.criteria {
         match c.met {
@@ -157,6 +205,16 @@ fn env_header(e: &EnvReview) -> String {
         ));
     }
     s
+}
+
+/// The colour of a queue state: what needs the human stands out.
+fn queue_tone(state: &str) -> Tone {
+    match state {
+        "waiting" | "failed" | "changes" => Tone::Bad,
+        "approved" => Tone::Good,
+        "review" => Tone::Pending,
+        _ => Tone::Dim,
+    }
 }
 
 /// The gate's last word, in a line.
@@ -179,10 +237,12 @@ fn gate_line(e: &EnvReview) -> Option<String> {
 fn conflict_line(c: &Conflict) -> String {
     let mut s = format!("{} ⟷ {}  {}  ", c.envs[0], c.envs[1], c.layer);
     match &c.conflict {
-        Some(files) if !files.is_empty() => {
-            s.push_str(&format!("conflict: {} · ", files.join(", ")))
-        }
-        Some(_) => s.push_str("merges cleanly · "),
+        Some(files) if !files.is_empty() => s.push_str(&format!(
+            "{} {} · ",
+            ui::paint(Tone::Bad, "conflict:"),
+            files.join(", ")
+        )),
+        Some(_) => s.push_str(&format!("{} · ", ui::paint(Tone::Good, "merges cleanly"))),
         None => {}
     }
     s.push_str(&format!("overlap: {} file(s)", c.overlap.len()));
@@ -195,7 +255,12 @@ fn show_queue(review: &Review) {
         return;
     }
     for (i, e) in review.envs.iter().enumerate() {
-        ui::out(format!("{:>2}. {}  {}", i + 1, e.name, env_header(e)));
+        ui::out(format!(
+            "{:>2}. {}  {}",
+            i + 1,
+            ui::paint(Tone::Strong, &e.name),
+            env_header(e)
+        ));
         if let Some(g) = gate_line(e) {
             ui::out(format!("      {g}"));
         }
@@ -228,17 +293,22 @@ fn show_queue(review: &Review) {
     for (e, l) in base_conflicts {
         let files = l.conflicts_with_base.clone().unwrap_or_default();
         ui::out(format!(
-            "  {} ⟷ {} (moved on)  {}  conflict: {}",
+            "  {} ⟷ {} (moved on)  {}  {} {}",
             e.name,
             l.base,
             l.layer,
+            ui::paint(Tone::Bad, "conflict:"),
             files.join(", ")
         ));
     }
 }
 
 fn show_env(e: &EnvReview, review: &Review) {
-    ui::out(format!("{}  {}", e.name, env_header(e)));
+    ui::out(format!(
+        "{}  {}",
+        ui::paint(Tone::Strong, &e.name),
+        env_header(e)
+    ));
     if !e.next.is_empty() {
         ui::out(format!("next: {}", e.next));
     }
@@ -247,7 +317,12 @@ fn show_env(e: &EnvReview, review: &Review) {
     }
     if let Some(r) = e.gate.as_ref().and_then(|g| g.result.as_ref()) {
         for c in r.checks.iter().filter(|c| !c.passed) {
-            ui::out(format!("  check {} FAILED: {}", c.layer, c.log));
+            ui::out(format!(
+                "  check {} {}: {}",
+                c.layer,
+                ui::paint(Tone::Bad, "FAILED"),
+                c.log
+            ));
         }
         if let Some(v) = r.reviewer.as_ref().and_then(|x| x.verdict.as_ref()) {
             for f in &v.findings {
@@ -265,7 +340,7 @@ fn show_env(e: &EnvReview, review: &Review) {
         for i in &c.items {
             let mark = match (i.met, i.checked) {
                 (Some(true), _) => "met",
-                (Some(false), _) => "NOT MET",
+                (Some(false), _) => &ui::paint(Tone::Bad, "NOT MET"),
                 (None, true) => "ticked",
                 (None, false) => "?",
             };
@@ -283,7 +358,11 @@ fn show_env(e: &EnvReview, review: &Review) {
             .iter()
             .find(|(n, _)| *n == l.layer)
             .and_then(|(_, u)| u.clone());
-        ui::out(format!("\n{}  {}", l.layer, url.unwrap_or_default()));
+        ui::out(format!(
+            "\n{}  {}",
+            ui::paint(Tone::Strong, &l.layer),
+            url.map(|u| ui::paint(Tone::Link, u)).unwrap_or_default()
+        ));
         ui::out(format!("  {}", layer_line(l)));
         let (Some(base), Some(tip)) = (&l.base_tip, &l.tip) else {
             continue;
@@ -363,7 +442,7 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
 }
 
 pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
-    let env = ctx.require_env(&args.name)?;
+    let env = ctx.require_target(args.name.as_deref(), "check")?;
     let instances = ctx.store.instances(env.key)?;
     let layers = crate::gate::checked_layers(ctx, &instances);
     if layers.is_empty() {
