@@ -26,6 +26,22 @@ fn landing_ws(base_moves: bool) -> TestWorkspace {
     ws
 }
 
+/// A bare remote `origin` per repo, at `<tmp>/<repo>.git`, that each main tracks.
+fn with_remotes(ws: &TestWorkspace) {
+    for repo in ["front", "api"] {
+        let bare = ws.tmp.path().join(format!("{repo}.git"));
+        ws.git(
+            ws.tmp.path(),
+            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
+        );
+        ws.git(
+            &ws.repo(repo),
+            &["remote", "add", "origin", bare.to_str().unwrap()],
+        );
+        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
+    }
+}
+
 fn rev(ws: &TestWorkspace, repo: &str, r: &str) -> String {
     ws.git(&ws.repo(repo), &["rev-parse", r])
 }
@@ -264,18 +280,7 @@ fn keep_lands_and_keeps_the_env() {
 #[test]
 fn push_sends_every_base_to_its_upstream() {
     let ws = landing_ws(true);
-    for repo in ["front", "api"] {
-        let bare = ws.tmp.path().join(format!("{repo}.git"));
-        ws.git(
-            ws.tmp.path(),
-            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
-        );
-        ws.git(
-            &ws.repo(repo),
-            &["remote", "add", "origin", bare.to_str().unwrap()],
-        );
-        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
-    }
+    with_remotes(&ws);
     let out = ws.grove(&["land", "feat", "--push"]).success();
     assert!(out.stderr.contains("pushed `main`"), "{out}");
     assert_landed(&ws);
@@ -292,18 +297,7 @@ fn push_sends_every_base_to_its_upstream() {
 #[test]
 fn push_refused_before_anything_moves_when_the_remote_is_ahead() {
     let ws = landing_ws(false);
-    for repo in ["front", "api"] {
-        let bare = ws.tmp.path().join(format!("{repo}.git"));
-        ws.git(
-            ws.tmp.path(),
-            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
-        );
-        ws.git(
-            &ws.repo(repo),
-            &["remote", "add", "origin", bare.to_str().unwrap()],
-        );
-        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
-    }
+    with_remotes(&ws);
     // Someone pushed to api's remote since.
     let other = ws.tmp.path().join("other-api");
     ws.git(
@@ -578,18 +572,7 @@ fn an_env_without_commits_has_nothing_to_land_and_stays() {
 #[test]
 fn a_push_one_remote_refuses_is_retried_by_landing_again() {
     let ws = landing_ws(false);
-    for repo in ["front", "api"] {
-        let bare = ws.tmp.path().join(format!("{repo}.git"));
-        ws.git(
-            ws.tmp.path(),
-            &["init", "--quiet", "--bare", bare.to_str().unwrap()],
-        );
-        ws.git(
-            &ws.repo(repo),
-            &["remote", "add", "origin", bare.to_str().unwrap()],
-        );
-        ws.git(&ws.repo(repo), &["push", "--quiet", "-u", "origin", "main"]);
-    }
+    with_remotes(&ws);
     // front's remote refuses every push (a server-side hook: no dry run sees it).
     let hook = ws.tmp.path().join("front.git/hooks/pre-receive");
     std::fs::write(&hook, "#!/bin/sh\nexit 1\n").unwrap();

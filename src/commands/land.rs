@@ -92,14 +92,11 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     let pre = destroy::preflight(ctx, &env, false)?;
     let work = pre.work_lines(ctx, &env, !args.keep);
     if !work.is_empty() {
-        let mut msg = format!(
+        let head = format!(
             "env `{}` has work that is not committed; nothing was landed",
             env.name
         );
-        for l in &work {
-            msg.push_str(&format!("\n  {l}"));
-        }
-        return Err(Fail::new(msg)
+        return Err(Fail::new(listed(head, &work))
             .hint(format!(
                 "commit it (`grove exec {n} -- git status`), then land again"
             ))
@@ -108,11 +105,8 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     if !args.no_check {
         let red = red_gate(ctx, &env, &instances)?;
         if !red.is_empty() {
-            let mut msg = format!("env `{}` is not green; nothing was landed", env.name);
-            for r in &red {
-                msg.push_str(&format!("\n  {r}"));
-            }
-            return Err(Fail::new(msg)
+            let head = format!("env `{}` is not green; nothing was landed", env.name);
+            return Err(Fail::new(listed(head, &red))
                 .hint(format!(
                     "fix it (`grove review {n}`, `grove feedback {n} ...`), or land anyway with `grove land {n} --no-check`"
                 ))
@@ -127,10 +121,14 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     let mut plans = match land::plan(ctx, &env, &instances, &opts)? {
         Ok(p) => p,
         Err(refusals) => {
-            let mut msg = format!("env `{}` cannot land; nothing was changed", env.name);
-            for r in &refusals {
-                msg.push_str(&format!("\n  {}: {}", r.layer, r.why));
-            }
+            let lines: Vec<String> = refusals
+                .iter()
+                .map(|r| format!("{}: {}", r.layer, r.why))
+                .collect();
+            let msg = listed(
+                format!("env `{}` cannot land; nothing was changed", env.name),
+                &lines,
+            );
             let hint = if refusals.iter().any(|r| r.why.contains("conflicts")) {
                 format!(
                     "bring the base into the branch and resolve the conflicts there (`grove exec {n} -l LAYER -- git merge BASE`), then land again"
@@ -156,11 +154,8 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         }
     }
     if !blocked.is_empty() {
-        let mut msg = format!("env `{}` cannot land; nothing was changed", env.name);
-        for b in &blocked {
-            msg.push_str(&format!("\n  {b}"));
-        }
-        return Err(Fail::new(msg)
+        let head = format!("env `{}` cannot land; nothing was changed", env.name);
+        return Err(Fail::new(listed(head, &blocked))
             .hint("fix what is listed, then land again")
             .into());
     }
@@ -221,10 +216,10 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             }
         }
         if !failed.is_empty() {
-            let mut msg = "landed, but not every base was pushed; the env is kept".to_string();
-            for f in &failed {
-                msg.push_str(&format!("\n  {f}"));
-            }
+            let msg = listed(
+                "landed, but not every base was pushed; the env is kept",
+                &failed,
+            );
             return Err(Fail::new(msg)
                 .hint(format!(
                     "fix the cause, then `grove land {n} --push` pushes what is left and removes the env"
@@ -259,6 +254,15 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         ui::out(serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+/// `head`, then each of `lines` indented on a line of its own.
+fn listed(head: impl Into<String>, lines: &[String]) -> String {
+    let mut msg = head.into();
+    for l in lines {
+        msg.push_str(&format!("\n  {l}"));
+    }
+    msg
 }
 
 fn short(sha: &str) -> &str {
