@@ -688,7 +688,7 @@ fn classify(e: &mut EnvReview) {
             1,
             "approved",
             format!("gate approved, checks green{crit}"),
-            format!("look at it (`grove review {n}`, `grove diff {n}`), then land it"),
+            format!("look at it (`grove review {n}`, `grove diff {n}`), then `grove land {n}`"),
         )
     } else if let Some((g, r)) = verdict
         && r.outcome != crate::gate::Outcome::Approved
@@ -730,7 +730,7 @@ fn classify(e: &mut EnvReview) {
             6,
             "idle",
             "reviewed".into(),
-            "land it, or wait for more commits".into(),
+            format!("`grove land {n}`, or wait for more commits"),
         )
     } else {
         (6, "idle", "no commits yet".into(), String::new())
