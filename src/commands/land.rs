@@ -408,17 +408,31 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut verdicts = Vec::new();
-    for env in ctx.store.envs(ctx.ws_id)? {
+    let envs = ctx.store.envs(ctx.ws_id)?;
+    // The costly question (a dozen git processes per layer) is asked of every layer at once.
+    let mut layers = Vec::new();
+    for env in &envs {
+        layers.extend(ctx.store.instances(env.key)?);
+    }
+    let answers = crate::review::par_map(&layers, |i| land::integrated(i).ok().flatten());
+    let known: Known = layers
+        .iter()
+        .zip(answers)
+        .map(|(i, a)| ((i.repo.clone(), i.branch.clone()), a))
+        .collect();
+    for env in envs {
         // One env grove cannot judge keeps its own place; it stops no other.
-        verdicts.push(judge(ctx, &env, args, now).unwrap_or_else(|e| Verdict {
-            env: env.name.clone(),
-            prune: false,
-            reasons: vec![format!(
-                "cannot tell whether its work is in its bases: {e:#}"
-            )],
-            removed: None,
-            error: None,
-        }));
+        verdicts.push(
+            judge(ctx, &env, args, now, Some(&known)).unwrap_or_else(|e| Verdict {
+                env: env.name.clone(),
+                prune: false,
+                reasons: vec![format!(
+                    "cannot tell whether its work is in its bases: {e:#}"
+                )],
+                removed: None,
+                error: None,
+            }),
+        );
     }
     let (go, stay): (Vec<&mut Verdict>, Vec<&mut Verdict>) =
         verdicts.iter_mut().partition(|v| v.prune);
@@ -455,7 +469,7 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<()> {
                 let env = ctx.require_env(&v.env)?;
                 ctx.require_idle(&env)?;
                 // Judged again right before: work or an agent may have started since the list.
-                let again = judge(ctx, &env, args, now)?;
+                let again = judge(ctx, &env, args, now, None)?;
                 if !again.prune {
                     return Err(Fail::new(format!(
                         "it changed since the list: {}",
@@ -494,7 +508,20 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<()> {
 }
 
 /// Whether `env` is done with, and why (or why not).
-fn judge(ctx: &Ctx, env: &EnvRow, args: &PruneArgs, now: u64) -> Result<Verdict> {
+/// Whether each layer's branch is in its base, asked ahead for every env, by (repo, branch).
+type Known = std::collections::HashMap<
+    (std::path::PathBuf, String),
+    Option<crate::git::integrate::Integrated>,
+>;
+
+/// `known`: the answers asked ahead, if any (else asked now).
+fn judge(
+    ctx: &Ctx,
+    env: &EnvRow,
+    args: &PruneArgs,
+    now: u64,
+    known: Option<&Known>,
+) -> Result<Verdict> {
     let stay = |why: String| Verdict {
         env: env.name.clone(),
         prune: false,
@@ -527,7 +554,11 @@ fn judge(ctx: &Ctx, env: &EnvRow, args: &PruneArgs, now: u64) -> Result<Verdict>
         if tip == inst.base_commit {
             return Ok(stay(format!("{}: no commits yet", inst.layer)));
         }
-        if let Some(how) = land::integrated(inst)? {
+        let how = match known.and_then(|k| k.get(&(inst.repo.clone(), inst.branch.clone()))) {
+            Some(how) => *how,
+            None => land::integrated(inst)?,
+        };
+        if let Some(how) = how {
             reasons.push(format!(
                 "{}: `{}` {}",
                 inst.layer,
