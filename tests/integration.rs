@@ -16,6 +16,7 @@ mod gate;
 mod hostile;
 mod isolation;
 mod matrix;
+mod papercuts;
 mod pool;
 mod review;
 mod rollback;

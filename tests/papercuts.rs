@@ -1,0 +1,72 @@
+//! Papercuts a new user hit (issue #12, item 5): each test failed on the grove that had them.
+
+use crate::common::{TestWorkspace, env_json, layer, run, wait_until};
+
+/// `grove init`: the repos with a dev server are the default layers (not the first by name),
+/// `start` counts as well as `dev`, and the lockfile names the package manager.
+#[test]
+fn init_prefers_repos_that_run_and_reads_the_lockfile() {
+    let ws = TestWorkspace::empty();
+    let repo = |name: &str, files: &[(&str, &str)]| {
+        let dir = ws.init_repo(name);
+        for (file, text) in files {
+            ws.commit(&dir, file, text, &format!("add {file}"));
+        }
+    };
+    // First by name, and nothing to run.
+    repo("api", &[]);
+    repo(
+        "shop",
+        &[
+            (
+                "package.json",
+                r#"{"scripts": {"start": "node server.js"}}"#,
+            ),
+            ("yarn.lock", ""),
+        ],
+    );
+    repo(
+        "web",
+        &[
+            (
+                "package.json",
+                r#"{"scripts": {"dev": "vite", "start": "vite preview"}}"#,
+            ),
+            ("pnpm-lock.yaml", ""),
+        ],
+    );
+    repo(
+        "zeta",
+        &[
+            ("package.json", r#"{"scripts": {"dev": "next dev"}}"#),
+            ("bun.lock", ""),
+        ],
+    );
+    repo(
+        "old",
+        &[("package.json", r#"{"scripts": {"dev": "nodemon"}}"#)],
+    );
+    let out = ws.grove(&["init"]).success();
+    assert!(!out.stderr.contains("needs a look"), "{out}");
+    let toml = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    let lines: Vec<&str> = toml
+        .lines()
+        .filter(|l| l.starts_with("default_layers") || l.starts_with("run ="))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            r#"default_layers = ["old", "shop", "web", "zeta"]"#,
+            r#"run = "npm run dev -- --port $PORT""#,
+            r#"run = "yarn run start --port $PORT""#,
+            r#"run = "pnpm run dev --port $PORT --strictPort""#,
+            r#"run = "bun run dev --port $PORT""#,
+        ],
+        "{toml}"
+    );
+    // None runs anything: the first is the default layer, so that the file is valid.
+    let ws = TestWorkspace::with_repos(&["b", "a"]);
+    ws.grove(&["init"]).success();
+    let toml = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    assert!(toml.contains("\ndefault_layers = [\"a\"]\n"), "{toml}");
+}
