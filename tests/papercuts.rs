@@ -70,3 +70,43 @@ fn init_prefers_repos_that_run_and_reads_the_lockfile() {
     let toml = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
     assert!(toml.contains("\ndefault_layers = [\"a\"]\n"), "{toml}");
 }
+
+/// The standard two-server config with the api's `run` taken out.
+fn without_api_run(config: &str) -> String {
+    let (front, api) = config.split_once("[layers.api]").unwrap();
+    let api: String = api
+        .lines()
+        .filter(|l| !l.starts_with("run = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    format!("{front}[layers.api]{api}")
+}
+
+/// A `run` added to grove.toml after the env was made reaches it with `grove restart`.
+#[test]
+fn restart_picks_up_a_new_run() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let full = ws.servers_config("", "");
+    ws.write_config(&without_api_run(&full));
+    ws.grove(&["create", "feat-01", "--from-api=main"])
+        .success();
+    assert!(crate::common::http_get(ws.api_port(0), "/health").is_none());
+    ws.write_config(&full);
+    let out = ws.grove(&["restart", "feat-01", "api"]).success();
+    assert!(out.stderr.contains("api  restarted"), "{out}");
+    assert_eq!(
+        crate::common::http_get(ws.api_port(0), "/health").map(|r| r.0),
+        Some(200),
+        "{out}"
+    );
+    assert_eq!(layer(&env_json(&ws, "feat-01"), "api")["state"], "ready");
+    // A layer with no `run` still says so, and how to give it one.
+    ws.write_config(&without_api_run(&full));
+    ws.grove(&["create", "feat-02", "--from-api=main"])
+        .success();
+    let out = ws.grove(&["restart", "feat-02", "api"]).failure(1);
+    assert!(
+        out.stderr.contains("runs no server") && out.stderr.contains("hint: give it `run"),
+        "{out}"
+    );
+}

@@ -252,55 +252,87 @@ impl Supervisor {
         let dedicated: Vec<String> = instances.iter().map(|i| i.layer.clone()).collect();
         self.ctx.store.clear_servers(self.env.key)?;
         for inst in &instances {
-            let Some(cfg) = self.ctx.ws.config.layers.get(&inst.layer).cloned() else {
-                continue;
-            };
-            if cfg.run.is_none() {
-                continue;
+            if let Some(server) = self.server_of(inst, &dedicated)? {
+                self.servers.push(server);
             }
-            let deps = cfg
-                .start_deps(self.ctx.ws.config.start)
-                .into_iter()
-                .filter(|d| d != &cfg.name && dedicated.contains(d))
-                .collect();
-            let log = LogWriter::open(
-                &self
-                    .ctx
-                    .log_dir(&self.env.name)
-                    .join(format!("{}.log", cfg.name)),
-            )?;
-            let matcher = match &cfg.ready.probe {
-                Probe::Log(text) => Some(LogMatcher::new(text)),
-                _ => None,
-            };
-            self.servers.push(Server {
-                cfg,
-                deps,
-                port: inst.port,
-                state: State::Waiting,
-                leader: None,
-                out: None,
-                log,
-                matcher,
-                log_seen: false,
-                fresh_output: false,
-                last_probe: Instant::now(),
-                exec_probe: None,
-                exec_ok: false,
-                started_at: Instant::now(),
-                restarts: 0,
-                crashes: Crashes::default(),
-                last_exit: None,
-                message: None,
-                ready_since: None,
-                relocated: false,
-            });
         }
         for i in 0..self.servers.len() {
             // Every port settled before anything starts: layers that start at once read each
             // other's URLs, which a later move would make stale.
             self.relocate(i);
             self.save(i);
+        }
+        Ok(())
+    }
+
+    /// The server of a dedicated layer, when grove.toml gives it a `run`.
+    fn server_of(
+        &self,
+        inst: &crate::state::Instance,
+        dedicated: &[String],
+    ) -> Result<Option<Server>> {
+        let Some(cfg) = self.ctx.ws.config.layers.get(&inst.layer).cloned() else {
+            return Ok(None);
+        };
+        if cfg.run.is_none() {
+            return Ok(None);
+        }
+        let deps = cfg
+            .start_deps(self.ctx.ws.config.start)
+            .into_iter()
+            .filter(|d| d != &cfg.name && dedicated.contains(d))
+            .collect();
+        let log = LogWriter::open(
+            &self
+                .ctx
+                .log_dir(&self.env.name)
+                .join(format!("{}.log", cfg.name)),
+        )?;
+        let matcher = match &cfg.ready.probe {
+            Probe::Log(text) => Some(LogMatcher::new(text)),
+            _ => None,
+        };
+        Ok(Some(Server {
+            cfg,
+            deps,
+            port: inst.port,
+            state: State::Waiting,
+            leader: None,
+            out: None,
+            log,
+            matcher,
+            log_seen: false,
+            fresh_output: false,
+            last_probe: Instant::now(),
+            exec_probe: None,
+            exec_ok: false,
+            started_at: Instant::now(),
+            restarts: 0,
+            crashes: Crashes::default(),
+            last_exit: None,
+            message: None,
+            ready_since: None,
+            relocated: false,
+        }))
+    }
+
+    /// Adds the servers of requested layers that had no `run` when the supervisor started and
+    /// have one in grove.toml now: a restart is how a new `run` reaches a running env.
+    fn add_new_servers(&mut self, layers: &[String]) -> Result<()> {
+        let instances = self.ctx.store.instances(self.env.key)?;
+        let dedicated: Vec<String> = instances.iter().map(|i| i.layer.clone()).collect();
+        for inst in instances.iter().filter(|i| layers.contains(&i.layer)) {
+            if self.servers.iter().any(|s| s.cfg.name == inst.layer) {
+                continue;
+            }
+            if let Some(server) = self.server_of(inst, &dedicated)? {
+                self.log
+                    .line(&format!("{} has a `run` now: supervised", inst.layer));
+                self.servers.push(server);
+                let i = self.servers.len() - 1;
+                self.relocate(i);
+                self.save(i);
+            }
         }
         Ok(())
     }
@@ -323,9 +355,16 @@ impl Supervisor {
                 let layers = self.ctx.store.take_restart_requests(self.env.key)?;
                 // A restart is how a fixed grove.toml reaches a running env.
                 self.reload_config(&layers);
+                if let Err(e) = self.add_new_servers(&layers) {
+                    self.log.line(&format!("cannot add new servers: {e:#}"));
+                }
                 for layer in layers {
                     if let Some(i) = self.servers.iter().position(|s| s.cfg.name == layer) {
                         self.restart(i);
+                    } else {
+                        // Asked to start what has no `run` here (grove.toml changed again, or
+                        // would not load): no row may wait for a server that never comes.
+                        let _ = self.ctx.store.delete_server(self.env.key, &layer);
                     }
                 }
             }
