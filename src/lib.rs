@@ -146,10 +146,8 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
             // The flag may well be right: the config that would define it did not load.
             Err(fail) => report(&fail.clone().into()),
             Ok(ws) if kind == "isolate" && ws.config.layers.contains_key(&layer) => {
-                let fail = Fail::usage(format!(
-                    "layer `{layer}` has no `isolate` recipe: `--isolate-{layer}` does not exist"
-                ))
-                .hint(format!("add `isolate = {{ kind = \"postgres\", template = \"…\" }}` (or your own) to [layers.{layer}]"));
+                let fail =
+                    isolate::no_recipe(&ws.config.layers[&layer], &format!("--isolate-{layer}"));
                 report(&fail.into())
             }
             Ok(ws) => {

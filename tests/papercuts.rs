@@ -110,3 +110,43 @@ fn restart_picks_up_a_new_run() {
         "{out}"
     );
 }
+
+/// `--isolate-<layer>` on a layer that exists but has no `isolate`: says so, and how to give
+/// it one (by its URL's kind), or for a code layer, how it gets its own instance.
+#[test]
+fn isolate_flag_on_a_layer_without_a_recipe() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.write_config(
+        &(ws.standard_config("")
+            + "\n[layers.db]\nshared_url = \"postgres://localhost/app\"\n\
+               \n[layers.cache]\nshared_url = \"redis://localhost:6379/0\"\n\
+               \n[layers.events]\nshared_url = \"kafka://localhost:9092\"\n"),
+    );
+    let before = ws.snapshot(&["front", "api"]);
+    for (args, stderr) in [
+        (
+            &["create", "x", "--isolate-db"][..],
+            "error: layer `db` has no `isolate` recipe: `--isolate-db` does not exist\n\n\
+             hint: add `isolate = { kind = \"postgres\", template = \"<database>\" }` to [layers.db] in grove.toml (see the README's grove.toml section)\n",
+        ),
+        (
+            &["create", "x", "--isolate", "cache"],
+            "error: layer `cache` has no `isolate` recipe: `--isolate cache` does not apply\n\n\
+             hint: add `isolate = { kind = \"redis\" }` to [layers.cache] in grove.toml (see the README's grove.toml section)\n",
+        ),
+        (
+            &["create", "x", "--isolate-events"],
+            "error: layer `events` has no `isolate` recipe: `--isolate-events` does not exist\n\n\
+             hint: add `isolate.create = \"…\"` and `isolate.destroy = \"…\"` to [layers.events] in grove.toml (see the README's grove.toml section)\n",
+        ),
+        (
+            &["create", "x", "--isolate-api"],
+            "error: layer `api` has no `isolate` recipe: `--isolate-api` does not exist (it is a code layer)\n\n\
+             hint: `--from-api=BASE` gives the env its own `api` (worktree, branch and server); `isolate` is for infra layers\n",
+        ),
+    ] {
+        let out = ws.grove(args).failure(2);
+        assert_eq!(out.stderr, stderr, "{args:?}");
+    }
+    assert_eq!(ws.snapshot(&["front", "api"]), before);
+}

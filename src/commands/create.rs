@@ -391,10 +391,8 @@ fn isolated_layers(ctx: &Ctx, opts: &CreateOpts) -> Result<Vec<String>> {
     for layer in &opts.isolate {
         match config.layers.get(layer) {
             Some(l) if l.isolate.is_some() => {}
-            Some(_) => {
-                return Err(Fail::usage(format!("layer `{layer}` has no `isolate` recipe"))
-                    .hint(format!("add `isolate = {{ kind = \"postgres\", template = \"…\" }}` (or your own) to [layers.{layer}]"))
-                    .into());
+            Some(l) => {
+                return Err(crate::isolate::no_recipe(l, &format!("--isolate {layer}")).into());
             }
             None => {
                 let known: Vec<&str> = config
