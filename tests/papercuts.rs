@@ -150,3 +150,41 @@ fn isolate_flag_on_a_layer_without_a_recipe() {
     }
     assert_eq!(ws.snapshot(&["front", "api"]), before);
 }
+
+/// `diff --dirty` shows the untracked files `review` counts, as new files, and leaves the
+/// worktree's index as it was.
+#[test]
+fn diff_dirty_shows_untracked_files() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    std::fs::write(wt.join("README.md"), "# front, edited\n").unwrap();
+    std::fs::create_dir_all(wt.join("src")).unwrap();
+    std::fs::write(wt.join("src/new page.txt"), "a new file\n").unwrap();
+    std::fs::write(wt.join("*.txt"), "a star\n").unwrap();
+    // Ignored: not work, in neither review nor diff.
+    std::fs::write(wt.join(".env"), "SECRET=1\n").unwrap();
+    let status = ws.git(&wt, &["status", "--porcelain"]);
+    let review = ws.grove(&["review", "feat-01"]).success();
+    assert!(
+        review.stdout.contains("uncommitted: src/new page.txt"),
+        "{review}"
+    );
+    let out = ws.grove(&["diff", "feat-01", "--dirty"]).success();
+    for want in [
+        "diff --git a/front/README.md b/front/README.md",
+        "+# front, edited",
+        "diff --git a/front/src/new page.txt b/front/src/new page.txt",
+        "+a new file",
+        "diff --git a/front/*.txt b/front/*.txt",
+        "+a star",
+    ] {
+        assert!(out.stdout.contains(want), "no `{want}` in:\n{out}");
+    }
+    assert!(!out.stdout.contains("SECRET"), "{out}");
+    // Nothing was staged in the worktree.
+    assert_eq!(ws.git(&wt, &["status", "--porcelain"]), status);
+    // Without --dirty: the branch's commits only.
+    let out = ws.grove(&["diff", "feat-01"]).success();
+    assert!(!out.stdout.contains("new page"), "{out}");
+}
