@@ -203,9 +203,9 @@ fn prompt_on_stdin_and_an_agent_that_exits() {
     );
     ws.agent_step("feat-01", "go-waiting");
     ws.agent_step("feat-01", "go-done");
-    // The process is gone: liveness overrides the last report.
-    assert!(agent_state_becomes(&ws, "feat-01", "exited"));
-    assert_eq!(agent_json(&ws, "feat-01")["last_exit"], "exit 0");
+    // The process is gone after it reported `done`: its work stays done.
+    assert!(wait_until(20, || agent_json(&ws, "feat-01")["last_exit"] == "exit 0"));
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
 }
 
 #[test]

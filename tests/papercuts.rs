@@ -188,3 +188,189 @@ fn diff_dirty_shows_untracked_files() {
     let out = ws.grove(&["diff", "feat-01"]).success();
     assert!(!out.stdout.contains("new page"), "{out}");
 }
+
+/// A workspace whose front runs the test server, with the fake agent in `mode`.
+fn ws_with_agent(mode: &str) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let config = ws.servers_config("", "") + &ws.agent_config(mode, "");
+    ws.write_config(&config);
+    ws
+}
+
+fn agent_json(ws: &TestWorkspace, env: &str) -> serde_json::Value {
+    env_json(ws, env)["agent"].clone()
+}
+
+/// What `review --json` says of env `name`'s agent.
+fn review_agent(ws: &TestWorkspace, name: &str) -> serde_json::Value {
+    let v = ws.grove(&["review", "--json"]).success().json();
+    v["envs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap()["agent"]
+        .clone()
+}
+
+/// A headless agent that reports `done` and then exits (as `claude -p` does) stays `done`.
+#[test]
+fn done_survives_the_headless_agent_exiting() {
+    let ws = ws_with_agent("headless");
+    ws.grove(&["create", "feat-01"]).success();
+    run(ws
+        .cmd()
+        .env("FAKE_AGENT_EXIT", "1")
+        .args(["agent", "feat-01"]))
+    .success();
+    ws.agent_step("feat-01", "go-waiting");
+    ws.agent_step("feat-01", "go-done");
+    assert!(
+        wait_until(20, || agent_json(&ws, "feat-01")["last_exit"] == "exit 0"),
+        "{}",
+        agent_json(&ws, "feat-01")
+    );
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
+    assert_eq!(review_agent(&ws, "feat-01"), "done");
+    // Done and gone: a new agent may start.
+    ws.grove(&["agent", "feat-01", "--command", "sleep 30"])
+        .success();
+}
+
+/// The agent's SessionEnd hook after its Stop hook (Claude Code sends both when a session
+/// ends) leaves `done`; a session that ends while working is `exited`.
+#[test]
+fn session_end_after_done_stays_done() {
+    let ws = ws_with_agent("headless");
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&["agent", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    let hook = |event: &str| {
+        let json = format!(
+            r#"{{"hook_event_name":"{event}","cwd":"{}"}}"#,
+            wt.display()
+        );
+        let mut child = ws
+            .cmd()
+            .current_dir(&wt)
+            .args(["agent-status", "--hook"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(json.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    hook("Stop");
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
+    hook("SessionEnd");
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
+    assert_eq!(review_agent(&ws, "feat-01"), "done");
+    hook("UserPromptSubmit");
+    hook("SessionEnd");
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "exited");
+}
+
+/// In tmux, the window's program returning after `done` leaves `done`.
+#[test]
+fn done_survives_the_tmux_agent_exiting() {
+    let ws = ws_with_agent("tmux");
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&[
+        "agent",
+        "feat-01",
+        "--command",
+        "grove agent-status done; echo finished",
+    ])
+    .success();
+    // The window's program is gone once `ps` shows no pid for it.
+    assert!(
+        wait_until(20, || {
+            let a = agent_json(&ws, "feat-01");
+            a["pid"].is_null() && a["state"] != "running"
+        }),
+        "{}",
+        agent_json(&ws, "feat-01")
+    );
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
+}
+
+/// Runs `grove args` on a terminal (a pty from `script`); `None` if it has not ended within
+/// `secs` (it is then killed).
+fn on_a_terminal(ws: &TestWorkspace, args: &str, secs: u64) -> Option<crate::common::Out> {
+    let mut child = ws
+        .command("script")
+        .args(["-qec", &format!("grove {args}"), "/dev/null"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if wait_until(secs, || child.try_wait().unwrap().is_some()) {
+        return Some(crate::common::finish(child));
+    }
+    // Its pty's hang-up stops the grove inside.
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// `attach` on a headless agent follows its log while it runs, stops when it exits, and on
+/// one that has exited prints the log and returns (with or without a terminal).
+#[test]
+fn attach_to_a_headless_agent_that_exits() {
+    let ws = ws_with_agent("headless");
+    ws.grove(&["create", "feat-01"]).success();
+    run(ws
+        .cmd()
+        .env("FAKE_AGENT_EXIT", "1")
+        .args(["agent", "feat-01"]))
+    .success();
+    // Following, on a terminal, while the agent works: it ends when the agent does.
+    let mut child = ws
+        .command("script")
+        .args(["-qec", "grove attach feat-01", "/dev/null"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(20, || agent_json(&ws, "feat-01")["state"] == "working"));
+    ws.agent_step("feat-01", "go-waiting");
+    ws.agent_step("feat-01", "go-done");
+    let ended = wait_until(30, || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = crate::common::finish(child);
+    assert!(
+        ended,
+        "attach still follows the log of an agent that exited:\n{out}"
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("working on it") && out.stdout.contains("agent exited (exit 0)"),
+        "{out}"
+    );
+    // Exited already: the log, and an end.
+    let out = on_a_terminal(&ws, "attach feat-01", 20).expect("attach returns");
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("agent exited (exit 0)"), "{out}");
+    assert!(
+        out.stdout.contains("is not running (done; exit 0)"),
+        "{out}"
+    );
+    let out = ws.grove(&["attach", "feat-01"]).success();
+    assert!(
+        out.stdout.contains("fake agent of feat-01 starting"),
+        "{out}"
+    );
+    assert_eq!(
+        out.stderr,
+        "the agent of `feat-01` is not running (done; exit 0)\n\
+         hint: `grove agent feat-01` starts a new one; `grove review feat-01` shows its work\n"
+    );
+}
