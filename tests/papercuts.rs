@@ -374,3 +374,137 @@ fn attach_to_a_headless_agent_that_exits() {
          hint: `grove agent feat-01` starts a new one; `grove review feat-01` shows its work\n"
     );
 }
+
+/// A server that answers `/health` slowly (its head, then its body in two writes, as a
+/// framework that streams does), and writes a line per request to `$PROBE_LOG`: `ok`, or
+/// `reset` when the client went away before the answer was read.
+const PROBE_SERVER: &str = r#"
+import http.server, os, socketserver, time
+LOG = os.environ["PROBE_LOG"]
+def note(what):
+    with open(LOG, "a") as f:
+        f.write(what + "\n")
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok, and some more words\n"
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(2 * len(body)))
+            self.end_headers()
+            time.sleep(0.1)
+            self.wfile.write(body)
+            time.sleep(0.1)
+            self.wfile.write(body)
+            note("ok")
+        except OSError as e:
+            note("reset " + type(e).__name__)
+    def log_message(self, *args):
+        pass
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+S(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// A workspace whose front and api run [`PROBE_SERVER`], probed with `GET /health`, each
+/// logging to `<tmp>/<layer>.probes`; `workspace`, `front` and `api` are added to each table.
+fn probe_ws(workspace: &str, front: &str, api: &str) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let script = ws.tmp.path().join("probe_server.py");
+    std::fs::write(&script, PROBE_SERVER).unwrap();
+    let layer = |name: &str, ports: String, extra: &str| {
+        format!(
+            "\n[layers.{name}]\nrepo = \"{name}\"\nrun = \"exec python3 -u {script}\"\n\
+             ports = \"{ports}\"\nready = {{ http = \"/health\" }}\nstop_timeout = 2\n\
+             env.PROBE_LOG = \"{log}\"\n{extra}\n",
+            script = script.display(),
+            log = ws.tmp.path().join(format!("{name}.probes")).display(),
+        )
+    };
+    let config = format!(
+        "[workspace]\ndefault_layers = [\"front\", \"api\"]\n{workspace}\n{}{}",
+        layer("front", ws.ports.range(0, 40), front),
+        layer("api", ws.ports.range(40, 40), api),
+    );
+    ws.write_config(&config);
+    ws
+}
+
+/// The requests the probe server of `layer` answered (`ok`), or saw reset.
+fn probes(ws: &TestWorkspace, layer: &str) -> Vec<String> {
+    std::fs::read_to_string(ws.tmp.path().join(format!("{layer}.probes")))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// HTTP probes read the whole answer before they close: the server never writes into a
+/// connection reset under it (the demo's Python servers logged a traceback per probe).
+#[test]
+fn http_probes_read_the_whole_answer() {
+    let ws = probe_ws("", "", "");
+    // Health checks every 200 ms, for a few of them in a short test.
+    run(ws
+        .cmd()
+        .env("GROVE_HEALTH_EVERY_MS", "200")
+        .args(["create", "feat-01"]))
+    .success();
+    assert!(
+        wait_until(30, || probes(&ws, "front").len() >= 4),
+        "{:?}",
+        probes(&ws, "front")
+    );
+    let seen = probes(&ws, "front");
+    assert!(seen.iter().all(|p| p == "ok"), "{seen:?}");
+    assert_eq!(layer(&env_json(&ws, "feat-01"), "front")["state"], "ready");
+}
+
+/// `health_every` in grove.toml: per workspace, per layer, or `false` for none.
+#[test]
+fn health_check_interval_is_configurable() {
+    let ws = probe_ws("health_every = 1", "", "health_every = false");
+    ws.grove(&["create", "feat-01"]).success();
+    // Each has answered its readiness probe by now.
+    let api_at_ready = probes(&ws, "api").len();
+    assert!(api_at_ready >= 1);
+    // Three health checks of the front, a second apart: time enough for the api's.
+    assert!(
+        wait_until(30, || probes(&ws, "front").len() >= 4),
+        "{:?}",
+        probes(&ws, "front")
+    );
+    assert_eq!(
+        probes(&ws, "api").len(),
+        api_at_ready,
+        "the api was checked"
+    );
+}
+
+/// A bad `health_every` is an error at its place in the file, like every config error.
+#[test]
+fn a_bad_health_every_is_a_config_error() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let hint = "hint: seconds between health checks of a ready server, 1 to 3600 (default 10), or `false` for none";
+    for (extra, at, what) in [
+        ("health_every = 0", "15:16", "`health_every` is 0"),
+        ("health_every = true", "15:16", "`health_every` is `true`"),
+        ("health_every = 86400", "15:16", "`health_every` is 86400"),
+    ] {
+        ws.write_config(&(ws.standard_config("") + extra + "\n"));
+        let out = ws.grove(&["ps"]).failure(1);
+        assert!(
+            out.stderr.contains(&format!("grove.toml:{at}: {what}")) && out.stderr.contains(hint),
+            "{extra}:\n{out}"
+        );
+    }
+    ws.write_config(
+        &(ws.standard_config("")
+            + "\n[layers.db]\nshared_url = \"postgres://x/app\"\nhealth_every = 5\n"),
+    );
+    let out = ws.grove(&["ps"]).failure(1);
+    assert!(
+        out.stderr
+            .contains("`health_every` needs `repo`: layer `db` has no repo"),
+        "{out}"
+    );
+}

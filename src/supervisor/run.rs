@@ -43,17 +43,19 @@ const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
 const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two probes triggered by output.
 const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(20);
-/// How often a ready server is checked (tcp/http probes): 10 s. Debug builds (the tests') read
+/// When a ready server is next checked (tcp/http probes): its layer's `health_every` (10 s by
+/// default) from `now`; `None` when it is turned off. Debug builds (the tests') read
 /// `GROVE_HEALTH_EVERY_MS`, so that "unhealthy after three misses" takes a test less than 30 s.
-fn health_every() -> Duration {
+fn next_health_check(cfg: &Layer, now: Instant) -> Option<Instant> {
+    let secs = cfg.health_every_secs?;
     #[cfg(debug_assertions)]
     if let Some(ms) = std::env::var("GROVE_HEALTH_EVERY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        return Duration::from_millis(ms);
+        return Some(now + Duration::from_millis(ms));
     }
-    Duration::from_secs(10)
+    Some(now + Duration::from_secs(secs))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,8 @@ enum State {
         next_probe: Instant,
     },
     Ready {
-        next_check: Instant,
+        /// `None`: the layer's health checks are turned off.
+        next_check: Option<Instant>,
         health: Health,
     },
     Backoff {
@@ -497,7 +500,7 @@ impl Supervisor {
                 next_probe,
                 deadline,
             } => Some(next_probe.min(deadline)),
-            State::Ready { next_check, .. } => Some(next_check),
+            State::Ready { next_check, .. } => next_check,
             State::Backoff { until } => Some(until),
             State::Stopping { deadline, .. } => Some(deadline),
             _ => None,
@@ -884,7 +887,7 @@ impl Supervisor {
                         let s = &mut self.servers[i];
                         let took = s.started_at.elapsed().as_secs_f64();
                         s.state = State::Ready {
-                            next_check: now + health_every(),
+                            next_check: next_health_check(&s.cfg, now),
                             health: Health::default(),
                         };
                         s.ready_since = Some(now_ms());
@@ -915,11 +918,11 @@ impl Supervisor {
                 State::Ready {
                     next_check,
                     mut health,
-                } if now >= next_check => {
+                } if next_check.is_some_and(|t| now >= t) => {
                     let was = health.unhealthy();
                     let unhealthy = health.observe(self.health(i));
                     self.servers[i].state = State::Ready {
-                        next_check: now + health_every(),
+                        next_check: next_health_check(&self.servers[i].cfg, now),
                         health,
                     };
                     if unhealthy != was {
