@@ -322,8 +322,15 @@ fn run_recipe(
     vars: &[(String, String)],
 ) -> Result<()> {
     let log = ctx.log_dir(&env.name).join("setup.log");
-    crate::provision::run_step(script, &ctx.ws.root, vars, &log, &tag(env, layer))
-        .with_context(|| format!("isolate.{what} of layer `{}`", layer.name))
+    crate::provision::run_step(
+        &format!("isolate.{what}"),
+        script,
+        &ctx.ws.root,
+        vars,
+        &log,
+        &tag(env, layer),
+    )
+    .with_context(|| format!("isolate.{what} of layer `{}`", layer.name))
 }
 
 fn wait_ready(

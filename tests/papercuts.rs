@@ -508,3 +508,104 @@ fn a_bad_health_every_is_a_config_error() {
         "{out}"
     );
 }
+
+/// A failing `check` is logged as a failed check, not as a setup step, and says what next.
+#[test]
+fn a_check_failure_is_logged_as_a_check() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.write_config(&ws.standard_config("check = [\"echo checking; exit 3\"]"));
+    ws.grove(&["create", "feat-01"]).success();
+    let out = ws.grove(&["check", "feat-01"]).failure(1);
+    assert!(
+        out.stderr
+            .contains("  | checking\n  | [grove] check command failed (exit 3)\n"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("setup"), "{out}");
+    assert!(
+        out.stderr.ends_with(
+            "error: check failed in front\n\n\
+             hint: fix what failed, then `grove check feat-01` again (each layer's whole log is named above)\n"
+        ),
+        "{out}"
+    );
+}
+
+/// Errors a new user met without a `hint:` now have one.
+#[test]
+fn errors_come_with_a_hint() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.write_config(&(ws.standard_config("") + &ws.agent_config("headless", "")));
+    ws.grove(&["create", "feat-01"]).success();
+    std::fs::create_dir_all(ws.root.join("tickets")).unwrap();
+    std::fs::write(ws.root.join("tickets/login.md"), "Log in\n").unwrap();
+    let before = ws.snapshot(&["front", "api"]);
+    for (args, error, hint) in [
+        (
+            &["create", "--tickets", "nope/*.md"][..],
+            "error: no folder `nope` for the tickets `nope/*.md`\n",
+            "hint: ticket paths are relative to the current folder, e.g. `--tickets 'tickets/*.md'`\n",
+        ),
+        (
+            &["create", "--tickets", "tickets/*.txt"],
+            "error: no ticket matches `tickets/*.txt`\n",
+            "hint: files in tickets: login.md (`*` and `?` match in the file name; quote the pattern)\n",
+        ),
+        (
+            &["create", "--tickets", "tickets/logout.md"],
+            "error: ticket `tickets/logout.md` not found\n",
+            "hint: files in tickets: login.md (`*` and `?` match in the file name; quote the pattern)\n",
+        ),
+        (
+            &["agent", "feat-01", "--ticket", "tickets/logout.md"],
+            "error: cannot read the ticket tickets/logout.md: No such file or directory (os error 2)\n",
+            "hint: `--ticket` is the path of a text file (Markdown), relative to the current folder\n",
+        ),
+        (
+            &["init", "nosuch"],
+            "is not a folder\n",
+            "hint: pass the folder holding your repos (or a repo): `grove init DIR`\n",
+        ),
+        (
+            &["diff", "feat-01", "api"],
+            "error: env `feat-01` has no worktree for layer `api`\n",
+            "hint: its layers: front\n",
+        ),
+    ] {
+        let out = ws.grove(args).failure(1);
+        assert!(
+            out.stderr.contains(error) && out.stderr.ends_with(&format!("\n{hint}")),
+            "{args:?}:\n{out}"
+        );
+    }
+    assert_eq!(ws.snapshot(&["front", "api"]), before);
+    assert!(env_json(&ws, "feat-01")["agent"].is_null());
+}
+
+/// `grove exec NAME git status` (no `--`): a usage error that shows the line with `--`.
+#[test]
+fn exec_without_separator_suggests_it() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    for (args, hint) in [
+        (
+            &["exec", "feat-01", "git", "status"][..],
+            "`grove exec feat-01 -- git status`",
+        ),
+        (
+            &["exec", "-l", "front", "feat-01", "git", "log", "-n", "1"],
+            "`grove exec feat-01 -l front -- git log -n 1`",
+        ),
+    ] {
+        let out = ws.grove(args).failure(2);
+        assert_eq!(
+            out.stderr,
+            format!("error: `grove exec` takes the command to run after `--`\n\nhint: {hint}\n"),
+            "{args:?}"
+        );
+    }
+    let out = ws
+        .grove(&["exec", "feat-01", "--", "git", "status", "--short"])
+        .success();
+    assert_eq!(out.stdout, "");
+}

@@ -168,8 +168,11 @@ fn launch_taking(
     }
     let ticket = match ticket {
         Some(p) => {
-            let text = fs_err::read_to_string(p)
-                .map_err(|e| Fail::new(format!("cannot read the ticket: {e}")))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Fail::new(format!("cannot read the ticket {}: {e}", p.display())).hint(
+                    "`--ticket` is the path of a text file (Markdown), relative to the current folder",
+                )
+            })?;
             Some((std::path::absolute(p)?, text))
         }
         None => None,

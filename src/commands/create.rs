@@ -660,7 +660,7 @@ fn make(
                     i + 1,
                     steps.len()
                 ));
-                provision::run_step(step, &p.worktree, &vars, &log, &tag)
+                provision::run_step(what, step, &p.worktree, &vars, &log, &tag)
                     .with_context(|| format!("setting up layer `{}`", p.layer))?;
                 failpoint::hit("create:after-setup");
                 ui::info(format!(

@@ -23,7 +23,9 @@ pub fn run(args: &InitArgs, cwd: &Path) -> Result<()> {
         .as_ref()
         .map_or_else(|| cwd.to_path_buf(), |d| cwd.join(d));
     if !dir.is_dir() {
-        return Err(Fail::new(format!("{} is not a folder", dir.display())).into());
+        return Err(Fail::new(format!("{} is not a folder", dir.display()))
+            .hint("pass the folder holding your repos (or a repo): `grove init DIR`")
+            .into());
     }
     let path = dir.join(FILE_NAME);
     if path.exists() && !args.force {

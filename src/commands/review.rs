@@ -330,6 +330,14 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
                     "env `{}` has no worktree for layer `{l}`",
                     env.name
                 ))
+                .hint(format!(
+                    "its layers: {}",
+                    instances
+                        .iter()
+                        .map(|i| i.layer.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
             })?;
             vec![i]
         }
@@ -473,7 +481,12 @@ pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Fail::new(format!("check failed in {}", failed.join(", "))).into())
+        let n = crate::shq(&env.name);
+        Err(Fail::new(format!("check failed in {}", failed.join(", ")))
+            .hint(format!(
+                "fix what failed, then `grove check {n}` again (each layer's whole log is named above)"
+            ))
+            .into())
     }
 }
 
