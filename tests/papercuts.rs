@@ -609,3 +609,46 @@ fn exec_without_separator_suggests_it() {
         .success();
     assert_eq!(out.stdout, "");
 }
+
+/// `destroy --force` with nobody to ask and no `--yes` changes nothing when it would throw
+/// work away; `--yes` does it; a clean env needs neither.
+#[test]
+fn destroy_force_without_a_terminal_needs_yes() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    std::fs::write(wt.join("notes.txt"), "mine\n").unwrap();
+    let before = ws.snapshot(&["front", "api"]);
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).failure(1);
+    assert_eq!(
+        out.stderr,
+        "error: `--force` would throw away work of env `feat-01`, and there is no terminal to ask on; nothing was removed\n  \
+         front: uncommitted: notes.txt\n\n\
+         hint: `grove destroy feat-01 --force --yes` throws it away; `grove review feat-01` shows it first\n"
+    );
+    assert_eq!(ws.snapshot(&["front", "api"]), before);
+    assert_eq!(
+        std::fs::read_to_string(wt.join("notes.txt")).unwrap(),
+        "mine\n"
+    );
+
+    // A commit that no other branch holds: deleting the branch would lose it.
+    std::fs::remove_file(wt.join("notes.txt")).unwrap();
+    ws.commit(&wt, "work.txt", "work\n", "Work");
+    let before = ws.snapshot(&["front", "api"]);
+    let out = ws.grove(&["destroy", "feat-01", "--force"]).failure(1);
+    assert!(
+        out.stderr
+            .contains("\n  front: branch `feat-01` with 1 commit(s) in no other branch: "),
+        "{out}"
+    );
+    assert_eq!(ws.snapshot(&["front", "api"]), before);
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+    assert!(ws.ps().is_empty());
+
+    // Nothing to lose: `--force` alone goes ahead.
+    ws.grove(&["create", "feat-02"]).success();
+    ws.grove(&["destroy", "feat-02", "--force"]).success();
+    assert!(ws.ps().is_empty());
+}

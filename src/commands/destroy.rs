@@ -82,34 +82,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
             "env `{}` has work that destroy would lose; nothing was removed",
             env.name
         );
-        for c in &at_risk {
-            if !c.dirty.is_empty() {
-                msg.push_str(&format!(
-                    "\n  {}: uncommitted: {}",
-                    c.inst.layer,
-                    list(&c.dirty, 10)
-                ));
-            }
-            if !c.orphans.is_empty() {
-                msg.push_str(&format!(
-                    "\n  {}: {} commit(s) that no branch holds ({}): {}",
-                    c.inst.layer,
-                    c.orphans.len(),
-                    describe_head(c),
-                    list(&c.orphans, SHOW_COMMITS)
-                ));
-            }
-            for b in &c.blockers {
-                msg.push_str(&format!("\n  {}: {b}", c.inst.layer));
-            }
-        }
-        if !strays.is_empty() {
-            msg.push_str(&format!(
-                "\n  env folder {}: {}",
-                ctx.ws.env_dir(&env.name).display(),
-                list(&strays, 10)
-            ));
-        }
+        msg.push_str(&work_lines(ctx, &env, &at_risk, &strays));
         let n = crate::shq(&env.name);
         let keep = if at_risk.iter().any(|c| !c.orphans.is_empty()) {
             format!(
@@ -121,6 +94,40 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         return Err(Fail::new(msg)
             .hint(format!(
                 "{keep}, or `grove destroy {n} --force` to throw it away"
+            ))
+            .into());
+    }
+    // Agents script grove: with nobody to ask, `--force` alone must not throw work away at
+    // once; `--yes` says someone meant it.
+    let unmerged: Vec<&LayerCheck> = checks
+        .iter()
+        .filter(|c| c.deletes_branch(true) && !c.deletes_branch(false))
+        .collect();
+    let discards = !at_risk.is_empty() || !strays.is_empty() || !unmerged.is_empty();
+    if args.force && discards && !args.yes && !ui::interactive() {
+        let mut msg = format!(
+            "`--force` would throw away work of env `{}`, and there is no terminal to ask on; nothing was removed",
+            env.name
+        );
+        msg.push_str(&work_lines(ctx, &env, &at_risk, &strays));
+        for c in &unmerged {
+            let commits = if c.branch_only.is_empty() {
+                &c.unmerged
+            } else {
+                &c.branch_only
+            };
+            msg.push_str(&format!(
+                "\n  {}: branch `{}` with {} commit(s) in no other branch: {}",
+                c.inst.layer,
+                c.inst.branch,
+                commits.len(),
+                list(commits, SHOW_COMMITS)
+            ));
+        }
+        let n = crate::shq(&env.name);
+        return Err(Fail::new(msg)
+            .hint(format!(
+                "`grove destroy {n} --force --yes` throws it away; `grove review {n}` shows it first"
             ))
             .into());
     }
@@ -191,6 +198,41 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     ctx.store.delete_env(env.key)?;
     ui::info(format!("destroyed env `{}`", env.name));
     Ok(())
+}
+
+/// One line per piece of work destroying would lose: uncommitted files, commits no branch
+/// holds, what stops git removing a worktree, files in the env folder.
+fn work_lines(ctx: &Ctx, env: &EnvRow, at_risk: &[&LayerCheck], strays: &[String]) -> String {
+    let mut msg = String::new();
+    for c in at_risk {
+        if !c.dirty.is_empty() {
+            msg.push_str(&format!(
+                "\n  {}: uncommitted: {}",
+                c.inst.layer,
+                list(&c.dirty, 10)
+            ));
+        }
+        if !c.orphans.is_empty() {
+            msg.push_str(&format!(
+                "\n  {}: {} commit(s) that no branch holds ({}): {}",
+                c.inst.layer,
+                c.orphans.len(),
+                describe_head(c),
+                list(&c.orphans, SHOW_COMMITS)
+            ));
+        }
+        for b in &c.blockers {
+            msg.push_str(&format!("\n  {}: {b}", c.inst.layer));
+        }
+    }
+    if !strays.is_empty() {
+        msg.push_str(&format!(
+            "\n  env folder {}: {}",
+            ctx.ws.env_dir(&env.name).display(),
+            list(strays, 10)
+        ));
+    }
+    msg
 }
 
 fn describe_head(c: &LayerCheck) -> String {
