@@ -1,5 +1,7 @@
 //! Papercuts a new user hit (issue #12, item 5): each test failed on the grove that had them.
 
+use std::path::Path;
+
 use crate::common::{TestWorkspace, env_json, layer, run, wait_until};
 
 /// `grove init`: the repos with a dev server are the default layers (not the first by name),
@@ -651,4 +653,24 @@ fn destroy_force_without_a_terminal_needs_yes() {
     ws.grove(&["create", "feat-02"]).success();
     ws.grove(&["destroy", "feat-02", "--force"]).success();
     assert!(ws.ps().is_empty());
+}
+
+/// The README's first screen: still exactly two set-up commands, then how to get `grove` on
+/// PATH (its examples call it by name) and the ports the tests take.
+#[test]
+fn readme_says_how_to_get_grove_on_path() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let (first_block, after) = readme
+        .split_once("```console\n")
+        .and_then(|(_, rest)| rest.split_once("```\n"))
+        .unwrap();
+    assert_eq!(
+        first_block.lines().filter(|l| l.starts_with("$ ")).count(),
+        2,
+        "{first_block}"
+    );
+    let next = after.split("```").next().unwrap();
+    assert!(next.contains("`cargo install --locked --path .`"), "{next}");
+    assert!(next.contains("20000-29999"), "{next}");
 }
