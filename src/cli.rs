@@ -206,6 +206,9 @@ pub struct AgentArgs {
 }
 
 /// Go to an env's agent: its tmux window, or its log when headless
+///
+/// A headless agent's log is followed while the agent runs, and printed once (with how it
+/// ended) when it does not.
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     pub name: String,
@@ -314,7 +317,8 @@ pub struct DiffArgs {
     pub name: String,
     /// One layer [default: every dedicated layer]
     pub layer: Option<String>,
-    /// Include uncommitted changes (compare the worktree with the merge base)
+    /// Include uncommitted changes and untracked files (compare the worktree with the merge
+    /// base)
     #[arg(long)]
     pub dirty: bool,
 }
@@ -402,6 +406,9 @@ pub struct DownArgs {
 }
 
 /// Restart one server of an env (LAYER), or all of them
+///
+/// Reads grove.toml again for what restarts: a layer given a `run` since the env started gets
+/// its server started.
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     pub name: String,
@@ -453,7 +460,8 @@ pub struct DestroyArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Do not ask for confirmation on a terminal
+    /// Do not ask for confirmation on a terminal; without a terminal, needed with `--force`
+    /// when it throws work away
     #[arg(long, short = 'y')]
     pub yes: bool,
 
@@ -665,7 +673,9 @@ pub struct ExecArgs {
 /// Write a starter grove.toml for the repos in this folder
 ///
 /// One code layer per git repository found in the folder (or the folder itself when it is a
-/// repository), with a `run` command guessed from package.json or a Procfile.
+/// repository), with a `run` command guessed from package.json (its `dev` script, else
+/// `start`, run with pnpm, yarn or bun when their lockfile is there, else npm) or a Procfile.
+/// The default layers are the repos with a `run`.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Folder to write grove.toml in [default: the current folder]

@@ -22,6 +22,10 @@ const DEFAULT_URL: &str = "http://localhost:{{ port }}";
 const DEFAULT_ENVS_DIR: &str = ".grove/envs";
 /// Readiness timeout when a layer's `ready` gives none.
 pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 60;
+/// Seconds between two health checks of a ready server when grove.toml gives none.
+pub const DEFAULT_HEALTH_EVERY_SECS: u64 = 10;
+/// Most seconds between health checks: beyond an hour, turn them off.
+const MAX_HEALTH_EVERY_SECS: i64 = 3600;
 
 /// The validated configuration of a workspace.
 #[derive(Debug, Clone)]
@@ -166,6 +170,8 @@ pub struct Layer {
     pub check: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL when stopping the server.
     pub stop_timeout_secs: u64,
+    /// Seconds between health checks of the ready server (tcp and http probes); `None`: none.
+    pub health_every_secs: Option<u64>,
 }
 
 /// One `copy` entry: an ignored path of the main checkout and how it reaches a worktree.
@@ -367,6 +373,15 @@ struct RawWorkspace {
     pool: Option<Spanned<i64>>,
     start: Option<StartOrder>,
     land: Option<LandStrategy>,
+    health_every: Option<Spanned<RawHealthEvery>>,
+}
+
+/// `health_every = 30` (seconds) or `health_every = false` (no health checks).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawHealthEvery {
+    Secs(i64),
+    On(bool),
 }
 
 #[derive(Deserialize)]
@@ -395,6 +410,7 @@ struct RawLayer {
     dotenv: Option<Spanned<String>>,
     restart: Option<Spanned<Restart>>,
     stop_timeout: Option<Spanned<u64>>,
+    health_every: Option<Spanned<RawHealthEvery>>,
     #[serde(default)]
     check: Vec<Spanned<String>>,
     isolate: Option<Spanned<RawIsolate>>,
@@ -579,12 +595,17 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         pool: None,
         start: None,
         land: None,
+        health_every: None,
     });
     let ws_pool = ws
         .pool
         .as_ref()
         .and_then(|p| pool_size(p, diags))
         .unwrap_or(0);
+    let ws_health = match &ws.health_every {
+        Some(h) => health_every(h, diags),
+        None => Some(DEFAULT_HEALTH_EVERY_SECS),
+    };
     let mut layers = IndexMap::new();
     let mut ranges: Vec<(String, PortRange)> = Vec::new();
     let mut repos: Vec<(PathBuf, String)> = Vec::new();
@@ -597,7 +618,11 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
             ));
         }
         let repo_span = raw_layer.get_ref().repo.as_ref().map(Spanned::span);
-        let layer = validate_layer(&name, raw_layer, &names, root, ws_pool, diags);
+        let defaults = LayerDefaults {
+            pool: ws_pool,
+            health_every: ws_health,
+        };
+        let layer = validate_layer(&name, raw_layer, &names, root, defaults, diags);
         if let (Some(repo), Some(span)) = (&layer.repo, repo_span) {
             if let Some((_, other)) = repos.iter().find(|(r, _)| r == repo) {
                 diags.push(
@@ -959,6 +984,28 @@ fn inside_path(p: &str) -> bool {
 /// dependencies, and 30 agents at once is the most users run.
 const MAX_POOL: i64 = 32;
 
+/// `health_every`: seconds (1 to an hour), or `false` for no health checks (`None`). A bad
+/// value is reported and gives the default.
+fn health_every(h: &Spanned<RawHealthEvery>, diags: &mut Vec<Diag>) -> Option<u64> {
+    let bad = |diags: &mut Vec<Diag>, what: String| {
+        diags.push(
+            diag(h.span(), format!("`health_every` is {what}")).hint(format!(
+                "seconds between health checks of a ready server, 1 to {MAX_HEALTH_EVERY_SECS} \
+             (default {DEFAULT_HEALTH_EVERY_SECS}), or `false` for none"
+            )),
+        );
+        Some(DEFAULT_HEALTH_EVERY_SECS)
+    };
+    match h.get_ref() {
+        RawHealthEvery::On(false) => None,
+        RawHealthEvery::On(true) => bad(diags, "`true`".into()),
+        RawHealthEvery::Secs(n) if (1..=MAX_HEALTH_EVERY_SECS).contains(n) => {
+            u64::try_from(*n).ok()
+        }
+        RawHealthEvery::Secs(n) => bad(diags, n.to_string()),
+    }
+}
+
 fn pool_size(p: &Spanned<i64>, diags: &mut Vec<Diag>) -> Option<u32> {
     match u32::try_from(*p.get_ref()) {
         Ok(n) if i64::from(n) <= MAX_POOL => Some(n),
@@ -1012,12 +1059,19 @@ fn parse_copy(v: &Spanned<toml::Value>, diags: &mut Vec<Diag>) -> Option<(String
     }
 }
 
+/// What `[workspace]` sets for every code layer that does not set it itself.
+#[derive(Clone, Copy)]
+struct LayerDefaults {
+    pool: u32,
+    health_every: Option<u64>,
+}
+
 fn validate_layer(
     name: &str,
     raw: Spanned<RawLayer>,
     names: &[String],
     root: &Path,
-    ws_pool: u32,
+    defaults: LayerDefaults,
     diags: &mut Vec<Diag>,
 ) -> Layer {
     let header = raw.span();
@@ -1078,6 +1132,7 @@ fn validate_layer(
             ("dotenv", raw.dotenv.as_ref().map(Spanned::span)),
             ("restart", raw.restart.as_ref().map(Spanned::span)),
             ("stop_timeout", raw.stop_timeout.as_ref().map(Spanned::span)),
+            ("health_every", raw.health_every.as_ref().map(Spanned::span)),
             ("check", raw.check.first().map(Spanned::span)),
             ("copy", raw.copy.first().map(Spanned::span)),
             ("setup", raw.setup.first().map(Spanned::span)),
@@ -1205,7 +1260,7 @@ fn validate_layer(
     }
     let pool = match &raw.pool {
         Some(p) => pool_size(p, diags).unwrap_or(0),
-        None if repo.is_some() => ws_pool,
+        None if repo.is_some() => defaults.pool,
         None => 0,
     };
     for (key, list) in [
@@ -1261,6 +1316,10 @@ fn validate_layer(
         stop_timeout_secs: raw
             .stop_timeout
             .map_or(DEFAULT_STOP_TIMEOUT_SECS, Spanned::into_inner),
+        health_every_secs: match &raw.health_every {
+            Some(h) => health_every(h, diags),
+            None => defaults.health_every,
+        },
     }
 }
 

@@ -617,7 +617,7 @@ impl Doctor {
             Role::Agent => {
                 let running = store
                     .agent(env.key)?
-                    .is_some_and(|a| crate::agent::state(&a).0 != "exited");
+                    .is_some_and(|a| crate::agent::running(&a));
                 (!running).then(|| "the env's agent has exited".to_string())
             }
             Role::Pool => None,

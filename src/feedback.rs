@@ -116,7 +116,7 @@ pub fn deliver(ctx: &mut Ctx, env: &EnvRow) -> Result<Option<Delivery>> {
     let (state, _) = agent::state(&row);
     match row.mode {
         AgentMode::Tmux => deliver_tmux(ctx, env, &row, &state),
-        AgentMode::Headless => deliver_headless(ctx, env, &row, &state),
+        AgentMode::Headless => deliver_headless(ctx, env, &row),
     }
 }
 
@@ -132,7 +132,7 @@ fn deliver_tmux(
             "the agent's window is not open yet".into(),
         )));
     };
-    if state == "exited" || !tmux::exists(socket, id) {
+    if !agent::running(row) || !tmux::exists(socket, id) {
         return Ok(Some(Delivery::Queued(format!(
             "the agent has exited; `grove agent {n}` starts a new one with it in its context"
         ))));
@@ -168,14 +168,9 @@ fn deliver_tmux(
     Ok(Some(Delivery::Delivered("tmux")))
 }
 
-fn deliver_headless(
-    ctx: &mut Ctx,
-    env: &EnvRow,
-    row: &AgentRow,
-    state: &str,
-) -> Result<Option<Delivery>> {
+fn deliver_headless(ctx: &mut Ctx, env: &EnvRow, row: &AgentRow) -> Result<Option<Delivery>> {
     let n = crate::shq(&env.name);
-    if row.process.is_some_and(|p| p.alive()) || (row.spec.is_some() && state != "exited") {
+    if row.process.is_some_and(|p| p.alive()) || (row.spec.is_some() && agent::running(row)) {
         let how = if uses_stop_hook(ctx) {
             "when it stops (through its Stop hook), or is relaunched with it once it exits"
         } else {

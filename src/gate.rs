@@ -569,7 +569,7 @@ pub fn run_checks(ctx: &mut Ctx, env: &EnvRow, role: Role) -> Result<Vec<CheckOu
         }
         let ok = cmds
             .iter()
-            .all(|c| provision::run_step(c, &inst.worktree, vars, log, &tag).is_ok());
+            .all(|c| provision::run_step("check", c, &inst.worktree, vars, log, &tag).is_ok());
         (ok, t0.elapsed())
     });
     let mut out = Vec::new();

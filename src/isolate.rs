@@ -25,6 +25,42 @@ use crate::{failpoint, supervisor, template, ui};
 /// How long an isolated resource's `ready` command may take.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why `--isolate-<layer>` does not apply to `layer`, which has no `isolate` recipe, and the
+/// hint that fixes it: a code layer gets its own instance by branching, an infra layer from
+/// a recipe of its URL's kind.
+pub fn no_recipe(layer: &Layer, flag: &str) -> Fail {
+    let name = &layer.name;
+    let verb = if flag.starts_with("--isolate-") {
+        "does not exist"
+    } else {
+        "does not apply"
+    };
+    if layer.is_code() {
+        return Fail::usage(format!(
+            "layer `{name}` has no `isolate` recipe: `{flag}` {verb} (it is a code layer)"
+        ))
+        .hint(format!(
+            "`--from-{name}=BASE` gives the env its own `{name}` (worktree, branch and server); `isolate` is for infra layers"
+        ));
+    }
+    let scheme = layer
+        .shared_url
+        .as_deref()
+        .and_then(|u| u.split_once("://"))
+        .map_or("", |(s, _)| s);
+    let recipe = match scheme {
+        "postgres" | "postgresql" => "isolate = { kind = \"postgres\", template = \"<database>\" }",
+        "redis" => "isolate = { kind = \"redis\" }",
+        _ => "isolate.create = \"…\"` and `isolate.destroy = \"…\"",
+    };
+    Fail::usage(format!(
+        "layer `{name}` has no `isolate` recipe: `{flag}` {verb}"
+    ))
+    .hint(format!(
+        "add `{recipe}` to [layers.{name}] in grove.toml (see the README's grove.toml section)"
+    ))
+}
+
 /// `url` with its path (the database) replaced by `/db`, keeping credentials and query.
 pub fn with_db(url: &str, db: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -286,8 +322,15 @@ fn run_recipe(
     vars: &[(String, String)],
 ) -> Result<()> {
     let log = ctx.log_dir(&env.name).join("setup.log");
-    crate::provision::run_step(script, &ctx.ws.root, vars, &log, &tag(env, layer))
-        .with_context(|| format!("isolate.{what} of layer `{}`", layer.name))
+    crate::provision::run_step(
+        &format!("isolate.{what}"),
+        script,
+        &ctx.ws.root,
+        vars,
+        &log,
+        &tag(env, layer),
+    )
+    .with_context(|| format!("isolate.{what} of layer `{}`", layer.name))
 }
 
 fn wait_ready(

@@ -85,9 +85,9 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
     let ws = Workspace::discover(explicit.as_deref(), &cwd);
     // Before clap, whose help and errors follow it too.
     ui::set_color(color_arg(&argv));
-    let cli = match cli::parse(argv, &ws) {
+    let cli = match cli::parse(argv.clone(), &ws) {
         Ok(cli) => cli,
-        Err(e) => return usage_error(&e, &ws),
+        Err(e) => return usage_error(&e, &ws, &argv),
     };
     // From here SIGINT, SIGTERM and SIGHUP are noticed, not fatal: a command stops at its
     // next step, undoes what it must, and exits 128+N saying why.
@@ -166,21 +166,22 @@ pub(crate) fn workspace_arg(argv: &[OsString]) -> Option<PathBuf> {
     None
 }
 
-fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
+fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>, argv: &[OsString]) -> i32 {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = e.print();
         return 0;
+    }
+    if let Some(fail) = exec_without_separator(e, argv) {
+        return report(&fail.into());
     }
     if let Some((kind, layer)) = cli::unknown_layer_flag(e) {
         return match ws {
             // The flag may well be right: the config that would define it did not load.
             Err(fail) => report(&fail.clone().into()),
             Ok(ws) if kind == "isolate" && ws.config.layers.contains_key(&layer) => {
-                let fail = Fail::usage(format!(
-                    "layer `{layer}` has no `isolate` recipe: `--isolate-{layer}` does not exist"
-                ))
-                .hint(format!("add `isolate = {{ kind = \"postgres\", template = \"…\" }}` (or your own) to [layers.{layer}]"));
+                let fail =
+                    isolate::no_recipe(&ws.config.layers[&layer], &format!("--isolate-{layer}"));
                 report(&fail.into())
             }
             Ok(ws) => {
@@ -206,6 +207,76 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>) -> i32 {
     }
     let _ = e.print();
     2
+}
+
+/// `grove exec NAME git status`: clap reads `git` as an unexpected argument, and its message
+/// says nothing of `--`, which `exec` needs so that the command's own flags stay its own.
+fn exec_without_separator(e: &clap::Error, argv: &[OsString]) -> Option<Fail> {
+    use clap::error::ErrorKind;
+    // Without any command clap's own "required arguments were not provided" says enough.
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // The subcommand: the first word that is neither a flag nor `--workspace`'s folder.
+    let mut at = None;
+    let mut i = 0;
+    while i < args.len() {
+        if args[i] == "--workspace" {
+            i += 2;
+            continue;
+        }
+        if !args[i].starts_with('-') {
+            at = Some(i);
+            break;
+        }
+        i += 1;
+    }
+    let at = at.filter(|&i| args[i] == "exec")?;
+    if args.iter().any(|a| a == "--") {
+        return None;
+    }
+    // Global flags before `exec`, `exec`'s own flags (and the layer they take), then NAME.
+    let mut rest = args[at + 1..].iter().peekable();
+    let mut flags: Vec<String> = Vec::new();
+    let mut name = None;
+    while let Some(a) = rest.next() {
+        if a == "--layer" || a == "-l" {
+            flags.push(a.clone());
+            flags.extend(rest.next().cloned());
+        } else if a.starts_with('-') && name.is_none() {
+            flags.push(a.clone());
+        } else if name.is_none() {
+            name = Some(a.clone());
+        } else {
+            break;
+        }
+    }
+    let name = name.unwrap_or_else(|| "NAME".into());
+    let cmd: Vec<String> = args[at + 1..]
+        .iter()
+        .skip_while(|a| **a != name)
+        .skip(1)
+        .map(|a| shq(a))
+        .collect();
+    let cmd = if cmd.is_empty() {
+        "CMD…".to_string()
+    } else {
+        cmd.join(" ")
+    };
+    let mut line = vec!["grove".to_string()];
+    line.extend(args[..at].iter().map(|a| shq(a)));
+    line.push("exec".into());
+    line.push(shq(&name));
+    line.extend(flags.iter().map(|a| shq(a)));
+    Some(
+        Fail::usage("`grove exec` takes the command to run after `--`")
+            .hint(format!("`{} -- {cmd}`", line.join(" "))),
+    )
 }
 
 /// Prints `err` the grove way and returns its exit code.

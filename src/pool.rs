@@ -258,7 +258,7 @@ pub fn run_prepare(
     ];
     for step in &layer.prepare {
         provision::check_interrupt()?;
-        provision::run_step_at(step, worktree, &vars, &log, tag, failpoint)
+        provision::run_step_at("prepare", step, worktree, &vars, &log, tag, failpoint)
             .with_context(|| format!("preparing a worktree of layer `{}`", layer.name))?;
     }
     Ok(())

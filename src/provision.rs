@@ -192,23 +192,26 @@ pub fn keep_out_of_diff(repo: &Repo, worktree: &Path, rel: &str) -> Result<()> {
     write_atomic(&exclude, text.as_bytes())
 }
 
-/// Runs one `setup` command in `cwd` with `vars`, output appended to `log`, carrying `tag`. The
+/// Runs one command of a layer's (`what` it is: `setup`, `prepare`, `check`, an `isolate`
+/// recipe) in `cwd` with `vars`, output appended to `log`, carrying `tag`. The
 /// command runs in its own process group so an interrupt can stop all of it (an `npm ci` and
 /// its children); when it ends, whatever it left running (`cmd &`, a daemon that left the
 /// group) is stopped too, found by its tag. The caller journals before calling: if grove dies
 /// meanwhile, recovery finds the step's processes by the env's token.
 pub fn run_step(
+    what: &str,
     script: &str,
     cwd: &Path,
     vars: &[(String, String)],
     log: &Path,
     tag: &Tag,
 ) -> Result<()> {
-    run_step_at(script, cwd, vars, log, tag, "create:during-setup")
+    run_step_at(what, script, cwd, vars, log, tag, "create:during-setup")
 }
 
 /// [`run_step`], with `failpoint` hit while the step runs.
 pub fn run_step_at(
+    what: &str,
     script: &str,
     cwd: &Path,
     vars: &[(String, String)],
@@ -222,9 +225,9 @@ pub fn run_step_at(
         return Ok(());
     }
     let how = crate::exec::describe_status(status);
-    LogWriter::open(log)?.line(&format!("[grove] setup step failed ({how})"));
+    LogWriter::open(log)?.line(&format!("[grove] {what} command failed ({how})"));
     Err(
-        Fail::new(format!("setup command `{script}` failed ({how})"))
+        Fail::new(format!("{what} command `{script}` failed ({how})"))
             .hint(format!("its output is in {}", log.display()))
             .into(),
     )

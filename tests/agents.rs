@@ -142,7 +142,8 @@ fn tmux_agent_in_a_window_of_the_workspace_session() {
         "{out}"
     );
 
-    ws.grove(&["destroy", "feat-01", "--force"]).success();
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(wait_until(10, || group_members(pid).is_empty()
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()));
     let windows = tmux(&ws, &["list-windows", "-a", "-F", "#{window_name}"]);
@@ -203,9 +204,9 @@ fn prompt_on_stdin_and_an_agent_that_exits() {
     );
     ws.agent_step("feat-01", "go-waiting");
     ws.agent_step("feat-01", "go-done");
-    // The process is gone: liveness overrides the last report.
-    assert!(agent_state_becomes(&ws, "feat-01", "exited"));
-    assert_eq!(agent_json(&ws, "feat-01")["last_exit"], "exit 0");
+    // The process is gone after it reported `done`: its work stays done.
+    assert!(wait_until(20, || agent_json(&ws, "feat-01")["last_exit"] == "exit 0"));
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
 }
 
 #[test]
@@ -499,7 +500,8 @@ fn inside_tmux_the_window_opens_in_the_users_server() {
         "{windows}"
     );
     assert!(agent_state_becomes(&ws, "feat-01", "working"));
-    ws.grove(&["destroy", "feat-01", "--force"]).success();
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     let windows = run(ws.command("tmux").args([
         "-S",
         &socket_s,

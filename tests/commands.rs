@@ -133,7 +133,11 @@ fn init_writes_a_config_that_loads() {
         "{text}"
     );
     assert!(text.contains("run = \"bin/rails s -p $PORT\""), "{text}");
-    assert!(text.contains("default_layers = [\"api\"]"), "{text}");
+    // Both have a dev server: both are default layers.
+    assert!(
+        text.contains("default_layers = [\"api\", \"web\"]"),
+        "{text}"
+    );
     ws.grove(&["ps"]).success();
     ws.grove(&["create", "x", "--from-web=main", "--no-start"])
         .success();

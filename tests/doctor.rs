@@ -440,7 +440,9 @@ fn envs_of_a_deleted_store_are_taken_back() {
     d.assert_user_work();
 
     // The branch is still grove's: destroy --force deletes it, with its commit.
-    let out = d.grove(&["destroy", "feat-01", "--force"]).success();
+    let out = d
+        .grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(out.stderr.contains("deleted branch `feat-01`"), "{out}");
     assert_eq!(d.ws.branches("front"), ["main", "mine"]);
     d.assert_clean();
@@ -936,7 +938,8 @@ fn a_worktree_or_branch_deleted_by_hand_is_reported_for_a_person_to_decide() {
     assert_eq!(d.ps().len(), 2);
     // What a person does: destroy them.
     d.grove(&["destroy", "feat-01"]).success();
-    d.grove(&["destroy", "feat-02", "--force"]).success();
+    d.grove(&["destroy", "feat-02", "--force", "--yes"])
+        .success();
     d.assert_clean();
 }
 

@@ -472,9 +472,17 @@ fn headless_feedback_relaunches_the_agent_with_continue() {
     step(&ws, "feat-01", "go-done-1");
     let argv = record(&ws, "feat-01", "argv-2");
     assert_eq!(argv, "--continued\n---\nfirst; $(nothing)");
-    // Exited: relaunched at once.
+    // Exited (after saying it is done): relaunched at once.
     step(&ws, "feat-01", "go-done-2");
-    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "exited"));
+    assert!(wait_until(20, || {
+        let env = ws
+            .ps()
+            .into_iter()
+            .find(|e| e["name"] == "feat-01")
+            .unwrap();
+        env["agent"]["pid"].is_null() && env["agent"]["last_exit"].is_string()
+    }));
+    assert_eq!(agent_state(&ws, "feat-01"), "done");
     let sent = ws.grove(&["feedback", "feat-01", "second"]).success();
     assert!(sent.stderr.contains("relaunched"), "{sent}");
     assert_eq!(record(&ws, "feat-01", "argv-3"), "--continued\n---\nsecond");
@@ -752,9 +760,10 @@ fn codex_and_gemini_hooks_install_and_map_onto_the_same_states() {
             ev("AfterAgent", serde_json::json!({"stop_hook_active": false})),
             "done",
         ),
+        // The session's end after its work is done leaves it done.
         (
             ev("SessionEnd", serde_json::json!({"reason": "exit"})),
-            "exited",
+            "done",
         ),
         // Codex's.
         (

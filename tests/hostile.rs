@@ -780,7 +780,7 @@ fn same(before: &str, after: &str) -> Result<(), String> {
 /// the next cases are judged on their own.
 fn undo(ws: &TestWorkspace, env: &str) {
     ws.write_config(&ws.standard_config(""));
-    let _ = ws.grove(&["destroy", env, "--force"]);
+    let _ = ws.grove(&["destroy", env, "--force", "--yes"]);
 }
 
 #[track_caller]

@@ -17,6 +17,7 @@ mod hostile;
 mod isolation;
 mod land;
 mod matrix;
+mod papercuts;
 mod pool;
 mod review;
 mod rollback;

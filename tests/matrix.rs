@@ -91,7 +91,7 @@ fn a_commit_on_a_detached_head_blocks_destroy_and_force_names_it() {
     assert!(has_object(&ws, &sha));
     assert_eq!(ws.git(&wt, &["rev-parse", "HEAD"]), sha);
 
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(
         out.stderr.contains(&format!(
             "front: discarding 1 commit(s) on the worktree's detached HEAD that no branch \
@@ -142,7 +142,7 @@ fn hidden_edit_blocks_destroy(flag: &str) {
         std::fs::read_to_string(front(&ws).join("README.md")).unwrap(),
         "hidden edit\n"
     );
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(
         out.stderr
             .contains("front: discarding uncommitted work: README.md"),
@@ -267,7 +267,7 @@ fn a_deeply_nested_untracked_file_blocks_destroy_by_its_path() {
     std::fs::write(&deep, "deep").unwrap();
     refused(&ws, &["front: uncommitted: dir/sub/deep.txt"]);
     assert!(deep.exists());
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(
         out.stderr
             .contains("front: discarding uncommitted work: dir/sub/deep.txt"),
@@ -286,7 +286,7 @@ fn a_nested_git_repository_blocks_destroy() {
 
     refused(&ws, &["front: uncommitted: nested/"]);
     assert_eq!(ws.git(&nested, &["rev-parse", "HEAD"]), tip);
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(
         out.stderr
             .contains("front: discarding uncommitted work: nested/"),
@@ -307,7 +307,7 @@ fn work_in_the_second_layer_only_blocks_the_whole_destroy() {
     assert!(ws.branches("front").contains(&"feat-01".to_string()));
     assert!(ws.branches("api").contains(&"feat-01".to_string()));
 
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(
         out.stderr
             .contains("api: discarding uncommitted work: api-notes.txt"),
@@ -334,7 +334,7 @@ fn a_locked_worktree_is_refused_before_anything_is_removed() {
     );
     refused(&ws, &["api: the worktree is locked (on a usb disk)"]);
     assert!(front(&ws).exists());
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(!api.exists(), "{out}");
 }
 
@@ -352,7 +352,7 @@ fn force_lists_only_the_commits_no_other_ref_holds() {
     ws.commit(&wt, "p.txt", "p", "Pushed work");
     ws.git(&wt, &["push", "--quiet", "-u", "origin", "feat-01"]);
     ws.commit(&wt, "u.txt", "u", "Unpushed work");
-    let out = destroyed(&ws, &["--force"]);
+    let out = destroyed(&ws, &["--force", "--yes"]);
     assert!(
         out.stderr
             .contains("discarding 1 commit(s) that only `feat-01` held"),

@@ -488,7 +488,7 @@ fn the_review_cache_keeps_only_what_the_envs_still_use() {
     let wt = ws.worktree("d", "app").display().to_string();
     let text = cache_text();
     assert!(text.contains(&d_tip) && text.contains(&wt), "{text}");
-    ws.grove(&["destroy", "d", "--force"]).success();
+    ws.grove(&["destroy", "d", "--force", "--yes"]).success();
     let v = review(&ws);
     assert_eq!(v["envs"].as_array().unwrap().len(), 3);
     let text = cache_text();

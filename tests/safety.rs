@@ -40,7 +40,9 @@ fn destroy_refuses_over_uncommitted_changes_and_untracked_files() {
     );
     assert_eq!(ws.ps()[0]["status"], "stopped");
 
-    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    let out = ws
+        .grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(
         out.stderr
             .contains("discarding uncommitted work: README.md"),
@@ -71,7 +73,9 @@ fn destroy_keeps_a_branch_with_unmerged_commits_and_force_deletes_it() {
     // The kept branch is reused by the next env of that name, and then --force deletes it...
     let out = ws.grove(&["create", "feat-01"]).success();
     assert!(out.stderr.contains("existing branch"), "{out}");
-    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    let out = ws
+        .grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     // ...no: a branch that existed before the env is never deleted, even with --force.
     assert!(
         out.stderr
@@ -87,7 +91,9 @@ fn force_deletes_unmerged_branch_grove_created_and_lists_the_commits() {
     ws.grove(&["create", "feat-01"]).success();
     let wt = ws.worktree("feat-01", "front");
     ws.commit(&wt, "a.txt", "a", "Precious work");
-    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    let out = ws
+        .grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(
         out.stderr
             .contains("discarding 1 commit(s) that only `feat-01` held"),
@@ -158,7 +164,8 @@ fn a_folder_that_lost_its_git_file_is_not_thrown_away_without_force() {
     let out = ws.grove(&["destroy", "feat-01"]).failure(1);
     assert!(out.stderr.contains("no longer a git worktree"), "{out}");
     assert!(wt.join("notes.txt").exists());
-    ws.grove(&["destroy", "feat-01", "--force"]).success();
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(!wt.exists());
 }
 
@@ -281,7 +288,9 @@ fn files_in_the_env_folder_are_work_too() {
     );
     assert!(notes.exists());
     assert_eq!(ws.worktrees("front").len(), 2, "nothing was removed");
-    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    let out = ws
+        .grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(
         out.stderr.contains("discarding from") && out.stderr.contains("NOTES.md"),
         "{out}"
@@ -305,7 +314,9 @@ fn a_branch_checked_out_elsewhere_is_never_deleted() {
         ],
     );
     std::fs::write(moved.join("README.md"), "edited in the moved worktree\n").unwrap();
-    let out = ws.grove(&["destroy", "feat-01", "--force"]).success();
+    let out = ws
+        .grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
     assert!(
         out.stderr
             .contains("kept branch `feat-01`: it is checked out at"),

@@ -190,7 +190,7 @@ fn demo_rerun_keeps_work_in_the_old_demo_unless_forced() {
                     .0
                     .cmd()
                     .current_dir(&self.1)
-                    .args(["destroy", env, "--force"]));
+                    .args(["destroy", env, "--force", "--yes"]));
             }
         }
     }

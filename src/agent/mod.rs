@@ -116,18 +116,25 @@ pub fn config(ctx: &Ctx, command: Option<&str>) -> Result<AgentConfig> {
     }
 }
 
-/// What `ps` shows of the env's agent: the state its hooks reported while its process lives,
-/// `running` when it lives but never reported, `exited` when its process is gone.
-pub fn state(row: &AgentRow) -> (String, Option<i64>) {
+/// Whether the env's agent runs (or was just recorded and is starting): its process lives.
+pub fn running(row: &AgentRow) -> bool {
     let alive = row.process.is_some_and(|p| p.alive());
     // Recorded, not started yet: the row is written first, so that an agent reporting at once
     // finds it.
     // (Briefly: a row that never got its process is a launch that died half-way.)
     let pending = row.process.is_none() && row.exit.is_none() && now_ms() - row.started_at < 10_000;
-    match (row.state, alive || pending) {
+    alive || pending
+}
+
+/// What `ps` shows of the env's agent: the state its hooks reported while its process lives,
+/// `running` when it lives but never reported, `exited` when its process is gone, except
+/// after `done`: an agent ends its run once its work is done (a headless `claude -p`, a tmux
+/// window's program that returns), and the queue must still read that work as done.
+pub fn state(row: &AgentRow) -> (String, Option<i64>) {
+    match (row.state, running(row)) {
         (Some(s), true) => (s.to_string(), row.state_since),
         (None, true) => ("running".into(), Some(row.started_at)),
-        (Some(AgentState::Exited), false) => ("exited".into(), row.state_since),
+        (Some(AgentState::Done), false) => ("done".into(), row.state_since),
         (_, false) => ("exited".into(), row.state_since),
     }
 }
@@ -161,14 +168,17 @@ fn launch_taking(
     }
     let ticket = match ticket {
         Some(p) => {
-            let text = fs_err::read_to_string(p)
-                .map_err(|e| Fail::new(format!("cannot read the ticket: {e}")))?;
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                Fail::new(format!("cannot read the ticket {}: {e}", p.display())).hint(
+                    "`--ticket` is the path of a text file (Markdown), relative to the current folder",
+                )
+            })?;
             Some((std::path::absolute(p)?, text))
         }
         None => None,
     };
     if let Some(old) = ctx.store.agent(env.key)? {
-        if state(&old).0 != "exited" {
+        if running(&old) {
             return Err(
                 Fail::new(format!("env `{}` already has a running agent", env.name))
                     .hint(format!(
@@ -329,8 +339,19 @@ pub fn stop(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
     Ok(alive)
 }
 
+/// What `grove attach` does once it has looked at the agent.
+pub enum Attach {
+    /// It was in front of the tmux window; the code tmux exited with.
+    Tmux(i32),
+    /// Headless and running: follow its log while it runs.
+    Follow,
+    /// Headless and no longer running: its log, printed once (following it would wait for
+    /// lines that never come).
+    Show,
+}
+
 /// `grove attach`: in front of the agent (tmux), or following its log (headless).
-pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<i32> {
+pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<Attach> {
     let Some(row) = ctx.store.agent(env.key)? else {
         return Err(Fail::new(format!("env `{}` has no agent", env.name))
             .hint(format!(
@@ -356,8 +377,9 @@ pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<i32> {
                     ))
                     .into());
             }
-            tmux::attach(socket, id)
+            tmux::attach(socket, id).map(Attach::Tmux)
         }
+        _ if !running(&row) => Ok(Attach::Show),
         _ => {
             let follow = format!("grove logs {} agent -f", crate::shq(&env.name));
             if !interactive {
@@ -365,7 +387,7 @@ pub fn attach(ctx: &Ctx, env: &EnvRow, interactive: bool) -> Result<i32> {
                     .hint(format!("run `{follow}`"))
                     .into());
             }
-            Ok(-1)
+            Ok(Attach::Follow)
         }
     }
 }

@@ -21,20 +21,56 @@ pub fn agent(ctx: &mut Ctx, args: &AgentArgs) -> Result<()> {
 
 pub fn attach(ctx: &Ctx, args: &AttachArgs) -> Result<()> {
     let env = ctx.require_env(&args.name)?;
+    let logs = |follow| crate::cli::LogsArgs {
+        name: Some(env.name.clone()),
+        layer: Some("agent".into()),
+        follow,
+        lines: 50,
+    };
     match agent::attach(ctx, &env, ui::interactive())? {
-        -1 => {
-            // Headless, on a terminal: follow its log.
-            let logs = crate::cli::LogsArgs {
-                name: Some(env.name.clone()),
-                layer: Some("agent".into()),
-                follow: true,
-                lines: 50,
+        agent::Attach::Follow => {
+            // Until the agent ends and its supervisor has logged the end (or is gone too):
+            // then its log has all it will ever have.
+            let ended = || {
+                ctx.store.agent(env.key).ok().flatten().is_none_or(|row| {
+                    !agent::running(&row)
+                        && (row.process.is_none()
+                            || crate::supervisor::alive(ctx, &env).ok().flatten().is_none())
+                })
             };
-            super::logs::run(ctx, &logs)
+            super::logs::follow_until(ctx, &logs(true), &ended)?;
+            if ended() {
+                ended_note(ctx, &env)?;
+            }
+            Ok(())
         }
-        0 => Ok(()),
-        code => Err(Exit(code).into()),
+        agent::Attach::Show => {
+            super::logs::run(ctx, &logs(false))?;
+            ended_note(ctx, &env)
+        }
+        agent::Attach::Tmux(0) => Ok(()),
+        agent::Attach::Tmux(code) => Err(Exit(code).into()),
     }
+}
+
+/// Says that the headless agent whose log was shown is not running, and how it ended.
+fn ended_note(ctx: &Ctx, env: &EnvRow) -> Result<()> {
+    let Some(row) = ctx.store.agent(env.key)? else {
+        ui::info(format!("the agent of `{}` was stopped", env.name));
+        return Ok(());
+    };
+    let (state, _) = agent::state(&row);
+    let how = row.exit.as_deref().unwrap_or("gone");
+    ui::info(format!(
+        "the agent of `{}` is not running ({state}; {how})",
+        env.name
+    ));
+    ui::hint(format!(
+        "`grove agent {}` starts a new one; `grove review {}` shows its work",
+        crate::shq(&env.name),
+        crate::shq(&env.name)
+    ));
+    Ok(())
 }
 
 /// The env a hook or an agent speaks for: `--env`, else `$GROVE_ENV`, else the env whose
@@ -153,6 +189,13 @@ fn record_state(
         && detail == Some("input")
         && row.state == Some(AgentState::Done)
         && input["notification_type"] == "idle_prompt";
+    // Ending the session after its work is done (Claude Code's SessionEnd follows its Stop
+    // within a second when run with `-p`) leaves the work done: the queue and the gate read
+    // `done`, never `exited`.
+    let ended_after_done = state == AgentState::Exited && row.state == Some(AgentState::Done);
+    if ended_after_done {
+        return Ok(true);
+    }
     if !idle_after_done {
         ctx.store.set_agent_state(env.key, state, detail, now)?;
     }

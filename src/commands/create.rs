@@ -400,10 +400,8 @@ fn isolated_layers(ctx: &Ctx, opts: &CreateOpts) -> Result<Vec<String>> {
     for layer in &opts.isolate {
         match config.layers.get(layer) {
             Some(l) if l.isolate.is_some() => {}
-            Some(_) => {
-                return Err(Fail::usage(format!("layer `{layer}` has no `isolate` recipe"))
-                    .hint(format!("add `isolate = {{ kind = \"postgres\", template = \"…\" }}` (or your own) to [layers.{layer}]"))
-                    .into());
+            Some(l) => {
+                return Err(crate::isolate::no_recipe(l, &format!("--isolate {layer}")).into());
             }
             None => {
                 let known: Vec<&str> = config
@@ -671,7 +669,7 @@ fn make(
                     i + 1,
                     steps.len()
                 ));
-                provision::run_step(step, &p.worktree, &vars, &log, &tag)
+                provision::run_step(what, step, &p.worktree, &vars, &log, &tag)
                     .with_context(|| format!("setting up layer `{}`", p.layer))?;
                 failpoint::hit("create:after-setup");
                 ui::info(format!(

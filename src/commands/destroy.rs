@@ -82,6 +82,42 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     {
         return Err(refusal.into());
     }
+    // Agents script grove: with nobody to ask, `--force` alone must not throw work away at
+    // once; `--yes` says someone meant it.
+    let mut discarded = pre.work_lines(ctx, &env, true);
+    for c in pre
+        .checks
+        .iter()
+        .filter(|c| c.deletes_branch(true) && !c.deletes_branch(false))
+    {
+        let commits = if c.branch_only.is_empty() {
+            &c.unmerged
+        } else {
+            &c.branch_only
+        };
+        discarded.push(format!(
+            "{}: branch `{}` with {} commit(s) in no other branch: {}",
+            c.inst.layer,
+            c.inst.branch,
+            commits.len(),
+            list(commits, SHOW_COMMITS)
+        ));
+    }
+    if args.force && !discarded.is_empty() && !args.yes && !ui::interactive() {
+        let mut msg = format!(
+            "`--force` would throw away work of env `{}`, and there is no terminal to ask on; nothing was removed",
+            env.name
+        );
+        for l in &discarded {
+            msg.push_str(&format!("\n  {l}"));
+        }
+        let n = crate::shq(&env.name);
+        return Err(Fail::new(msg)
+            .hint(format!(
+                "`grove destroy {n} --force --yes` throws it away; `grove review {n}` shows it first"
+            ))
+            .into());
+    }
     if ui::interactive() && !args.yes {
         ui::info(format!("destroy env `{}`:", env.name));
         for c in &pre.checks {
@@ -240,6 +276,8 @@ pub(crate) fn execute(
     Ok(())
 }
 
+/// One line per piece of work destroying would lose: uncommitted files, commits no branch
+/// holds, what stops git removing a worktree, files in the env folder.
 fn describe_head(c: &LayerCheck) -> String {
     match &c.switched {
         Some(None) => "on the worktree's detached HEAD".into(),

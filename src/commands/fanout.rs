@@ -206,7 +206,9 @@ fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
             .unwrap_or_default();
         if !name.contains(['*', '?']) {
             if !path.is_file() {
-                return Err(Fail::new(format!("ticket `{p}` not found")).into());
+                return Err(Fail::new(format!("ticket `{p}` not found"))
+                    .hint(tickets_hint(path))
+                    .into());
             }
             files.push(path.to_path_buf());
             continue;
@@ -215,6 +217,16 @@ fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(Fail::new(format!(
+                "no folder `{}` for the tickets `{p}`",
+                dir.display()
+            ))
+            .hint(
+                "ticket paths are relative to the current folder, e.g. `--tickets 'tickets/*.md'`",
+            )
+            .into());
+        }
         let mut found: Vec<PathBuf> = fs_err::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|f| {
@@ -225,11 +237,41 @@ fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
             .collect();
         found.sort();
         if found.is_empty() {
-            return Err(Fail::new(format!("no ticket matches `{p}`")).into());
+            return Err(Fail::new(format!("no ticket matches `{p}`"))
+                .hint(tickets_hint(path))
+                .into());
         }
         files.extend(found);
     }
     Ok(files)
+}
+
+/// What files there are where a ticket was looked for.
+fn tickets_hint(path: &Path) -> String {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let shown = if names.is_empty() {
+        "none".to_string()
+    } else if names.len() > 10 {
+        format!("{}, …", names[..10].join(", "))
+    } else {
+        names.join(", ")
+    };
+    format!(
+        "files in {}: {shown} (`*` and `?` match in the file name; quote the pattern)",
+        dir.display()
+    )
 }
 
 /// Shell-style match of `*` (any run) and `?` (one character).

@@ -23,7 +23,9 @@ pub fn run(args: &InitArgs, cwd: &Path) -> Result<()> {
         .as_ref()
         .map_or_else(|| cwd.to_path_buf(), |d| cwd.join(d));
     if !dir.is_dir() {
-        return Err(Fail::new(format!("{} is not a folder", dir.display())).into());
+        return Err(Fail::new(format!("{} is not a folder", dir.display()))
+            .hint("pass the folder holding your repos (or a repo): `grove init DIR`")
+            .into());
     }
     let path = dir.join(FILE_NAME);
     if path.exists() && !args.force {
@@ -103,19 +105,29 @@ fn layer_name(raw: &str) -> String {
 fn guess(dir: &Path, name: String, repo: String) -> Found {
     if let Ok(text) = fs_err::read_to_string(dir.join("package.json"))
         && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
-        && let Some(dev) = json["scripts"]["dev"].as_str()
     {
-        let run = if dev.contains("vite") {
-            "npm run dev -- --port $PORT --strictPort"
-        } else {
-            "npm run dev -- --port $PORT"
-        };
-        return Found {
-            name,
-            repo,
-            run: Some(run.into()),
-            why: format!("(package.json dev: {dev})"),
-        };
+        // `dev` is the dev server by convention; many apps (Express, CRA, Next in production
+        // mode) only have `start`, which is still what serves them.
+        let script = ["dev", "start"]
+            .into_iter()
+            .find_map(|s| json["scripts"][s].as_str().map(|body| (s, body)));
+        if let Some((script, body)) = script {
+            let pm = package_manager(dir);
+            let strict = if body.contains("vite") {
+                " --strictPort"
+            } else {
+                ""
+            };
+            // npm passes arguments to the script only after `--`; pnpm, yarn and bun pass
+            // what follows the script's name (pnpm would hand a `--` on to the script).
+            let sep = if pm == "npm" { " --" } else { "" };
+            return Found {
+                name,
+                repo,
+                run: Some(format!("{pm} run {script}{sep} --port $PORT{strict}")),
+                why: format!("(package.json {script}: {body}; {pm} from the lockfile)"),
+            };
+        }
     }
     if let Ok(text) = fs_err::read_to_string(dir.join("Procfile"))
         && let Some(web) = text.lines().find_map(|l| l.strip_prefix("web:"))
@@ -135,6 +147,20 @@ fn guess(dir: &Path, name: String, repo: String) -> Found {
     }
 }
 
+/// The package manager whose lockfile the repo has: running the others' `run` would install
+/// nothing, but would ignore the repo's own pinned tool (and `packageManager` checks).
+fn package_manager(dir: &Path) -> &'static str {
+    [
+        ("pnpm-lock.yaml", "pnpm"),
+        ("yarn.lock", "yarn"),
+        ("bun.lockb", "bun"),
+        ("bun.lock", "bun"),
+    ]
+    .into_iter()
+    .find(|(file, _)| dir.join(file).is_file())
+    .map_or("npm", |(_, pm)| pm)
+}
+
 fn render(repos: &[Found]) -> String {
     let mut s = String::new();
     s.push_str(
@@ -144,7 +170,7 @@ fn render(repos: &[Found]) -> String {
          # Layers every env gets its own worktree, port and server for; others stay shared\n\
          # unless `grove create NAME --from-<layer>=BASE` asks for them.\n",
     );
-    let _ = writeln!(s, "default_layers = [\"{}\"]", repos[0].name);
+    let _ = writeln!(s, "default_layers = [{}]", default_layers(repos).join(", "));
     s.push_str("# envs_dir = \".grove/envs\"\n");
     for (i, r) in repos.iter().enumerate() {
         let low = 3001 + 1000 * i;
@@ -181,6 +207,22 @@ fn render(repos: &[Found]) -> String {
         }
     }
     s
+}
+
+/// The layers with a dev server: an env of a repo that runs nothing is only a worktree, and
+/// the first repo by name is no better a guess than any other. With none found, the first,
+/// for the file to be valid.
+fn default_layers(repos: &[Found]) -> Vec<String> {
+    let with_run: Vec<String> = repos
+        .iter()
+        .filter(|r| r.run.is_some())
+        .map(|r| toml_string(&r.name))
+        .collect();
+    if with_run.is_empty() {
+        vec![toml_string(&repos[0].name)]
+    } else {
+        with_run
+    }
 }
 
 fn toml_string(s: &str) -> String {

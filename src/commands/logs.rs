@@ -22,6 +22,11 @@ struct Source {
 pub(super) const SPECIAL: [&str; 4] = ["setup", "supervisor", "agent", "gate"];
 
 pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
+    follow_until(ctx, args, &|| false)
+}
+
+/// [`run`]; with `--follow`, following stops once `done` says so, after one last read.
+pub fn follow_until(ctx: &Ctx, args: &LogsArgs, done: &dyn Fn() -> bool) -> Result<()> {
     let (env, layer) = ctx.require_target_layer(
         args.name.as_deref(),
         args.layer.as_deref(),
@@ -118,10 +123,15 @@ pub fn run(ctx: &Ctx, args: &LogsArgs) -> Result<()> {
             // Ctrl-C is how one stops following: no message, the shell's exit code.
             return Err(crate::error::Exit(crate::interrupt::exit_code(sig)).into());
         }
+        // Asked before reading: what was written before it was done is read below.
+        let last = done();
         for src in &mut sources {
             for line in read_new(src) {
                 show(&src.name, &line);
             }
+        }
+        if last {
+            return Ok(());
         }
     }
 }

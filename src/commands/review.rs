@@ -409,6 +409,14 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
                     "env `{}` has no worktree for layer `{l}`",
                     env.name
                 ))
+                .hint(format!(
+                    "its layers: {}",
+                    instances
+                        .iter()
+                        .map(|i| i.layer.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
             })?;
             vec![i]
         }
@@ -420,6 +428,8 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
         let prefix = format!("--src-prefix=a/{}/", inst.layer);
         let dst = format!("--dst-prefix=b/{}/", inst.layer);
         let cmd = crate::git::git(&inst.worktree).args(["diff", &prefix, &dst]);
+        // Kept until git has run: the index it reads.
+        let mut _index = None;
         // git pages its own output when stdout is a terminal (core.pager, $GIT_PAGER, $PAGER).
         let cmd = if args.dirty {
             let mb = repo
@@ -429,6 +439,14 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
                 .stdout
                 .trim()
                 .to_string();
+            let cmd = match index_with_untracked(&inst.worktree)? {
+                Some(index) => {
+                    let cmd = cmd.env("GIT_INDEX_FILE", index.path());
+                    _index = Some(index);
+                    cmd
+                }
+                None => cmd,
+            };
             cmd.arg(mb)
         } else {
             cmd.arg(format!("{base}...{}", inst.branch))
@@ -439,6 +457,62 @@ pub fn diff(ctx: &Ctx, args: &DiffArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A copy of the worktree's index in which its untracked files (those `review` counts: not
+/// ignored) are marked intent-to-add, so that one `git diff` shows them as new files, through
+/// one pager; `None` when there are none. The worktree's own index is never written: `git
+/// add -N` there would change what the user commits next.
+fn index_with_untracked(worktree: &std::path::Path) -> Result<Option<TempIndex>> {
+    let wt = || crate::git::git(worktree);
+    let untracked = wt()
+        .args(["ls-files", "--others", "--exclude-standard", "-z"])
+        .run()?
+        .stdout;
+    if untracked.is_empty() {
+        return Ok(None);
+    }
+    let index = wt()
+        .args(["rev-parse", "--path-format=absolute", "--git-path", "index"])
+        .run()?
+        .stdout
+        .trim()
+        .to_string();
+    let copy = TempIndex(std::env::temp_dir().join(format!(
+        "grove-diff-index-{}-{}",
+        std::process::id(),
+        crate::agent::now_ms()
+    )));
+    if std::path::Path::new(&index).exists() {
+        fs_err::copy(&index, copy.path())?;
+    }
+    // Names are names, not patterns: a file called `*.txt` adds only itself.
+    wt().env("GIT_INDEX_FILE", copy.path())
+        .env("GIT_LITERAL_PATHSPECS", "1")
+        .args([
+            "add",
+            "--intent-to-add",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+        ])
+        .stdin_bytes(untracked)
+        .run()?;
+    Ok(Some(copy))
+}
+
+/// A scratch index file, removed when dropped.
+struct TempIndex(std::path::PathBuf);
+
+impl TempIndex {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempIndex {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
@@ -486,7 +560,12 @@ pub fn check(ctx: &mut Ctx, args: &CheckArgs) -> Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Fail::new(format!("check failed in {}", failed.join(", "))).into())
+        let n = crate::shq(&env.name);
+        Err(Fail::new(format!("check failed in {}", failed.join(", ")))
+            .hint(format!(
+                "fix what failed, then `grove check {n}` again (each layer's whole log is named above)"
+            ))
+            .into())
     }
 }
 

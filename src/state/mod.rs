@@ -809,6 +809,27 @@ impl Store {
         Ok(())
     }
 
+    /// Asks the supervisor to start `layer`, which has no server yet (its `run` is new): a
+    /// row waiting for it, flagged like a restart.
+    pub fn request_start(&mut self, key: EnvKey, layer: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO servers (env, layer, state, restart_requested, updated_at)
+             VALUES (?1, ?2, ?3, 1, ?4)
+             ON CONFLICT (env, layer) DO UPDATE SET restart_requested = 1",
+            params![key, layer, ServerState::Starting, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the server row of `layer` (one asked for that the supervisor cannot run).
+    pub fn delete_server(&mut self, key: EnvKey, layer: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM servers WHERE env = ?1 AND layer = ?2",
+            params![key, layer],
+        )?;
+        Ok(())
+    }
+
     /// Layers whose restart was requested, clearing the requests.
     pub fn take_restart_requests(&mut self, key: EnvKey) -> Result<Vec<String>> {
         let tx = self.write()?;

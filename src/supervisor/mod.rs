@@ -305,10 +305,29 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
         .servers(env.key)?
         .into_iter()
         .find(|r| r.layer == layer);
-    let Some(before) = before else {
-        return Err(Fail::new(format!("layer `{layer}` of `{}` runs no server", env.name)).into());
-    };
-    ctx.store.request_restart(env.key, layer)?;
+    // A layer that ran nothing when the env started may have a `run` in grove.toml now: the
+    // supervisor takes it on at this request.
+    let runs = ctx
+        .ws
+        .config
+        .layers
+        .get(layer)
+        .is_some_and(|l| l.run.is_some());
+    if before.is_none() && !runs {
+        return Err(
+            Fail::new(format!("layer `{layer}` of `{}` runs no server", env.name))
+                .hint(format!(
+                    "give it `run = \"…\"` in [layers.{layer}] of {}, then restart it",
+                    ctx.ws.config.path.display()
+                ))
+                .into(),
+        );
+    }
+    if before.is_some() {
+        ctx.store.request_restart(env.key, layer)?;
+    } else {
+        ctx.store.request_start(env.key, layer)?;
+    }
     notify(sup);
     // Wait for the new process, so the readiness we then wait for is the new one's.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -319,11 +338,29 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
             .into_iter()
             .find(|r| r.layer == layer);
         // A new process, or a new failure (the request can fail before any process starts).
-        if now.as_ref().is_none_or(|r| {
-            (r.leader.is_some() && r.leader != before.leader)
-                || (r.state == ServerState::Failed
-                    && (before.state != ServerState::Failed || r.message != before.message))
-        }) {
+        let moved = match (&before, &now) {
+            (Some(_), None) => true,
+            (None, None) => {
+                // The supervisor dropped the row it was asked to fill: it has no `run` for it.
+                let log = ctx.log_dir(&env.name).join("supervisor.log");
+                return Err(Fail::new(format!(
+                    "the supervisor of `{}` did not start `{layer}`",
+                    env.name
+                ))
+                .hint(format!("its log is {}", log.display()))
+                .into());
+            }
+            (None, Some(r)) => r.leader.is_some() || r.state == ServerState::Failed,
+            (Some(b), Some(r)) => {
+                (r.leader.is_some() && r.leader != b.leader)
+                    || (r.state == ServerState::Failed
+                        && (b.state != ServerState::Failed || r.message != b.message))
+            }
+        };
+        if moved {
+            break;
+        }
+        if !sup.alive() {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -38,9 +38,8 @@ pub fn http(port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
             last = "connection closed".into();
             continue;
         }
-        let mut head = [0u8; 64];
-        let n = stream.read(&mut head).unwrap_or(0);
-        let Some(code) = parse_status(&head[..n]) else {
+        let answer = read_answer(&mut stream);
+        let Some(code) = parse_status(&answer) else {
             last = "no HTTP answer".into();
             continue;
         };
@@ -55,6 +54,50 @@ pub fn http(port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
         };
     }
     Err(last)
+}
+
+/// Most of an answer a probe reads: a health endpoint that sends more is closed on.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// The head of an HTTP answer, after reading all of it: up to its `Content-Length`, else to
+/// the end of the connection. Closing a socket with unread data in it sends a reset, and the
+/// server, still writing its body, logs a `ConnectionResetError` for every probe.
+fn read_answer(stream: &mut TcpStream) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + HTTP_TIMEOUT;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if answer_complete(&buf) || buf.len() >= MAX_ANSWER {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    // Our side is done: a FIN, not a reset, once the server has said all it had to say.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    buf
+}
+
+/// Whether `buf` holds a whole answer by its `Content-Length` (a server that keeps the
+/// connection open would otherwise make the probe wait for its timeout).
+fn answer_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let length = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())
+            .flatten()
+    });
+    length.is_some_and(|n| buf.len() >= end + 4 + n)
 }
 
 /// The body of `GET path` on the loopback `port` (HTTP/1.0, for the demo).
@@ -112,6 +155,21 @@ mod tests {
         assert_eq!(parse_status(b"HTTP/1.1 204 No Content\r\n"), Some(204));
         assert_eq!(parse_status(b"HTTP/1.0 500"), Some(500));
         assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
+    }
+
+    #[test]
+    fn answers_complete_by_their_length() {
+        assert!(!answer_complete(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n"
+        ));
+        assert!(!answer_complete(
+            b"HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\nok"
+        ));
+        assert!(answer_complete(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nok!!"
+        ));
+        // No length: the answer ends with the connection.
+        assert!(!answer_complete(b"HTTP/1.0 200 OK\r\n\r\nok"));
     }
 
     #[test]

@@ -43,17 +43,19 @@ const EXEC_PROBE_EVERY: Duration = Duration::from_millis(500);
 const EXEC_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least time between two probes triggered by output.
 const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(20);
-/// How often a ready server is checked (tcp/http probes): 10 s. Debug builds (the tests') read
+/// When a ready server is next checked (tcp/http probes): its layer's `health_every` (10 s by
+/// default) from `now`; `None` when it is turned off. Debug builds (the tests') read
 /// `GROVE_HEALTH_EVERY_MS`, so that "unhealthy after three misses" takes a test less than 30 s.
-fn health_every() -> Duration {
+fn next_health_check(cfg: &Layer, now: Instant) -> Option<Instant> {
+    let secs = cfg.health_every_secs?;
     #[cfg(debug_assertions)]
     if let Some(ms) = std::env::var("GROVE_HEALTH_EVERY_MS")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        return Duration::from_millis(ms);
+        return Some(now + Duration::from_millis(ms));
     }
-    Duration::from_secs(10)
+    Some(now + Duration::from_secs(secs))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,8 @@ enum State {
         next_probe: Instant,
     },
     Ready {
-        next_check: Instant,
+        /// `None`: the layer's health checks are turned off.
+        next_check: Option<Instant>,
         health: Health,
     },
     Backoff {
@@ -252,55 +255,87 @@ impl Supervisor {
         let dedicated: Vec<String> = instances.iter().map(|i| i.layer.clone()).collect();
         self.ctx.store.clear_servers(self.env.key)?;
         for inst in &instances {
-            let Some(cfg) = self.ctx.ws.config.layers.get(&inst.layer).cloned() else {
-                continue;
-            };
-            if cfg.run.is_none() {
-                continue;
+            if let Some(server) = self.server_of(inst, &dedicated)? {
+                self.servers.push(server);
             }
-            let deps = cfg
-                .start_deps(self.ctx.ws.config.start)
-                .into_iter()
-                .filter(|d| d != &cfg.name && dedicated.contains(d))
-                .collect();
-            let log = LogWriter::open(
-                &self
-                    .ctx
-                    .log_dir(&self.env.name)
-                    .join(format!("{}.log", cfg.name)),
-            )?;
-            let matcher = match &cfg.ready.probe {
-                Probe::Log(text) => Some(LogMatcher::new(text)),
-                _ => None,
-            };
-            self.servers.push(Server {
-                cfg,
-                deps,
-                port: inst.port,
-                state: State::Waiting,
-                leader: None,
-                out: None,
-                log,
-                matcher,
-                log_seen: false,
-                fresh_output: false,
-                last_probe: Instant::now(),
-                exec_probe: None,
-                exec_ok: false,
-                started_at: Instant::now(),
-                restarts: 0,
-                crashes: Crashes::default(),
-                last_exit: None,
-                message: None,
-                ready_since: None,
-                relocated: false,
-            });
         }
         for i in 0..self.servers.len() {
             // Every port settled before anything starts: layers that start at once read each
             // other's URLs, which a later move would make stale.
             self.relocate(i);
             self.save(i);
+        }
+        Ok(())
+    }
+
+    /// The server of a dedicated layer, when grove.toml gives it a `run`.
+    fn server_of(
+        &self,
+        inst: &crate::state::Instance,
+        dedicated: &[String],
+    ) -> Result<Option<Server>> {
+        let Some(cfg) = self.ctx.ws.config.layers.get(&inst.layer).cloned() else {
+            return Ok(None);
+        };
+        if cfg.run.is_none() {
+            return Ok(None);
+        }
+        let deps = cfg
+            .start_deps(self.ctx.ws.config.start)
+            .into_iter()
+            .filter(|d| d != &cfg.name && dedicated.contains(d))
+            .collect();
+        let log = LogWriter::open(
+            &self
+                .ctx
+                .log_dir(&self.env.name)
+                .join(format!("{}.log", cfg.name)),
+        )?;
+        let matcher = match &cfg.ready.probe {
+            Probe::Log(text) => Some(LogMatcher::new(text)),
+            _ => None,
+        };
+        Ok(Some(Server {
+            cfg,
+            deps,
+            port: inst.port,
+            state: State::Waiting,
+            leader: None,
+            out: None,
+            log,
+            matcher,
+            log_seen: false,
+            fresh_output: false,
+            last_probe: Instant::now(),
+            exec_probe: None,
+            exec_ok: false,
+            started_at: Instant::now(),
+            restarts: 0,
+            crashes: Crashes::default(),
+            last_exit: None,
+            message: None,
+            ready_since: None,
+            relocated: false,
+        }))
+    }
+
+    /// Adds the servers of requested layers that had no `run` when the supervisor started and
+    /// have one in grove.toml now: a restart is how a new `run` reaches a running env.
+    fn add_new_servers(&mut self, layers: &[String]) -> Result<()> {
+        let instances = self.ctx.store.instances(self.env.key)?;
+        let dedicated: Vec<String> = instances.iter().map(|i| i.layer.clone()).collect();
+        for inst in instances.iter().filter(|i| layers.contains(&i.layer)) {
+            if self.servers.iter().any(|s| s.cfg.name == inst.layer) {
+                continue;
+            }
+            if let Some(server) = self.server_of(inst, &dedicated)? {
+                self.log
+                    .line(&format!("{} has a `run` now: supervised", inst.layer));
+                self.servers.push(server);
+                let i = self.servers.len() - 1;
+                self.relocate(i);
+                self.save(i);
+            }
         }
         Ok(())
     }
@@ -323,9 +358,16 @@ impl Supervisor {
                 let layers = self.ctx.store.take_restart_requests(self.env.key)?;
                 // A restart is how a fixed grove.toml reaches a running env.
                 self.reload_config(&layers);
+                if let Err(e) = self.add_new_servers(&layers) {
+                    self.log.line(&format!("cannot add new servers: {e:#}"));
+                }
                 for layer in layers {
                     if let Some(i) = self.servers.iter().position(|s| s.cfg.name == layer) {
                         self.restart(i);
+                    } else {
+                        // Asked to start what has no `run` here (grove.toml changed again, or
+                        // would not load): no row may wait for a server that never comes.
+                        let _ = self.ctx.store.delete_server(self.env.key, &layer);
                     }
                 }
             }
@@ -458,7 +500,7 @@ impl Supervisor {
                 next_probe,
                 deadline,
             } => Some(next_probe.min(deadline)),
-            State::Ready { next_check, .. } => Some(next_check),
+            State::Ready { next_check, .. } => next_check,
             State::Backoff { until } => Some(until),
             State::Stopping { deadline, .. } => Some(deadline),
             _ => None,
@@ -845,7 +887,7 @@ impl Supervisor {
                         let s = &mut self.servers[i];
                         let took = s.started_at.elapsed().as_secs_f64();
                         s.state = State::Ready {
-                            next_check: now + health_every(),
+                            next_check: next_health_check(&s.cfg, now),
                             health: Health::default(),
                         };
                         s.ready_since = Some(now_ms());
@@ -876,11 +918,11 @@ impl Supervisor {
                 State::Ready {
                     next_check,
                     mut health,
-                } if now >= next_check => {
+                } if next_check.is_some_and(|t| now >= t) => {
                     let was = health.unhealthy();
                     let unhealthy = health.observe(self.health(i));
                     self.servers[i].state = State::Ready {
-                        next_check: now + health_every(),
+                        next_check: next_health_check(&self.servers[i].cfg, now),
                         health,
                     };
                     if unhealthy != was {
