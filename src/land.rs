@@ -42,8 +42,6 @@ pub struct LayerLand {
     pub already: Option<&'static str>,
     /// Commits of the branch that the base did not have.
     pub commits: usize,
-    /// The branch has no commits of its own (it is where the env started it).
-    pub empty: bool,
     /// The clean worktrees that have the base checked out (the main checkout, usually):
     /// updated with it.
     pub checkouts: Vec<PathBuf>,
@@ -143,7 +141,6 @@ fn plan_layer(
         new: None,
         already: None,
         commits: 0,
-        empty: tip == inst.base_commit,
         checkouts: Vec::new(),
         push: None,
     };

@@ -87,6 +87,8 @@ pub fn variables(source: &str) -> Result<BTreeSet<String>, String> {
 /// Renders `source`, a template of `place`, with `ctx`; debug builds (the tests') check that
 /// `ctx` offers exactly the variables [`VARIABLES`] lists for `place`.
 pub fn render_in(place: Place, source: &str, ctx: &Value) -> Result<String, String> {
+    #[cfg(not(debug_assertions))]
+    let _ = place;
     #[cfg(debug_assertions)]
     {
         let keys: BTreeSet<String> = ctx

@@ -102,6 +102,25 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             ))
             .into());
     }
+    // Before the checks, which take long: an env nobody committed to has nothing to land.
+    let untouched = instances.iter().all(|i| {
+        Repo::new(&i.repo)
+            .branch_tip(&i.branch)
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some(i.base_commit.as_str())
+    });
+    if untouched && !args.push {
+        return Err(Fail::new(format!(
+            "env `{}` has no commits of its own: nothing to land",
+            env.name
+        ))
+        .hint(format!(
+            "commit the work first; to remove the env without landing: `grove destroy {n}`"
+        ))
+        .into());
+    }
     if !args.no_check {
         let red = red_gate(ctx, &env, &instances)?;
         if !red.is_empty() {
@@ -160,16 +179,6 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             .into());
     }
     let moving = plans.iter().filter(|p| p.new.is_some()).count();
-    if moving == 0 && plans.iter().all(|p| p.empty) && !args.push {
-        return Err(Fail::new(format!(
-            "env `{}` has no commits of its own: nothing to land",
-            env.name
-        ))
-        .hint(format!(
-            "commit the work first; to remove the env without landing: `grove destroy {n}`"
-        ))
-        .into());
-    }
     ui::info(format!("land `{}` ({}):", env.name, strategy.as_str()));
     for p in &plans {
         ui::info(format!("  {}", plan_line(p)));
