@@ -2,6 +2,10 @@
 //! `commit-tree`), and telling whether a branch's work is in its base already, however it
 //! got there: merged, fast-forwarded, squashed or rebased by a forge.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
 use anyhow::{Context, Result, anyhow};
 
 use super::{Repo, parse};
@@ -137,15 +141,35 @@ impl Repo {
         ))
     }
 
-    /// Whether the branch at `tip` is in `base` already, and how. `None`: it has work the base
-    /// lacks, or it could not tell (unrelated histories, a shallow clone), which counts the
-    /// same: nothing is deleted on a guess.
+    /// Whether the branch at `tip` is in `base` already, and how (both commit ids). `None`: it
+    /// has work the base lacks, or it could not tell (unrelated histories, a shallow clone),
+    /// which counts the same: nothing is deleted on a guess.
     ///
     /// A patch id only finds a candidate: it ignores whitespace and where in a file a hunk
     /// sits, so two different changes can share one. Every verdict is confirmed on content: the
     /// branch merged into the base, or into the base commit the patch id points at, changes
     /// nothing.
     pub fn integrated(&self, base: &str, tip: &str) -> Result<Option<Integrated>> {
+        // Commits never change, so an answer holds for the life of the process: `prune` asks
+        // it of every layer, then its destroys ask again.
+        type Memo = HashMap<(PathBuf, String, String), Option<Integrated>>;
+        static MEMO: Mutex<Option<Memo>> = Mutex::new(None);
+        let key = (self.dir.clone(), base.to_string(), tip.to_string());
+        if let Some(known) = MEMO
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref()?.get(&key).copied())
+        {
+            return Ok(known);
+        }
+        let answer = self.integrated_uncached(base, tip)?;
+        if let Ok(mut m) = MEMO.lock() {
+            m.get_or_insert_with(HashMap::new).insert(key, answer);
+        }
+        Ok(answer)
+    }
+
+    fn integrated_uncached(&self, base: &str, tip: &str) -> Result<Option<Integrated>> {
         if tip == base || self.is_ancestor(tip, base)? {
             return Ok(Some(Integrated::Merged));
         }
