@@ -446,9 +446,9 @@ pub struct LogsArgs {
 /// edits hidden by `--skip-worktree`/`--assume-unchanged`, commits only its HEAD holds (a
 /// detached HEAD), is locked or has submodules, or the env folder has files of someone's. A
 /// branch grove created is deleted only when its commits are in the base or on its upstream
-/// and no commit would be left without a ref, or when its work is in the base although its
-/// commits are not (squash-merged, rebased: its old tip is printed); otherwise it is kept and
-/// grove says so. A branch
+/// and no commit would be left without a ref; otherwise it is kept and grove says so (and
+/// when its work is in the base although its commits are not: `grove prune` removes such
+/// envs with their branches). A branch
 /// that existed before the env is never deleted. Every process grove started for the env is
 /// stopped (found by its `GROVE_TOKEN`), and said.
 #[derive(Debug, Args)]

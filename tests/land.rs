@@ -455,29 +455,62 @@ fn prune_older_than_spares_young_envs() {
 }
 
 #[test]
-fn destroy_deletes_a_branch_whose_work_was_squash_merged() {
+fn destroy_keeps_a_squash_merged_branch_and_prune_removes_it() {
     let ws = TestWorkspace::with_repos(&["front", "api"]);
-    ws.grove(&["create", "feat", "--no-start"]).success();
-    let wt = ws.worktree("feat", "front");
-    ws.commit(&wt, "f.txt", "1\n", "One");
-    ws.commit(&wt, "f.txt", "1\n2\n", "Two");
-    let tip = ws.git(&wt, &["rev-parse", "HEAD"]);
-    ws.commit(&ws.repo("front"), "other.txt", "o\n", "Other");
-    ws.git(&ws.repo("front"), &["merge", "--quiet", "--squash", "feat"]);
-    ws.git(&ws.repo("front"), &["commit", "--quiet", "-m", "Squashed"]);
+    for name in ["feat", "feat2"] {
+        ws.grove(&["create", name, "--no-start"]).success();
+        let wt = ws.worktree(name, "front");
+        ws.commit(&wt, &format!("{name}.txt"), "1\n", "One");
+        ws.commit(&wt, &format!("{name}.txt"), "1\n2\n", "Two");
+        ws.commit(
+            &ws.repo("front"),
+            &format!("other-{name}.txt"),
+            "o\n",
+            "Other",
+        );
+        ws.git(&ws.repo("front"), &["merge", "--quiet", "--squash", name]);
+        ws.git(&ws.repo("front"), &["commit", "--quiet", "-m", "Squashed"]);
+    }
+    // A plain destroy keeps the branch: its commits are in no other ref. It says why.
     let out = ws.grove(&["destroy", "feat"]).success();
+    assert!(
+        out.stderr
+            .contains("kept branch `feat`: its work is in main"),
+        "{out}"
+    );
+    assert!(ws.branches("front").contains(&"feat".to_string()));
+    // Prune is asked to clean up integrated work: the branch goes, its tip named.
+    let tip = ws.git(&ws.worktree("feat2", "front"), &["rev-parse", "HEAD"]);
+    let out = ws.grove(&["prune"]).success();
     assert!(out.stderr.contains("squash-merged"), "{out}");
     assert!(
         out.stderr.contains(&tip[..12]),
         "the old tip is named: {out}"
     );
-    assert_eq!(ws.branches("front"), vec!["main"]);
+    assert!(!ws.branches("front").contains(&"feat2".to_string()));
+}
 
-    // Not squash-merged: kept, as ever.
-    ws.grove(&["create", "feat2", "--no-start"]).success();
-    ws.commit(&ws.worktree("feat2", "front"), "g.txt", "1\n", "One");
-    let out = ws.grove(&["destroy", "feat2"]).success();
-    assert!(out.stderr.contains("kept branch `feat2`"), "{out}");
+#[test]
+fn commits_that_cancel_out_are_not_merged_work() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "undo", "--no-start"]).success();
+    let wt = ws.worktree("undo", "front");
+    ws.commit(&wt, "precious.txt", "precious\n", "Add");
+    ws.git(&wt, &["rm", "--quiet", "precious.txt"]);
+    ws.git(&wt, &["commit", "--quiet", "-m", "Remove"]);
+    let out = ws.grove(&["prune"]).success();
+    assert!(
+        out.stderr
+            .contains("undo: front: 2 commit(s) not in `main`"),
+        "{out}"
+    );
+    assert_eq!(ws.ps().len(), 1);
+    let out = ws.grove(&["destroy", "undo"]).success();
+    assert!(
+        out.stderr
+            .contains("kept branch `undo`: 2 commit(s) not in main"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -48,8 +48,11 @@ struct LayerCheck {
     /// unmerged commits; also its base's, when that base was deleted since.
     branch_only: Vec<String>,
     /// How the branch's work is in its base although its commits are not (squash-merged,
-    /// rebased by a forge): deleting it loses no content, only the old commits' identity.
+    /// rebased by a forge): deleting it loses no content of its tip, only the old commits.
     integrated: Option<crate::git::integrate::Integrated>,
+    /// The caller cleans up integrated work (`land`, `prune`): an integrated branch goes.
+    /// A plain destroy keeps it and says why: its commits are in no other ref.
+    drop_integrated: bool,
 }
 
 impl LayerCheck {
@@ -61,7 +64,7 @@ impl LayerCheck {
             && self.tip.is_some()
             && self.elsewhere.is_none()
             && ((self.unmerged.is_empty() && self.branch_only.is_empty())
-                || self.integrated.is_some()
+                || (self.integrated.is_some() && self.drop_integrated)
                 || force)
     }
 }
@@ -76,7 +79,7 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     }
     let env = ctx.require_env(&args.name)?;
     ctx.require_idle(&env)?;
-    let pre = preflight(ctx, &env, args.force)?;
+    let pre = preflight(ctx, &env, args.force, false)?;
     if let Some(refusal) = pre.refusal(ctx, &env)
         && !args.force
     {
@@ -137,8 +140,15 @@ pub(crate) struct Preflight {
     strays: Vec<String>,
 }
 
-pub(crate) fn preflight(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Preflight> {
-    let checks = check(ctx, env, force)?;
+/// `drop_integrated`: branches whose work is in their bases are deleted with the env (what
+/// `land` and `prune` are for); a plain destroy keeps them.
+pub(crate) fn preflight(
+    ctx: &Ctx,
+    env: &EnvRow,
+    force: bool,
+    drop_integrated: bool,
+) -> Result<Preflight> {
+    let checks = check(ctx, env, force, drop_integrated)?;
     let strays = strays(ctx, env, &checks)?;
     Ok(Preflight { checks, strays })
 }
@@ -286,7 +296,7 @@ fn describe_head(c: &LayerCheck) -> String {
     }
 }
 
-fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
+fn check(ctx: &Ctx, env: &EnvRow, force: bool, drop_integrated: bool) -> Result<Vec<LayerCheck>> {
     let mut checks = Vec::new();
     for inst in ctx.store.instances(env.key)? {
         let repo = Repo::new(&inst.repo);
@@ -359,6 +369,7 @@ fn check(ctx: &Ctx, env: &EnvRow, force: bool) -> Result<Vec<LayerCheck>> {
             blockers,
             branch_only: Vec::new(),
             integrated: None,
+            drop_integrated,
         };
         if let (Some(tip), true, None) = (&c.tip, c.inst.branch_created, &c.elsewhere) {
             let me = [format!("refs/heads/{}", c.inst.branch)];
@@ -505,6 +516,14 @@ fn destroy_layer(ctx: &mut Ctx, env: &EnvRow, c: &LayerCheck, force: bool) -> Re
                 "  {layer}  kept branch `{branch}`: it existed before the env"
             ));
         }
+        (Some(_), false) if c.integrated.is_some() => ui::info(format!(
+            "  {layer}  kept branch `{branch}`: its work is in {} ({}), but no other branch holds its {} commit(s); `git -C {} branch -D {}` when you are sure (or `grove prune` next time)",
+            c.inst.base,
+            c.integrated.map_or("", |i| i.as_str()),
+            c.unmerged.len(),
+            crate::shq(&c.inst.repo.to_string_lossy()),
+            crate::shq(branch)
+        )),
         (Some(_), false) if c.unmerged.is_empty() => ui::info(format!(
             "  {layer}  kept branch `{branch}`: no other branch holds its {} commit(s) (was its base `{}` deleted?)",
             c.branch_only.len(),

@@ -89,7 +89,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         }
     }
     // Work not committed stays out of the land, and would be lost by the destroy after it.
-    let pre = destroy::preflight(ctx, &env, false)?;
+    let pre = destroy::preflight(ctx, &env, false, true)?;
     let work = pre.work_lines(ctx, &env, !args.keep);
     if !work.is_empty() {
         let head = format!(
@@ -241,7 +241,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     if !args.keep {
         // Looked at again: the branches are in their bases now, so the destroy deletes them.
         let env = ctx.require_env(&env.name)?;
-        let pre = destroy::preflight(ctx, &env, false)?;
+        let pre = destroy::preflight(ctx, &env, false, true)?;
         if let Some(refusal) = pre.refusal(ctx, &env) {
             return Err(
                 Fail::new(format!("landed, but the env was kept: {}", refusal.msg))
@@ -486,7 +486,7 @@ pub fn prune(ctx: &mut Ctx, args: &PruneArgs) -> Result<()> {
                     ))
                     .into());
                 }
-                let pre = destroy::preflight(ctx, &env, false)?;
+                let pre = destroy::preflight(ctx, &env, false, true)?;
                 if let Some(refusal) = pre.refusal(ctx, &env) {
                     return Err(refusal.into());
                 }
@@ -591,7 +591,7 @@ fn judge(
             return Ok(stay(format!("its agent is {state}")));
         }
     }
-    let pre = destroy::preflight(ctx, env, false)?;
+    let pre = destroy::preflight(ctx, env, false, true)?;
     let work = pre.work_lines(ctx, env, true);
     if !work.is_empty() {
         return Ok(stay(format!("has work: {}", work.join("; "))));

@@ -173,16 +173,25 @@ impl Repo {
         if tip == base || self.is_ancestor(tip, base)? {
             return Ok(Some(Integrated::Merged));
         }
+        let mb = match self.cmd().args(["merge-base", base, tip]).output()? {
+            out if out.status.success() => out.stdout.trim().to_string(),
+            _ => return Ok(None),
+        };
+        // Commits that cancel out (a file added, then removed) delivered nothing: no content
+        // test can say they were merged, and their history is all there is of them.
+        let net = self
+            .cmd()
+            .args(["diff", "--quiet", "--no-ext-diff", &mb, tip, "--"])
+            .output()?;
+        if net.status.success() {
+            return Ok(None);
+        }
         if self.tree_of(tip)? == self.tree_of(base)? {
             return Ok(Some(Integrated::SameTree));
         }
         if self.merges_to_nothing(base, tip)? {
             return Ok(Some(Integrated::NothingToMerge));
         }
-        let mb = match self.cmd().args(["merge-base", base, tip]).output()? {
-            out if out.status.success() => out.stdout.trim().to_string(),
-            _ => return Ok(None),
-        };
         // The base's commits since the fork, newest first, by patch id.
         let log = self
             .cmd()
