@@ -188,6 +188,22 @@ grove --workspace {root} ls | head -1
     assert!(out.stdout.contains("NAME"), "{out}");
 }
 
+/// A worktree moved away by hand: `grove cd` fails, so `&&` runs nothing in the old folder.
+#[test]
+fn cd_to_a_worktree_that_is_gone_fails() {
+    let ws = two_envs();
+    let gone = ws.worktree("feat-02", "front");
+    std::fs::rename(&gone, ws.tmp.path().join("moved")).unwrap();
+    let script = r#"eval "$(grove shell-init bash)" || exit 90
+grove cd feat-02 && echo "== ran in $PWD"
+echo "== status $?"
+"#;
+    let out = bash(&ws, &ws.root, script).success();
+    assert!(!out.stdout.contains("== ran"), "{out}");
+    assert!(out.stdout.contains("== status 1"), "{out}");
+    assert!(out.stderr.contains("is gone"), "{out}");
+}
+
 #[test]
 fn cd_through_shell_init_in_zsh() {
     let ws = two_envs();

@@ -36,6 +36,13 @@ pub fn cd(ws: Result<Workspace, Fail>, args: &CdArgs) -> Result<()> {
             super::envcmd::worktree(&ctx, Some(name), args.layer.as_deref(), "cd")?
         }
     };
+    // The shell function goes wherever this prints: a folder that is gone must fail here, so
+    // that `grove cd NAME && make` never runs anything in the folder it was left in.
+    if !dir.is_dir() {
+        return Err(Fail::new(format!("{} is gone", dir.display()))
+            .hint("`grove doctor` says what happened to it and what to do")
+            .into());
+    }
     ui::out(dir.to_string_lossy());
     if std::env::var_os(CD_VAR).is_some() {
         return Ok(());
