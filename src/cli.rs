@@ -275,7 +275,8 @@ pub enum HooksCommand {
 /// each other and with the base. With NAME: that env in full.
 ///
 /// Inside an env's folder or worktrees, NAME defaults to that env (`--all` for the queue);
-/// elsewhere, no NAME means the queue.
+/// elsewhere, no NAME means the queue. `--json` without NAME is always the queue, wherever it
+/// runs (scripts, and agents, whose `$GROVE_ENV` names their env).
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// The env [default: the env holding the current folder, else the whole queue]

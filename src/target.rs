@@ -13,6 +13,7 @@ use anyhow::Result;
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::state::EnvRow;
+use crate::ui;
 
 impl Ctx {
     /// The env whose folder or worktree holds `dir`. The deepest match wins, in case one env's
@@ -76,14 +77,22 @@ impl Ctx {
         command: &str,
     ) -> Result<(EnvRow, Option<String>)> {
         if let (Some(word), None) = (name, layer)
-            && self
+            && is_layer(word)
+            && let Some(here) = self.env_here()?
+        {
+            if self
                 .store
                 .env(self.ws_id, &word.replace('/', "-"))?
                 .is_none()
-            && is_layer(word)
-            && let Some(env) = self.env_here()?
-        {
-            return Ok((env, Some(word.to_string())));
+            {
+                return Ok((here, Some(word.to_string())));
+            }
+            // Both an env and a layer: the env, as NAME always was; said, since inside an env
+            // the layer was as likely meant.
+            ui::warn(format!(
+                "`{word}` is an env and a layer: showing env `{word}`; for the layer of this env, `grove {command} {} {word}`",
+                crate::shq(&here.name)
+            ));
         }
         let env = self.require_target(name, command)?;
         Ok((env, layer.map(str::to_string)))

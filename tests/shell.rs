@@ -467,3 +467,60 @@ fn strip(s: &str) -> String {
     out.push_str(rest);
     out.replace("\r\n", "\n")
 }
+
+/// An env named like a layer: inside another env, the word is the env (as NAME always was),
+/// and grove says how to get the layer instead.
+#[test]
+fn a_word_naming_an_env_and_a_layer_is_the_env_and_grove_says_so() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01", "--from-api=main", "--no-start"])
+        .success();
+    ws.grove(&["create", "api", "--from-api=main", "--no-start"])
+        .success();
+    let inside = ws.worktree("feat-01", "front");
+    let out = ws.grove_in(&inside, &["path", "api"]).success();
+    assert_eq!(
+        out.stdout,
+        format!("{}\n", ws.worktree("api", "front").display())
+    );
+    assert!(out.stderr.contains("is an env and a layer"), "{out}");
+    assert!(out.stderr.contains("grove path feat-01 api"), "{out}");
+}
+
+/// `review --json` is for scripts and agents: without NAME it is the queue wherever it runs,
+/// even inside an env or with `$GROVE_ENV` set.
+#[test]
+fn review_json_without_name_is_always_the_queue() {
+    let ws = two_envs();
+    let inside = ws.worktree("feat-01", "front");
+    let json = ws.grove_in(&inside, &["review", "--json"]).success().json();
+    assert_eq!(json["envs"].as_array().unwrap().len(), 2, "{json:#}");
+    let out = run(ws
+        .cmd()
+        .env("GROVE_ENV", "feat-02")
+        .args(["review", "--json"]));
+    assert_eq!(out.json()["envs"].as_array().unwrap().len(), 2);
+    // Without --json, inside an env: that env.
+    let out = ws.grove_in(&inside, &["review"]).success();
+    assert!(!out.stdout.contains("feat-02"), "{out}");
+}
+
+/// `review NAME --comment L:P:N` without its TEXT, inside another env: a usage error, not a
+/// comment made of the env's name sent to the env you are in.
+#[test]
+fn a_comment_without_text_is_refused_even_inside_an_env() {
+    let ws = two_envs();
+    let inside = ws.worktree("feat-02", "front");
+    let out = ws
+        .grove_in(
+            &inside,
+            &["review", "feat-01", "--comment", "front:README.md:1"],
+        )
+        .failure(2);
+    assert!(out.stderr.contains("needs the comment's TEXT"), "{out}");
+    let list = ws
+        .grove(&["feedback", "feat-02", "--list", "--json"])
+        .success()
+        .json();
+    assert_eq!(list["messages"].as_array().unwrap().len(), 0, "{list:#}");
+}

@@ -63,8 +63,14 @@ pub fn review(ctx: &mut Ctx, args: &ReviewArgs) -> Result<()> {
 /// defaults to it, unless `--all` or `--plan` asks for the queue; `--comment`'s lone
 /// positional is then its TEXT, not a NAME.
 fn review_target(ctx: &Ctx, args: &ReviewArgs) -> Result<(Option<String>, Option<String>)> {
+    // `review --comment L:P:N TEXT` inside an env: the one word is the TEXT, unless it names
+    // an env (then the TEXT is missing, and that is said below).
     let (name, text) = match (&args.comment, &args.name, &args.text) {
-        (Some(_), Some(word), None) => (None, Some(word.clone())),
+        (Some(_), Some(word), None)
+            if ctx.store.env(ctx.ws_id, &word.replace('/', "-"))?.is_none() =>
+        {
+            (None, Some(word.clone()))
+        }
         _ => (args.name.clone(), args.text.clone()),
     };
     if text.is_some() && args.comment.is_none() {
@@ -91,7 +97,9 @@ fn review_target(ctx: &Ctx, args: &ReviewArgs) -> Result<(Option<String>, Option
         };
         return Ok((Some(ctx.require_target(None, what)?.name), text));
     }
-    if args.all || args.plan {
+    // `--json` is for scripts, which an env's folder (or an agent's `$GROVE_ENV`) must not
+    // switch from the queue to one env: they name the env to get one.
+    if args.all || args.plan || args.json {
         return Ok((None, text));
     }
     Ok((ctx.env_here()?.map(|e| e.name), text))
