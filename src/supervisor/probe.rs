@@ -59,14 +59,26 @@ pub fn http(port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
 /// Most of an answer a probe reads: a health endpoint that sends more is closed on.
 const MAX_ANSWER: usize = 1 << 20;
 
-/// The head of an HTTP answer, after reading all of it: up to its `Content-Length`, else to
-/// the end of the connection. Closing a socket with unread data in it sends a reset, and the
-/// server, still writing its body, logs a `ConnectionResetError` for every probe.
+/// How long a probe waits for a body once the head has come: enough for a health answer,
+/// short enough that a server that keeps the connection open (keep-alive ignoring
+/// `Connection: close`, a stream) does not stall the supervisor, which probes one at a time.
+const BODY_GRACE: Duration = Duration::from_millis(200);
+
+/// The head of an HTTP answer, after reading the rest of it: up to its `Content-Length`, else
+/// to the end of the connection, for at most [`BODY_GRACE`] after the head. Closing a socket
+/// with unread data in it sends a reset, and the server, still writing its body, logs a
+/// `ConnectionResetError` for every probe.
 fn read_answer(stream: &mut TcpStream) -> Vec<u8> {
-    let deadline = std::time::Instant::now() + HTTP_TIMEOUT;
+    let start = std::time::Instant::now();
+    let mut deadline = start + HTTP_TIMEOUT;
+    let mut head_seen = false;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -74,8 +86,9 @@ fn read_answer(stream: &mut TcpStream) -> Vec<u8> {
         if answer_complete(&buf) || buf.len() >= MAX_ANSWER {
             break;
         }
-        if std::time::Instant::now() >= deadline {
-            break;
+        if !head_seen && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            head_seen = true;
+            deadline = deadline.min(std::time::Instant::now() + BODY_GRACE);
         }
     }
     // Our side is done: a FIN, not a reset, once the server has said all it had to say.
