@@ -111,6 +111,15 @@ fn restart_picks_up_a_new_run() {
         out.stderr.contains("runs no server") && out.stderr.contains("hint: give it `run"),
         "{out}"
     );
+    // And a `run` taken away: refused before the server is touched, which keeps serving.
+    let out = ws.grove(&["restart", "feat-01", "api"]).failure(1);
+    assert!(out.stderr.contains("has no `run`"), "{out}");
+    assert!(out.stderr.contains("hint: `grove restart feat-01`"), "{out}");
+    assert_eq!(
+        crate::common::http_get(ws.api_port(0), "/health").map(|r| r.0),
+        Some(200),
+        "{out}"
+    );
 }
 
 /// `--isolate-<layer>` on a layer that exists but has no `isolate`: says so, and how to give

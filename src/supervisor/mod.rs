@@ -323,6 +323,19 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
                 .into(),
         );
     }
+    if before.is_some() && !runs {
+        // Restarting it would stop the server and then fail to start it, leaving it failed
+        // with nothing to bring it back but a `down`: say so before touching anything.
+        return Err(Fail::new(format!(
+            "layer `{layer}` has no `run` in {} any more; its server was left running",
+            ctx.ws.config.path.display()
+        ))
+        .hint(format!(
+            "`grove restart {}` restarts the whole env as grove.toml is now (without that server)",
+            crate::shq(&env.name)
+        ))
+        .into());
+    }
     if before.is_some() {
         ctx.store.request_restart(env.key, layer)?;
     } else {
