@@ -114,7 +114,10 @@ fn restart_picks_up_a_new_run() {
     // And a `run` taken away: refused before the server is touched, which keeps serving.
     let out = ws.grove(&["restart", "feat-01", "api"]).failure(1);
     assert!(out.stderr.contains("has no `run`"), "{out}");
-    assert!(out.stderr.contains("hint: `grove restart feat-01`"), "{out}");
+    assert!(
+        out.stderr.contains("hint: `grove restart feat-01`"),
+        "{out}"
+    );
     assert_eq!(
         crate::common::http_get(ws.api_port(0), "/health").map(|r| r.0),
         Some(200),
@@ -246,6 +249,35 @@ fn done_survives_the_headless_agent_exiting() {
     // Done and gone: a new agent may start.
     ws.grove(&["agent", "feat-01", "--command", "sleep 30"])
         .success();
+}
+
+/// An agent killed after it said `done` (its Stop hook fires after every turn, idle ones too)
+/// did not finish: it died, and the queue says `exited`.
+#[test]
+fn an_agent_killed_after_done_is_exited() {
+    let ws = ws_with_agent("headless");
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&["agent", "feat-01"]).success();
+    ws.agent_step("feat-01", "go-waiting");
+    ws.agent_step("feat-01", "go-done");
+    assert!(
+        wait_until(20, || agent_json(&ws, "feat-01")["state"] == "done"),
+        "{}",
+        agent_json(&ws, "feat-01")
+    );
+    let pid = agent_json(&ws, "feat-01")["pid"].as_i64().unwrap();
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(20, || agent_json(&ws, "feat-01")["last_exit"].is_string()),
+        "{}",
+        agent_json(&ws, "feat-01")
+    );
+    assert_eq!(agent_json(&ws, "feat-01")["state"], "exited");
+    assert_eq!(review_agent(&ws, "feat-01"), "exited");
 }
 
 /// The agent's SessionEnd hook after its Stop hook (Claude Code sends both when a session

@@ -128,13 +128,16 @@ pub fn running(row: &AgentRow) -> bool {
 
 /// What `ps` shows of the env's agent: the state its hooks reported while its process lives,
 /// `running` when it lives but never reported, `exited` when its process is gone, except
-/// after `done`: an agent ends its run once its work is done (a headless `claude -p`, a tmux
-/// window's program that returns), and the queue must still read that work as done.
+/// after `done` and a clean end: an agent ends its run once its work is done (a headless
+/// `claude -p`, a tmux window's program that returns), and the queue must still read that
+/// work as done. One killed or crashed after `done` (its Stop hook fires after every turn,
+/// idle ones too) is `exited`: it did not end, it died.
 pub fn state(row: &AgentRow) -> (String, Option<i64>) {
+    let clean_end = row.exit.as_deref().is_none_or(|how| how == "exit 0");
     match (row.state, running(row)) {
         (Some(s), true) => (s.to_string(), row.state_since),
         (None, true) => ("running".into(), Some(row.started_at)),
-        (Some(AgentState::Done), false) => ("done".into(), row.state_since),
+        (Some(AgentState::Done), false) if clean_end => ("done".into(), row.state_since),
         (_, false) => ("exited".into(), row.state_since),
     }
 }
