@@ -172,7 +172,7 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>, argv: &[OsString])
         let _ = e.print();
         return 0;
     }
-    if let Some(fail) = exec_without_separator(e, argv) {
+    if let Some(fail) = exec_without_separator(e, ws, argv) {
         return report(&fail.into());
     }
     if let Some((kind, layer)) = cli::unknown_layer_flag(e) {
@@ -210,8 +210,14 @@ fn usage_error(e: &clap::Error, ws: &Result<Workspace, Fail>, argv: &[OsString])
 }
 
 /// `grove exec NAME git status`: clap reads `git` as an unexpected argument, and its message
-/// says nothing of `--`, which `exec` needs so that the command's own flags stay its own.
-fn exec_without_separator(e: &clap::Error, argv: &[OsString]) -> Option<Fail> {
+/// says nothing of `--`, which `exec` needs so that the command's own flags stay its own. The
+/// hint is the same line with `--` where it belongs: after `exec`'s own flags and NAME (when
+/// the first word names an env; inside an env, NAME may be left out).
+fn exec_without_separator(
+    e: &clap::Error,
+    ws: &Result<Workspace, Fail>,
+    argv: &[OsString],
+) -> Option<Fail> {
     use clap::error::ErrorKind;
     // Without any command clap's own "required arguments were not provided" says enough.
     if e.kind() != ErrorKind::UnknownArgument {
@@ -222,11 +228,11 @@ fn exec_without_separator(e: &clap::Error, argv: &[OsString]) -> Option<Fail> {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // The subcommand: the first word that is neither a flag nor `--workspace`'s folder.
+    // The subcommand: the first word that is neither a flag nor a global flag's value.
     let mut at = None;
     let mut i = 0;
     while i < args.len() {
-        if args[i] == "--workspace" {
+        if args[i] == "--workspace" || args[i] == "--color" {
             i += 2;
             continue;
         }
@@ -240,38 +246,42 @@ fn exec_without_separator(e: &clap::Error, argv: &[OsString]) -> Option<Fail> {
     if args.iter().any(|a| a == "--") {
         return None;
     }
-    // Global flags before `exec`, `exec`'s own flags (and the layer they take), then NAME.
-    let mut rest = args[at + 1..].iter().peekable();
+    let is_env = |word: &str| {
+        ws.as_ref().ok().is_some_and(|ws| {
+            ctx::Ctx::open(ws.clone())
+                .ok()
+                .and_then(|c| c.store.env(c.ws_id, &word.replace('/', "-")).ok().flatten())
+                .is_some()
+        })
+    };
+    // `exec`'s own flags (and the layer they take), then NAME if it is one, then the command.
     let mut flags: Vec<String> = Vec::new();
     let mut name = None;
+    let mut cmd: Vec<String> = Vec::new();
+    let mut rest = args[at + 1..].iter();
     while let Some(a) = rest.next() {
-        if a == "--layer" || a == "-l" {
+        if !cmd.is_empty() {
+            cmd.push(a.clone());
+        } else if a == "--layer" || a == "-l" {
             flags.push(a.clone());
             flags.extend(rest.next().cloned());
-        } else if a.starts_with('-') && name.is_none() {
+        } else if a.starts_with('-') {
             flags.push(a.clone());
-        } else if name.is_none() {
+        } else if name.is_none() && is_env(a) {
             name = Some(a.clone());
         } else {
-            break;
+            cmd.push(a.clone());
         }
     }
-    let name = name.unwrap_or_else(|| "NAME".into());
-    let cmd: Vec<String> = args[at + 1..]
-        .iter()
-        .skip_while(|a| **a != name)
-        .skip(1)
-        .map(|a| shq(a))
-        .collect();
     let cmd = if cmd.is_empty() {
         "CMD…".to_string()
     } else {
-        cmd.join(" ")
+        cmd.iter().map(|a| shq(a)).collect::<Vec<_>>().join(" ")
     };
     let mut line = vec!["grove".to_string()];
     line.extend(args[..at].iter().map(|a| shq(a)));
     line.push("exec".into());
-    line.push(shq(&name));
+    line.extend(name.iter().map(|n| shq(n)));
     line.extend(flags.iter().map(|a| shq(a)));
     Some(
         Fail::usage("`grove exec` takes the command to run after `--`")

@@ -639,6 +639,14 @@ fn exec_without_separator_suggests_it() {
             &["exec", "-l", "front", "feat-01", "git", "log", "-n", "1"],
             "`grove exec feat-01 -l front -- git log -n 1`",
         ),
+        (
+            &["exec", "feat-01", "-l", "front", "git", "status"],
+            "`grove exec feat-01 -l front -- git status`",
+        ),
+        (
+            &["--color", "never", "exec", "feat-01", "git", "status"],
+            "`grove --color never exec feat-01 -- git status`",
+        ),
     ] {
         let out = ws.grove(args).failure(2);
         assert_eq!(
@@ -651,6 +659,14 @@ fn exec_without_separator_suggests_it() {
         .grove(&["exec", "feat-01", "--", "git", "status", "--short"])
         .success();
     assert_eq!(out.stdout, "");
+    // Inside the env, NAME is left out: the first word is the command's.
+    let out = ws
+        .grove_in(&ws.worktree("feat-01", "front"), &["exec", "git", "status"])
+        .failure(2);
+    assert!(
+        out.stderr.contains("hint: `grove exec -- git status`"),
+        "{out}"
+    );
 }
 
 /// `destroy --force` with nobody to ask and no `--yes` changes nothing when it would throw
