@@ -82,7 +82,15 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let explicit =
         workspace_arg(&argv).or_else(|| std::env::var_os("GROVE_WORKSPACE").map(PathBuf::from));
-    let ws = Workspace::discover(explicit.as_deref(), &cwd);
+    let ws = match Workspace::discover(explicit.as_deref(), &cwd) {
+        // An env folder outside the workspace (`envs_dir` elsewhere) has no grove.toml above
+        // it: the store knows whose it is.
+        Err(e) if explicit.is_none() => match workspace_of_env_folder(&cwd) {
+            Some(root) => Workspace::discover(Some(&root), &root),
+            None => Err(e),
+        },
+        found => found,
+    };
     // Before clap, whose help and errors follow it too.
     ui::set_color(color_arg(&argv));
     let cli = match cli::parse(argv.clone(), &ws) {
@@ -146,6 +154,26 @@ fn color_arg(argv: &[OsString]) -> ui::ColorWhen {
         }
     }
     when.unwrap_or_default()
+}
+
+/// The root of the workspace whose env has a worktree (or its env folder) holding `cwd`,
+/// from the store; `None` without a store (nothing is created to find out).
+fn workspace_of_env_folder(cwd: &Path) -> Option<PathBuf> {
+    let home = paths::grove_home().ok()?;
+    if !home.join("state.db").is_file() {
+        return None;
+    }
+    let store = state::Store::open(&home).ok()?;
+    let cwd = cwd.canonicalize().ok()?;
+    for (env, root) in store.all_envs().ok()? {
+        for inst in store.instances(env.key).ok()? {
+            let env_dir = inst.worktree.parent().unwrap_or(&inst.worktree);
+            if cwd.starts_with(&inst.worktree) || cwd.starts_with(env_dir) {
+                return Some(root);
+            }
+        }
+    }
+    None
 }
 
 /// `--workspace DIR` / `--workspace=DIR`, read before clap parses: the config decides which

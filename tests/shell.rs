@@ -524,3 +524,22 @@ fn a_comment_without_text_is_refused_even_inside_an_env() {
         .json();
     assert_eq!(list["messages"].as_array().unwrap().len(), 0, "{list:#}");
 }
+
+/// `envs_dir` outside the workspace: no grove.toml above an env's worktree, yet NAME (and
+/// the workspace) come from the folder you are in.
+#[test]
+fn an_env_folder_outside_the_workspace_still_names_its_env() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let outside = ws.tmp.path().join("elsewhere/envs");
+    let toml = ws.standard_config("").replace(
+        "[workspace]\n",
+        &format!("[workspace]\nenvs_dir = \"{}\"\n", outside.display()),
+    );
+    ws.write_config(&toml);
+    ws.grove(&["create", "feat-01", "--no-start"]).success();
+    let wt = outside.join("feat-01/front");
+    let out = ws.grove_in(&wt, &["path"]).success();
+    assert_eq!(out.stdout, format!("{}\n", wt.display()));
+    let out = ws.grove_in(&wt, &["ls"]).success();
+    assert!(out.stdout.contains("feat-01"), "{out}");
+}
