@@ -35,7 +35,14 @@ pub struct Cli {
 
     /// When to colour the output: `auto` colours a terminal unless NO_COLOR is set (or
     /// CLICOLOR=0; CLICOLOR_FORCE colours a pipe too). --json output is never coloured
-    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t,
+        overrides_with = "color"
+    )]
     pub color: crate::ui::ColorWhen,
 
     #[command(subcommand)]

@@ -376,13 +376,9 @@ struct RawWorkspace {
     health_every: Option<Spanned<RawHealthEvery>>,
 }
 
-/// `health_every = 30` (seconds) or `health_every = false` (no health checks).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawHealthEvery {
-    Secs(i64),
-    On(bool),
-}
+/// `health_every = 30` (seconds) or `health_every = false` (no health checks); anything else
+/// is read as it is and judged by [`health_every`], for a message better than serde's.
+type RawHealthEvery = toml::Value;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -997,12 +993,13 @@ fn health_every(h: &Spanned<RawHealthEvery>, diags: &mut Vec<Diag>) -> Option<u6
         Some(DEFAULT_HEALTH_EVERY_SECS)
     };
     match h.get_ref() {
-        RawHealthEvery::On(false) => None,
-        RawHealthEvery::On(true) => bad(diags, "`true`".into()),
-        RawHealthEvery::Secs(n) if (1..=MAX_HEALTH_EVERY_SECS).contains(n) => {
+        toml::Value::Boolean(false) => None,
+        toml::Value::Integer(n) if (1..=MAX_HEALTH_EVERY_SECS).contains(n) => {
             u64::try_from(*n).ok()
         }
-        RawHealthEvery::Secs(n) => bad(diags, n.to_string()),
+        toml::Value::Integer(n) => bad(diags, n.to_string()),
+        toml::Value::String(s) => bad(diags, format!("the text `{s}` (write a number: `30`)")),
+        other => bad(diags, format!("`{other}`")),
     }
 }
 

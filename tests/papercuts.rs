@@ -532,6 +532,12 @@ fn a_bad_health_every_is_a_config_error() {
         ("health_every = 0", "15:16", "`health_every` is 0"),
         ("health_every = true", "15:16", "`health_every` is `true`"),
         ("health_every = 86400", "15:16", "`health_every` is 86400"),
+        (
+            "health_every = \"30s\"",
+            "15:16",
+            "`health_every` is the text `30s` (write a number: `30`)",
+        ),
+        ("health_every = 2.5", "15:16", "`health_every` is `2.5`"),
     ] {
         ws.write_config(&(ws.standard_config("") + extra + "\n"));
         let out = ws.grove(&["ps"]).failure(1);

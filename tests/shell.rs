@@ -543,3 +543,17 @@ fn an_env_folder_outside_the_workspace_still_names_its_env() {
     let out = ws.grove_in(&wt, &["ls"]).success();
     assert!(out.stdout.contains("feat-01"), "{out}");
 }
+
+/// `--color` given twice (an alias adds one, the user another): the last one wins.
+#[test]
+fn the_last_color_flag_wins() {
+    let ws = two_envs();
+    let out = ws
+        .grove(&["--color", "never", "ps", "--color", "always"])
+        .success();
+    assert!(out.stdout.contains("\u{1b}["), "{out}");
+    let out = ws
+        .grove(&["--color", "always", "--color=never", "ps"])
+        .success();
+    assert!(!out.stdout.contains("\u{1b}["), "{out}");
+}

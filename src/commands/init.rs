@@ -125,7 +125,14 @@ fn guess(dir: &Path, name: String, repo: String) -> Found {
                 name,
                 repo,
                 run: Some(format!("{pm} run {script}{sep} --port $PORT{strict}")),
-                why: format!("(package.json {script}: {body}; {pm} from the lockfile)"),
+                why: format!(
+                    "(package.json {script}: {body}; {pm}{})",
+                    if pm == "npm" && !dir.join("package-lock.json").is_file() {
+                        ": no lockfile"
+                    } else {
+                        " from the lockfile"
+                    }
+                ),
             };
         }
     }

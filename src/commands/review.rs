@@ -491,9 +491,16 @@ fn index_with_untracked(worktree: &std::path::Path) -> Result<Option<TempIndex>>
         std::process::id(),
         crate::agent::now_ms()
     )));
+    // A name no one else has, opened exclusively: a file planted under it (a symlink to
+    // somewhere) is never written through.
+    let mut target = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(copy.path())?;
     if std::path::Path::new(&index).exists() {
-        fs_err::copy(&index, copy.path())?;
+        std::io::copy(&mut fs_err::File::open(&index)?, &mut target)?;
     }
+    drop(target);
     // Names are names, not patterns: a file called `*.txt` adds only itself.
     wt().env("GIT_INDEX_FILE", copy.path())
         .env("GIT_LITERAL_PATHSPECS", "1")
