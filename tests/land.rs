@@ -694,3 +694,16 @@ fn land_inside_a_worktree_lands_its_env() {
         .success();
     assert_eq!(rev(&ws, "api", "main"), ws.git(&wt, &["rev-parse", "HEAD"]));
 }
+
+#[test]
+fn landing_from_inside_the_env_says_where_to_go() {
+    let ws = landing_ws(false);
+    let out = ws
+        .grove_in(&ws.worktree("feat", "front"), &["land", "--strategy", "ff"])
+        .success();
+    assert!(
+        out.stderr.contains("your shell's folder went with the env"),
+        "{out}"
+    );
+    assert!(ws.ps().is_empty());
+}

@@ -283,6 +283,14 @@ pub(crate) fn execute(
     let _ = fs_err::remove_dir_all(ctx.log_dir(&env.name));
     ctx.store.delete_env(env.key)?;
     ui::info(format!("destroyed env `{}`", env.name));
+    // Run from inside the env (`grove land` in its worktree): the shell that ran it now sits
+    // in a folder that is gone, where every command fails oddly.
+    if std::env::current_dir().is_ok_and(|cwd| !cwd.exists()) || std::env::current_dir().is_err() {
+        ui::hint(format!(
+            "your shell's folder went with the env: `cd {}` (or `grove cd` with grove's shell function)",
+            crate::shq(&ctx.ws.root.to_string_lossy())
+        ));
+    }
     Ok(())
 }
 
