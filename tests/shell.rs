@@ -557,3 +557,25 @@ fn the_last_color_flag_wins() {
         .success();
     assert!(!out.stdout.contains("\u{1b}["), "{out}");
 }
+
+/// An env name git allows but the shell reads as syntax (an agent can make one): bash
+/// completes it escaped, so the line it completes runs nothing of it.
+#[test]
+fn bash_completes_an_env_name_holding_shell_syntax_escaped() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "x;$(touch${IFS}PWNED)", "--no-start"])
+        .success();
+    let script = format!(
+        "{BASH_COMPLETE}
+echo '== logs'; complete_words grove logs x
+"
+    );
+    let out = bash(&ws, &ws.root, &script).success();
+    let got = section(&out, "logs");
+    assert_eq!(got, [r"x\;\$\(touch\$\{IFS\}PWNED\)"], "{out}");
+    // Typed as completed, the shell hands grove the name, and runs nothing.
+    let line = format!("grove path {}", got[0]);
+    let out = bash(&ws, &ws.root, &line).success();
+    assert!(out.stdout.contains("x;$(touch${IFS}PWNED)"), "{out}");
+    assert!(!ws.root.join("PWNED").exists());
+}

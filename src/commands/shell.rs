@@ -244,7 +244,10 @@ fn answer(
         .map(|c| {
             let value = c.get_value().to_string_lossy();
             match shell {
-                Shell::Bash => value.into_owned(),
+                // bash inserts a candidate as it is, and an env name may hold `;`, `$(…)` or
+                // quotes (git allows them in branch names): escaped, it stays one word of
+                // data when the line runs.
+                Shell::Bash => bash_escape(&value),
                 Shell::Zsh => {
                     let value = value.replace('\\', "\\\\").replace(':', "\\:");
                     match help(c) {
@@ -263,6 +266,18 @@ fn answer(
         Shell::Fish => items.concat(),
         Shell::Bash | Shell::Zsh => items.join(&ifs),
     })
+}
+
+/// `word` with every character the shell would read as syntax escaped by a backslash.
+fn bash_escape(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        if !(c.is_ascii_alphanumeric() || "_./:@%+,=-".contains(c)) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `cmd` with env names and layer names offered for the arguments that take them.
