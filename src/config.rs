@@ -46,6 +46,8 @@ pub struct Config {
     pub start: StartOrder,
     /// How `grove land` brings a branch into its base unless told (`[workspace] land`).
     pub land: LandStrategy,
+    /// The Docker engine compose layers run on, and the infra network they join.
+    pub docker: DockerConfig,
     /// The file's text and where some keys are, for problems found later than loading
     /// (they need git) to point at the line all the same.
     source: std::sync::Arc<str>,
@@ -170,8 +172,52 @@ pub struct Layer {
     pub check: Vec<String>,
     /// Seconds between SIGTERM and SIGKILL when stopping the server.
     pub stop_timeout_secs: u64,
+    /// Where the layer's server runs: a host process (`run`), or a Docker Compose service.
+    pub runner: Runner,
     /// Seconds between health checks of the ready server (tcp and http probes); `None`: none.
     pub health_every_secs: Option<u64>,
+}
+
+/// `[workspace] docker_network`, `docker_context` / `docker_host`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerConfig {
+    /// An external network every compose layer's services join (the main stack's `db`).
+    pub network: Option<String>,
+    pub engine: Engine,
+}
+
+/// Which Docker engine runs the compose layers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// Docker's own default (`DOCKER_HOST`, the current context).
+    #[default]
+    Default,
+    /// A `docker context` by name.
+    Context(String),
+    /// An engine address (`ssh://user@host`, `tcp://host:2376`, `unix:///…`).
+    Host(String),
+}
+
+/// Where a code layer's server runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runner {
+    /// `run`, a host process under the env's supervisor.
+    Process,
+    /// A service of the repo's compose file, in a compose project of the env's own.
+    Compose(ComposeService),
+}
+
+/// `compose = { file = "docker-compose.yml", service = "web", port = 3000 }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeService {
+    /// The compose file, relative to the worktree.
+    pub file: String,
+    /// The service that is the layer's server: its `port` is published on the leased port.
+    pub service: String,
+    /// The port the service listens on inside its container.
+    pub port: u16,
+    /// More services of the file that belong to the layer (a worker), started with it.
+    pub services: Vec<String>,
 }
 
 /// One `copy` entry: an ignored path of the main checkout and how it reaches a worktree.
@@ -374,6 +420,9 @@ struct RawWorkspace {
     start: Option<StartOrder>,
     land: Option<LandStrategy>,
     health_every: Option<Spanned<RawHealthEvery>>,
+    docker_network: Option<Spanned<String>>,
+    docker_context: Option<Spanned<String>>,
+    docker_host: Option<Spanned<String>>,
 }
 
 /// `health_every = 30` (seconds) or `health_every = false` (no health checks); anything else
@@ -410,6 +459,18 @@ struct RawLayer {
     #[serde(default)]
     check: Vec<Spanned<String>>,
     isolate: Option<Spanned<RawIsolate>>,
+    runner: Option<Spanned<String>>,
+    compose: Option<Spanned<RawCompose>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompose {
+    file: Option<String>,
+    service: Option<String>,
+    port: Option<i64>,
+    #[serde(default)]
+    services: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -592,6 +653,9 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         start: None,
         land: None,
         health_every: None,
+        docker_network: None,
+        docker_context: None,
+        docker_host: None,
     });
     let ws_pool = ws
         .pool
@@ -744,6 +808,12 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, diags: &mut Vec<Diag>) -> 
         review,
         start,
         land: ws.land.unwrap_or(LandStrategy::Merge),
+        docker: validate_docker(
+            &ws.docker_network,
+            &ws.docker_context,
+            &ws.docker_host,
+            diags,
+        ),
         source: "".into(),
         spans,
     }
@@ -1138,6 +1208,8 @@ fn validate_layer(
             ("pool", raw.pool.as_ref().map(Spanned::span)),
             ("after", raw.after.first().map(Spanned::span)),
             ("env", raw.env.keys().next().map(Spanned::span)),
+            ("runner", raw.runner.as_ref().map(Spanned::span)),
+            ("compose", raw.compose.as_ref().map(Spanned::span)),
         ];
         for (key, span) in code_keys {
             if let Some(span) = span {
@@ -1286,6 +1358,7 @@ fn validate_layer(
             timeout_secs: DEFAULT_READY_TIMEOUT_SECS,
         },
     };
+    let runner = validate_runner(name, &raw.runner, &raw.compose, &raw.run, diags);
     Layer {
         name: name.to_string(),
         repo,
@@ -1317,6 +1390,144 @@ fn validate_layer(
             Some(h) => health_every(h, diags),
             None => defaults.health_every,
         },
+        runner,
+    }
+}
+
+fn validate_docker(
+    network: &Option<Spanned<String>>,
+    context: &Option<Spanned<String>>,
+    host: &Option<Spanned<String>>,
+    diags: &mut Vec<Diag>,
+) -> DockerConfig {
+    let engine = match (context, host) {
+        (Some(_), Some(h)) => {
+            diags.push(
+                diag(
+                    h.span(),
+                    "`docker_context` and `docker_host` both name the engine",
+                )
+                .hint("keep one: a context names a host and its credentials already"),
+            );
+            Engine::Default
+        }
+        (Some(c), None) => Engine::Context(c.get_ref().clone()),
+        (None, Some(h)) => Engine::Host(h.get_ref().clone()),
+        (None, None) => Engine::Default,
+    };
+    for v in [network, context, host].into_iter().flatten() {
+        if v.get_ref().trim().is_empty() {
+            diags
+                .push(diag(v.span(), "empty value").hint("leave the key out for Docker's default"));
+        }
+    }
+    DockerConfig {
+        network: network.as_ref().map(|n| n.get_ref().clone()),
+        engine,
+    }
+}
+
+/// Compose files Compose itself looks for, in its order, when `compose.file` is left out.
+pub const COMPOSE_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// `runner = "process" | "compose"` and its `compose` table. A compose layer runs its service,
+/// not `run`; `compose` without `runner` means compose.
+fn validate_runner(
+    name: &str,
+    runner: &Option<Spanned<String>>,
+    compose: &Option<Spanned<RawCompose>>,
+    run: &Option<Spanned<String>>,
+    diags: &mut Vec<Diag>,
+) -> Runner {
+    let kind = runner.as_ref().map(|r| (r.get_ref().as_str(), r.span()));
+    if let Some((other, span)) = &kind
+        && !["process", "compose"].contains(other)
+    {
+        diags.push(
+            diag(span.clone(), format!("unknown runner `{other}`")).hint(
+                "`runner` is \"process\" (the default: `run` on this machine) or \"compose\"",
+            ),
+        );
+        return Runner::Process;
+    }
+    let wants_compose = kind.as_ref().map(|(k, _)| *k == "compose");
+    match (wants_compose, compose) {
+        (None | Some(false), None) => Runner::Process,
+        (Some(false), Some(_)) => {
+            let span = kind.map(|k| k.1).unwrap_or_default();
+            diags.push(
+                diag(span, format!("layer `{name}` has `runner = \"process\"` and a `compose` table"))
+                    .hint("`runner = \"compose\"` runs the compose service; leave out `compose` to run `run`"),
+            );
+            Runner::Process
+        }
+        (Some(true), None) => {
+            let span = kind.map(|k| k.1).unwrap_or_default();
+            diags.push(
+                diag(span, format!("layer `{name}` runs as a compose service but names none"))
+                    .hint("add `compose = { service = \"web\", port = 3000 }` (the file defaults to the repo's compose.yaml or docker-compose.yml)"),
+            );
+            Runner::Process
+        }
+        (_, Some(c)) => {
+            if let Some(r) = run {
+                diags.push(
+                    diag(
+                        r.span(),
+                        format!("layer `{name}` runs a compose service: `run` would not be used"),
+                    )
+                    .hint("remove `run`, or remove `compose` to run it on this machine"),
+                );
+            }
+            let span = c.span();
+            let raw = c.get_ref();
+            let service = raw.service.clone().unwrap_or_default();
+            if service.trim().is_empty() {
+                diags.push(
+                    diag(
+                        span.clone(),
+                        "`compose` needs `service`: the service that is the layer's server",
+                    )
+                    .hint("`compose = { service = \"web\", port = 3000 }`"),
+                );
+            }
+            let port = match raw.port.map(u16::try_from) {
+                Some(Ok(p)) if p > 0 => p,
+                Some(_) => {
+                    diags.push(
+                        diag(span.clone(), "`compose.port` is not a port").hint(
+                            "the port the service listens on inside its container, 1 to 65535",
+                        ),
+                    );
+                    0
+                }
+                None => {
+                    diags.push(
+                        diag(span.clone(), "`compose` needs `port`: the port the service listens on in its container")
+                            .hint("grove publishes the leased port on this machine to it: `compose = { service = \"web\", port = 3000 }`"),
+                    );
+                    0
+                }
+            };
+            let file = raw.file.clone().unwrap_or_default();
+            if file.starts_with('/') || file.split('/').any(|c| c == "..") {
+                diags.push(
+                    diag(span, "`compose.file` must stay inside the repo")
+                        .hint("a path relative to the repo, like `docker-compose.yml` or `deploy/compose.yaml`"),
+                );
+            }
+            Runner::Compose(ComposeService {
+                file: clean_rel(&file),
+                service,
+                port,
+                services: raw.services.clone(),
+            })
+        }
     }
 }
 
