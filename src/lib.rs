@@ -6,6 +6,7 @@
 mod agent;
 mod cli;
 mod commands;
+mod compose;
 mod config;
 mod copy;
 mod criteria;
