@@ -78,6 +78,99 @@ pub fn require(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
+/// Seconds Compose gives a container to stop before it kills it (its default).
+pub const STOP_SECS: u64 = 10;
+
+/// The env folder's folder for the override files.
+pub const DIR: &str = ".grove-compose";
+
+/// grove's labels on what it makes for layer `layer` of env `env`: the token, by which it is
+/// found again, and names for people reading `docker ps`.
+pub fn labels(token: &str, ws_key: &str, env: &str, layer: &str) -> Vec<(String, String)> {
+    vec![
+        (TOKEN_LABEL.into(), token.into()),
+        ("dev.grove.workspace".into(), ws_key.into()),
+        ("dev.grove.env".into(), env.into()),
+        ("dev.grove.layer".into(), layer.into()),
+    ]
+}
+
+/// Who has `port`: the env's container of `layer` publishing it, another program, or nobody.
+pub fn port_holder(
+    engine: &Engine,
+    token: &str,
+    layer: &str,
+    port: u16,
+) -> crate::supervisor::PortHolder {
+    use crate::supervisor::PortHolder;
+    let ours = docker(engine)
+        .args(["ps", "--quiet"])
+        .args(["--filter", &format!("label={TOKEN_LABEL}={token}")])
+        .args(["--filter", &format!("label=dev.grove.layer={layer}")])
+        .args(["--filter", &format!("publish={port}")])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.trim().is_empty());
+    if ours {
+        PortHolder::Ours
+    } else if crate::ports::is_free(port) {
+        PortHolder::Nobody
+    } else {
+        PortHolder::Foreign
+    }
+}
+
+/// Removes everything of the env on the engine: its compose project (`down` with its
+/// volumes and the images it built), then whatever still carries its token (what a failed
+/// `up` or an earlier build left). Says what it removed.
+pub fn destroy(engine: &Engine, project: &str, token: &str) -> Result<Vec<String>> {
+    let filter = format!("label={TOKEN_LABEL}={token}");
+    let _ = docker(engine)
+        .args(["compose", "--project-name", project])
+        .args(["down", "--volumes", "--rmi", "local", "--remove-orphans"])
+        .output()?;
+    let mut removed = Vec::new();
+    let list = |what: &[&str]| -> Result<Vec<String>> {
+        let out = docker(engine)
+            .args(what)
+            .args(["--filter", &filter])
+            .output()?;
+        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
+    };
+    let containers = list(&["ps", "--all", "--quiet"])?;
+    if !containers.is_empty() {
+        docker(engine)
+            .args(["rm", "--force", "--volumes"])
+            .args(&containers)
+            .output()?;
+        removed.push(format!("{} container(s)", containers.len()));
+    }
+    let networks = list(&["network", "ls", "--quiet"])?;
+    if !networks.is_empty() {
+        docker(engine)
+            .args(["network", "rm"])
+            .args(&networks)
+            .output()?;
+        removed.push(format!("{} network(s)", networks.len()));
+    }
+    let volumes = list(&["volume", "ls", "--quiet"])?;
+    if !volumes.is_empty() {
+        docker(engine)
+            .args(["volume", "rm", "--force"])
+            .args(&volumes)
+            .output()?;
+        removed.push(format!("{} volume(s)", volumes.len()));
+    }
+    let images = list(&["image", "ls", "--quiet", "--all"])?;
+    if !images.is_empty() {
+        docker(engine)
+            .args(["image", "rm", "--force"])
+            .args(&images)
+            .output()?;
+        removed.push(format!("{} image(s)", images.len()));
+    }
+    Ok(removed)
+}
+
 /// What a compose layer runs in an env: the project, its files, and where it runs from.
 pub struct Project {
     pub engine: Engine,
@@ -89,6 +182,94 @@ pub struct Project {
 }
 
 impl Project {
+    /// Reads the layer's compose file in `worktree` and writes its override in the env
+    /// folder: the project as the supervisor starts it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        docker: &crate::config::DockerConfig,
+        name: &str,
+        worktree: &Path,
+        env_dir: &Path,
+        layer: &str,
+        spec: &ComposeService,
+        host_port: u16,
+        vars: &[(String, String)],
+        labels: &[(String, String)],
+    ) -> Result<Project> {
+        let file = file_in(worktree, spec)?;
+        let model = model(&docker.engine, worktree, &file, spec)?;
+        // Inside the container PORT is the port the service listens on; the URLs the other
+        // layers get keep the leased one.
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| {
+                let v = if k == "PORT" {
+                    spec.port.to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let over = override_file(
+            &model,
+            &Overrides {
+                spec,
+                host_port,
+                loopback: matches!(docker.engine, Engine::Default),
+                vars: &vars,
+                labels,
+                network: docker.network.as_deref(),
+            },
+        );
+        let dir = env_dir.join(DIR);
+        fs_err::create_dir_all(&dir)?;
+        let override_file = dir.join(format!("{layer}.json"));
+        crate::provision::write_atomic(
+            &override_file,
+            serde_json::to_string_pretty(&over)?.as_bytes(),
+        )?;
+        Ok(Project {
+            engine: docker.engine.clone(),
+            name: name.to_string(),
+            dir: worktree.to_path_buf(),
+            file,
+            override_file,
+        })
+    }
+
+    /// `compose up` of the layer's services in the foreground: built, logs without prefixes,
+    /// ending with the service's exit code when its container ends.
+    pub fn up_argv(&self, spec: &ComposeService) -> Vec<String> {
+        let mut argv: Vec<String> = vec!["docker".into()];
+        match &self.engine {
+            Engine::Default => {}
+            Engine::Context(c) => argv.extend(["--context".into(), c.clone()]),
+            Engine::Host(h) => argv.extend(["--host".into(), h.clone()]),
+        }
+        argv.extend([
+            "compose".into(),
+            "--project-name".into(),
+            self.name.clone(),
+            "--project-directory".into(),
+            self.dir.to_string_lossy().into_owned(),
+            "--file".into(),
+            self.file.to_string_lossy().into_owned(),
+            "--file".into(),
+            self.override_file.to_string_lossy().into_owned(),
+            "up".into(),
+            "--build".into(),
+            "--no-log-prefix".into(),
+            "--attach".into(),
+            spec.service.clone(),
+            "--exit-code-from".into(),
+            spec.service.clone(),
+        ]);
+        argv.push(spec.service.clone());
+        argv.extend(spec.services.iter().cloned());
+        argv
+    }
+
     /// `docker compose` for this project (its name, folder and both files).
     pub fn compose(&self) -> Cmd {
         docker(&self.engine)
@@ -189,18 +370,19 @@ pub struct Overrides<'a> {
 /// `restart: "no"` (grove's supervisor applies the layer's policy: one party restarts), and
 /// the shared infra network.
 pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
-    let labels: Map<String, Value> = o
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
-    let env: Map<String, Value> = o.vars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    // Compose interpolates `$` in every file it reads, this one too: a value is data.
+    let lit = |v: &str| json!(v.replace('$', "$$"));
+    let labels: Map<String, Value> = o.labels.iter().map(|(k, v)| (k.clone(), lit(v))).collect();
+    let env: Map<String, Value> = o.vars.iter().map(|(k, v)| (k.clone(), lit(v))).collect();
     let mut services = Map::new();
     for name in std::iter::once(&o.spec.service).chain(&o.spec.services) {
         let mut svc = Map::new();
         svc.insert("environment".into(), Value::Object(env.clone()));
         svc.insert("labels".into(), Value::Object(labels.clone()));
         svc.insert("restart".into(), json!("no"));
+        // A server as PID 1 gets no default signal handlers: an init passes SIGTERM on, so a
+        // stop takes a moment, not Compose's 10 s before SIGKILL.
+        svc.insert("init".into(), json!(true));
         if name == &o.spec.service {
             let mut port = Map::new();
             port.insert("target".into(), json!(o.spec.port));

@@ -220,6 +220,13 @@ pub struct ComposeService {
     pub services: Vec<String>,
 }
 
+impl Layer {
+    /// Whether the layer has a server of its own: a `run`, or a compose service.
+    pub fn runs_server(&self) -> bool {
+        self.run.is_some() || matches!(self.runner, Runner::Compose(_))
+    }
+}
+
 /// One `copy` entry: an ignored path of the main checkout and how it reaches a worktree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyEntry {

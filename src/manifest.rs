@@ -22,7 +22,7 @@ pub const GROVE_FILES: &[&str] = &[
     FILE,
 ];
 /// Folders grove keeps in an env folder: the review gate's inputs and verdict.
-pub const GROVE_DIRS: &[&str] = &[crate::gate::GATE_DIR];
+pub const GROVE_DIRS: &[&str] = &[crate::gate::GATE_DIR, crate::compose::DIR];
 
 /// Whether `name`, in an env folder, is grove's own.
 pub fn is_grove_entry(name: &str) -> bool {

@@ -123,7 +123,7 @@ pub fn env_report(ctx: &Ctx, env: &EnvRow, instances: &[Instance]) -> Result<Env
             }
         }
         let mut rep = LayerReport::dedicated(i, url);
-        if layer.run.is_some() {
+        if layer.runs_server() {
             let row = rows.iter().find(|r| r.layer == i.layer);
             server_state(ctx, env, &mut rep, row, sup.is_some(), &mut problems);
             states.push(rep.state.clone().unwrap_or_default());

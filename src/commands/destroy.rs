@@ -242,6 +242,21 @@ pub(crate) fn execute(
         ui::info(format!("  stopped what ran in `{}`", env.name));
     }
     failpoint::hit("destroy:after-stop");
+    // Containers, networks, volumes and images of the env's compose layers: found by its
+    // token, after its servers stopped (so nothing restarts them).
+    if ctx
+        .ws
+        .config
+        .layers
+        .values()
+        .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
+    {
+        let project = crate::compose::project_name(&ctx.ws.key(), &env.name);
+        let removed = crate::compose::destroy(&ctx.ws.config.docker.engine, &project, &env.token)?;
+        if !removed.is_empty() {
+            ui::info(format!("  removed from Docker: {}", removed.join(", ")));
+        }
+    }
     for c in checks {
         destroy_layer(ctx, &env, c, force)?;
         failpoint::hit("destroy:after-layer");

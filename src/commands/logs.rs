@@ -43,7 +43,7 @@ pub fn follow_until(ctx: &Ctx, args: &LogsArgs, done: &dyn Fn() -> bool) -> Resu
                 .config
                 .layers
                 .get(&i.layer)
-                .is_some_and(|l| l.run.is_some())
+                .is_some_and(crate::config::Layer::runs_server)
         })
         .map(|i| i.layer)
         .collect();

@@ -29,6 +29,7 @@ use crate::state::{EnvRow, ServerRow, ServerState};
 use crate::sweep::{self, Scope};
 use crate::{failpoint, interrupt, ui};
 
+pub use policy::PortHolder;
 pub use run::main;
 
 /// How long `up` waits for the supervisor to register before calling it dead.
@@ -149,7 +150,7 @@ pub fn has_servers(ctx: &Ctx, env: &EnvRow) -> Result<bool> {
             .config
             .layers
             .get(&i.layer)
-            .is_some_and(|l| l.run.is_some())
+            .is_some_and(crate::config::Layer::runs_server)
     }))
 }
 
@@ -312,7 +313,7 @@ pub fn restart_layer(ctx: &mut Ctx, env: &EnvRow, layer: &str) -> Result<()> {
         .config
         .layers
         .get(layer)
-        .is_some_and(|l| l.run.is_some());
+        .is_some_and(crate::config::Layer::runs_server);
     if before.is_none() && !runs {
         return Err(
             Fail::new(format!("layer `{layer}` of `{}` runs no server", env.name))

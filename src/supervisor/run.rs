@@ -277,7 +277,7 @@ impl Supervisor {
         let Some(cfg) = self.ctx.ws.config.layers.get(&inst.layer).cloned() else {
             return Ok(None);
         };
-        if cfg.run.is_none() {
+        if !cfg.runs_server() {
             return Ok(None);
         }
         let deps = cfg
@@ -780,6 +780,16 @@ impl Supervisor {
         let Some(port) = s.port else {
             return PortHolder::Nobody;
         };
+        if let crate::config::Runner::Compose(_) = &s.cfg.runner {
+            // The engine publishes a container's port (docker-proxy, or a NAT rule with no
+            // listener here): ask it whether the env's container is the one on the port.
+            return crate::compose::port_holder(
+                &self.ctx.ws.config.docker.engine,
+                &self.env.token,
+                &s.cfg.name,
+                port,
+            );
+        }
         let mut ours: Vec<u32> = s
             .leader
             .map(|l| proc::session_members(l).iter().map(|m| m.pid).collect())
@@ -1133,20 +1143,53 @@ impl Supervisor {
             .find(|x| x.layer == s.cfg.name)
             .context("instance vanished")?;
         s.port = inst.port;
-        let run = s.cfg.run.clone().context("layer has no `run`")?;
+        // What runs under the guard: `sh -c RUN`, or a compose service's `compose up` in the
+        // foreground (its output is the containers' logs, its exit theirs; SIGTERM stops
+        // them), given the time Compose takes to stop them on top of the layer's own.
+        let (argv, run, grace): (Vec<String>, String, u64) = match &s.cfg.runner {
+            crate::config::Runner::Compose(spec) => {
+                let env_dir = self.ctx.ws.env_dir(&self.env.name);
+                let labels = crate::compose::labels(
+                    &self.env.token,
+                    &self.ctx.ws.key(),
+                    &self.env.name,
+                    &s.cfg.name,
+                );
+                let project = crate::compose::Project::write(
+                    &self.ctx.ws.config.docker,
+                    &crate::compose::project_name(&self.ctx.ws.key(), &self.env.name),
+                    &inst.worktree,
+                    &env_dir,
+                    &s.cfg.name,
+                    spec,
+                    s.port.context("a compose layer needs a leased port")?,
+                    &vars,
+                    &labels,
+                )?;
+                let argv = project.up_argv(spec);
+                let shown = argv.join(" ");
+                (
+                    argv,
+                    shown,
+                    s.cfg.stop_timeout_secs + crate::compose::STOP_SECS,
+                )
+            }
+            crate::config::Runner::Process => {
+                let run = s.cfg.run.clone().context("layer has no `run`")?;
+                (
+                    vec!["sh".into(), "-c".into(), run.clone()],
+                    run,
+                    s.cfg.stop_timeout_secs,
+                )
+            }
+        };
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let relay = LineRelay::new(r)?;
         let exe = std::env::current_exe().context("locating the grove binary")?;
         let child = Cmd::new(exe)
             .args(["__exec", "--parent", &self.me.pid.to_string()])
-            .args([
-                "--grace",
-                &s.cfg.stop_timeout_secs.to_string(),
-                "--",
-                "sh",
-                "-c",
-                &run,
-            ])
+            .args(["--grace", &grace.to_string(), "--"])
+            .args(&argv)
             .cwd(&inst.worktree)
             .without_git_env()
             .envs(vars)
