@@ -309,6 +309,13 @@ fn session_end_after_done_stays_done() {
             .unwrap();
         assert!(child.wait().unwrap().success());
     };
+    // The fake agent reports `working` once started: only after that do the hooks below
+    // speak last (else its report can land after them).
+    assert!(
+        wait_until(20, || agent_json(&ws, "feat-01")["state"] == "working"),
+        "{}",
+        agent_json(&ws, "feat-01")
+    );
     hook("Stop");
     assert_eq!(agent_json(&ws, "feat-01")["state"], "done");
     hook("SessionEnd");
