@@ -269,19 +269,6 @@ impl Project {
         argv.extend(spec.services.iter().cloned());
         argv
     }
-
-    /// `docker compose` for this project (its name, folder and both files).
-    pub fn compose(&self) -> Cmd {
-        docker(&self.engine)
-            .arg("compose")
-            .args(["--project-name", &self.name])
-            .arg("--project-directory")
-            .arg(&self.dir)
-            .arg("--file")
-            .arg(&self.file)
-            .arg("--file")
-            .arg(&self.override_file)
-    }
 }
 
 /// The compose file of a layer in `worktree`: `compose.file`, else the first of the names

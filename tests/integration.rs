@@ -8,6 +8,7 @@ mod common;
 mod agents;
 mod bad_input;
 mod commands;
+mod compose;
 mod concurrency;
 mod copying;
 mod crash;

@@ -64,6 +64,18 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
             .collect();
         return super::fanout::run(ctx, args, &from, &isolate);
     }
+    // A compose layer needs docker, Compose v2 and a daemon that answers: said before
+    // anything is made. (Checked for the whole workspace: which layers the env dedicates
+    // is known only later, and one compose layer in grove.toml is reason enough to check.)
+    if ctx
+        .ws
+        .config
+        .layers
+        .values()
+        .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
+    {
+        crate::compose::require(&ctx.ws.config.docker.engine)?;
+    }
     let mut isolate = args.isolate_layer.clone();
     isolate.extend(args.isolate.iter().cloned());
     let opts = CreateOpts {

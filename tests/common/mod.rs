@@ -110,6 +110,8 @@ pub struct TestWorkspace {
     pub home: PathBuf,
     pub grove_home: PathBuf,
     pub ports: PortBlock,
+    /// The Docker engine this test's commands reach (`DOCKER_HOST`), once it uses one.
+    pub docker_host: std::sync::OnceLock<String>,
 }
 
 impl TestWorkspace {
@@ -145,6 +147,7 @@ impl TestWorkspace {
             home,
             grove_home,
             ports: PortBlock::take(),
+            docker_host: std::sync::OnceLock::new(),
         }
     }
 
@@ -327,6 +330,9 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
             .env("COLUMNS", "100")
             .env("NO_COLOR", "1")
             .env("TMPDIR", std::env::temp_dir());
+        if let Some(host) = self.docker_host.get() {
+            cmd.env("DOCKER_HOST", host);
+        }
     }
 
     /// Runs git in `dir`; panics on failure; returns trimmed stdout.
@@ -866,5 +872,127 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Docker engine for the compose runner's tests: the one `.ci/run` started
+/// (`GROVE_TEST_DOCKER_HOST`). Without one the test says so, loudly, and returns early; a run
+/// of `.ci/run` in which that happened fails (`GROVE_TEST_SKIPPED`).
+pub struct Docker {
+    pub host: String,
+}
+
+/// The engine of `GROVE_TEST_DOCKER_HOST` (`second`: `GROVE_TEST_DOCKER_HOST2`), if it answers.
+#[allow(clippy::print_stderr)]
+pub fn docker(test: &str, second: bool) -> Option<Docker> {
+    let var = if second {
+        "GROVE_TEST_DOCKER_HOST2"
+    } else {
+        "GROVE_TEST_DOCKER_HOST"
+    };
+    let host = std::env::var(var).ok().filter(|h| !h.is_empty());
+    let answers = host.as_ref().is_some_and(|h| {
+        Command::new("docker")
+            .args(["--host", h, "info", "--format", "{{.ServerVersion}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !answers {
+        eprintln!(
+            "\n*** SKIPPED {test}: no Docker engine ({var} is {}) — run the suite through .ci/run ***\n",
+            host.as_deref().unwrap_or("unset")
+        );
+        if let Ok(dir) = std::env::var("GROVE_TEST_SKIPPED") {
+            let _ = std::fs::write(Path::new(&dir).join(test.replace("::", "-")), "");
+        }
+        return None;
+    }
+    Some(Docker {
+        host: host.unwrap_or_default(),
+    })
+}
+
+/// The image the tests' services run: `/bin/busybox` (its `httpd` serves files), imported
+/// once per engine; no registry is needed.
+pub const BUSYBOX: &str = "grove-test/busybox:1";
+
+impl Docker {
+    pub fn cli(&self, args: &[&str]) -> Out {
+        run(Command::new("docker")
+            .arg("--host")
+            .arg(&self.host)
+            .args(args))
+    }
+
+    /// Imports [`BUSYBOX`] unless the engine has it (under a lock: tests run in parallel).
+    pub fn busybox(&self) -> &'static str {
+        let lock = File::create(std::env::temp_dir().join("grove-test-busybox.lock")).unwrap();
+        lock.lock().unwrap();
+        if self.cli(&["image", "inspect", BUSYBOX]).code == 0 {
+            return BUSYBOX;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+        for applet in ["sh", "ls", "cat", "echo", "sleep", "httpd", "rm", "kill"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        let tarball = root.path().with_extension("tar");
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(root.path())
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(tar.success());
+        let import = Command::new("docker")
+            .args(["--host", &self.host, "import"])
+            .arg(&tarball)
+            .arg(BUSYBOX)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&tarball);
+        assert!(import.status.success(), "{import:?}");
+        BUSYBOX
+    }
+
+    /// What the engine holds with `label`: containers, networks, volumes, images.
+    pub fn labelled(&self, label: &str) -> Vec<String> {
+        let filter = format!("label={label}");
+        let mut out = Vec::new();
+        for (kind, args) in [
+            ("container", &["ps", "--all", "--quiet"][..]),
+            ("network", &["network", "ls", "--quiet"]),
+            ("volume", &["volume", "ls", "--quiet"]),
+            ("image", &["image", "ls", "--quiet", "--all"]),
+        ] {
+            let mut a = args.to_vec();
+            a.extend(["--filter", &filter]);
+            for id in self.cli(&a).stdout.split_whitespace() {
+                out.push(format!("{kind} {id}"));
+            }
+        }
+        out
+    }
+}
+
+impl TestWorkspace {
+    /// Commands of this test reach `docker`'s engine.
+    pub fn use_docker(&self, docker: &Docker) {
+        let _ = self.docker_host.set(docker.host.clone());
+    }
+
+    /// The env's token, from the store (what grove labels its containers with).
+    pub fn env_token(&self, env: &str) -> String {
+        let conn = rusqlite::Connection::open(self.grove_home.join("state.db")).unwrap();
+        conn.query_row("SELECT token FROM envs WHERE name = ?1", [env], |r| {
+            r.get(0)
+        })
+        .unwrap()
     }
 }

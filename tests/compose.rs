@@ -1,0 +1,84 @@
+//! Layers run as Docker Compose services, on a real engine (the one `.ci/run` starts).
+
+use crate::common::{Docker, TestWorkspace, docker, http_get, wait_until};
+
+/// A workspace whose `web` layer is a compose service: busybox's httpd serving the
+/// worktree's `www` folder (bind-mounted), on container port 8080.
+fn compose_ws(d: &Docker) -> TestWorkspace {
+    let ws = TestWorkspace::empty();
+    ws.use_docker(d);
+    let image = d.busybox();
+    let web = ws.init_repo("web");
+    std::fs::create_dir_all(web.join("www")).unwrap();
+    ws.commit(&web, "www/index.html", "main page\n", "Page");
+    ws.commit(
+        &web,
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {image}\n    command: [\"/bin/httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n    volumes: [\"./www:/www\"]\n"
+        ),
+        "Compose file",
+    );
+    ws.write_config(&format!(
+        "[workspace]\ndefault_layers = [\"web\"]\n\n[layers.web]\nrepo = \"web\"\nports = \"{}\"\n\
+         compose = {{ service = \"web\", port = 8080 }}\nready = {{ http = \"/index.html\" }}\n",
+        ws.ports.range(0, 10)
+    ));
+    ws
+}
+
+#[test]
+fn a_compose_layer_serves_the_worktree_and_destroy_leaves_nothing_labelled() {
+    let Some(d) = docker("compose::a_compose_layer_serves_the_worktree", false) else {
+        return;
+    };
+    let ws = compose_ws(&d);
+    let port = ws.ports.port(0);
+    ws.grove(&["create", "feat"]).success();
+    let token = ws.env_token("feat");
+    let label = format!("dev.grove.token={token}");
+    // The env's own code: a change in its worktree is what the container serves.
+    std::fs::write(
+        ws.worktree("feat", "web").join("www/index.html"),
+        "feat page\n",
+    )
+    .unwrap();
+    assert_eq!(
+        http_get(port, "/index.html").map(|r| r.1),
+        Some("feat page\n".to_string())
+    );
+    let env = &ws.ps()[0];
+    assert_eq!(env["status"], "running", "{env:#}");
+    assert!(!d.labelled(&label).is_empty());
+
+    // down keeps the container (stopped) and the port; up serves again on the same port.
+    ws.grove(&["down", "feat"]).success();
+    assert!(wait_until(20, || http_get(port, "/index.html").is_none()));
+    let kept = d.cli(&[
+        "ps",
+        "--all",
+        "--quiet",
+        "--filter",
+        &format!("label={label}"),
+    ]);
+    assert!(
+        !kept.stdout.trim().is_empty(),
+        "the stopped container is kept"
+    );
+    ws.grove(&["up", "feat"]).success();
+    assert_eq!(http_get(port, "/index.html").map(|r| r.0), Some(200));
+
+    // A leftover only the label can find (what a crashed `up` leaves): destroy removes it too.
+    d.cli(&[
+        "volume",
+        "create",
+        "--label",
+        &label,
+        &format!("grove-test-stray-{token}"),
+    ])
+    .success();
+    ws.git(&ws.worktree("feat", "web"), &["checkout", "www/index.html"]);
+    ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(d.labelled(&label), Vec::<String>::new());
+    assert!(http_get(port, "/index.html").is_none());
+}
