@@ -82,3 +82,73 @@ fn a_compose_layer_serves_the_worktree_and_destroy_leaves_nothing_labelled() {
     assert_eq!(d.labelled(&label), Vec::<String>::new());
     assert!(http_get(port, "/index.html").is_none());
 }
+
+/// No engine answering (a daemon down, a wrong DOCKER_HOST): `create` says so with what to
+/// do, and makes nothing. Needs no engine, so it runs everywhere.
+#[test]
+fn an_engine_that_does_not_answer_stops_create_before_anything_is_made() {
+    let ws = TestWorkspace::empty();
+    let _ = ws
+        .docker_host
+        .set(format!("unix://{}/no-daemon.sock", ws.tmp.path().display()));
+    let web = ws.init_repo("web");
+    ws.commit(
+        &web,
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n",
+        "Compose",
+    );
+    ws.write_config(&format!(
+        "[layers.web]\nrepo = \"web\"\nports = \"{}\"\ncompose = {{ service = \"web\", port = 80 }}\n",
+        ws.ports.range(0, 10)
+    ));
+    let before = ws.snapshot(&["web"]);
+    let out = ws.grove(&["create", "feat"]).failure(1);
+    assert!(out.stderr.contains("Docker"), "{out}");
+    assert!(out.stderr.contains("hint:"), "{out}");
+    assert_eq!(ws.snapshot(&["web"]), before);
+    assert!(ws.ps().is_empty());
+}
+
+/// Config errors of a compose layer, each at its line.
+#[test]
+fn a_bad_compose_layer_is_a_config_error() {
+    let ws = TestWorkspace::with_repos(&["web"]);
+    for (layer, what) in [
+        ("compose = { port = 80 }", "`compose` needs `service`"),
+        ("compose = { service = \"web\" }", "`compose` needs `port`"),
+        (
+            "compose = { service = \"web\", port = 70000 }",
+            "`compose.port` is not a port",
+        ),
+        (
+            "runner = \"compose\"",
+            "runs as a compose service but names none",
+        ),
+        ("runner = \"k8s\"", "unknown runner `k8s`"),
+        (
+            "run = \"npm start\"\ncompose = { service = \"web\", port = 80 }",
+            "`run` would not be used",
+        ),
+        (
+            "compose = { file = \"../x.yml\", service = \"web\", port = 80 }",
+            "must stay inside the repo",
+        ),
+    ] {
+        ws.write_config(&format!(
+            "[layers.web]\nrepo = \"web\"\nports = \"{}\"\n{layer}\n",
+            ws.ports.range(0, 10)
+        ));
+        let out = ws.grove(&["ps"]).failure(1);
+        assert!(
+            out.stderr.contains("grove.toml:") && out.stderr.contains(what),
+            "{layer}:\n{out}"
+        );
+    }
+    ws.write_config(&format!(
+        "[workspace]\ndocker_context = \"a\"\ndocker_host = \"ssh://b\"\n[layers.web]\nrepo = \"web\"\nports = \"{}\"\n",
+        ws.ports.range(0, 10)
+    ));
+    let out = ws.grove(&["ps"]).failure(1);
+    assert!(out.stderr.contains("both name the engine"), "{out}");
+}
