@@ -119,6 +119,27 @@ pub fn port_holder(
     }
 }
 
+/// Stops the env's containers still running (their `compose up` is gone): how many.
+pub fn stop_running(engine: &Engine, token: &str) -> Result<usize> {
+    let out = docker(engine)
+        .args([
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label={TOKEN_LABEL}={token}"),
+        ])
+        .args(["--filter", "status=running"])
+        .output()?;
+    let ids: Vec<&str> = out.stdout.split_whitespace().collect();
+    if !ids.is_empty() {
+        docker(engine)
+            .args(["stop", "--time", &STOP_SECS.to_string()])
+            .args(&ids)
+            .output()?;
+    }
+    Ok(ids.len())
+}
+
 /// Removes everything of the env on the engine: its compose project (`down` with its
 /// volumes and the images it built), then whatever still carries its token (what a failed
 /// `up` or an earlier build left). Says what it removed.

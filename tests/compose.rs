@@ -152,3 +152,45 @@ fn a_bad_compose_layer_is_a_config_error() {
     let out = ws.grove(&["ps"]).failure(1);
     assert!(out.stderr.contains("both name the engine"), "{out}");
 }
+
+/// The supervisor and the layer's `compose up` killed with -9 together: the container keeps
+/// running (the engine owns it), and `down` finds it by the env's label and stops it.
+#[test]
+fn down_stops_a_container_whose_supervisor_was_killed() {
+    let Some(d) = docker("compose::down_stops_a_container_whose_supervisor", false) else {
+        return;
+    };
+    let ws = compose_ws(&d);
+    let port = ws.ports.port(0);
+    ws.grove(&["create", "feat"]).success();
+    let token = ws.env_token("feat");
+    let env = ws.ps()[0].clone();
+    let sup = env["supervisor"].as_i64().unwrap();
+    let leader = crate::common::layer(&env, "web")["pid"].as_i64().unwrap();
+    for pid in [sup, leader] {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(wait_until(10, || !crate::common::group_members(
+        i32::try_from(sup).unwrap()
+    )
+    .contains(&i32::try_from(sup).unwrap())));
+    assert_eq!(
+        http_get(port, "/index.html").map(|r| r.0),
+        Some(200),
+        "still served"
+    );
+    let out = ws.grove(&["down", "feat"]).success();
+    assert!(
+        out.stderr.contains("container(s) of `feat` left running"),
+        "{out}"
+    );
+    assert!(http_get(port, "/index.html").is_none());
+    ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(
+        d.labelled(&format!("dev.grove.token={token}")),
+        Vec::<String>::new()
+    );
+}

@@ -138,7 +138,11 @@ fn max_grace(ctx: &Ctx) -> u64 {
         .config
         .layers
         .values()
-        .map(|l| l.stop_timeout_secs)
+        .map(|l| match l.runner {
+            // Compose gives its containers their own time to stop, after grove's.
+            crate::config::Runner::Compose(_) => l.stop_timeout_secs + crate::compose::STOP_SECS,
+            crate::config::Runner::Process => l.stop_timeout_secs,
+        })
         .max()
         .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT_SECS)
 }
@@ -269,7 +273,25 @@ fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
         stop_session(leader, grace);
     }
     let tagged = sweep::stop(&env.name, &env.token, Scope::Servers, grace);
-    Ok(found || tagged > 0)
+    // A container whose `compose up` was killed with everything around it keeps running:
+    // the engine knows it by the env's label.
+    let mut containers = 0;
+    if ctx
+        .ws
+        .config
+        .layers
+        .values()
+        .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
+    {
+        containers = crate::compose::stop_running(&ctx.ws.config.docker.engine, &env.token)?;
+        if containers > 0 {
+            ui::info(format!(
+                "  stopped {containers} container(s) of `{}` left running",
+                env.name
+            ));
+        }
+    }
+    Ok(found || tagged > 0 || containers > 0)
 }
 
 /// SIGTERM to the session's group, wait up to `grace` for the session to empty, then SIGKILL
