@@ -31,14 +31,19 @@ def commit(path, name, text, env):
     run(["git", "commit", "--quiet", "-m", f"Change {name}"], cwd=path, env=env)
 
 
-def bench_land(grove, tmp, env, files, runs):
-    ws = tmp / "land-ws"
+def two_repo_ws(ws, files, env):
+    """A workspace of two synthetic repos, both layers dedicated in every env."""
     for repo in REPOS:
         synthetic_repo(ws / repo, files, env)
     (ws / "grove.toml").write_text(
         '[workspace]\ndefault_layers = ["front", "api"]\n'
         '[layers.front]\nrepo = "front"\n[layers.api]\nrepo = "api"\n'
     )
+    return ws
+
+
+def bench_land(grove, tmp, env, files, runs):
+    ws = two_repo_ws(tmp / "land-ws", files, env)
     raw_dir = tmp / "raw-worktrees"
     raw_t, grove_t = [], []
     for i in range(runs):
@@ -63,13 +68,7 @@ def bench_land(grove, tmp, env, files, runs):
 
 
 def bench_prune(grove, tmp, env, files, runs, envs=20):
-    ws = tmp / "prune-ws"
-    for repo in REPOS:
-        synthetic_repo(ws / repo, files, env)
-    (ws / "grove.toml").write_text(
-        '[workspace]\ndefault_layers = ["front", "api"]\n'
-        '[layers.front]\nrepo = "front"\n[layers.api]\nrepo = "api"\n'
-    )
+    ws = two_repo_ws(tmp / "prune-ws", files, env)
     for i in range(envs):
         run([grove, "create", f"e{i:02d}", "--no-start"], cwd=ws, env=env)
         for repo in REPOS:

@@ -480,12 +480,13 @@ pub struct DestroyArgs {
 
 /// Land an env: bring each dedicated layer's branch into its base, in every repo or in none
 ///
-/// Refuses, changing nothing, while a worktree has uncommitted work, the gate or a `check` is
-/// red (checks not run on the current commits run first), a layer would conflict (predicted
-/// with `git merge-tree`, files named), or a base is checked out with uncommitted changes.
-/// The new base commits are made before any base moves; then each base moves by compare and
-/// swap, and a clean checkout of it follows. If one fails, every base already moved is put
-/// back. Then `--push` pushes each base to its upstream (checked with a dry run first), and
+/// Refuses, changing nothing, while a worktree has uncommitted work, the env's agent is
+/// working or waiting, the gate or a `check` is red (checks not run on the current commits run
+/// first), a layer would conflict (predicted with `git merge-tree`, files named), a base is
+/// being rebased or bisected, or a checkout of a base has uncommitted changes or a file git
+/// does not track where the land writes one. The new base commits are made before any base
+/// moves; then each base moves by compare and swap, and every clean checkout of it follows.
+/// If one fails, every base already moved is put back. Then `--push` pushes each base to its upstream (checked with a dry run first), and
 /// the env is destroyed: its branches, now in their bases, are deleted.
 #[derive(Debug, Args)]
 pub struct LandArgs {

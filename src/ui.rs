@@ -186,6 +186,16 @@ fn visible_width(s: &str) -> usize {
         .sum()
 }
 
+/// `head`, then each of `lines` indented on a line of its own: a message that lists what it
+/// is about (the work a destroy would lose, why a land cannot go).
+pub fn listed(head: impl Into<String>, lines: &[String]) -> String {
+    let mut msg = head.into();
+    for l in lines {
+        msg.push_str(&format!("\n  {l}"));
+    }
+    msg
+}
+
 /// Renders rows as left-aligned columns separated by two spaces; the last column is not padded.
 /// Cells may be painted: widths count what shows.
 pub fn table(rows: &[Vec<String>]) -> Vec<String> {

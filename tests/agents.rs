@@ -217,21 +217,7 @@ fn claude_hook_json_maps_to_states() {
     assert!(agent_state_becomes(&ws, "feat-01", "working"));
     let wt = ws.worktree("feat-01", "front");
     let hook = |json: &str| {
-        let mut child = ws
-            .cmd()
-            .current_dir(&wt)
-            .args(["agent-status", "--hook"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(json.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        ws.agent_hook(&wt, json).success();
     };
     let cwd = wt.to_string_lossy();
     for (json, state) in [

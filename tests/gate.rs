@@ -4,7 +4,6 @@
 //! `tests/fixtures/loop_agent.py`, the reviewer `tests/fixtures/fake_reviewer.sh`: both
 //! record what they were given.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -669,22 +668,7 @@ fn the_plan_lands_the_envs_without_conflicts_first() {
 
 /// `grove agent-status --hook` fed `input` from `dir`.
 fn hook(ws: &TestWorkspace, dir: &std::path::Path, input: &Value) -> crate::common::Out {
-    let mut child = ws
-        .cmd()
-        .args(["agent-status", "--hook"])
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    crate::common::finish(child)
+    ws.agent_hook(dir, &input.to_string())
 }
 
 #[test]

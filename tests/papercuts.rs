@@ -293,21 +293,7 @@ fn session_end_after_done_stays_done() {
             r#"{{"hook_event_name":"{event}","cwd":"{}"}}"#,
             wt.display()
         );
-        let mut child = ws
-            .cmd()
-            .current_dir(&wt)
-            .args(["agent-status", "--hook"])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(json.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        ws.agent_hook(&wt, &json).success();
     };
     // The fake agent reports `working` once started: only after that do the hooks below
     // speak last (else its report can land after them).

@@ -107,13 +107,13 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
         ));
     }
     if args.force && !discarded.is_empty() && !args.yes && !ui::interactive() {
-        let mut msg = format!(
-            "`--force` would throw away work of env `{}`, and there is no terminal to ask on; nothing was removed",
-            env.name
+        let msg = ui::listed(
+            format!(
+                "`--force` would throw away work of env `{}`, and there is no terminal to ask on; nothing was removed",
+                env.name
+            ),
+            &discarded,
         );
-        for l in &discarded {
-            msg.push_str(&format!("\n  {l}"));
-        }
         let n = crate::shq(&env.name);
         return Err(Fail::new(msg)
             .hint(format!(
@@ -195,13 +195,13 @@ impl Preflight {
         if lines.is_empty() {
             return None;
         }
-        let mut msg = format!(
-            "env `{}` has work that destroy would lose; nothing was removed",
-            env.name
+        let msg = ui::listed(
+            format!(
+                "env `{}` has work that destroy would lose; nothing was removed",
+                env.name
+            ),
+            &lines,
         );
-        for l in lines {
-            msg.push_str(&format!("\n  {l}"));
-        }
         let n = crate::shq(&env.name);
         let keep = if self.checks.iter().any(|c| !c.orphans.is_empty()) {
             format!(

@@ -96,7 +96,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             "env `{}` has work that is not committed; nothing was landed",
             env.name
         );
-        return Err(Fail::new(listed(head, &work))
+        return Err(Fail::new(ui::listed(head, &work))
             .hint(format!(
                 "commit it (`grove exec {n} -- git status`), then land again"
             ))
@@ -125,7 +125,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         let red = red_gate(ctx, &env, &instances)?;
         if !red.is_empty() {
             let head = format!("env `{}` is not green; nothing was landed", env.name);
-            return Err(Fail::new(listed(head, &red))
+            return Err(Fail::new(ui::listed(head, &red))
                 .hint(format!(
                     "fix it (`grove review {n}`, `grove feedback {n} ...`), or land anyway with `grove land {n} --no-check`"
                 ))
@@ -144,7 +144,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
                 .iter()
                 .map(|r| format!("{}: {}", r.layer, r.why))
                 .collect();
-            let msg = listed(
+            let msg = ui::listed(
                 format!("env `{}` cannot land; nothing was changed", env.name),
                 &lines,
             );
@@ -174,7 +174,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
     }
     if !blocked.is_empty() {
         let head = format!("env `{}` cannot land; nothing was changed", env.name);
-        return Err(Fail::new(listed(head, &blocked))
+        return Err(Fail::new(ui::listed(head, &blocked))
             .hint("fix what is listed, then land again")
             .into());
     }
@@ -225,7 +225,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             }
         }
         if !failed.is_empty() {
-            let msg = listed(
+            let msg = ui::listed(
                 "landed, but not every base was pushed; the env is kept",
                 &failed,
             );
@@ -263,15 +263,6 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         ui::out(serde_json::to_string_pretty(&report)?);
     }
     Ok(())
-}
-
-/// `head`, then each of `lines` indented on a line of its own.
-fn listed(head: impl Into<String>, lines: &[String]) -> String {
-    let mut msg = head.into();
-    for l in lines {
-        msg.push_str(&format!("\n  {l}"));
-    }
-    msg
 }
 
 fn short(sha: &str) -> &str {

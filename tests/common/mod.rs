@@ -419,6 +419,27 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
         run(self.cmd().current_dir(dir).args(args))
     }
 
+    /// `grove agent-status --hook` run in `dir`, fed `input` on stdin as an agent's hook is.
+    pub fn agent_hook(&self, dir: &Path, input: &str) -> Out {
+        use std::io::Write;
+        let mut child = self
+            .cmd()
+            .args(["agent-status", "--hook"])
+            .current_dir(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        finish(child)
+    }
+
     /// `grove ps --json`'s env records.
     pub fn ps(&self) -> Vec<serde_json::Value> {
         let json = self.grove(&["ps", "--json"]).success().json();
