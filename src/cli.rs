@@ -136,6 +136,16 @@ pub struct CreateArgs {
     #[arg(long, value_name = "BASE")]
     pub base: Option<String>,
 
+    /// Run the env's compose layers on this Docker context (another machine's engine)
+    /// instead of the workspace's `docker_context` / `docker_host`
+    #[arg(long, value_name = "NAME", conflicts_with = "docker_host")]
+    pub docker_context: Option<String>,
+
+    /// Run the env's compose layers on the engine at this address (`ssh://me@build-2`,
+    /// `tcp://host:2376`, `unix:///…`)
+    #[arg(long, value_name = "ADDR")]
+    pub docker_host: Option<String>,
+
     /// Make the env without starting its servers
     #[arg(long)]
     pub no_start: bool,
@@ -670,9 +680,14 @@ pub struct ExecArgs {
     pub name: Option<String>,
 
     /// The layer whose worktree and variables to use [default: the one holding the current
-    /// folder, else the env's first dedicated layer]
+    /// folder, else the env's first dedicated layer]. A compose layer named here runs the
+    /// command in its service's container
     #[arg(long, short = 'l', value_name = "LAYER")]
     pub layer: Option<String>,
+
+    /// Run on this machine in the layer's worktree, even for a compose layer
+    #[arg(long)]
+    pub host: bool,
 
     /// The command and its arguments (after `--`)
     #[arg(last = true, required = true, value_name = "CMD")]

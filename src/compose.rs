@@ -119,6 +119,89 @@ pub fn port_holder(
     }
 }
 
+/// A container of an env as the engine reports it (`grove ps`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Container {
+    pub name: String,
+    /// The compose service it runs.
+    pub service: String,
+    /// The engine's state: `created`, `running`, `restarting`, `exited`, `dead`, …
+    pub state: String,
+    /// `healthy`, `unhealthy` or `starting` when the service has a healthcheck.
+    pub health: Option<String>,
+    /// The exit code of an exited container.
+    pub exit_code: Option<i32>,
+    #[serde(skip)]
+    pub token: String,
+    #[serde(skip)]
+    pub layer: String,
+}
+
+/// Every container of the workspace on `engine`, in one query (`ps` stays one round trip
+/// whatever the number of envs; `compose ps` would take one per project).
+pub fn containers(engine: &Engine, ws_key: &str) -> Result<Vec<Container>> {
+    let out = docker(engine)
+        .args(["ps", "--all", "--no-trunc"])
+        .args(["--filter", &format!("label=dev.grove.workspace={ws_key}")])
+        .args([
+            "--format",
+            &format!(
+                "{{{{.Label \"{TOKEN_LABEL}\"}}}}\t{{{{.Label \"dev.grove.layer\"}}}}\t{{{{.Label \"com.docker.compose.service\"}}}}\t{{{{.State}}}}\t{{{{.Status}}}}\t{{{{.Names}}}}"
+            ),
+        ])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("docker ps: {}", out.stderr.trim());
+    }
+    Ok(out.stdout.lines().filter_map(parse_ps_line).collect())
+}
+
+fn parse_ps_line(line: &str) -> Option<Container> {
+    let f: Vec<&str> = line.split('\t').collect();
+    let [token, layer, service, state, status, name] = f[..] else {
+        return None;
+    };
+    let health = ["unhealthy", "healthy", "health: starting"]
+        .into_iter()
+        .find(|h| status.contains(&format!("({h})")))
+        .map(|h| h.trim_start_matches("health: ").to_string());
+    let exit_code = status
+        .strip_prefix("Exited (")
+        .and_then(|r| r.split(')').next())
+        .and_then(|c| c.parse().ok());
+    Some(Container {
+        name: name.to_string(),
+        service: service.to_string(),
+        state: state.to_string(),
+        health,
+        exit_code,
+        token: token.to_string(),
+        layer: layer.to_string(),
+    })
+}
+
+/// The id of the env's running container of `service` (layer `layer`), if any.
+pub fn running_container(
+    engine: &Engine,
+    token: &str,
+    layer: &str,
+    service: &str,
+) -> Result<Option<String>> {
+    let out = docker(engine)
+        .args(["ps", "--quiet", "--filter", "status=running"])
+        .args(["--filter", &format!("label={TOKEN_LABEL}={token}")])
+        .args(["--filter", &format!("label=dev.grove.layer={layer}")])
+        .args([
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("docker ps: {}", out.stderr.trim());
+    }
+    Ok(out.stdout.split_whitespace().next().map(str::to_string))
+}
+
 /// Stops the env's containers still running (their `compose up` is gone): how many.
 pub fn stop_running(engine: &Engine, token: &str) -> Result<usize> {
     let out = docker(engine)
@@ -149,6 +232,7 @@ pub fn destroy(engine: &Engine, project: &str, token: &str) -> Result<Vec<String
         .args(["compose", "--project-name", project])
         .args(["down", "--volumes", "--rmi", "local", "--remove-orphans"])
         .output()?;
+    crate::failpoint::hit("destroy:after-compose-down");
     let mut removed = Vec::new();
     let list = |what: &[&str]| -> Result<Vec<String>> {
         let out = docker(engine)
@@ -192,6 +276,33 @@ pub fn destroy(engine: &Engine, project: &str, token: &str) -> Result<Vec<String
     Ok(removed)
 }
 
+/// Makes the env's project network unless it exists: every compose layer of the env joins
+/// it, so their services reach each other by name. grove makes it, labelled, before any
+/// `compose up` runs: two layers' `up`s each making the project's default network at once
+/// leave two networks of one name, and every later `up` fails on the ambiguity.
+pub fn ensure_network(engine: &Engine, project: &str, labels: &[(String, String)]) -> Result<()> {
+    let found = docker(engine)
+        .args(["network", "inspect", "--format", "{{.Id}}", project])
+        .output()?;
+    if found.status.success() {
+        return Ok(());
+    }
+    let mut c = docker(engine).args(["network", "create"]);
+    for (k, v) in labels.iter().filter(|(k, _)| k != "dev.grove.layer") {
+        c = c.arg("--label").arg(format!("{k}={v}"));
+    }
+    let out = c.arg(project).output()?;
+    if !out.status.success() {
+        return Err(Fail::new(format!(
+            "cannot make the env's Docker network `{project}`: {}",
+            out.stderr.trim()
+        ))
+        .hint("`docker network ls` shows the engine's networks; a full address pool is a common cause")
+        .into());
+    }
+    Ok(())
+}
+
 /// What a compose layer runs in an env: the project, its files, and where it runs from.
 pub struct Project {
     pub engine: Engine,
@@ -207,7 +318,9 @@ impl Project {
     /// folder: the project as the supervisor starts it.
     #[allow(clippy::too_many_arguments)]
     pub fn write(
-        docker: &crate::config::DockerConfig,
+        engine: &Engine,
+        network: Option<&str>,
+        host_name: &str,
         name: &str,
         worktree: &Path,
         env_dir: &Path,
@@ -218,7 +331,7 @@ impl Project {
         labels: &[(String, String)],
     ) -> Result<Project> {
         let file = file_in(worktree, spec)?;
-        let model = model(&docker.engine, worktree, &file, spec)?;
+        let model = model(engine, worktree, &file, spec)?;
         // Inside the container PORT is the port the service listens on; the URLs the other
         // layers get keep the leased one.
         let vars: Vec<(String, String)> = vars
@@ -237,12 +350,15 @@ impl Project {
             &Overrides {
                 spec,
                 host_port,
-                loopback: matches!(docker.engine, Engine::Default),
+                loopback: host_name == "localhost",
                 vars: &vars,
                 labels,
-                network: docker.network.as_deref(),
+                network,
+                project: name,
             },
         );
+        ensure_network(engine, name, labels)?;
+        crate::failpoint::hit("supervise:after-network");
         let dir = env_dir.join(DIR);
         fs_err::create_dir_all(&dir)?;
         let override_file = dir.join(format!("{layer}.json"));
@@ -251,7 +367,7 @@ impl Project {
             serde_json::to_string_pretty(&over)?.as_bytes(),
         )?;
         Ok(Project {
-            engine: docker.engine.clone(),
+            engine: engine.clone(),
             name: name.to_string(),
             dir: worktree.to_path_buf(),
             file,
@@ -371,6 +487,8 @@ pub struct Overrides<'a> {
     pub vars: &'a [(String, String)],
     pub labels: &'a [(String, String)],
     pub network: Option<&'a str>,
+    /// The project's name, which is its network's (made by [`ensure_network`]).
+    pub project: &'a str,
 }
 
 /// The override file (JSON, which Compose reads as YAML): the published port, the env's
@@ -418,7 +536,7 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
     let mut networks = Map::new();
     networks.insert(
         "default".into(),
-        json!({ "labels": Value::Object(labels.clone()) }),
+        json!({ "name": o.project, "external": true }),
     );
     if let Some(net) = o.network {
         networks.insert(net.to_string(), json!({ "name": net, "external": true }));
@@ -455,6 +573,20 @@ mod tests {
     }
 
     #[test]
+    fn ps_lines_give_state_health_and_exit_code() {
+        let c = parse_ps_line("t\tweb\tweb\trunning\tUp 3 seconds (healthy)\tp-web-1").unwrap();
+        assert_eq!(
+            (c.state.as_str(), c.health.as_deref()),
+            ("running", Some("healthy"))
+        );
+        let c = parse_ps_line("t\tweb\tweb\trunning\tUp 1 second (health: starting)\tx").unwrap();
+        assert_eq!(c.health.as_deref(), Some("starting"));
+        let c = parse_ps_line("t\tweb\tworker\texited\tExited (137) 2 minutes ago\tx").unwrap();
+        assert_eq!((c.exit_code, c.health), (Some(137), None));
+        assert!(parse_ps_line("garbage").is_none());
+    }
+
+    #[test]
     fn project_names_are_in_composes_alphabet() {
         assert_eq!(
             project_name("Shop-1a2b", "feat/Login.x"),
@@ -479,6 +611,7 @@ mod tests {
                 vars: &vars,
                 labels: &labels,
                 network: Some("infra"),
+                project: "grove-ws-feat",
             },
         );
         let web = &o["services"]["web"];
@@ -495,7 +628,7 @@ mod tests {
         assert!(worker["build"].is_null());
         assert_eq!(worker["labels"][TOKEN_LABEL], "t0k");
         assert_eq!(o["networks"]["infra"]["external"], true);
-        assert_eq!(o["networks"]["default"]["labels"][TOKEN_LABEL], "t0k");
+        assert_eq!(o["networks"]["default"]["name"], "grove-ws-feat");
         assert_eq!(o["volumes"]["data"]["labels"][TOKEN_LABEL], "t0k");
         assert!(
             o["volumes"]["shared"].is_null(),

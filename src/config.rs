@@ -18,7 +18,7 @@ use crate::git;
 use crate::template;
 
 pub const FILE_NAME: &str = "grove.toml";
-const DEFAULT_URL: &str = "http://localhost:{{ port }}";
+const DEFAULT_URL: &str = "http://{{ host }}:{{ port }}";
 const DEFAULT_ENVS_DIR: &str = ".grove/envs";
 /// Readiness timeout when a layer's `ready` gives none.
 pub const DEFAULT_READY_TIMEOUT_SECS: u64 = 60;
@@ -130,6 +130,13 @@ impl Config {
         render_diags(&self.path, &self.source, &[diag(span, msg).hint(hint)])
     }
 
+    /// Whether some layer runs as a compose service (so docker is needed).
+    pub fn has_compose(&self) -> bool {
+        self.layers
+            .values()
+            .any(|l| matches!(l.runner, Runner::Compose(_)))
+    }
+
     /// Names of the code layers (those with a repo), in file order.
     pub fn code_layers(&self) -> Vec<&str> {
         self.layers
@@ -196,6 +203,77 @@ pub enum Engine {
     Context(String),
     /// An engine address (`ssh://user@host`, `tcp://host:2376`, `unix:///…`).
     Host(String),
+}
+
+impl Engine {
+    /// How an env records the engine its containers live on.
+    pub fn stored(&self) -> String {
+        match self {
+            Engine::Default => "default".into(),
+            Engine::Context(c) => format!("context:{c}"),
+            Engine::Host(h) => format!("host:{h}"),
+        }
+    }
+
+    pub fn from_stored(s: &str) -> Engine {
+        if let Some(c) = s.strip_prefix("context:") {
+            Engine::Context(c.into())
+        } else if let Some(h) = s.strip_prefix("host:") {
+            Engine::Host(h.into())
+        } else {
+            Engine::Default
+        }
+    }
+
+    /// The engine's address (`unix:///…`, `tcp://h:2376`, `ssh://u@h`): a context's is asked
+    /// of docker; Docker's default is `DOCKER_HOST`, else its socket.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Engine::Host(h) => h.clone(),
+            Engine::Context(c) => crate::exec::Cmd::new("docker")
+                .args([
+                    "context",
+                    "inspect",
+                    c,
+                    "--format",
+                    "{{.Endpoints.docker.Host}}",
+                ])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| o.stdout.trim().to_string())
+                .unwrap_or_default(),
+            Engine::Default => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+        }
+    }
+}
+
+/// The host name at which an engine publishes ports: `localhost` for a socket on this
+/// machine, else the address's host (`ssh://me@build-2:22` → `build-2`).
+pub fn engine_host_name(endpoint: &str) -> String {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return "localhost".into();
+    };
+    if !matches!(scheme, "tcp" | "ssh" | "http" | "https") {
+        return "localhost".into();
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    // An IPv6 address keeps its brackets: the name goes into URLs.
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => hostport
+            .get(..v6.find(']').map_or(0, |i| i + 2))
+            .unwrap_or(""),
+        None => hostport.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        "localhost".into()
+    } else {
+        host.to_string()
+    }
 }
 
 /// Where a code layer's server runs.
@@ -1784,6 +1862,27 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_publishes_on_its_hosts_name() {
+        for (endpoint, host) in [
+            ("unix:///var/run/docker.sock", "localhost"),
+            ("", "localhost"),
+            ("ssh://me@build-2", "build-2"),
+            ("ssh://me@build-2:2222", "build-2"),
+            ("tcp://10.0.0.7:2376", "10.0.0.7"),
+            ("tcp://[fd00::7]:2376", "[fd00::7]"),
+        ] {
+            assert_eq!(engine_host_name(endpoint), host, "{endpoint}");
+        }
+        for e in [
+            Engine::Default,
+            Engine::Context("far".into()),
+            Engine::Host("ssh://me@far".into()),
+        ] {
+            assert_eq!(Engine::from_stored(&e.stored()), e);
+        }
+    }
 
     fn parse_str(src: &str) -> Result<Config, String> {
         let dir = tempfile::tempdir().unwrap();

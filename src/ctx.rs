@@ -84,6 +84,14 @@ impl Ctx {
     }
 
     /// The templates' view of an existing env.
+    /// The Docker engine of `env`'s compose layers: the one it was made on.
+    pub fn engine(&self, env: &EnvRow) -> crate::config::Engine {
+        env.engine.as_deref().map_or_else(
+            || self.ws.config.docker.engine.clone(),
+            crate::config::Engine::from_stored,
+        )
+    }
+
     pub fn view<'a>(&'a self, env: &'a EnvRow, instances: &[Instance]) -> EnvView<'a> {
         let dedicated: IndexMap<String, Dedicated> = instances
             .iter()
@@ -110,6 +118,7 @@ impl Ctx {
             ident: &env.ident,
             dedicated,
             isolated,
+            engine_host: env.engine_host.as_deref().unwrap_or("localhost"),
         }
     }
 

@@ -46,6 +46,7 @@ pub const ALL: &[&str] = &[
     "destroy:after-layer",
     "destroy:after-isolated",
     "destroy:after-envdir",
+    "destroy:after-compose-down",
     // grove land (and the undo of a half-landed env)
     "land:after-claim",
     "land:after-journal",
@@ -62,6 +63,8 @@ pub const ALL: &[&str] = &[
     "up:after-spawn",
     "supervise:after-register",
     "supervise:after-start",
+    // a compose layer: its project network made, before its `compose up`
+    "supervise:after-network",
     // the review gate (asked for by an agent's hook, run detached) and feedback to the agent
     "gate:after-request",
     "gate:after-claim",

@@ -206,6 +206,8 @@ mod tests {
             phase: Phase::Creating,
             owner: None,
             created_at: 0,
+            engine: None,
+            engine_host: None,
         };
         assert_eq!(marker_token(&branch_marker(&env)), Some("0123abcd"));
         assert_eq!(marker_token("branch: Created from main"), None);

@@ -71,6 +71,9 @@ pub struct LayerReport {
     pub message: Option<String>,
     /// The last log lines of a failed server.
     pub log_tail: Option<Vec<String>>,
+    /// A compose layer's containers as its engine reports them (`ps` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<crate::compose::Container>>,
 }
 
 /// Builds the report of `env`, checking worktrees, the supervisor and the servers' processes.
@@ -324,6 +327,7 @@ impl LayerReport {
             last_exit: None,
             message: None,
             log_tail: None,
+            containers: None,
         }
     }
 
@@ -339,13 +343,37 @@ impl LayerReport {
         }
     }
 
-    /// The ps cell: `URL [base]` for a dedicated layer, `shared` otherwise.
+    /// The ps cell: `URL [base]` for a dedicated layer, `shared` otherwise; a compose layer's
+    /// containers' states after it.
     pub fn cell(&self) -> String {
-        match (self.mode, &self.url, &self.base) {
+        let cell = match (self.mode, &self.url, &self.base) {
             ("dedicated", Some(url), Some(base)) => format!("{url} [{base}]"),
             ("dedicated", None, Some(base)) => format!("[{base}]"),
             ("isolated", Some(url), _) => url.clone(),
             _ => "shared".into(),
+        };
+        match self.containers.as_deref() {
+            Some([]) => format!("{cell} (no container)"),
+            Some(cs) => {
+                let states: Vec<String> = cs
+                    .iter()
+                    .map(|c| {
+                        let mut s = c.state.clone();
+                        if let Some(code) = c.exit_code {
+                            s = format!("{s} {code}");
+                        }
+                        if let Some(h) = &c.health {
+                            s = format!("{s}, {h}");
+                        }
+                        if cs.len() > 1 {
+                            s = format!("{} {s}", c.service);
+                        }
+                        s
+                    })
+                    .collect();
+                format!("{cell} ({})", states.join("; "))
+            }
+            None => cell,
         }
     }
 }

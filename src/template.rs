@@ -30,6 +30,7 @@ use Place::{Env as E, IsolateUrl as I, Prompt as P, ReviewPrompt as R, Url as U}
 /// it (debug builds check each context against it, see [`render_in`]), and a test checks
 /// that the README's table documents it, with what each holds.
 pub const VARIABLES: &[(&str, &[Place])] = &[
+    ("host", &[U]),
     ("port", &[U, E]),
     ("env", &[U, E, I, P, R]),
     ("env_id", &[U, E, I]),

@@ -32,6 +32,8 @@ pub struct EnvView<'a> {
     pub dedicated: IndexMap<String, Dedicated>,
     /// Infra layers the env has of its own, with their URLs.
     pub isolated: IndexMap<String, String>,
+    /// The host the env's Docker engine publishes ports on (`localhost` for this machine's).
+    pub engine_host: &'a str,
 }
 
 /// `GROVE_<LAYER>_URL` for layer `name`.
@@ -51,7 +53,14 @@ impl EnvView<'_> {
         let Some(tmpl) = &layer.url else {
             return Ok(None);
         };
+        // A compose layer's port is published by its engine, maybe on another machine.
+        let host = if matches!(layer.runner, crate::config::Runner::Compose(_)) {
+            self.engine_host
+        } else {
+            "localhost"
+        };
         let ctx = minijinja::context! {
+            host => host,
             port => d.port,
             env => self.name,
             env_id => self.ident,

@@ -194,3 +194,208 @@ fn down_stops_a_container_whose_supervisor_was_killed() {
         Vec::<String>::new()
     );
 }
+
+/// The main stack's infra on a docker network of the test's: a `db` container (busybox
+/// httpd answering "db answers") that the envs' containers must reach by that name.
+struct Infra<'a> {
+    d: &'a Docker,
+    network: String,
+    container: String,
+}
+
+impl<'a> Infra<'a> {
+    fn start(d: &'a Docker, tag: &str) -> Self {
+        let network = format!("grove-test-infra-{tag}-{}", std::process::id());
+        d.cli(&["network", "create", &network]).success();
+        let container = format!("{network}-db");
+        d.cli(&[
+            "run",
+            "--detach",
+            "--name",
+            &container,
+            "--network",
+            &network,
+            "--network-alias",
+            "db",
+            d.busybox(),
+            "sh",
+            "-c",
+            "mkdir /www && echo 'db answers' > /www/index.html && exec httpd -f -p 80 -h /www",
+        ])
+        .success();
+        Infra {
+            d,
+            network,
+            container,
+        }
+    }
+}
+
+impl Drop for Infra<'_> {
+    fn drop(&mut self) {
+        let _ = self.d.cli(&["rm", "--force", &self.container]);
+        let _ = self.d.cli(&["network", "rm", &self.network]);
+    }
+}
+
+/// A repo holding a compose service `service` that serves its `www` folder on `port`, saying
+/// `hello` on its log first.
+fn served_repo(ws: &TestWorkspace, d: &Docker, repo: &str, service: &str, port: u16) {
+    let dir = ws.init_repo(repo);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    ws.commit(&dir, "www/index.html", &format!("{repo} page\n"), "Page");
+    ws.commit(
+        &dir,
+        "compose.yaml",
+        &format!(
+            "services:\n  {service}:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo hello from {repo}; exec httpd -f -p {port} -h /www\"]\n    volumes: [\"./www:/www\"]\n",
+            d.busybox()
+        ),
+        "Compose file",
+    );
+}
+
+/// The reference workflow with container layers: feat-01's front container wired to the
+/// shared API, feat-02 with an API container of its own, both on the main stack's network
+/// where `db` answers by name; ps shows the containers, logs their output; a killed
+/// container is restarted and counted; destroy leaves nothing of the envs and the main
+/// stack's network and `db` untouched.
+#[test]
+fn the_reference_workflow_runs_with_container_layers() {
+    let Some(d) = docker(
+        "compose::the_reference_workflow_runs_with_container_layers",
+        false,
+    ) else {
+        return;
+    };
+    let infra = Infra::start(&d, "ref");
+    let ws = TestWorkspace::empty();
+    ws.use_docker(&d);
+    served_repo(&ws, &d, "front", "web", 8080);
+    served_repo(&ws, &d, "api", "api", 8081);
+    let shared_api = format!("http://localhost:{}", ws.ports.port(30));
+    ws.write_config(&format!(
+        "[workspace]\ndefault_layers = [\"front\"]\ndocker_network = \"{}\"\n\n\
+         [layers.api]\nrepo = \"api\"\nports = \"{}\"\nshared_url = \"{shared_api}\"\n\
+         compose = {{ service = \"api\", port = 8081 }}\nready = {{ http = \"/index.html\" }}\n\n\
+         [layers.front]\nrepo = \"front\"\nports = \"{}\"\n\
+         compose = {{ service = \"web\", port = 8080 }}\nready = {{ http = \"/index.html\" }}\n\
+         env = {{ API_URL = \"{{{{ layers.api.url }}}}\" }}\n",
+        infra.network,
+        ws.ports.range(10, 10),
+        ws.ports.range(0, 10),
+    ));
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&["create", "feat-02", "--from-api", "main"])
+        .success();
+    let f1 = crate::common::env_json(&ws, "feat-01");
+    let f2 = crate::common::env_json(&ws, "feat-02");
+    let front1 = crate::common::layer(&f1, "front")["port"].as_u64().unwrap() as u16;
+    let api2 = crate::common::layer(&f2, "api")["port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        http_get(front1, "/index.html").map(|r| r.1),
+        Some("front page\n".into())
+    );
+    assert_eq!(
+        http_get(api2, "/index.html").map(|r| r.1),
+        Some("api page\n".into())
+    );
+
+    // Wiring, seen from inside the containers: feat-01's front uses the shared API, feat-02's
+    // its own (by the port published on this machine), and both reach `db` by name.
+    let in_front = |env: &str, cmd: &str| {
+        ws.grove(&["exec", env, "--layer", "front", "--", "sh", "-c", cmd])
+            .success()
+            .stdout
+    };
+    assert_eq!(in_front("feat-01", "echo $API_URL").trim(), shared_api);
+    assert_eq!(
+        in_front("feat-02", "echo $API_URL").trim(),
+        format!("http://localhost:{api2}")
+    );
+    assert_eq!(
+        in_front("feat-01", "echo $PORT").trim(),
+        "8080",
+        "the container's port"
+    );
+    for env in ["feat-01", "feat-02"] {
+        assert_eq!(
+            in_front(env, "wget -qO- http://db/index.html"),
+            "db answers\n",
+            "{env}"
+        );
+    }
+    // --host runs in the worktree on this machine instead.
+    let host = ws
+        .grove(&["exec", "feat-01", "--layer", "front", "--host", "--", "pwd"])
+        .success();
+    assert_eq!(
+        std::path::Path::new(host.stdout.trim()),
+        ws.worktree("feat-01", "front").canonicalize().unwrap()
+    );
+
+    // ps: the containers as the engine has them.
+    let front = crate::common::layer(&f1, "front");
+    assert_eq!(front["containers"][0]["state"], "running", "{front:#}");
+    assert_eq!(front["containers"][0]["service"], "web");
+    let table = ws.grove(&["ps"]).success().stdout;
+    assert!(table.contains("(running)"), "{table}");
+    assert!(
+        ws.grove(&["logs", "feat-01", "front"])
+            .success()
+            .stdout
+            .contains("hello from front"),
+    );
+
+    // The container's process killed behind grove's back: the layer's restart policy brings
+    // it back, and ps counts it.
+    let label = format!("dev.grove.token={}", ws.env_token("feat-01"));
+    let id = d
+        .cli(&["ps", "--quiet", "--filter", &format!("label={label}")])
+        .stdout
+        .trim()
+        .to_string();
+    let pid = d
+        .cli(&["inspect", "--format", "{{.State.Pid}}", &id])
+        .stdout
+        .trim()
+        .parse::<i32>()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(60, || {
+            let env = crate::common::env_json(&ws, "feat-01");
+            let l = crate::common::layer(&env, "front");
+            l["restarts"] == 1 && l["state"] == "ready"
+        }),
+        "{:#}",
+        crate::common::env_json(&ws, "feat-01")
+    );
+    assert_eq!(http_get(front1, "/index.html").map(|r| r.0), Some(200));
+
+    let tokens = [ws.env_token("feat-01"), ws.env_token("feat-02")];
+    for env in ["feat-01", "feat-02"] {
+        ws.grove(&["destroy", env, "--yes"]).success();
+    }
+    for t in tokens {
+        assert_eq!(
+            d.labelled(&format!("dev.grove.token={t}")),
+            Vec::<String>::new()
+        );
+    }
+    let db = d.cli(&[
+        "inspect",
+        "--format",
+        "{{.State.Running}}",
+        &infra.container,
+    ]);
+    assert_eq!(
+        db.stdout.trim(),
+        "true",
+        "the main stack's db is not the envs'"
+    );
+}

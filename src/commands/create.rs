@@ -55,6 +55,11 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
         };
         from.push((layer.to_string(), base.to_string()));
     }
+    if let Some(c) = &args.docker_context {
+        ctx.ws.config.docker.engine = crate::config::Engine::Context(c.clone());
+    } else if let Some(h) = &args.docker_host {
+        ctx.ws.config.docker.engine = crate::config::Engine::Host(h.clone());
+    }
     if !args.tickets.is_empty() {
         let isolate: Vec<String> = args
             .isolate_layer
@@ -67,13 +72,7 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
     // A compose layer needs docker, Compose v2 and a daemon that answers: said before
     // anything is made. (Checked for the whole workspace: which layers the env dedicates
     // is known only later, and one compose layer in grove.toml is reason enough to check.)
-    if ctx
-        .ws
-        .config
-        .layers
-        .values()
-        .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
-    {
+    if ctx.ws.config.has_compose() {
         crate::compose::require(&ctx.ws.config.docker.engine)?;
     }
     let mut isolate = args.isolate_layer.clone();
@@ -182,6 +181,16 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
             .into());
     };
     failpoint::hit("create:after-insert");
+    // The engine is the env's for its life: a later change of the workspace's must not lose
+    // its containers.
+    let env = if ctx.ws.config.has_compose() {
+        let engine = &ctx.ws.config.docker.engine;
+        let host = crate::config::engine_host_name(&engine.endpoint());
+        ctx.store.set_engine(env.key, &engine.stored(), &host)?;
+        ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env)
+    } else {
+        env
+    };
     // The name is ours now: logs of an earlier env of that name are not this one's.
     let _ = fs_err::remove_dir_all(ctx.log_dir(&env_name));
     ui::info(format!(
@@ -462,6 +471,7 @@ fn preflight_templates(
         })
         .collect();
     let view = EnvView {
+        engine_host: "localhost",
         config: &ctx.ws.config,
         root: &ctx.ws.root,
         name: env_name,

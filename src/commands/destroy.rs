@@ -244,15 +244,9 @@ pub(crate) fn execute(
     failpoint::hit("destroy:after-stop");
     // Containers, networks, volumes and images of the env's compose layers: found by its
     // token, after its servers stopped (so nothing restarts them).
-    if ctx
-        .ws
-        .config
-        .layers
-        .values()
-        .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
-    {
+    if ctx.ws.config.has_compose() || env.engine.is_some() {
         let project = crate::compose::project_name(&ctx.ws.key(), &env.name);
-        let removed = crate::compose::destroy(&ctx.ws.config.docker.engine, &project, &env.token)?;
+        let removed = crate::compose::destroy(&ctx.engine(&env), &project, &env.token)?;
         if !removed.is_empty() {
             ui::info(format!("  removed from Docker: {}", removed.join(", ")));
         }

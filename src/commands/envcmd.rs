@@ -110,6 +110,12 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
         ))
         .into());
     }
+    if !args.host
+        && args.layer.is_some()
+        && let crate::config::Runner::Compose(spec) = &ctx.ws.config.layers[&inst.layer].runner
+    {
+        return exec_in_container(ctx, &env, &inst.layer, &spec.service, &args.cmd);
+    }
     let dir = if here.starts_with(&inst.worktree) {
         here
     } else {
@@ -143,6 +149,10 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
                 ..Fail::new(e.to_string()).hint("check the command name and your PATH")
             }
         })?;
+    exit_with(status)
+}
+
+fn exit_with(status: std::process::ExitStatus) -> Result<()> {
     use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()
@@ -152,4 +162,38 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs, cwd: &Path) -> Result<()> {
     } else {
         Err(Exit(code).into())
     }
+}
+
+/// `exec --layer L` of a compose layer: the command runs in the service's running container
+/// (found by the env's label, never by name), which has the env's variables already.
+fn exec_in_container(
+    ctx: &Ctx,
+    env: &crate::state::EnvRow,
+    layer: &str,
+    service: &str,
+    cmd: &[std::ffi::OsString],
+) -> Result<()> {
+    let engine = ctx.engine(env);
+    let id = crate::compose::running_container(&engine, &env.token, layer, service)?
+        .ok_or_else(|| {
+            Fail::new(format!(
+                "the `{service}` container of `{layer}` in `{}` is not running",
+                env.name
+            ))
+            .hint(format!(
+                "start it with `grove up {n}`, or run on this machine with `grove exec {n} --layer {layer} --host -- …`",
+                n = crate::shq(&env.name)
+            ))
+        })?;
+    use std::io::IsTerminal;
+    let mut c = crate::compose::docker(&engine).args(["exec", "--interactive"]);
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        c = c.arg("--tty");
+    }
+    let status = c
+        .arg(&id)
+        .args(cmd)
+        .status_inherit()
+        .map_err(|e| Fail::new(e.to_string()).hint("is docker on your PATH?"))?;
+    exit_with(status)
 }

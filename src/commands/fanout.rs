@@ -94,6 +94,12 @@ pub fn run(
             if args.no_start {
                 cmd = cmd.arg("--no-start");
             }
+            if let Some(c) = &args.docker_context {
+                cmd = cmd.arg("--docker-context").arg(c);
+            }
+            if let Some(h) = &args.docker_host {
+                cmd = cmd.arg("--docker-host").arg(h);
+            }
             // After `--`: a ticket named `-x.md` is a name, not a flag.
             let cmd = cmd.arg("--").arg(&job.env);
             let out = std::fs::File::create(&job.out)?;

@@ -8,6 +8,7 @@ use crate::cli::PsArgs;
 use crate::ctx::Ctx;
 use crate::report::LayerReport;
 use crate::report::{self, EnvReport, JSON_VERSION};
+use crate::state::EnvRow;
 use crate::ui::{self, Tone};
 
 /// [`LayerReport::cell`] with its URL painted as a link.
@@ -32,11 +33,60 @@ struct PsJson<'a> {
     pool: Option<crate::pool::PoolReport>,
 }
 
+/// The containers of the envs' compose layers: one query per engine in use, whatever the
+/// number of envs. An engine that does not answer is a problem of its envs, not an error.
+fn add_containers(ctx: &Ctx, envs: &[EnvRow], reports: &mut [EnvReport]) {
+    let mut engines: Vec<crate::config::Engine> = Vec::new();
+    for env in envs {
+        let e = ctx.engine(env);
+        if !engines.contains(&e) {
+            engines.push(e);
+        }
+    }
+    for engine in engines {
+        let found = crate::compose::containers(&engine, &ctx.ws.key());
+        for (env, rep) in envs.iter().zip(reports.iter_mut()) {
+            if ctx.engine(env) != engine {
+                continue;
+            }
+            for l in &mut rep.layers {
+                let compose = ctx
+                    .ws
+                    .config
+                    .layers
+                    .get(&l.name)
+                    .is_some_and(|c| matches!(c.runner, crate::config::Runner::Compose(_)));
+                if !compose || l.mode != "dedicated" {
+                    continue;
+                }
+                match &found {
+                    Ok(all) => {
+                        l.containers = Some(
+                            all.iter()
+                                .filter(|c| c.token == env.token && c.layer == l.name)
+                                .cloned()
+                                .collect(),
+                        );
+                    }
+                    Err(e) => rep.problems.push(format!(
+                        "the Docker engine of `{}` does not answer ({e}); its containers are not shown",
+                        l.name
+                    )),
+                }
+            }
+        }
+    }
+}
+
 pub fn run(ctx: &mut Ctx, args: &PsArgs) -> Result<()> {
     let mut reports = Vec::new();
-    for env in ctx.store.envs(ctx.ws_id)? {
+    let envs = ctx.store.envs(ctx.ws_id)?;
+    for env in &envs {
         let instances = ctx.store.instances(env.key)?;
-        reports.push(report::env_report(ctx, &env, &instances)?);
+        reports.push(report::env_report(ctx, env, &instances)?);
+    }
+    if ctx.ws.config.has_compose() {
+        add_containers(ctx, &envs, &mut reports);
     }
     let pool = if args.pool {
         Some(crate::pool::report(ctx)?)

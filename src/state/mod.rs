@@ -33,7 +33,8 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-const ENV_COLS: &str = "id, name, ident, phase, owner_pid, owner_start, created_at, token";
+const ENV_COLS: &str =
+    "id, name, ident, phase, owner_pid, owner_start, created_at, token, engine, engine_host";
 
 fn env_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
     let pid: Option<u32> = r.get(4)?;
@@ -46,6 +47,8 @@ fn env_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
         owner: proc_id(pid, start),
         created_at: r.get(6)?,
         token: r.get(7)?,
+        engine: r.get(8)?,
+        engine_host: r.get(9)?,
     })
 }
 
@@ -561,6 +564,15 @@ impl Store {
         self.conn.execute(
             "UPDATE envs SET phase = ?1, owner_pid = ?2, owner_start = ?3 WHERE id = ?4",
             params![phase, pid, start, key],
+        )?;
+        Ok(())
+    }
+
+    /// Records the Docker engine of the env's compose layers and the host it publishes on.
+    pub fn set_engine(&mut self, key: EnvKey, engine: &str, host: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE envs SET engine = ?1, engine_host = ?2 WHERE id = ?3",
+            params![engine, host, key],
         )?;
         Ok(())
     }

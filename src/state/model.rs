@@ -160,6 +160,10 @@ pub struct EnvRow {
     pub phase: Phase,
     pub owner: Option<ProcId>,
     pub created_at: i64,
+    /// The Docker engine of its compose layers ([`crate::config::Engine::stored`]).
+    pub engine: Option<String>,
+    /// The host name that engine publishes ports on.
+    pub engine_host: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -226,4 +226,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         via           TEXT
     );
     ",
+    // 10: the Docker engine an env's compose layers run on (`default`, `context:NAME`,
+    // `host:ADDR`; NULL: none), fixed at create so that a later change of the workspace's
+    // engine does not lose the env's containers; and the host name its ports are published on.
+    r"
+    ALTER TABLE envs ADD COLUMN engine TEXT;
+    ALTER TABLE envs ADD COLUMN engine_host TEXT;
+    ",
 ];

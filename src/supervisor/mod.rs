@@ -283,7 +283,7 @@ fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
         .values()
         .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
     {
-        containers = crate::compose::stop_running(&ctx.ws.config.docker.engine, &env.token)?;
+        containers = crate::compose::stop_running(&ctx.engine(env), &env.token)?;
         if containers > 0 {
             ui::info(format!(
                 "  stopped {containers} container(s) of `{}` left running",

@@ -784,7 +784,7 @@ impl Supervisor {
             // The engine publishes a container's port (docker-proxy, or a NAT rule with no
             // listener here): ask it whether the env's container is the one on the port.
             return crate::compose::port_holder(
-                &self.ctx.ws.config.docker.engine,
+                &self.ctx.engine(&self.env),
                 &self.env.token,
                 &s.cfg.name,
                 port,
@@ -1156,7 +1156,9 @@ impl Supervisor {
                     &s.cfg.name,
                 );
                 let project = crate::compose::Project::write(
-                    &self.ctx.ws.config.docker,
+                    &self.ctx.engine(&self.env),
+                    self.ctx.ws.config.docker.network.as_deref(),
+                    self.env.engine_host.as_deref().unwrap_or("localhost"),
                     &crate::compose::project_name(&self.ctx.ws.key(), &self.env.name),
                     &inst.worktree,
                     &env_dir,
@@ -1193,6 +1195,9 @@ impl Supervisor {
             .cwd(&inst.worktree)
             .without_git_env()
             .envs(vars)
+            // The env's project holds every compose layer's services; each layer's `up` names
+            // only its own file, and the others' containers are not orphans to it.
+            .env("COMPOSE_IGNORE_ORPHANS", "true")
             .env(
                 proc::TOKEN_VAR,
                 Tag::new(&self.env.token, Role::Server)

@@ -937,7 +937,7 @@ pub fn docker(test: &str, second: bool) -> Option<Docker> {
 
 /// The image the tests' services run: `/bin/busybox` (its `httpd` serves files), imported
 /// once per engine; no registry is needed.
-pub const BUSYBOX: &str = "grove-test/busybox:1";
+pub const BUSYBOX: &str = "grove-test/busybox:2";
 
 impl Docker {
     pub fn cli(&self, args: &[&str]) -> Out {
@@ -958,7 +958,9 @@ impl Docker {
         let bin = root.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
-        for applet in ["sh", "ls", "cat", "echo", "sleep", "httpd", "rm", "kill"] {
+        for applet in [
+            "sh", "ls", "cat", "echo", "sleep", "httpd", "rm", "kill", "mkdir", "wget", "env",
+        ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
         let tarball = root.path().with_extension("tar");
