@@ -227,12 +227,60 @@ pub fn stop_running(engine: &Engine, token: &str) -> Result<usize> {
 /// volumes and the images it built), then whatever still carries its token (what a failed
 /// `up` or an earlier build left). Says what it removed.
 pub fn destroy(engine: &Engine, project: &str, token: &str) -> Result<Vec<String>> {
-    let filter = format!("label={TOKEN_LABEL}={token}");
     let _ = docker(engine)
         .args(["compose", "--project-name", project])
         .args(["down", "--volumes", "--rmi", "local", "--remove-orphans"])
         .output()?;
     crate::failpoint::hit("destroy:after-compose-down");
+    sweep(engine, token)
+}
+
+/// What the engine holds of the workspace `ws_key`, by env token: `container ID`,
+/// `network ID`, `volume NAME` (images are found by token when swept).
+pub fn on_engine(
+    engine: &Engine,
+    ws_key: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let filter = format!("label=dev.grove.workspace={ws_key}");
+    let format = format!("{{{{.Label \"{TOKEN_LABEL}\"}}}} {{{{.ID}}}}");
+    let vformat = format!("{{{{.Label \"{TOKEN_LABEL}\"}}}} {{{{.Name}}}}");
+    for (kind, args) in [
+        ("container", vec!["ps", "--all", "--format", &format]),
+        ("network", vec!["network", "ls", "--format", &format]),
+        ("volume", vec!["volume", "ls", "--format", &vformat]),
+    ] {
+        let out = docker(engine)
+            .args(&args)
+            .args(["--filter", &filter])
+            .output()?;
+        if !out.status.success() {
+            anyhow::bail!("docker {}: {}", args[0], out.stderr.trim());
+        }
+        for line in out.stdout.lines() {
+            if let Some((token, id)) = line.split_once(' ')
+                && !token.is_empty()
+            {
+                // Ids as docker shows them; a volume's is its name, whole.
+                let short: String = if kind == "volume" {
+                    id.to_string()
+                } else {
+                    id.chars().take(12).collect()
+                };
+                found
+                    .entry(token.to_string())
+                    .or_default()
+                    .push(format!("{kind} {short}"));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Removes whatever carries the env's token on the engine: containers, networks, volumes,
+/// images. Says what it removed.
+pub fn sweep(engine: &Engine, token: &str) -> Result<Vec<String>> {
+    let filter = format!("label={TOKEN_LABEL}={token}");
     let mut removed = Vec::new();
     let list = |what: &[&str]| -> Result<Vec<String>> {
         let out = docker(engine)

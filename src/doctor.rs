@@ -91,6 +91,7 @@ enum Fix {
     DropDatabase(String, String),
     FlushRedis(String, u32),
     Stop(Vec<ProcId>),
+    DockerSweep(crate::config::Engine, String),
     Remove(PathBuf),
     ForgetWorkspace(i64, Vec<String>),
     CloseGates,
@@ -154,6 +155,7 @@ impl Doctor {
             self.env_folders(ctx, &mut out)?;
             self.repos(ctx, &mut out)?;
             self.isolated(ctx, &mut out);
+            self.docker(ctx, &mut out);
         }
         self.leases(&mut out)?;
         self.logs(&mut out)?;
@@ -439,6 +441,56 @@ impl Doctor {
     }
 
     /// Databases and Redis databases grove marked for envs that no longer exist.
+    /// Containers, networks and volumes on the workspace's Docker engines carrying the token
+    /// of no env: what a destroy that could not reach the engine, or a store lost, left.
+    fn docker(&self, ctx: &Ctx, out: &mut Vec<Problem>) {
+        let Ok(tokens) = self.known_envs() else {
+            return;
+        };
+        let mut engines = Vec::new();
+        if ctx.ws.config.has_compose() {
+            engines.push(ctx.ws.config.docker.engine.clone());
+        }
+        for env in ctx.store.envs(ctx.ws_id).unwrap_or_default() {
+            let e = ctx.engine(&env);
+            if env.engine.is_some() && !engines.contains(&e) {
+                engines.push(e);
+            }
+        }
+        for engine in engines {
+            let found = match crate::compose::on_engine(&engine, &ctx.ws.key()) {
+                Ok(f) => f,
+                Err(e) => {
+                    out.push(
+                        Problem::new(
+                            "docker-unreachable",
+                            engine.stored(),
+                            format!("the Docker engine does not answer ({e}): its containers were not checked"),
+                        )
+                        .advice("start it (or fix `docker_context` / `docker_host`), then run `grove doctor` again"),
+                    );
+                    continue;
+                }
+            };
+            for (token, objects) in found {
+                if tokens.contains_key(&token) {
+                    continue;
+                }
+                out.push(
+                    Problem::new(
+                        "docker-leftover",
+                        objects.join(", "),
+                        format!(
+                            "on the Docker engine, of an env of this workspace that no longer exists ({} object(s))",
+                            objects.len()
+                        ),
+                    )
+                    .fix("remove them (found by the env's label)", Fix::DockerSweep(engine.clone(), token)),
+                );
+            }
+        }
+    }
+
     fn isolated(&self, ctx: &Ctx, out: &mut Vec<Problem>) {
         let Ok(tokens) = self.known_envs() else {
             return;
@@ -829,6 +881,7 @@ impl Doctor {
                 proc::stop_all(&procs, Duration::from_secs(5));
                 Ok(())
             }
+            Fix::DockerSweep(engine, token) => crate::compose::sweep(&engine, &token).map(|_| ()),
             Fix::Remove(path) => {
                 if path.is_dir() {
                     fs_err::remove_dir_all(&path)?;

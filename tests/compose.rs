@@ -399,3 +399,53 @@ fn the_reference_workflow_runs_with_container_layers() {
         "the main stack's db is not the envs'"
     );
 }
+
+/// What carries the label of an env that no longer exists (a destroy that could not reach
+/// the engine, a lost store) is a doctor problem, and `--fix` removes it; the live env's
+/// containers are left alone.
+#[test]
+fn doctor_removes_what_a_gone_env_left_on_the_engine() {
+    let Some(d) = docker("compose::doctor_removes_what_a_gone_env_left", false) else {
+        return;
+    };
+    let ws = compose_ws(&d);
+    ws.grove(&["create", "feat"]).success();
+    let live = format!("dev.grove.token={}", ws.env_token("feat"));
+    let ws_key = d
+        .cli(&[
+            "ps",
+            "--filter",
+            &format!("label={live}"),
+            "--format",
+            "{{.Label \"dev.grove.workspace\"}}",
+        ])
+        .stdout
+        .trim()
+        .to_string();
+    assert!(!ws_key.is_empty());
+    ws.grove(&["doctor"]).success();
+    let gone = "dev.grove.token=0123456789abcdef01234567";
+    let ws_label = format!("dev.grove.workspace={ws_key}");
+    let name = format!("grove-test-gone-{}", std::process::id());
+    d.cli(&[
+        "volume", "create", "--label", gone, "--label", &ws_label, &name,
+    ])
+    .success();
+    d.cli(&[
+        "network", "create", "--label", gone, "--label", &ws_label, &name,
+    ])
+    .success();
+    let out = ws.grove(&["doctor", "--json"]);
+    assert!(out.stdout.contains("docker-leftover"), "{out}");
+    assert!(out.stdout.contains("volume grove-test-go"), "{out}");
+    ws.grove(&["doctor", "--fix"]).success();
+    assert_eq!(d.labelled(gone), Vec::<String>::new());
+    assert!(!d.labelled(&live).is_empty(), "the live env's are kept");
+    assert_eq!(
+        http_get(ws.ports.port(0), "/index.html").map(|r| r.0),
+        Some(200)
+    );
+    let out = ws.grove(&["doctor"]).success();
+    assert!(!out.stdout.contains("docker-leftover"), "{out}");
+    ws.grove(&["destroy", "feat"]).success();
+}

@@ -699,6 +699,110 @@ crash_tests! {
     land_after_checkout: "land:after-checkout" => crash_land;
     land_after_landed: "land:after-landed" => crash_land;
     land_rollback_step: "land:rollback-step" => crash_land;
+    supervise_after_network: "supervise:after-network" => crash_compose;
+    destroy_after_compose_down: "destroy:after-compose-down" => crash_compose;
+}
+
+/// [`REPOS`] with `front` run as a compose service (busybox httpd serving the worktree's
+/// `www`) on the test's Docker engine.
+fn compose_workspace(d: &crate::common::Docker) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(REPOS);
+    ws.use_docker(d);
+    let front = ws.repo("front");
+    std::fs::create_dir_all(front.join("www")).unwrap();
+    ws.commit(&front, "www/index.html", "front\n", "Page");
+    ws.commit(
+        &front,
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    image: {}\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n    volumes: [\"./www:/www\"]\n",
+            d.busybox()
+        ),
+        "Compose file",
+    );
+    ws.write_config(&ws.standard_config(
+        "compose = { service = \"web\", port = 8080 }\nready = { http = \"/index.html\" }",
+    ));
+    ws
+}
+
+/// A compose env crashed at `failpoint` (grove's own, or one of create, the supervisor,
+/// down and destroy met by a compose layer); the next command recovers, and once the env is
+/// destroyed the engine holds nothing with its label: no container, network, volume or image.
+fn crash_compose(failpoint: &str) {
+    let Some(d) = crate::common::docker(&format!("crash::compose {failpoint}"), false) else {
+        return;
+    };
+    let ws = compose_workspace(&d);
+    let create = ["create", "feat-01"];
+    let served = |ws: &TestWorkspace| {
+        let env = &ws.ps()[0];
+        let port = crate::common::layer(env, "front")["port"].as_u64().unwrap();
+        crate::common::http_get(u16::try_from(port).unwrap(), "/index.html").map(|r| r.0)
+    };
+    let running = |token: &str| {
+        d.cli(&[
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label=dev.grove.token={token}"),
+        ])
+        .stdout
+        .split_whitespace()
+        .count()
+    };
+    match failpoint {
+        "supervise:after-network" | "supervise:after-start" | "create:after-supervisor" => {
+            crash(&ws, failpoint, &create, &[]);
+            // The env was whole (a dead supervisor is said and the env kept): `up` starts it.
+            grove_ok(&ws, &["up", "feat-01"]);
+            assert_eq!(served(&ws), Some(200), "{failpoint}");
+            assert_eq!(
+                running(&ws.env_token("feat-01")),
+                1,
+                "{failpoint}: one container"
+            );
+        }
+        "down:after-supervisor" => {
+            grove_ok(&ws, &create);
+            crash(&ws, failpoint, &["down", "feat-01"], &[]);
+            grove_ok(&ws, &["down", "feat-01"]);
+            assert_eq!(running(&ws.env_token("feat-01")), 0, "{failpoint}: stopped");
+            grove_ok(&ws, &["up", "feat-01"]);
+            assert_eq!(served(&ws), Some(200), "{failpoint}");
+        }
+        _ => {
+            grove_ok(&ws, &create);
+            crash(&ws, failpoint, &["destroy", "feat-01"], &[]);
+        }
+    }
+    let token = ws.env_token("feat-01");
+    if !failpoint.starts_with("destroy:") {
+        assert_consistent(&ws, &format!("after {failpoint} and the next command"));
+    }
+    // For a crashed destroy, this is the next command, which finishes it.
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, then destroy"));
+    assert_eq!(
+        d.labelled(&format!("dev.grove.token={token}")),
+        Vec::<String>::new(),
+        "{failpoint}: left on the engine"
+    );
+}
+
+/// Failpoints of create, the supervisor, down and destroy that a compose layer meets with
+/// work of its own on the engine (a `compose up` started, containers to stop or remove).
+#[test]
+fn compose_layers_recover_from_the_shared_failpoints() {
+    for fp in [
+        "create:after-supervisor",
+        "supervise:after-start",
+        "down:after-supervisor",
+        "destroy:after-stop",
+        "destroy:after-begin",
+    ] {
+        crash_compose(fp);
+    }
 }
 
 #[test]

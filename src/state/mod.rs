@@ -1169,9 +1169,11 @@ impl Store {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {cols}, w.root FROM envs e JOIN workspaces w ON w.id = e.workspace ORDER BY e.id"
         ))?;
+        // The root follows the env's columns.
+        let root_col = ENV_COLS.split(", ").count();
         let rows = stmt
             .query_map([], |r| {
-                Ok((env_row(r)?, PathBuf::from(r.get::<_, String>(8)?)))
+                Ok((env_row(r)?, PathBuf::from(r.get::<_, String>(root_col)?)))
             })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
