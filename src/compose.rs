@@ -202,18 +202,26 @@ pub fn running_container(
     Ok(out.stdout.split_whitespace().next().map(str::to_string))
 }
 
-/// Stops the env's containers still running (their `compose up` is gone): how many.
-pub fn stop_running(engine: &Engine, token: &str) -> Result<usize> {
+/// Stops the env's containers still running (their `compose up` is gone), and its isolated
+/// infra containers when `isolated_too`: how many.
+pub fn stop_running(engine: &Engine, token: &str, isolated_too: bool) -> Result<usize> {
     let out = docker(engine)
-        .args([
-            "ps",
-            "--quiet",
-            "--filter",
-            &format!("label={TOKEN_LABEL}={token}"),
-        ])
+        .args(["ps", "--filter", &format!("label={TOKEN_LABEL}={token}")])
         .args(["--filter", "status=running"])
+        .args([
+            "--format",
+            &format!("{{{{.ID}}}} {{{{.Label \"{ROLE_LABEL}\"}}}}"),
+        ])
         .output()?;
-    let ids: Vec<&str> = out.stdout.split_whitespace().collect();
+    let ids: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let (id, role) = l.split_once(' ').unwrap_or((l, ""));
+            (isolated_too || role != "isolate").then_some(id)
+        })
+        .filter(|id| !id.is_empty())
+        .collect();
     if !ids.is_empty() {
         docker(engine)
             .args(["stop", "--time", &STOP_SECS.to_string()])
@@ -336,7 +344,10 @@ pub fn ensure_network(engine: &Engine, project: &str, labels: &[(String, String)
         return Ok(());
     }
     let mut c = docker(engine).args(["network", "create"]);
-    for (k, v) in labels.iter().filter(|(k, _)| k != "dev.grove.layer") {
+    for (k, v) in labels
+        .iter()
+        .filter(|(k, _)| k != "dev.grove.layer" && k != ROLE_LABEL)
+    {
         c = c.arg("--label").arg(format!("{k}={v}"));
     }
     let out = c.arg(project).output()?;
@@ -349,6 +360,168 @@ pub fn ensure_network(engine: &Engine, project: &str, labels: &[(String, String)
         .into());
     }
     Ok(())
+}
+
+/// An infra service of the workspace's compose file run for one env (`isolate = { kind =
+/// "compose" }`): in the env's project, with its own container and volumes.
+pub struct Isolated<'a> {
+    pub engine: &'a Engine,
+    pub host_name: &'a str,
+    pub project: &'a str,
+    pub ws_root: &'a Path,
+    pub env_dir: &'a Path,
+    /// Relative to the workspace; empty: the compose file in its root.
+    pub file: &'a str,
+    pub service: &'a str,
+    pub port: u16,
+    pub host_port: u16,
+    pub labels: &'a [(String, String)],
+}
+
+/// The label that tells an isolated infra service's container from a layer's server: `up`
+/// leaves it running (it is no server of the supervisor's), `down` stops it.
+pub const ROLE_LABEL: &str = "dev.grove.role";
+
+/// Starts an isolated infra service and waits until the engine says it runs (or is healthy,
+/// when it has a healthcheck). It restarts on its own unless stopped: no supervisor of
+/// grove's watches it.
+pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
+    let spec = ComposeService {
+        file: i.file.to_string(),
+        service: i.service.to_string(),
+        port: i.port,
+        services: Vec::new(),
+    };
+    let file = file_in(i.ws_root, &spec)?;
+    let dir = file.parent().unwrap_or(i.ws_root).to_path_buf();
+    let model = model(i.engine, &dir, &file, &spec)?;
+    let mut labels = i.labels.to_vec();
+    labels.push((ROLE_LABEL.into(), "isolate".into()));
+    ensure_network(i.engine, i.project, &labels)?;
+    let mut over = override_file(
+        &model,
+        &Overrides {
+            spec: &spec,
+            host_port: i.host_port,
+            loopback: i.host_name == "localhost",
+            vars: &[],
+            labels: &labels,
+            network: None,
+            project: i.project,
+        },
+    );
+    over["services"][i.service]["restart"] = json!("unless-stopped");
+    over["services"][i.service]
+        .as_object_mut()
+        .map(|s| s.remove("environment"));
+    let layer = i
+        .labels
+        .iter()
+        .find(|(k, _)| k == "dev.grove.layer")
+        .map_or("infra", |(_, v)| v.as_str());
+    let over_dir = i.env_dir.join(DIR);
+    fs_err::create_dir_all(&over_dir)?;
+    let over_file = over_dir.join(format!("isolate-{layer}.json"));
+    crate::provision::write_atomic(&over_file, serde_json::to_string_pretty(&over)?.as_bytes())?;
+    let out = docker(i.engine)
+        .args([
+            "compose",
+            "--project-name",
+            i.project,
+            "--project-directory",
+        ])
+        .arg(&dir)
+        .arg("--file")
+        .arg(&file)
+        .arg("--file")
+        .arg(&over_file)
+        .args(["up", "--detach", "--wait", i.service])
+        .env("COMPOSE_IGNORE_ORPHANS", "true")
+        .env(crate::proc::TOKEN_VAR, tag.render())
+        .output()?;
+    if !out.status.success() {
+        let why: Vec<&str> = out.stderr.lines().rev().take(5).collect();
+        let why: Vec<&str> = why.into_iter().rev().collect();
+        return Err(Fail::new(format!(
+            "the `{}` service of {} did not start for `{layer}`:\n{}",
+            i.service,
+            file.display(),
+            why.join("\n")
+        ))
+        .hint(if out.stderr.contains("port is already allocated") || out.stderr.contains("address already in use") {
+            format!("port {} is taken on the engine's host; free it, or narrow `ports` of [layers.{layer}]", i.host_port)
+        } else {
+            format!("`docker compose -f {} up {}` shows the same", file.display(), i.service)
+        })
+        .into());
+    }
+    Ok(())
+}
+
+/// Starts the env's isolated infra containers again (after a `down`).
+pub fn start_isolated(engine: &Engine, token: &str) -> Result<usize> {
+    let out = docker(engine)
+        .args(["ps", "--all", "--quiet"])
+        .args(["--filter", &format!("label={TOKEN_LABEL}={token}")])
+        .args(["--filter", &format!("label={ROLE_LABEL}=isolate")])
+        .output()?;
+    let ids: Vec<&str> = out.stdout.split_whitespace().collect();
+    if !ids.is_empty() {
+        let started = docker(engine).arg("start").args(&ids).output()?;
+        if !started.status.success() {
+            return Err(Fail::new(format!(
+                "cannot start the env's isolated containers: {}",
+                started.stderr.trim()
+            ))
+            .into());
+        }
+    }
+    Ok(ids.len())
+}
+
+/// Removes what carries the env's token and layer `layer` (its containers with their
+/// volumes, its named volumes), and the env's network once no container of the env is left.
+pub fn remove_layer(engine: &Engine, token: &str, layer: &str) -> Result<Vec<String>> {
+    let token_f = format!("label={TOKEN_LABEL}={token}");
+    let layer_f = format!("label=dev.grove.layer={layer}");
+    let ids = |what: &[&str], filters: &[&str]| -> Result<Vec<String>> {
+        let mut c = docker(engine).args(what);
+        for f in filters {
+            c = c.args(["--filter", f]);
+        }
+        Ok(c.output()?
+            .stdout
+            .split_whitespace()
+            .map(str::to_string)
+            .collect())
+    };
+    let mut removed = Vec::new();
+    let containers = ids(&["ps", "--all", "--quiet"], &[&token_f, &layer_f])?;
+    if !containers.is_empty() {
+        docker(engine)
+            .args(["rm", "--force", "--volumes"])
+            .args(&containers)
+            .output()?;
+        removed.push(format!("{} container(s)", containers.len()));
+    }
+    let volumes = ids(&["volume", "ls", "--quiet"], &[&token_f, &layer_f])?;
+    if !volumes.is_empty() {
+        docker(engine)
+            .args(["volume", "rm", "--force"])
+            .args(&volumes)
+            .output()?;
+        removed.push(format!("{} volume(s)", volumes.len()));
+    }
+    if ids(&["ps", "--all", "--quiet"], &[&token_f])?.is_empty() {
+        let networks = ids(&["network", "ls", "--quiet"], &[&token_f])?;
+        if !networks.is_empty() {
+            docker(engine)
+                .args(["network", "rm"])
+                .args(&networks)
+                .output()?;
+        }
+    }
+    Ok(removed)
 }
 
 /// What a compose layer runs in an env: the project, its files, and where it runs from.
@@ -377,6 +550,7 @@ impl Project {
         host_port: u16,
         vars: &[(String, String)],
         labels: &[(String, String)],
+        rewrites: &[(String, String)],
     ) -> Result<Project> {
         let file = file_in(worktree, spec)?;
         let model = model(engine, worktree, &file, spec)?;
@@ -388,7 +562,11 @@ impl Project {
                 let v = if k == "PORT" {
                     spec.port.to_string()
                 } else {
-                    v.clone()
+                    // An isolated infra service of the env is reached from a container on
+                    // the env's network, by its service name.
+                    rewrites
+                        .iter()
+                        .fold(v.clone(), |v, (from, to)| v.replace(from.as_str(), to))
                 };
                 (k.clone(), v)
             })

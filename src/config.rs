@@ -132,9 +132,10 @@ impl Config {
 
     /// Whether some layer runs as a compose service (so docker is needed).
     pub fn has_compose(&self) -> bool {
-        self.layers
-            .values()
-            .any(|l| matches!(l.runner, Runner::Compose(_)))
+        self.layers.values().any(|l| {
+            matches!(l.runner, Runner::Compose(_))
+                || matches!(l.isolate, Some(Isolate::Compose { .. }))
+        })
     }
 
     /// Names of the code layers (those with a repo), in file order.
@@ -379,6 +380,15 @@ pub enum Isolate {
         url: Option<String>,
         ready: Option<String>,
     },
+    /// A service of the workspace's infra compose file, run in the env's compose project:
+    /// its own container and volumes, published on a port leased from the layer's `ports`.
+    Compose {
+        service: String,
+        /// The compose file, relative to the workspace; empty: the one in its root.
+        file: String,
+        /// The port the service listens on in its container.
+        port: u16,
+    },
 }
 
 /// When the supervisor restarts a server that exited.
@@ -567,6 +577,9 @@ struct RawIsolate {
     destroy: Option<String>,
     url: Option<Spanned<String>>,
     ready: Option<String>,
+    service: Option<String>,
+    file: Option<String>,
+    port: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -1268,17 +1281,24 @@ fn validate_layer(
             .hint("a code layer gets its own instance with `--from-<layer>=BASE`"),
         );
     }
-    let isolate = raw
-        .isolate
-        .as_ref()
-        .filter(|_| repo.is_none())
-        .map(|i| validate_isolate(name, i, names, diags));
+    let isolate = raw.isolate.as_ref().filter(|_| repo.is_none()).map(|i| {
+        let shared = raw.shared_url.as_ref().map(|s| s.get_ref().as_str());
+        validate_isolate(name, i, shared, names, diags)
+    });
+    let compose_isolate = matches!(isolate, Some(Isolate::Compose { .. }));
     if repo.is_none() {
         // An infra layer: reached at its shared URL, with nothing of a code layer.
         let code_keys = [
             ("base", raw.base.as_ref().map(Spanned::span)),
             ("run", raw.run.as_ref().map(Spanned::span)),
-            ("ports", raw.ports.as_ref().map(Spanned::span)),
+            // An infra service run per env in a container is published on a leased port.
+            (
+                "ports",
+                raw.ports
+                    .as_ref()
+                    .map(Spanned::span)
+                    .filter(|_| !compose_isolate),
+            ),
             ("url", raw.url.as_ref().map(Spanned::span)),
             ("ready", raw.ready.as_ref().map(Spanned::span)),
             ("dotenv", raw.dotenv.as_ref().map(Spanned::span)),
@@ -1619,6 +1639,7 @@ fn validate_runner(
 fn validate_isolate(
     name: &str,
     raw: &Spanned<RawIsolate>,
+    shared_url: Option<&str>,
     names: &[String],
     diags: &mut Vec<Diag>,
 ) -> Isolate {
@@ -1626,7 +1647,57 @@ fn validate_isolate(
     let r = raw.get_ref();
     let recipe_keys =
         r.create.is_some() || r.destroy.is_some() || r.url.is_some() || r.ready.is_some();
+    if r.kind.as_deref() != Some("compose")
+        && (r.service.is_some() || r.file.is_some() || r.port.is_some())
+    {
+        diags.push(
+            diag(
+                span.clone(),
+                "`service`, `file` and `port` are for `kind = \"compose\"`",
+            )
+            .hint("e.g. `isolate = { kind = \"compose\", service = \"postgres\" }`"),
+        );
+    }
     match r.kind.as_deref() {
+        Some("compose") => {
+            if recipe_keys || r.template.is_some() {
+                diags.push(diag(
+                    span.clone(),
+                    "`kind = \"compose\"` takes `service`, `file` and `port` only",
+                ));
+            }
+            let service = r.service.clone().unwrap_or_default();
+            if service.is_empty() {
+                diags.push(
+                    diag(span.clone(), format!("`isolate` of `{name}` needs `service`"))
+                        .hint("the service of the workspace's compose file that runs it, e.g. `service = \"postgres\"`"),
+                );
+            }
+            let file = r.file.clone().unwrap_or_default();
+            if file.starts_with('/') || file.split('/').any(|c| c == "..") {
+                diags.push(diag(
+                    span.clone(),
+                    "`isolate.file` must stay inside the workspace (a relative path)",
+                ));
+            }
+            let port = match r.port {
+                Some(p) => u16::try_from(p).ok().filter(|p| *p > 0),
+                None => shared_url
+                    .and_then(crate::supervisor::host_port)
+                    .map(|(_, p)| p),
+            };
+            if port.is_none() {
+                diags.push(
+                    diag(span, format!("`isolate` of `{name}` needs `port`, the service's port in its container"))
+                        .hint("e.g. `port = 5432`; it defaults to the port of `shared_url`"),
+                );
+            }
+            Isolate::Compose {
+                service,
+                file: clean_rel(&file),
+                port: port.unwrap_or(0),
+            }
+        }
         Some("postgres") => {
             let template = r.template.clone().unwrap_or_default();
             // `<template>_<env_id>` must fit PostgreSQL's 63-byte names (env ids: 40 at most).
@@ -1658,7 +1729,7 @@ fn validate_isolate(
         }
         Some(other) => {
             diags.push(diag(span, format!("unknown isolate kind `{other}`")).hint(
-                "`postgres`, `redis`, or no `kind` with your own `create`/`destroy` commands",
+                "`postgres`, `redis`, `compose`, or no `kind` with your own `create`/`destroy` commands",
             ));
             Isolate::Redis
         }

@@ -564,7 +564,7 @@ impl Doctor {
                         );
                     }
                 }
-                crate::config::Isolate::Recipe { .. } => {}
+                crate::config::Isolate::Recipe { .. } | crate::config::Isolate::Compose { .. } => {}
             }
         }
     }

@@ -61,6 +61,17 @@ pub fn no_recipe(layer: &Layer, flag: &str) -> Fail {
     ))
 }
 
+/// `url` with its host and port replaced, keeping scheme, credentials, path and query.
+pub fn with_host_port(url: &str, host: &str, port: u16) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let cut = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(cut);
+    let userinfo = authority
+        .rsplit_once('@')
+        .map_or(String::new(), |(u, _)| format!("{u}@"));
+    Some(format!("{scheme}://{userinfo}{host}:{port}{tail}"))
+}
+
 /// `url` with its path (the database) replaced by `/db`, keeping credentials and query.
 pub fn with_db(url: &str, db: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -168,6 +179,51 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
             failpoint::hit("isolate:after-create");
             (IsolateKind::Recipe, env.ident.clone(), url)
         }
+        Isolate::Compose {
+            service,
+            file,
+            port,
+        } => {
+            // Journaled first: the container and volumes carry the env's label from their
+            // making, so the undo finds whatever of them exists.
+            journal(ctx, env, layer, service)?;
+            let range = layer.ports.with_context(|| {
+                format!(
+                    "layer `{}` needs `ports` to publish its service",
+                    layer.name
+                )
+            })?;
+            let host_port = crate::ports::lease(&mut ctx.store, env.key, &layer.name, range, None)?;
+            failpoint::hit("isolate:before-create");
+            let engine = ctx.engine(env);
+            let host = env
+                .engine_host
+                .clone()
+                .unwrap_or_else(|| "localhost".into());
+            crate::compose::isolate_up(
+                &crate::compose::Isolated {
+                    engine: &engine,
+                    host_name: &host,
+                    project: &crate::compose::project_name(&ctx.ws.key(), &env.name),
+                    ws_root: &ctx.ws.root,
+                    env_dir: &ctx.ws.env_dir(&env.name),
+                    file,
+                    service,
+                    port: *port,
+                    host_port,
+                    labels: &crate::compose::labels(
+                        &env.token,
+                        &ctx.ws.key(),
+                        &env.name,
+                        &layer.name,
+                    ),
+                },
+                &tag(env, layer),
+            )?;
+            failpoint::hit("isolate:after-create");
+            let url = with_host_port(&shared, &host, host_port).context("bad shared_url")?;
+            (IsolateKind::Compose, service.clone(), url)
+        }
     };
     let row = IsolatedRow {
         layer: layer.name.clone(),
@@ -228,6 +284,9 @@ pub fn undo(ctx: &Ctx, env: &EnvRow, layer_name: &str, resource: &str) -> Result
             }
         }
         Some(Isolate::Recipe { .. }) => drop_resource(ctx, env, layer_name, resource),
+        Some(Isolate::Compose { .. }) => {
+            crate::compose::remove_layer(&ctx.engine(env), &env.token, layer_name).map(|_| ())
+        }
         None => Ok(()),
     }
 }
@@ -266,6 +325,9 @@ pub fn drop_resource(ctx: &Ctx, env: &EnvRow, layer_name: &str, resource: &str) 
         Some(Isolate::Redis) => {
             let db: u32 = resource.parse().context("bad Redis database index")?;
             redis(&shared, db, &[&["FLUSHDB"]]).map(|_| ())
+        }
+        Some(Isolate::Compose { .. }) => {
+            crate::compose::remove_layer(&ctx.engine(env), &env.token, layer_name).map(|_| ())
         }
         Some(Isolate::Recipe { destroy, url, .. }) => {
             let url = match url {
@@ -617,6 +679,7 @@ pub fn kept(row: &IsolatedRow, layer_name: &str) {
             row.resource
         ),
         IsolateKind::Recipe => format!("what `isolate.create` made for `{}`", row.resource),
+        IsolateKind::Compose => format!("the `{}` container", row.resource),
     };
     ui::info(format!("  {layer_name}  kept {what}: {}", row.url));
 }
@@ -630,6 +693,18 @@ mod tests {
         assert_eq!(redis_db_of("redis://localhost:6379/3"), 3);
         assert_eq!(redis_db_of("redis://:pw@localhost:6379/12?x=1"), 12);
         assert_eq!(redis_db_of("redis://localhost:6379"), 0);
+    }
+
+    #[test]
+    fn urls_get_another_host_and_port() {
+        assert_eq!(
+            with_host_port("postgres://u:p@db:5432/app?x=1", "localhost", 27001).unwrap(),
+            "postgres://u:p@localhost:27001/app?x=1"
+        );
+        assert_eq!(
+            with_host_port("http://localhost:80", "build-2", 27002).unwrap(),
+            "http://build-2:27002"
+        );
     }
 
     #[test]

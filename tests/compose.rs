@@ -449,3 +449,147 @@ fn doctor_removes_what_a_gone_env_left_on_the_engine() {
     assert!(!out.stdout.contains("docker-leftover"), "{out}");
     ws.grove(&["destroy", "feat"]).success();
 }
+
+/// `isolate = { kind = "compose" }`: each env gets its own database container (a CGI
+/// script storing rows in a volume, in the workspace's infra compose file), which its API
+/// container reaches by service name on the env's network and the host by the leased port.
+/// A row written through one env's API is not seen through the other's; down/up keeps the
+/// rows; destroy removes container and volume.
+#[test]
+fn isolate_compose_gives_each_env_a_database_container_of_its_own() {
+    let Some(d) = docker("compose::isolate_compose_gives_each_env", false) else {
+        return;
+    };
+    let ws = TestWorkspace::empty();
+    ws.use_docker(&d);
+    let image = d.busybox();
+    std::fs::create_dir_all(ws.root.join("db")).unwrap();
+    std::fs::write(
+        ws.root.join("db/rows"),
+        "#!/bin/sh\necho Content-Type: text/plain\necho\n\
+         [ -n \"$QUERY_STRING\" ] && echo \"$QUERY_STRING\" >> /data/rows\ncat /data/rows 2>/dev/null\n",
+    )
+    .unwrap();
+    std::fs::write(
+        ws.root.join("infra.yaml"),
+        format!(
+            "services:\n  db:\n    image: {image}\n    command: [\"sh\", \"-c\", \"mkdir -p /www/cgi-bin && cp /srv/rows /www/cgi-bin/ && chmod +x /www/cgi-bin/rows && exec httpd -f -p 80 -h /www\"]\n    volumes: [\"./db:/srv:ro\", \"data:/data\"]\nvolumes:\n  data: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let api = ws.init_repo("api");
+    ws.commit(
+        &api,
+        "start.sh",
+        "mkdir -p /www/cgi-bin\n\
+         printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\nwget -qO- \"%s/cgi-bin/rows?$QUERY_STRING\"\\n' \"$DB_URL\" > /www/cgi-bin/rows\n\
+         chmod +x /www/cgi-bin/rows\necho ok > /www/index.html\nexec httpd -f -p 8081 -h /www\n",
+        "Start script",
+    );
+    ws.commit(
+        &api,
+        "compose.yaml",
+        &format!(
+            "services:\n  api:\n    image: {image}\n    command: [\"sh\", \"/app/start.sh\"]\n    volumes: [\"./:/app:ro\"]\n"
+        ),
+        "Compose file",
+    );
+    ws.write_config(&format!(
+        "[workspace]\ndefault_layers = [\"api\"]\n\n\
+         [layers.db]\nshared_url = \"http://localhost:{}\"\nports = \"{}\"\n\
+         isolate = {{ kind = \"compose\", service = \"db\", file = \"infra.yaml\", port = 80 }}\n\n\
+         [layers.api]\nrepo = \"api\"\nports = \"{}\"\n\
+         compose = {{ service = \"api\", port = 8081 }}\nready = {{ http = \"/index.html\" }}\n\
+         env = {{ DB_URL = \"{{{{ layers.db.url }}}}\" }}\n",
+        ws.ports.port(40),
+        ws.ports.range(20, 10),
+        ws.ports.range(0, 10),
+    ));
+    ws.grove(&["create", "feat-01", "--isolate-db"]).success();
+    ws.grove(&["create", "feat-02", "--isolate-db"]).success();
+    let port = |env: &str, layer: &str| {
+        let e = crate::common::env_json(&ws, env);
+        let l = crate::common::layer(&e, layer);
+        let url = l["url"].as_str().unwrap().to_string();
+        u16::try_from(
+            l["port"]
+                .as_u64()
+                .unwrap_or_else(|| url.rsplit(':').next().unwrap().parse().unwrap()),
+        )
+        .unwrap()
+    };
+    // The whole answer: busybox passes the CGI's `\n`-separated head through as it is.
+    let rows = |p: u16, q: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).ok()?;
+        write!(s, "GET /cgi-bin/rows{q} HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    let (api1, api2) = (port("feat-01", "api"), port("feat-02", "api"));
+    assert!(rows(api1, "?row-of-01").unwrap().contains("row-of-01"));
+    let seen2 = rows(api2, "?row-of-02").unwrap();
+    assert!(
+        seen2.contains("row-of-02") && !seen2.contains("row-of-01"),
+        "{seen2}"
+    );
+    assert!(!rows(api1, "").unwrap().contains("row-of-02"));
+
+    // The host reaches the env's database at its URL; its containers by service name.
+    let f1 = crate::common::env_json(&ws, "feat-01");
+    let db = crate::common::layer(&f1, "db");
+    assert_eq!(db["mode"], "isolated", "{db:#}");
+    assert_eq!(db["containers"][0]["state"], "running", "{db:#}");
+    assert!(
+        rows(port("feat-01", "db"), "")
+            .unwrap()
+            .contains("row-of-01")
+    );
+    let inside = ws
+        .grove(&[
+            "exec",
+            "feat-01",
+            "--layer",
+            "api",
+            "--",
+            "sh",
+            "-c",
+            "echo $DB_URL",
+        ])
+        .success();
+    assert_eq!(inside.stdout.trim(), "http://db:80");
+
+    // down stops the database too; up starts it with its rows.
+    let running_db = |env: &str| {
+        d.cli(&[
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label=dev.grove.token={}", ws.env_token(env)),
+            "--filter",
+            "label=dev.grove.layer=db",
+        ])
+        .stdout
+        .split_whitespace()
+        .count()
+    };
+    ws.grove(&["down", "feat-01"]).success();
+    assert_eq!(running_db("feat-01"), 0);
+    assert_eq!(running_db("feat-02"), 1, "the other env's is not touched");
+    ws.grove(&["up", "feat-01"]).success();
+    assert!(rows(api1, "").unwrap().contains("row-of-01"));
+
+    let out = ws.grove(&["destroy", "feat-01", "--keep-data"]).failure(1);
+    assert!(out.stderr.contains("--keep-data"), "{out}");
+    let tokens = [ws.env_token("feat-01"), ws.env_token("feat-02")];
+    for env in ["feat-01", "feat-02"] {
+        ws.grove(&["destroy", env]).success();
+    }
+    for t in tokens {
+        assert_eq!(
+            d.labelled(&format!("dev.grove.token={t}")),
+            Vec::<String>::new()
+        );
+    }
+}

@@ -259,9 +259,12 @@ fn violations(ws: &TestWorkspace) -> Vec<String> {
         }
     }
     for (port, env, layer) in &r.leases {
-        if !r.instances.iter().any(|i| i.0 == *env && &i.1 == layer) {
+        // An isolated infra service in a container is published on a leased port too.
+        if !r.instances.iter().any(|i| i.0 == *env && &i.1 == layer)
+            && !r.isolated.iter().any(|i| i.0 == *env && &i.1 == layer)
+        {
             v.push(format!(
-                "lease {port} of env {env} has no `{layer}` instance"
+                "lease {port} of env {env} has neither a `{layer}` instance nor an isolated `{layer}`"
             ));
         }
     }
@@ -904,4 +907,53 @@ fn suite_summary() {
     println!("{summary}");
     assert_eq!(listed, CRASHED.len(), "{summary}");
     assert!(crate::hostile::hostile_input_count() >= 50, "{summary}");
+}
+
+/// The isolation failpoints with `kind = "compose"`: after each crash and the retry the env
+/// has exactly one database container, and once destroyed nothing of it is on the engine.
+#[test]
+fn isolate_failpoints_with_a_compose_service() {
+    let Some(d) = crate::common::docker("crash::isolate_failpoints_with_a_compose_service", false)
+    else {
+        return;
+    };
+    let ws = TestWorkspace::with_repos(REPOS);
+    ws.use_docker(&d);
+    std::fs::write(
+        ws.root.join("compose.yaml"),
+        format!(
+            "services:\n  db:\n    image: {}\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/data\"]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {{}}\n",
+            d.busybox()
+        ),
+    )
+    .unwrap();
+    let mut toml = ws.standard_config("");
+    toml.push_str(&format!(
+        "\n[layers.db]\nshared_url = \"http://localhost:80\"\nports = \"{}\"\nisolate = {{ kind = \"compose\", service = \"db\" }}\n",
+        ws.ports.range(80, 10)
+    ));
+    ws.write_config(&toml);
+    let create = ["create", "feat-01", "--isolate-db"];
+    for fp in [
+        "isolate:before-create",
+        "isolate:after-create",
+        "isolate:after-record",
+    ] {
+        crash(&ws, fp, &create, &[]);
+        ws.grove(&create).success();
+        let token = ws.env_token("feat-01");
+        let label = format!("dev.grove.token={token}");
+        let containers = d.cli(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("label={label}"),
+        ]);
+        assert_eq!(containers.stdout.split_whitespace().count(), 1, "{fp}");
+        assert_eq!(rows(&ws).isolated.len(), 1, "{fp}");
+        assert_consistent(&ws, fp);
+        ws.grove(&["destroy", "feat-01"]).success();
+        assert_eq!(d.labelled(&label), Vec::<String>::new(), "{fp}");
+    }
 }

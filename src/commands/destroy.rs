@@ -79,6 +79,24 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     }
     let env = ctx.require_env(&args.name)?;
     ctx.require_idle(&env)?;
+    if args.keep_data
+        && let Some(row) = ctx
+            .store
+            .isolated(env.key)?
+            .into_iter()
+            .find(|r| r.kind == crate::state::IsolateKind::Compose)
+    {
+        // Its data is in the env's volumes, which go with the env's compose project.
+        return Err(Fail::new(format!(
+            "`--keep-data` cannot keep the isolated `{}` of `{}`: it runs in a container of the env, whose volumes destroy removes; nothing was removed",
+            row.layer, env.name
+        ))
+        .hint(format!(
+            "copy what you need out first (`grove exec {} --layer … -- …`, `docker cp`), then destroy without `--keep-data`",
+            crate::shq(&env.name)
+        ))
+        .into());
+    }
     let pre = preflight(ctx, &env, args.force, false)?;
     if let Some(refusal) = pre.refusal(ctx, &env)
         && !args.force

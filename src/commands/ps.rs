@@ -50,13 +50,11 @@ fn add_containers(ctx: &Ctx, envs: &[EnvRow], reports: &mut [EnvReport]) {
                 continue;
             }
             for l in &mut rep.layers {
-                let compose = ctx
-                    .ws
-                    .config
-                    .layers
-                    .get(&l.name)
-                    .is_some_and(|c| matches!(c.runner, crate::config::Runner::Compose(_)));
-                if !compose || l.mode != "dedicated" {
+                let compose = ctx.ws.config.layers.get(&l.name).is_some_and(|c| {
+                    matches!(c.runner, crate::config::Runner::Compose(_))
+                        || matches!(c.isolate, Some(crate::config::Isolate::Compose { .. }))
+                });
+                if !compose || l.mode == "shared" {
                     continue;
                 }
                 match &found {

@@ -1204,7 +1204,9 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT p.port, e.name, p.layer FROM port_leases p JOIN envs e ON e.id = p.env
              WHERE e.phase = 'ready' AND NOT EXISTS
-               (SELECT 1 FROM instances i WHERE i.env = p.env AND i.layer = p.layer)",
+               (SELECT 1 FROM instances i WHERE i.env = p.env AND i.layer = p.layer)
+             AND NOT EXISTS
+               (SELECT 1 FROM isolated i WHERE i.env = p.env AND i.layer = p.layer)",
         )?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

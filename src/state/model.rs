@@ -146,7 +146,7 @@ word_enum! {
 
 word_enum! {
     /// The kind of an isolated infra resource.
-    IsolateKind { Postgres => "postgres", Redis => "redis", Recipe => "recipe" }
+    IsolateKind { Postgres => "postgres", Redis => "redis", Recipe => "recipe", Compose => "compose" }
 }
 
 #[derive(Debug, Clone)]

@@ -44,6 +44,15 @@ pub fn alive(ctx: &Ctx, env: &EnvRow) -> Result<Option<ProcId>> {
 /// supervisor left, starts a supervisor, and waits until every server is ready. With a
 /// supervisor already there, the servers it gave up on are started again.
 pub fn up(ctx: &mut Ctx, env: &EnvRow) -> Result<()> {
+    // The env's isolated infra containers (stopped by a `down`) run before its servers.
+    if ctx
+        .store
+        .isolated(env.key)?
+        .iter()
+        .any(|r| r.kind == crate::state::IsolateKind::Compose)
+    {
+        crate::compose::start_isolated(&ctx.engine(env), &env.token)?;
+    }
     if !has_servers(ctx, env)? {
         return Ok(());
     }
@@ -78,7 +87,7 @@ pub fn ensure_running(ctx: &mut Ctx, env: &EnvRow) -> Result<ProcId> {
     if let Some(sup) = alive(ctx, env)? {
         return Ok(sup);
     }
-    sweep_leftovers(ctx, env)?;
+    sweep_leftovers(ctx, env, false)?;
     failpoint::hit("up:after-sweep");
     ctx.store.clear_servers(env.key)?;
     let sup = spawn(ctx, env)?;
@@ -245,7 +254,7 @@ pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
         }
     }
     failpoint::hit("down:after-supervisor");
-    was_running |= sweep_leftovers(ctx, env)?;
+    was_running |= sweep_leftovers(ctx, env, true)?;
     // Forget the supervisor we stopped (or a dead one), never one a parallel `up` just started.
     match ctx.store.supervisor(env.key)? {
         Some(sup) if sup.alive() => {}
@@ -261,7 +270,7 @@ pub fn down(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
 /// Stops whatever remains of the env's servers after a supervisor that is gone (killed, or
 /// stopped with servers ignoring it): each recorded session, SIGTERM then SIGKILL; then any
 /// process tagged as one of its servers, a daemon that left its session included.
-fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
+fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow, isolated_too: bool) -> Result<bool> {
     let mut found = false;
     let grace = Duration::from_secs(max_grace(ctx));
     for row in ctx.store.servers(env.key)? {
@@ -275,15 +284,10 @@ fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow) -> Result<bool> {
     let tagged = sweep::stop(&env.name, &env.token, Scope::Servers, grace);
     // A container whose `compose up` was killed with everything around it keeps running:
     // the engine knows it by the env's label.
+    // Isolated infra containers are no servers: `up` leaves them running, `down` stops them.
     let mut containers = 0;
-    if ctx
-        .ws
-        .config
-        .layers
-        .values()
-        .any(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
-    {
-        containers = crate::compose::stop_running(&ctx.engine(env), &env.token)?;
+    if ctx.ws.config.has_compose() || env.engine.is_some() {
+        containers = crate::compose::stop_running(&ctx.engine(env), &env.token, isolated_too)?;
         if containers > 0 {
             ui::info(format!(
                 "  stopped {containers} container(s) of `{}` left running",

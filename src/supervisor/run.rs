@@ -1155,6 +1155,25 @@ impl Supervisor {
                     &self.env.name,
                     &s.cfg.name,
                 );
+                // `host:port` of each isolated compose service, as containers reach it.
+                let host = self.env.engine_host.as_deref().unwrap_or("localhost");
+                let rewrites: Vec<(String, String)> = self
+                    .ctx
+                    .store
+                    .isolated(self.env.key)?
+                    .into_iter()
+                    .filter(|r| r.kind == crate::state::IsolateKind::Compose)
+                    .filter_map(|r| {
+                        let layer = self.ctx.ws.config.layers.get(&r.layer)?;
+                        let Some(crate::config::Isolate::Compose { service, port, .. }) =
+                            &layer.isolate
+                        else {
+                            return None;
+                        };
+                        let (_, hp) = crate::supervisor::host_port(&r.url)?;
+                        Some((format!("{host}:{hp}"), format!("{service}:{port}")))
+                    })
+                    .collect();
                 let project = crate::compose::Project::write(
                     &self.ctx.engine(&self.env),
                     self.ctx.ws.config.docker.network.as_deref(),
@@ -1167,6 +1186,7 @@ impl Supervisor {
                     s.port.context("a compose layer needs a leased port")?,
                     &vars,
                     &labels,
+                    &rewrites,
                 )?;
                 let argv = project.up_argv(spec);
                 let shown = argv.join(" ");

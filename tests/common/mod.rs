@@ -937,7 +937,7 @@ pub fn docker(test: &str, second: bool) -> Option<Docker> {
 
 /// The image the tests' services run: `/bin/busybox` (its `httpd` serves files), imported
 /// once per engine; no registry is needed.
-pub const BUSYBOX: &str = "grove-test/busybox:2";
+pub const BUSYBOX: &str = "grove-test/busybox:3";
 
 impl Docker {
     pub fn cli(&self, args: &[&str]) -> Out {
@@ -960,6 +960,7 @@ impl Docker {
         std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
         for applet in [
             "sh", "ls", "cat", "echo", "sleep", "httpd", "rm", "kill", "mkdir", "wget", "env",
+            "chmod",
         ] {
             std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
         }
