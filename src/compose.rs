@@ -532,6 +532,8 @@ pub struct Project {
     pub dir: PathBuf,
     pub file: PathBuf,
     pub override_file: PathBuf,
+    /// A service of the layer has `develop.watch`.
+    pub watch: bool,
 }
 
 impl Project {
@@ -592,7 +594,11 @@ impl Project {
             &override_file,
             serde_json::to_string_pretty(&over)?.as_bytes(),
         )?;
+        let watch = std::iter::once(&spec.service)
+            .chain(&spec.services)
+            .any(|s| model["services"][s]["develop"]["watch"].is_array());
         Ok(Project {
+            watch,
             engine: engine.clone(),
             name: name.to_string(),
             dir: worktree.to_path_buf(),
@@ -602,7 +608,9 @@ impl Project {
     }
 
     /// `compose up` of the layer's services in the foreground: built, logs without prefixes,
-    /// ending with the service's exit code when its container ends.
+    /// ending with the service's exit code when its container ends; with `--watch` when a
+    /// service has `develop.watch` (the worktree's changes synced into the container, or the
+    /// image rebuilt: how code reaches an engine on another machine).
     pub fn up_argv(&self, spec: &ComposeService) -> Vec<String> {
         let mut argv: Vec<String> = vec!["docker".into()];
         match &self.engine {
@@ -622,6 +630,11 @@ impl Project {
             self.override_file.to_string_lossy().into_owned(),
             "up".into(),
             "--build".into(),
+        ]);
+        if self.watch {
+            argv.push("--watch".into());
+        }
+        argv.extend([
             "--no-log-prefix".into(),
             "--attach".into(),
             spec.service.clone(),
@@ -652,6 +665,26 @@ pub fn file_in(worktree: &Path, spec: &ComposeService) -> Result<PathBuf> {
                 ))
                 .into()
         })
+}
+
+/// The host paths the layer's services bind-mount, as `service: source`: what an engine on
+/// another machine cannot see.
+pub fn bind_mounts(model: &Value, spec: &ComposeService) -> Vec<String> {
+    let mut found = Vec::new();
+    for s in std::iter::once(&spec.service).chain(&spec.services) {
+        for v in model["services"][s]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if v["type"] == "bind"
+                && let Some(src) = v["source"].as_str()
+            {
+                found.push(format!("{s}: {src}"));
+            }
+        }
+    }
+    found
 }
 
 /// The compose file as Compose reads it (`config --format json`): the services it has, which

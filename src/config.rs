@@ -1286,6 +1286,19 @@ fn validate_layer(
         validate_isolate(name, i, shared, names, diags)
     });
     let compose_isolate = matches!(isolate, Some(Isolate::Compose { .. }));
+    if compose_isolate && raw.ports.is_none() {
+        diags.push(
+            diag(
+                header.clone(),
+                format!(
+                    "layer `{name}` runs its isolated service in a container and needs `ports`"
+                ),
+            )
+            .hint(
+                "the range its per-env container is published on, e.g. `ports = \"55400-55499\"`",
+            ),
+        );
+    }
     if repo.is_none() {
         // An infra layer: reached at its shared URL, with nothing of a code layer.
         let code_keys = [

@@ -989,7 +989,14 @@ fn adopt(ctx: &mut Ctx, dir: &Path) -> Result<()> {
                 .branch_origin(&inst.branch)?
                 .is_some_and(|o| crate::recover::marker_token(&o) == Some(m.token.as_str()));
         if let Some(range) = ctx.ws.config.layers.get(&inst.layer).and_then(|l| l.ports) {
-            crate::ports::lease(&mut ctx.store, env.key, &inst.layer, range, inst.port)?;
+            crate::ports::lease(
+                &mut ctx.store,
+                env.key,
+                &inst.layer,
+                range,
+                inst.port,
+                "localhost",
+            )?;
         }
         ctx.store.insert_instance(env.key, &inst)?;
     }

@@ -193,13 +193,14 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
                     layer.name
                 )
             })?;
-            let host_port = crate::ports::lease(&mut ctx.store, env.key, &layer.name, range, None)?;
-            failpoint::hit("isolate:before-create");
-            let engine = ctx.engine(env);
             let host = env
                 .engine_host
                 .clone()
                 .unwrap_or_else(|| "localhost".into());
+            let host_port =
+                crate::ports::lease(&mut ctx.store, env.key, &layer.name, range, None, &host)?;
+            failpoint::hit("isolate:before-create");
+            let engine = ctx.engine(env);
             crate::compose::isolate_up(
                 &crate::compose::Isolated {
                     engine: &engine,

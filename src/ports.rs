@@ -26,14 +26,24 @@ pub fn is_free(port: u16) -> bool {
 }
 
 /// Leases a port of `range` to `layer` of env `key`: `prefer` if it is free, else the lowest.
+/// `host` is where the port will be bound: this machine (`localhost`), or the host of the
+/// Docker engine that publishes it, where a port something answers on is taken.
 pub fn lease(
     store: &mut Store,
     key: EnvKey,
     layer: &str,
     range: PortRange,
     prefer: Option<u16>,
+    host: &str,
 ) -> Result<u16> {
-    if let Some(port) = store.lease_port(key, layer, (range.start, range.end), prefer, is_free)? {
+    let leased = if host == "localhost" {
+        store.lease_port(key, layer, (range.start, range.end), prefer, is_free)?
+    } else {
+        store.lease_port(key, layer, (range.start, range.end), prefer, |p| {
+            !crate::supervisor::probe::tcp(host, p)
+        })?
+    };
+    if let Some(port) = leased {
         return Ok(port);
     }
     let leases = store.leases_in((range.start, range.end))?;

@@ -593,3 +593,101 @@ fn isolate_compose_gives_each_env_a_database_container_of_its_own() {
         );
     }
 }
+
+/// An env on another machine's engine (the second engine, reached over TCP through a docker
+/// context): its containers are there and not on the workspace's engine, its URL names that
+/// host, a `build:` service serves the worktree's code, a change in the worktree reaches the
+/// container through `develop.watch`, and a bind mount (which that engine could not see) is
+/// warned about at create.
+#[test]
+fn an_env_on_another_engine_builds_and_syncs_the_worktree() {
+    let (Some(d1), Some(d2)) = (
+        docker("compose::an_env_on_another_engine (first)", false),
+        docker("compose::an_env_on_another_engine (second)", true),
+    ) else {
+        return;
+    };
+    let ws = TestWorkspace::empty();
+    ws.use_docker(&d1);
+    let image = d2.busybox();
+    let web = ws.init_repo("web");
+    std::fs::create_dir_all(web.join("www")).unwrap();
+    ws.commit(&web, "www/index.html", "v1\n", "Page");
+    ws.commit(
+        &web,
+        "Dockerfile",
+        &format!("FROM {image}\nCOPY www /www\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"),
+        "Image",
+    );
+    ws.commit(
+        &web,
+        "compose.yaml",
+        &format!(
+            "services:\n  web:\n    build: .\n    develop:\n      watch:\n        - {{ action: sync, path: ./www, target: /www }}\n\
+             \x20 worker:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n    volumes: [\"./www:/srv\"]\n"
+        ),
+        "Compose file",
+    );
+    ws.write_config(&format!(
+        "[workspace]\ndefault_layers = [\"web\"]\n\n[layers.web]\nrepo = \"web\"\nports = \"{}\"\n\
+         compose = {{ service = \"web\", port = 8080, services = [\"worker\"] }}\nready = {{ http = \"/index.html\" }}\n",
+        ws.ports.range(0, 10)
+    ));
+    // A context in the test's own docker config, naming the second engine.
+    let context = std::process::Command::new("docker")
+        .env("HOME", &ws.home)
+        .args(["context", "create", "far", "--docker"])
+        .arg(format!("host={}", d2.host))
+        .output()
+        .unwrap();
+    assert!(context.status.success(), "{context:?}");
+
+    let out = ws
+        .grove(&["create", "feat", "--docker-context", "far"])
+        .success();
+    assert!(
+        out.stderr.contains("bind-mounts") && out.stderr.contains("worker:"),
+        "{out}"
+    );
+    let env = &ws.ps()[0];
+    let web_layer = crate::common::layer(env, "web");
+    let port = u16::try_from(web_layer["port"].as_u64().unwrap()).unwrap();
+    assert_eq!(
+        web_layer["url"],
+        format!("http://127.0.0.1:{port}"),
+        "the engine's host, not localhost"
+    );
+    let label = format!("dev.grove.token={}", ws.env_token("feat"));
+    assert!(!d2.labelled(&label).is_empty());
+    assert_eq!(
+        d1.labelled(&label),
+        Vec::<String>::new(),
+        "nothing on the first engine"
+    );
+    assert_eq!(
+        http_get(port, "/index.html").map(|r| r.1),
+        Some("v1\n".into())
+    );
+
+    // The worktree's change reaches the container: synced, not mounted.
+    std::fs::write(ws.worktree("feat", "web").join("www/index.html"), "v2\n").unwrap();
+    assert!(
+        wait_until(30, || http_get(port, "/index.html").map(|r| r.1)
+            == Some("v2\n".into())),
+        "{}",
+        ws.grove(&["logs", "feat", "web"]).stdout
+    );
+    // ps asks the env's engine, not the workspace's.
+    assert_eq!(
+        crate::common::layer(&ws.ps()[0], "web")["containers"][0]["state"],
+        "running"
+    );
+
+    ws.git(&ws.worktree("feat", "web"), &["checkout", "www/index.html"]);
+    ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(
+        d2.labelled(&label),
+        Vec::<String>::new(),
+        "container, network, built image"
+    );
+}

@@ -104,6 +104,45 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
     Ok(())
 }
 
+/// On an engine of another machine, a bind mount of the worktree mounts a path of *that*
+/// machine: the container would not see the env's code. Said at create, with the way out.
+fn warn_bind_mounts(ctx: &Ctx, env: &EnvRow) {
+    let host = env.engine_host.as_deref().unwrap_or("localhost");
+    if host == "localhost" {
+        return;
+    }
+    let Ok(instances) = ctx.store.instances(env.key) else {
+        return;
+    };
+    for inst in instances {
+        let Some(crate::config::Runner::Compose(spec)) =
+            ctx.ws.config.layers.get(&inst.layer).map(|l| &l.runner)
+        else {
+            continue;
+        };
+        let engine = ctx.engine(env);
+        let Ok(file) = crate::compose::file_in(&inst.worktree, spec) else {
+            continue;
+        };
+        let Ok(model) = crate::compose::model(&engine, &inst.worktree, &file, spec) else {
+            continue;
+        };
+        let mounts = crate::compose::bind_mounts(&model, spec);
+        if !mounts.is_empty() {
+            ui::warn(ui::listed(
+                format!(
+                    "`{}` bind-mounts paths of this machine, which the Docker engine on {host} cannot see:",
+                    inst.layer
+                ),
+                &mounts,
+            ));
+            ui::hint(
+                "build the image from the worktree (`build:`) and sync changes with `develop.watch`; grove runs `compose up --watch` for such a service",
+            );
+        }
+    }
+}
+
 /// The DESIGN.md summary: one line per layer, dedicated with its URL and base, or shared.
 pub fn print_urls(report: &EnvReport) {
     let width = report
@@ -204,6 +243,7 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
             ctx.store.finish_create(env.key, ctx.me)?;
             failpoint::hit("create:after-finish");
             let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
+            warn_bind_mounts(ctx, &env);
             // From here a server that does not come up is reported, and the env stays for the
             // user to fix and `grove restart` (nothing to roll back).
             let t_start = Instant::now();
@@ -514,7 +554,19 @@ fn make(
     for p in plans {
         check_interrupt()?;
         if let Some(range) = config.layers[&p.layer].ports {
-            let port = ports::lease(&mut ctx.store, env.key, &p.layer, range, None)?;
+            // A compose layer's port is published on its engine's host.
+            let host = match config.layers[&p.layer].runner {
+                crate::config::Runner::Compose(_) => env.engine_host.as_deref(),
+                crate::config::Runner::Process => None,
+            };
+            let port = ports::lease(
+                &mut ctx.store,
+                env.key,
+                &p.layer,
+                range,
+                None,
+                host.unwrap_or("localhost"),
+            )?;
             leased.insert(p.layer.clone(), port);
         }
     }

@@ -8,32 +8,40 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn loopback(port: u16) -> [SocketAddr; 2] {
-    [
-        SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
-    ]
+/// Where `host:port` is: this machine's loopback (IPv4 and IPv6) for `localhost`, else the
+/// host's addresses (a compose layer's port published by an engine on another machine).
+fn addrs(host: &str, port: u16) -> Vec<SocketAddr> {
+    if host == "localhost" {
+        return vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ];
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    std::net::ToSocketAddrs::to_socket_addrs(&(bare, port))
+        .map(Iterator::collect)
+        .unwrap_or_default()
 }
 
-/// Something accepts connections on `port`, over IPv4 or IPv6.
-pub fn tcp(port: u16) -> bool {
-    loopback(port)
+/// Something accepts connections on `host:port`, over IPv4 or IPv6.
+pub fn tcp(host: &str, port: u16) -> bool {
+    addrs(host, port)
         .iter()
         .any(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).is_ok())
 }
 
 /// `GET path` answers with `status`, or with any status below 500 when none is required.
 /// `Err` says what was wrong, for the user.
-pub fn http(port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
+pub fn http(host: &str, port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
     let mut last = String::from("nothing listens");
-    for addr in loopback(port) {
+    for addr in addrs(host, port) {
         let Ok(mut stream) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) else {
             continue;
         };
         let _ = stream.set_read_timeout(Some(HTTP_TIMEOUT));
         let _ = stream.set_write_timeout(Some(HTTP_TIMEOUT));
         let req =
-            format!("GET {path} HTTP/1.0\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+            format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
         if stream.write_all(req.as_bytes()).is_err() {
             last = "connection closed".into();
             continue;
@@ -115,7 +123,7 @@ fn answer_complete(buf: &[u8]) -> bool {
 
 /// The body of `GET path` on the loopback `port` (HTTP/1.0, for the demo).
 pub fn get(port: u16, path: &str) -> Result<String, String> {
-    let addr = loopback(port)[0];
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream =
         TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -206,12 +214,12 @@ mod tests {
             l
         });
         assert_eq!(
-            http(port, "/health", None),
+            http("localhost", port, "/health", None),
             Err("HTTP 503 on /health".into())
         );
         let l = server.join().unwrap();
-        assert!(tcp(port));
+        assert!(tcp("localhost", port));
         drop(l);
-        assert!(!tcp(port));
+        assert!(!tcp("localhost", port));
     }
 }

@@ -1015,8 +1015,10 @@ impl Supervisor {
         }
         let (probe, port) = (s.cfg.ready.probe.clone(), s.port);
         let answered = match (&probe, port) {
-            (Probe::Tcp, Some(port)) => probe::tcp(port),
-            (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
+            (Probe::Tcp, Some(port)) => probe::tcp(self.probe_host(i), port),
+            (Probe::Http { path, status }, Some(port)) => {
+                probe::http(self.probe_host(i), port, path, *status).is_ok()
+            }
             (probe, port) => {
                 let ok = self.probe_other(i, probe.clone(), port);
                 return if ok {
@@ -1097,6 +1099,16 @@ impl Supervisor {
         self.servers[i].exec_ok = false;
     }
 
+    /// Where server `i`'s port is: the engine's host for a compose layer.
+    fn probe_host(&self, i: usize) -> &str {
+        match self.servers[i].cfg.runner {
+            crate::config::Runner::Compose(_) => {
+                self.env.engine_host.as_deref().unwrap_or("localhost")
+            }
+            crate::config::Runner::Process => "localhost",
+        }
+    }
+
     /// Post-ready check (tcp and http probes only; a log line or a command says nothing later).
     /// A server frozen by a signal (SIGSTOP) still accepts connections, the kernel queues them:
     /// it fails the check too.
@@ -1106,8 +1118,10 @@ impl Supervisor {
             return false;
         }
         match (&s.cfg.ready.probe, s.port) {
-            (Probe::Tcp, Some(port)) => probe::tcp(port),
-            (Probe::Http { path, status }, Some(port)) => probe::http(port, path, *status).is_ok(),
+            (Probe::Tcp, Some(port)) => probe::tcp(self.probe_host(i), port),
+            (Probe::Http { path, status }, Some(port)) => {
+                probe::http(self.probe_host(i), port, path, *status).is_ok()
+            }
             _ => true,
         }
     }
