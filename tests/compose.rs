@@ -691,3 +691,113 @@ fn an_env_on_another_engine_builds_and_syncs_the_worktree() {
         "container, network, built image"
     );
 }
+
+/// What a machine can lack for compose layers, each a clear error with the fix, exit 1, and
+/// nothing made: no docker at all, Compose v1 only (a `docker` whose `compose` is unknown),
+/// and a service the layer names that its compose file does not have.
+#[test]
+fn missing_requirements_are_clear_errors_and_leave_nothing() {
+    let Some(d) = docker("compose::missing_requirements_are_clear_errors", false) else {
+        return;
+    };
+    let ws = compose_ws(&d);
+    let before = ws.snapshot(&["web"]);
+    let bin = ws.tmp.path().join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let grove_dir = std::path::Path::new(crate::common::grove_bin())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
+    let path_with = |dirs: &[&std::path::Path]| std::env::join_paths(dirs).unwrap();
+
+    // No docker on PATH.
+    let out = crate::common::run(
+        ws.cmd()
+            .env("PATH", path_with(&[&grove_dir, &bin]))
+            .args(["create", "feat"]),
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("docker is not installed"), "{out}");
+    assert!(out.stderr.contains("hint: install Docker Engine"), "{out}");
+
+    // A docker without Compose v2 (the old `docker-compose` v1 does not make `docker compose`).
+    let v1 = ws.tmp.path().join("v1-bin");
+    std::fs::create_dir_all(&v1).unwrap();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        v1.join("docker"),
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = compose ]; then echo \"docker: 'compose' is not a docker command.\" >&2; exit 1; fi\nexec {} \"$@\"\n",
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x"])
+        .arg(v1.join("docker"))
+        .status()
+        .unwrap();
+    let out = crate::common::run(
+        ws.cmd()
+            .env("PATH", path_with(&[&grove_dir, &v1, &bin]))
+            .args(["create", "feat"]),
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("Compose v2 is missing"), "{out}");
+    assert!(out.stderr.contains("v1 is not enough"), "{out}");
+
+    // A service the compose file does not have: found in the new worktree, and the env
+    // undone whole.
+    let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    ws.write_config(&config.replace("service = \"web\"", "service = \"webb\""));
+    let out = ws.grove(&["create", "feat"]).failure(1);
+    assert!(out.stderr.contains("service `webb` is not in"), "{out}");
+    assert!(out.stderr.contains("its services: web"), "{out}");
+    assert!(ws.ps().is_empty());
+    assert_eq!(ws.snapshot(&["web"]), before);
+}
+
+/// The env's port taken by another program while the env was down: `up` names the holder
+/// and moves the layer to a free port of its range, as it does for a host process; the
+/// container publishes the new port, and nothing is left once destroyed.
+#[test]
+fn a_published_port_taken_moves_the_layer_and_says_who_holds_it() {
+    let Some(d) = docker("compose::a_published_port_taken", false) else {
+        return;
+    };
+    let ws = compose_ws(&d);
+    let port = ws.ports.port(0);
+    ws.grove(&["create", "feat"]).success();
+    ws.grove(&["down", "feat"]).success();
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let out = ws.grove(&["up", "feat"]).success();
+    let said = format!("port {port} was taken by pid {}", std::process::id());
+    assert_eq!(out.stderr.matches(&said).count(), 1, "said once:\n{out}");
+    let moved = u16::try_from(
+        crate::common::layer(&ws.ps()[0], "web")["port"]
+            .as_u64()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(moved, port);
+    assert_eq!(http_get(moved, "/index.html").map(|r| r.0), Some(200));
+    let label = format!("dev.grove.token={}", ws.env_token("feat"));
+    ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(d.labelled(&label), Vec::<String>::new());
+}

@@ -692,6 +692,14 @@ fn make(
         t.copies = c;
     }
     failpoint::hit("create:after-copy");
+    // A compose layer's file, as Compose reads it in the new worktree, names the layer's
+    // services: checked before any setup step runs, so a wrong name undoes the env whole.
+    for p in plans {
+        if let crate::config::Runner::Compose(spec) = &config.layers[&p.layer].runner {
+            let file = crate::compose::file_in(&p.worktree, spec)?;
+            crate::compose::model(&ctx.engine(env), &p.worktree, &file, spec)?;
+        }
+    }
     for ((p, vars), timing) in plans.iter().zip(all_vars).zip(timings.iter_mut()) {
         check_interrupt()?;
         let layer = &config.layers[&p.layer];

@@ -419,6 +419,8 @@ pub fn wait_ready(ctx: &Ctx, env: &EnvRow) -> Result<()> {
 fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
     let started = Instant::now();
     let mut seen: HashMap<String, Seen> = HashMap::new();
+    // A server's message stays on its row across its next states: said once.
+    let mut said: HashMap<String, String> = HashMap::new();
     if !announce {
         for row in ctx.store.servers(env.key)? {
             seen.insert(row.layer.clone(), (row.state, row.leader, row.restarts));
@@ -438,7 +440,7 @@ fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
         for row in &rows {
             let key = (row.state, row.leader, row.restarts);
             if seen.get(&row.layer) != Some(&key) {
-                report_change(row, seen.get(&row.layer), started, width);
+                report_change(row, seen.get(&row.layer), started, width, &mut said);
                 seen.insert(row.layer.clone(), key);
             }
         }
@@ -475,7 +477,13 @@ fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
 /// What `wait_for` last saw of a server: its state, its process, its restarts.
 type Seen = (ServerState, Option<ProcId>, u32);
 
-fn report_change(row: &ServerRow, before: Option<&Seen>, t0: Instant, w: usize) {
+fn report_change(
+    row: &ServerRow,
+    before: Option<&Seen>,
+    t0: Instant,
+    w: usize,
+    said: &mut HashMap<String, String>,
+) {
     let layer = &row.layer;
     let line = match row.state {
         ServerState::Starting if before.is_some_and(|b| b.0 == ServerState::Backoff) => {
@@ -498,8 +506,10 @@ fn report_change(row: &ServerRow, before: Option<&Seen>, t0: Instant, w: usize) 
     if let Some(msg) = &row.message
         && msg.starts_with("port ")
         && before.is_none_or(|b| b.0 != row.state || b.1 != row.leader)
+        && said.get(layer) != Some(msg)
     {
         ui::info(format!("  {layer:w$}  {msg}"));
+        said.insert(layer.clone(), msg.clone());
     }
 }
 
