@@ -98,11 +98,18 @@ pub fn labels(token: &str, ws_key: &str, env: &str, layer: &str) -> Vec<(String,
 /// Who has `port`: the env's container of `layer` publishing it, another program, or nobody.
 pub fn port_holder(
     engine: &Engine,
+    host: &str,
     token: &str,
     layer: &str,
     port: u16,
 ) -> crate::supervisor::PortHolder {
     use crate::supervisor::PortHolder;
+    let local = host == "localhost";
+    // Free on this machine: nobody's (the engine's proxy would hold it if it published it),
+    // and no round trip to the engine.
+    if local && crate::ports::is_free(port) {
+        return PortHolder::Nobody;
+    }
     let ours = docker(engine)
         .args(["ps", "--quiet"])
         .args(["--filter", &format!("label={TOKEN_LABEL}={token}")])
@@ -112,10 +119,10 @@ pub fn port_holder(
         .is_ok_and(|o| o.status.success() && !o.stdout.trim().is_empty());
     if ours {
         PortHolder::Ours
-    } else if crate::ports::is_free(port) {
-        PortHolder::Nobody
-    } else {
+    } else if local || crate::supervisor::probe::tcp(host, port) {
         PortHolder::Foreign
+    } else {
+        PortHolder::Nobody
     }
 }
 

@@ -30,6 +30,30 @@ pub fn tcp(host: &str, port: u16) -> bool {
         .any(|a| TcpStream::connect_timeout(a, CONNECT_TIMEOUT).is_ok())
 }
 
+/// A published port of a container: the engine's proxy accepts every connection, and closes
+/// it at once when nothing listens behind it. So a connection it keeps open for a moment (or
+/// on which the server speaks first) is a server listening.
+pub fn tcp_held(host: &str, port: u16) -> bool {
+    addrs(host, port).iter().any(|a| {
+        let Ok(mut s) = TcpStream::connect_timeout(a, CONNECT_TIMEOUT) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(HELD));
+        let mut byte = [0u8; 1];
+        match s.read(&mut byte) {
+            Ok(0) => false,
+            Ok(_) => true,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    })
+}
+
+/// How long a connection must stay open to count as held by a server ([`tcp_held`]).
+const HELD: Duration = Duration::from_millis(150);
+
 /// `GET path` answers with `status`, or with any status below 500 when none is required.
 /// `Err` says what was wrong, for the user.
 pub fn http(host: &str, port: u16, path: &str, status: Option<u16>) -> Result<(), String> {
@@ -170,6 +194,27 @@ impl LogMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_connection_is_a_server_a_closed_one_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        // Like the engine's proxy with nothing behind it: accept, then close at once.
+        let closer = std::thread::spawn(move || {
+            let (c, _) = l.accept().unwrap();
+            drop(c);
+            l
+        });
+        assert!(!tcp_held("localhost", port));
+        let l = closer.join().unwrap();
+        let holder = std::thread::spawn(move || {
+            let (c, _) = l.accept().unwrap();
+            std::thread::sleep(HELD * 3);
+            drop(c);
+        });
+        assert!(tcp_held("localhost", port));
+        holder.join().unwrap();
+    }
 
     #[test]
     fn status_line() {

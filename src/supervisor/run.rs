@@ -128,6 +128,8 @@ struct Server {
     /// A running `exec` readiness probe: the leader of its own process group.
     exec_probe: Option<(ProcId, Instant)>,
     exec_ok: bool,
+    /// A compose layer's container is running (its engine said so since the last start).
+    container_up: bool,
     started_at: Instant,
     restarts: u32,
     crashes: Crashes,
@@ -309,6 +311,7 @@ impl Supervisor {
             last_probe: Instant::now(),
             exec_probe: None,
             exec_ok: false,
+            container_up: false,
             started_at: Instant::now(),
             restarts: 0,
             crashes: Crashes::default(),
@@ -785,6 +788,7 @@ impl Supervisor {
             // listener here): ask it whether the env's container is the one on the port.
             return crate::compose::port_holder(
                 &self.ctx.engine(&self.env),
+                self.env.engine_host.as_deref().unwrap_or("localhost"),
                 &self.env.token,
                 &s.cfg.name,
                 port,
@@ -1014,7 +1018,30 @@ impl Supervisor {
             return Readiness::NotYet;
         }
         let (probe, port) = (s.cfg.ready.probe.clone(), s.port);
+        if let crate::config::Runner::Compose(spec) = &s.cfg.runner
+            && matches!(probe, Probe::Tcp | Probe::Http { .. })
+            && !s.container_up
+        {
+            // The engine publishes the port before the container's network is up: a
+            // connection then is accepted by the engine's proxy and stalls about a second
+            // (measured: ready at 1.2 s instead of 0.45 s). Probed once the engine says the
+            // container runs.
+            let up = crate::compose::running_container(
+                &self.ctx.engine(&self.env),
+                &self.env.token,
+                &s.cfg.name,
+                &spec.service,
+            )
+            .is_ok_and(|c| c.is_some());
+            if !up {
+                return Readiness::NotYet;
+            }
+            self.servers[i].container_up = true;
+        }
         let answered = match (&probe, port) {
+            (Probe::Tcp, Some(port)) if self.is_compose(i) => {
+                probe::tcp_held(self.probe_host(i), port)
+            }
             (Probe::Tcp, Some(port)) => probe::tcp(self.probe_host(i), port),
             (Probe::Http { path, status }, Some(port)) => {
                 probe::http(self.probe_host(i), port, path, *status).is_ok()
@@ -1099,6 +1126,13 @@ impl Supervisor {
         self.servers[i].exec_ok = false;
     }
 
+    fn is_compose(&self, i: usize) -> bool {
+        matches!(
+            self.servers[i].cfg.runner,
+            crate::config::Runner::Compose(_)
+        )
+    }
+
     /// Where server `i`'s port is: the engine's host for a compose layer.
     fn probe_host(&self, i: usize) -> &str {
         match self.servers[i].cfg.runner {
@@ -1118,6 +1152,9 @@ impl Supervisor {
             return false;
         }
         match (&s.cfg.ready.probe, s.port) {
+            (Probe::Tcp, Some(port)) if self.is_compose(i) => {
+                probe::tcp_held(self.probe_host(i), port)
+            }
             (Probe::Tcp, Some(port)) => probe::tcp(self.probe_host(i), port),
             (Probe::Http { path, status }, Some(port)) => {
                 probe::http(self.probe_host(i), port, path, *status).is_ok()
@@ -1250,6 +1287,7 @@ impl Supervisor {
         s.out = Some(relay);
         s.log_seen = false;
         s.exec_ok = false;
+        s.container_up = false;
         s.started_at = Instant::now();
         let now = Instant::now();
         s.state = State::Starting {
