@@ -19,9 +19,51 @@ use crate::exec::Cmd;
 /// The label that marks everything grove makes on an engine as an env's.
 pub const TOKEN_LABEL: &str = "dev.grove.token";
 
-/// The env's compose project: `grove-<workspace key>-<env>`, in Compose's alphabet.
-pub fn project_name(ws_key: &str, env: &str) -> String {
-    let raw = format!("grove-{ws_key}-{env}").to_ascii_lowercase();
+/// The compose project of layer `layer` of an env: `grove-<workspace key>-<env id>-<layer>`.
+/// The env id, not its name: names that differ only in punctuation (`feat.1`, `feat_1`)
+/// would map to one project, and one env's destroy would take the other's containers. A
+/// project per layer, not per env: each layer's compose file is its own, and two files with
+/// a service of the same name (`web`, `db`) in one project would replace each other's
+/// container. The layers of an env meet on the env's network instead ([`env_network`]).
+pub fn project_name(ws_key: &str, ident: &str, layer: &str) -> String {
+    compose_alphabet(&format!("grove-{ws_key}-{ident}-{layer}"))
+}
+
+/// Whether an engine publishing on `host` is on this machine (its ports bound to loopback).
+pub fn is_local(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `value` with each `from` (a `host:port`) replaced by `to` where it is a whole authority:
+/// not `localhost:60001` for `localhost:6000`.
+pub fn replace_authority(value: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find(from) {
+        let after = &rest[at + from.len()..];
+        let before = rest[..at].chars().last();
+        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The env's network, which every service of its compose layers joins: they reach each
+/// other (and an isolated infra service) by service name.
+pub fn env_network(ws_key: &str, ident: &str) -> String {
+    compose_alphabet(&format!("grove-{ws_key}-{ident}"))
+}
+
+fn compose_alphabet(raw: &str) -> String {
+    let raw = raw.to_ascii_lowercase();
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         out.push(if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -45,7 +87,7 @@ pub fn docker(engine: &Engine) -> Cmd {
 
 /// Fails with what to do when this machine cannot run compose layers on `engine`: no docker,
 /// Compose v1 only, or the daemon not answering.
-pub fn require(engine: &Engine) -> Result<()> {
+pub fn require(engine: &Engine, network: Option<&str>) -> Result<()> {
     let version = docker(engine)
         .args(["compose", "version", "--short"])
         .output()
@@ -62,6 +104,17 @@ pub fn require(engine: &Engine) -> Result<()> {
             .hint("install the Compose plugin (`docker-compose-plugin`, or the `docker-compose` v2 binary in ~/.docker/cli-plugins); the old `docker-compose` v1 is not enough")
             .into());
     }
+    // The override replaces the file's `ports` with YAML's `!override` (2.24), and `up
+    // --watch` needs 2.22.
+    let mut parts = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (2, 24) {
+        return Err(Fail::new(format!(
+            "Docker Compose {v} is too old: grove needs 2.24 or later"
+        ))
+        .hint("update the Compose plugin (`docker-compose-plugin`)")
+        .into());
+    }
     let info = docker(engine)
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()?;
@@ -74,6 +127,20 @@ pub fn require(engine: &Engine) -> Result<()> {
                 Engine::Host(h) => format!("check the host: `docker --host {h} info`"),
             })
             .into());
+    }
+    if let Some(net) = network {
+        let found = docker(engine)
+            .args(["network", "inspect", "--format", "{{.Id}}", net])
+            .output()?;
+        if !found.status.success() {
+            return Err(Fail::new(format!(
+                "the Docker network `{net}` (`[workspace] docker_network`) does not exist on the engine"
+            ))
+            .hint(format!(
+                "start the main stack that makes it, or make it: `docker network create {net}`"
+            ))
+            .into());
+        }
     }
     Ok(())
 }
@@ -104,7 +171,7 @@ pub fn port_holder(
     port: u16,
 ) -> crate::supervisor::PortHolder {
     use crate::supervisor::PortHolder;
-    let local = host == "localhost";
+    let local = is_local(host);
     // Free on this machine: nobody's (the engine's proxy would hold it if it published it),
     // and no round trip to the engine.
     if local && crate::ports::is_free(port) {
@@ -158,7 +225,7 @@ pub fn containers(engine: &Engine, ws_key: &str) -> Result<Vec<Container>> {
         ])
         .output()?;
     if !out.status.success() {
-        anyhow::bail!("docker ps: {}", out.stderr.trim());
+        return Err(engine_error(engine, "ps", &out.stderr));
     }
     Ok(out.stdout.lines().filter_map(parse_ps_line).collect())
 }
@@ -204,7 +271,7 @@ pub fn running_container(
         ])
         .output()?;
     if !out.status.success() {
-        anyhow::bail!("docker ps: {}", out.stderr.trim());
+        return Err(engine_error(engine, "ps", &out.stderr));
     }
     Ok(out.stdout.split_whitespace().next().map(str::to_string))
 }
@@ -220,6 +287,9 @@ pub fn stop_running(engine: &Engine, token: &str, isolated_too: bool) -> Result<
             &format!("{{{{.ID}}}} {{{{.Label \"{ROLE_LABEL}\"}}}}"),
         ])
         .output()?;
+    if !out.status.success() {
+        return Err(engine_error(engine, "ps", &out.stderr));
+    }
     let ids: Vec<&str> = out
         .stdout
         .lines()
@@ -230,10 +300,13 @@ pub fn stop_running(engine: &Engine, token: &str, isolated_too: bool) -> Result<
         .filter(|id| !id.is_empty())
         .collect();
     if !ids.is_empty() {
-        docker(engine)
+        let stopped = docker(engine)
             .args(["stop", "--time", &STOP_SECS.to_string()])
             .args(&ids)
             .output()?;
+        if !stopped.status.success() {
+            return Err(engine_error(engine, "stop", &stopped.stderr));
+        }
     }
     Ok(ids.len())
 }
@@ -241,13 +314,34 @@ pub fn stop_running(engine: &Engine, token: &str, isolated_too: bool) -> Result<
 /// Removes everything of the env on the engine: its compose project (`down` with its
 /// volumes and the images it built), then whatever still carries its token (what a failed
 /// `up` or an earlier build left). Says what it removed.
-pub fn destroy(engine: &Engine, project: &str, token: &str) -> Result<Vec<String>> {
-    let _ = docker(engine)
-        .args(["compose", "--project-name", project])
-        .args(["down", "--volumes", "--rmi", "local", "--remove-orphans"])
-        .output()?;
+pub fn destroy(engine: &Engine, projects: &[String], token: &str) -> Result<Vec<String>> {
+    for project in projects {
+        let out = docker(engine)
+            .args(["compose", "--project-name", project])
+            .args(["down", "--volumes", "--rmi", "local", "--remove-orphans"])
+            .output()?;
+        if !out.status.success() {
+            return Err(engine_error(engine, "compose down", &out.stderr));
+        }
+    }
     crate::failpoint::hit("destroy:after-compose-down");
     sweep(engine, token)
+}
+
+/// A docker command that failed, with what to do.
+fn engine_error(engine: &Engine, what: &str, stderr: &str) -> anyhow::Error {
+    let why = stderr.trim().lines().last().unwrap_or("").to_string();
+    Fail::new(format!("docker {what} failed: {why}"))
+        .hint(match engine {
+            Engine::Default => "is the Docker engine running? `docker info` says".to_string(),
+            Engine::Context(c) => format!(
+                "is the engine of context `{c}` reachable? `docker --context {c} info` says"
+            ),
+            Engine::Host(h) => {
+                format!("is the engine at {h} reachable? `docker --host {h} info` says")
+            }
+        })
+        .into()
 }
 
 /// What the engine holds of the workspace `ws_key`, by env token: `container ID`,
@@ -264,13 +358,14 @@ pub fn on_engine(
         ("container", vec!["ps", "--all", "--format", &format]),
         ("network", vec!["network", "ls", "--format", &format]),
         ("volume", vec!["volume", "ls", "--format", &vformat]),
+        ("image", vec!["image", "ls", "--all", "--format", &format]),
     ] {
         let out = docker(engine)
             .args(&args)
             .args(["--filter", &filter])
             .output()?;
         if !out.status.success() {
-            anyhow::bail!("docker {}: {}", args[0], out.stderr.trim());
+            return Err(engine_error(engine, args[0], &out.stderr));
         }
         for line in out.stdout.lines() {
             if let Some((token, id)) = line.split_once(' ')
@@ -297,44 +392,42 @@ pub fn on_engine(
 pub fn sweep(engine: &Engine, token: &str) -> Result<Vec<String>> {
     let filter = format!("label={TOKEN_LABEL}={token}");
     let mut removed = Vec::new();
-    let list = |what: &[&str]| -> Result<Vec<String>> {
+    // In dependency order: containers hold networks, volumes and images.
+    for (what, list, rm) in [
+        (
+            "container",
+            &["ps", "--all", "--quiet"][..],
+            &["rm", "--force", "--volumes"][..],
+        ),
+        ("network", &["network", "ls", "--quiet"], &["network", "rm"]),
+        (
+            "volume",
+            &["volume", "ls", "--quiet"],
+            &["volume", "rm", "--force"],
+        ),
+        (
+            "image",
+            &["image", "ls", "--quiet", "--all"],
+            &["image", "rm", "--force"],
+        ),
+    ] {
         let out = docker(engine)
-            .args(what)
+            .args(list)
             .args(["--filter", &filter])
             .output()?;
-        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
-    };
-    let containers = list(&["ps", "--all", "--quiet"])?;
-    if !containers.is_empty() {
-        docker(engine)
-            .args(["rm", "--force", "--volumes"])
-            .args(&containers)
-            .output()?;
-        removed.push(format!("{} container(s)", containers.len()));
-    }
-    let networks = list(&["network", "ls", "--quiet"])?;
-    if !networks.is_empty() {
-        docker(engine)
-            .args(["network", "rm"])
-            .args(&networks)
-            .output()?;
-        removed.push(format!("{} network(s)", networks.len()));
-    }
-    let volumes = list(&["volume", "ls", "--quiet"])?;
-    if !volumes.is_empty() {
-        docker(engine)
-            .args(["volume", "rm", "--force"])
-            .args(&volumes)
-            .output()?;
-        removed.push(format!("{} volume(s)", volumes.len()));
-    }
-    let images = list(&["image", "ls", "--quiet", "--all"])?;
-    if !images.is_empty() {
-        docker(engine)
-            .args(["image", "rm", "--force"])
-            .args(&images)
-            .output()?;
-        removed.push(format!("{} image(s)", images.len()));
+        if !out.status.success() {
+            return Err(engine_error(engine, list[0], &out.stderr));
+        }
+        let mut ids: Vec<&str> = out.stdout.split_whitespace().collect();
+        ids.dedup();
+        if ids.is_empty() {
+            continue;
+        }
+        let done = docker(engine).args(rm).args(&ids).output()?;
+        if !done.status.success() {
+            return Err(engine_error(engine, &rm.join(" "), &done.stderr));
+        }
+        removed.push(format!("{} {what}(s)", ids.len()));
     }
     Ok(removed)
 }
@@ -343,11 +436,28 @@ pub fn sweep(engine: &Engine, token: &str) -> Result<Vec<String>> {
 /// it, so their services reach each other by name. grove makes it, labelled, before any
 /// `compose up` runs: two layers' `up`s each making the project's default network at once
 /// leave two networks of one name, and every later `up` fails on the ambiguity.
-pub fn ensure_network(engine: &Engine, project: &str, labels: &[(String, String)]) -> Result<()> {
+pub fn ensure_network(engine: &Engine, network: &str, labels: &[(String, String)]) -> Result<()> {
+    let token = labels
+        .iter()
+        .find(|(k, _)| k == TOKEN_LABEL)
+        .map_or("", |(_, v)| v.as_str());
     let found = docker(engine)
-        .args(["network", "inspect", "--format", "{{.Id}}", project])
+        .args(["network", "inspect", "--format"])
+        .arg(format!("{{{{index .Labels \"{TOKEN_LABEL}\"}}}}"))
+        .arg(network)
         .output()?;
     if found.status.success() {
+        // Never join a network of that name someone else made: its containers would reach
+        // the env's, and destroy would not remove it.
+        if found.stdout.trim() != token {
+            return Err(Fail::new(format!(
+                "a Docker network named `{network}` exists and is not this env's"
+            ))
+            .hint(format!(
+                "remove it (`docker network rm {network}`) if it is a leftover"
+            ))
+            .into());
+        }
         return Ok(());
     }
     let mut c = docker(engine).args(["network", "create"]);
@@ -357,10 +467,10 @@ pub fn ensure_network(engine: &Engine, project: &str, labels: &[(String, String)
     {
         c = c.arg("--label").arg(format!("{k}={v}"));
     }
-    let out = c.arg(project).output()?;
+    let out = c.arg(network).output()?;
     if !out.status.success() {
         return Err(Fail::new(format!(
-            "cannot make the env's Docker network `{project}`: {}",
+            "cannot make the env's Docker network `{network}`: {}",
             out.stderr.trim()
         ))
         .hint("`docker network ls` shows the engine's networks; a full address pool is a common cause")
@@ -375,6 +485,8 @@ pub struct Isolated<'a> {
     pub engine: &'a Engine,
     pub host_name: &'a str,
     pub project: &'a str,
+    /// The env's network ([`env_network`]).
+    pub network: &'a str,
     pub ws_root: &'a Path,
     pub env_dir: &'a Path,
     /// Relative to the workspace; empty: the compose file in its root.
@@ -401,20 +513,21 @@ pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
     };
     let file = file_in(i.ws_root, &spec)?;
     let dir = file.parent().unwrap_or(i.ws_root).to_path_buf();
-    let model = model(i.engine, &dir, &file, &spec)?;
+    let model = model(i.engine, &dir, &file, &spec, i.project)?;
     let mut labels = i.labels.to_vec();
     labels.push((ROLE_LABEL.into(), "isolate".into()));
-    ensure_network(i.engine, i.project, &labels)?;
+    ensure_network(i.engine, i.network, &labels)?;
     let mut over = override_file(
         &model,
         &Overrides {
             spec: &spec,
             host_port: i.host_port,
-            loopback: i.host_name == "localhost",
+            loopback: is_local(i.host_name),
             vars: &[],
             labels: &labels,
             network: None,
             project: i.project,
+            env_network: i.network,
         },
     );
     over["services"][i.service]["restart"] = json!("unless-stopped");
@@ -428,8 +541,8 @@ pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
         .map_or("infra", |(_, v)| v.as_str());
     let over_dir = i.env_dir.join(DIR);
     fs_err::create_dir_all(&over_dir)?;
-    let over_file = over_dir.join(format!("isolate-{layer}.json"));
-    crate::provision::write_atomic(&over_file, serde_json::to_string_pretty(&over)?.as_bytes())?;
+    let over_file = over_dir.join(format!("isolate-{layer}.yaml"));
+    crate::provision::write_atomic(&over_file, render_override(&over)?.as_bytes())?;
     let out = docker(i.engine)
         .args([
             "compose",
@@ -552,6 +665,7 @@ impl Project {
         network: Option<&str>,
         host_name: &str,
         name: &str,
+        env_network: &str,
         worktree: &Path,
         env_dir: &Path,
         layer: &str,
@@ -562,7 +676,7 @@ impl Project {
         rewrites: &[(String, String)],
     ) -> Result<Project> {
         let file = file_in(worktree, spec)?;
-        let model = model(engine, worktree, &file, spec)?;
+        let model = model(engine, worktree, &file, spec, name)?;
         // Inside the container PORT is the port the service listens on; the URLs the other
         // layers get keep the leased one.
         let vars: Vec<(String, String)> = vars
@@ -575,7 +689,7 @@ impl Project {
                     // the env's network, by its service name.
                     rewrites
                         .iter()
-                        .fold(v.clone(), |v, (from, to)| v.replace(from.as_str(), to))
+                        .fold(v.clone(), |v, (from, to)| replace_authority(&v, from, to))
                 };
                 (k.clone(), v)
             })
@@ -585,22 +699,20 @@ impl Project {
             &Overrides {
                 spec,
                 host_port,
-                loopback: host_name == "localhost",
+                loopback: is_local(host_name),
                 vars: &vars,
                 labels,
                 network,
                 project: name,
+                env_network,
             },
         );
-        ensure_network(engine, name, labels)?;
+        ensure_network(engine, env_network, labels)?;
         crate::failpoint::hit("supervise:after-network");
         let dir = env_dir.join(DIR);
         fs_err::create_dir_all(&dir)?;
-        let override_file = dir.join(format!("{layer}.json"));
-        crate::provision::write_atomic(
-            &override_file,
-            serde_json::to_string_pretty(&over)?.as_bytes(),
-        )?;
+        let override_file = dir.join(format!("{layer}.yaml"));
+        crate::provision::write_atomic(&override_file, render_override(&over)?.as_bytes())?;
         let watch = std::iter::once(&spec.service)
             .chain(&spec.services)
             .any(|s| model["services"][s]["develop"]["watch"].is_array());
@@ -701,9 +813,10 @@ pub fn model(
     worktree: &Path,
     file: &Path,
     spec: &ComposeService,
+    project: &str,
 ) -> Result<Value> {
     let out = docker(engine)
-        .args(["compose", "--project-directory"])
+        .args(["compose", "--project-name", project, "--project-directory"])
         .arg(worktree)
         .arg("--file")
         .arg(file)
@@ -738,6 +851,7 @@ pub fn model(
             );
         }
     }
+    check_model(&model, spec, project, file)?;
     Ok(model)
 }
 
@@ -752,29 +866,117 @@ pub struct Overrides<'a> {
     /// The env's variables for the layer, with `PORT` as the container port.
     pub vars: &'a [(String, String)],
     pub labels: &'a [(String, String)],
+    /// The workspace's infra network (`[workspace] docker_network`).
     pub network: Option<&'a str>,
-    /// The project's name, which is its network's (made by [`ensure_network`]).
+    /// The layer's project: images grove builds are named after it.
     pub project: &'a str,
+    /// The env's network ([`env_network`]), the project's default.
+    pub env_network: &'a str,
 }
 
-/// The override file (JSON, which Compose reads as YAML): the published port, the env's
-/// variables, grove's labels on every service, network, volume and built image of the layer,
-/// `restart: "no"` (grove's supervisor applies the layer's policy: one party restarts), and
-/// the shared infra network.
+/// The services `up` of the layer starts: its own, and what they depend on.
+pub fn started_services(model: &Value, spec: &ComposeService) -> Vec<String> {
+    let mut out: Vec<String> = std::iter::once(&spec.service)
+        .chain(&spec.services)
+        .cloned()
+        .collect();
+    let mut i = 0;
+    while i < out.len() {
+        let deps = &model["services"][&out[i]]["depends_on"];
+        for dep in deps.as_object().into_iter().flat_map(|m| m.keys()) {
+            if !out.contains(dep) {
+                out.push(dep.clone());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The named volumes the started services mount.
+fn used_volumes(model: &Value, started: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in started {
+        for v in model["services"][s]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if v["type"] == "volume"
+                && let Some(src) = v["source"].as_str()
+                && !out.iter().any(|o| o == src)
+            {
+                out.push(src.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// What in a compose file would make envs share things: a fixed container name (the second
+/// env could not start), a volume with a fixed name (every env would use one, and destroy
+/// would remove data that is not the env's). Each a clear error saying what to change.
+pub fn check_model(model: &Value, spec: &ComposeService, project: &str, file: &Path) -> Result<()> {
+    let started = started_services(model, spec);
+    for s in &started {
+        if let Some(name) = model["services"][s]["container_name"].as_str() {
+            return Err(Fail::new(format!(
+                "service `{s}` of {} sets `container_name: {name}`: every env would make a container of that name",
+                file.display()
+            ))
+            .hint("remove `container_name`; grove names each env's containers after its project")
+            .into());
+        }
+    }
+    for v in used_volumes(model, &started) {
+        let vol = &model["volumes"][&v];
+        if vol["external"].as_bool().unwrap_or(false) {
+            continue;
+        }
+        if let Some(name) = vol["name"].as_str()
+            && name != format!("{project}_{v}")
+        {
+            return Err(Fail::new(format!(
+                "volume `{v}` of {} has a fixed name (`{name}`): every env would share it, and destroying one would remove it",
+                file.display()
+            ))
+            .hint("remove its `name:` so that each env gets its own, or mark it `external: true` to share it on purpose")
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The override file: the published port, the env's variables, grove's labels on every
+/// service, network, volume and image the layer's `up` makes, `restart: "no"` on the layer's
+/// services (grove's supervisor applies the layer's policy: one party restarts), the env's
+/// network as the project's default, and the shared infra network.
 pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
     // Compose interpolates `$` in every file it reads, this one too: a value is data.
     let lit = |v: &str| json!(v.replace('$', "$$"));
     let labels: Map<String, Value> = o.labels.iter().map(|(k, v)| (k.clone(), lit(v))).collect();
     let env: Map<String, Value> = o.vars.iter().map(|(k, v)| (k.clone(), lit(v))).collect();
+    let started = started_services(model, o.spec);
     let mut services = Map::new();
-    for name in std::iter::once(&o.spec.service).chain(&o.spec.services) {
+    for name in &started {
+        let ours = name == &o.spec.service || o.spec.services.contains(name);
         let mut svc = Map::new();
-        svc.insert("environment".into(), Value::Object(env.clone()));
+        // What the layer's services depend on starts with them: labelled too, so that down,
+        // destroy and doctor find it.
         svc.insert("labels".into(), Value::Object(labels.clone()));
-        svc.insert("restart".into(), json!("no"));
-        // A server as PID 1 gets no default signal handlers: an init passes SIGTERM on, so a
-        // stop takes a moment, not Compose's 10 s before SIGKILL.
-        svc.insert("init".into(), json!(true));
+        if ours {
+            svc.insert("environment".into(), Value::Object(env.clone()));
+            svc.insert("restart".into(), json!("no"));
+            // A server as PID 1 gets no default signal handlers: an init passes SIGTERM on,
+            // so a stop takes a moment, not Compose's 10 s before SIGKILL.
+            svc.insert("init".into(), json!(true));
+            if let Some(net) = o.network {
+                let mut nets = Map::new();
+                nets.insert("default".into(), json!({}));
+                nets.insert(net.to_string(), json!({}));
+                svc.insert("networks".into(), Value::Object(nets));
+            }
+        }
         if name == &o.spec.service {
             let mut port = Map::new();
             port.insert("target".into(), json!(o.spec.port));
@@ -790,30 +992,37 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
                 "build".into(),
                 json!({ "labels": Value::Object(labels.clone()) }),
             );
-        }
-        if let Some(net) = o.network {
-            let mut nets = Map::new();
-            nets.insert("default".into(), json!({}));
-            nets.insert(net.to_string(), json!({}));
-            svc.insert("networks".into(), Value::Object(nets));
+            // A built service that names its image would tag one image for every env (and
+            // destroy would remove that tag): the env's build gets a name of its own.
+            if model["services"][name]["image"].is_string() {
+                svc.insert("image".into(), json!(format!("{}-{name}", o.project)));
+            }
         }
         services.insert(name.clone(), Value::Object(svc));
     }
     let mut networks = Map::new();
     networks.insert(
         "default".into(),
-        json!({ "name": o.project, "external": true }),
+        json!({ "name": o.env_network, "external": true }),
     );
+    for (name, n) in model["networks"].as_object().into_iter().flatten() {
+        if name != "default" && !n["external"].as_bool().unwrap_or(false) {
+            networks.insert(
+                name.clone(),
+                json!({ "labels": Value::Object(labels.clone()) }),
+            );
+        }
+    }
     if let Some(net) = o.network {
         networks.insert(net.to_string(), json!({ "name": net, "external": true }));
     }
     let mut volumes = Map::new();
-    for (name, v) in model["volumes"].as_object().into_iter().flatten() {
-        if !v["external"].as_bool().unwrap_or(false) {
-            volumes.insert(
-                name.clone(),
-                json!({ "labels": Value::Object(labels.clone()) }),
-            );
+    for name in used_volumes(model, &started) {
+        if !model["volumes"][&name]["external"]
+            .as_bool()
+            .unwrap_or(false)
+        {
+            volumes.insert(name, json!({ "labels": Value::Object(labels.clone()) }));
         }
     }
     let mut root = Map::new();
@@ -823,6 +1032,14 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
         root.insert("volumes".into(), Value::Object(volumes));
     }
     Value::Object(root)
+}
+
+/// The override as Compose reads it: JSON is YAML, and YAML's `!override` tag makes grove's
+/// `ports` replace the file's instead of adding to them (a fixed `5432:5432` in the file would
+/// collide between envs). Compose 2.24 or later.
+pub fn render_override(over: &Value) -> Result<String> {
+    let text = serde_json::to_string_pretty(over)?;
+    Ok(text.replace("\"ports\": [", "\"ports\": !override ["))
 }
 
 #[cfg(test)]
@@ -855,16 +1072,49 @@ mod tests {
     #[test]
     fn project_names_are_in_composes_alphabet() {
         assert_eq!(
-            project_name("Shop-1a2b", "feat/Login.x"),
-            "grove-shop-1a2b-feat_login_x"
+            project_name("Shop-1a2b", "feat_login_x", "Web"),
+            "grove-shop-1a2b-feat_login_x-web"
         );
+        assert_eq!(env_network("Shop-1a2b", "feat_1"), "grove-shop-1a2b-feat_1");
+    }
+
+    #[test]
+    fn only_a_whole_authority_is_rewritten() {
+        let r = |v: &str| replace_authority(v, "localhost:6000", "db:5432");
+        assert_eq!(r("http://localhost:6000/x"), "http://db:5432/x");
+        assert_eq!(r("http://localhost:60001"), "http://localhost:60001");
+        assert_eq!(r("http://mylocalhost:6000"), "http://mylocalhost:6000");
+        assert_eq!(
+            r("a=localhost:6000,b=localhost:6000"),
+            "a=db:5432,b=db:5432"
+        );
+    }
+
+    #[test]
+    fn loopback_addresses_are_this_machine() {
+        for h in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]"] {
+            assert!(is_local(h), "{h}");
+        }
+        for h in ["10.0.0.7", "build-2", "[fd00::7]"] {
+            assert!(!is_local(h), "{h}");
+        }
     }
 
     #[test]
     fn the_override_publishes_labels_and_joins_the_network() {
         let model = json!({
-            "services": { "web": { "build": { "context": "." } }, "worker": { "image": "w" } },
-            "volumes": { "data": {}, "shared": { "external": true } }
+            "services": {
+                "web": {
+                    "build": { "context": "." }, "image": "shop/web:dev",
+                    "depends_on": { "cache": {} },
+                    "volumes": [{ "type": "volume", "source": "data" }, { "type": "volume", "source": "shared" }]
+                },
+                "worker": { "image": "w" },
+                "cache": { "image": "c" },
+                "unused": { "image": "u" }
+            },
+            "networks": { "default": {}, "back": {} },
+            "volumes": { "data": {}, "shared": { "external": true }, "other": {} }
         });
         let labels = [(TOKEN_LABEL.to_string(), "t0k".to_string())];
         let vars = [("PORT".to_string(), "3000".to_string())];
@@ -877,7 +1127,8 @@ mod tests {
                 vars: &vars,
                 labels: &labels,
                 network: Some("infra"),
-                project: "grove-ws-feat",
+                project: "grove-ws-feat-web",
+                env_network: "grove-ws-feat",
             },
         );
         let web = &o["services"]["web"];
@@ -895,6 +1146,22 @@ mod tests {
         assert_eq!(worker["labels"][TOKEN_LABEL], "t0k");
         assert_eq!(o["networks"]["infra"]["external"], true);
         assert_eq!(o["networks"]["default"]["name"], "grove-ws-feat");
+        assert_eq!(o["networks"]["back"]["labels"][TOKEN_LABEL], "t0k");
+        // What the layer depends on is labelled (found by down, destroy, doctor), nothing else.
+        assert_eq!(o["services"]["cache"]["labels"][TOKEN_LABEL], "t0k");
+        assert!(o["services"]["cache"]["environment"].is_null());
+        assert!(o["services"]["unused"].is_null());
+        assert!(
+            o["volumes"]["other"].is_null(),
+            "no service of the layer mounts it"
+        );
+        // A built image gets the env's own name, not the file's shared tag.
+        assert_eq!(o["services"]["web"]["image"], "grove-ws-feat-web-web");
+        assert!(
+            render_override(&o)
+                .unwrap()
+                .contains("\"ports\": !override [")
+        );
         assert_eq!(o["volumes"]["data"]["labels"][TOKEN_LABEL], "t0k");
         assert!(
             o["volumes"]["shared"].is_null(),

@@ -226,6 +226,30 @@ impl Engine {
         }
     }
 
+    /// Docker's default made explicit: `DOCKER_HOST`, else the current context (by name, so
+    /// that its TLS material stays with it), else the default socket. An env records this,
+    /// not "the default": a later `docker context use` must not send its destroy elsewhere.
+    pub fn pinned(&self) -> Engine {
+        if *self != Engine::Default {
+            return self.clone();
+        }
+        if let Some(h) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+            return Engine::Host(h);
+        }
+        let current = crate::exec::Cmd::new("docker")
+            .args(["context", "inspect", "--format", "{{.Name}}"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout.trim().to_string())
+            .unwrap_or_default();
+        if current.is_empty() || current == "default" {
+            Engine::Host("unix:///var/run/docker.sock".into())
+        } else {
+            Engine::Context(current)
+        }
+    }
+
     /// The engine's address (`unix:///…`, `tcp://h:2376`, `ssh://u@h`): a context's is asked
     /// of docker; Docker's default is `DOCKER_HOST`, else its socket.
     pub fn endpoint(&self) -> String {

@@ -449,11 +449,11 @@ impl Doctor {
         };
         let mut engines = Vec::new();
         if ctx.ws.config.has_compose() {
-            engines.push(ctx.ws.config.docker.engine.clone());
+            engines.push(ctx.ws.config.docker.engine.pinned());
         }
-        for env in ctx.store.envs(ctx.ws_id).unwrap_or_default() {
-            let e = ctx.engine(&env);
-            if env.engine.is_some() && !engines.contains(&e) {
+        for e in ctx.store.engines(ctx.ws_id).unwrap_or_default() {
+            let e = crate::config::Engine::from_stored(&e);
+            if !engines.contains(&e) {
                 engines.push(e);
             }
         }
@@ -979,6 +979,9 @@ fn adopt(ctx: &mut Ctx, dir: &Path) -> Result<()> {
     else {
         anyhow::bail!("an env named `{}` exists already", m.name);
     };
+    if let (Some(engine), Some(host)) = (&m.engine, &m.engine_host) {
+        ctx.store.set_engine(env.key, engine, host)?;
+    }
     for mut inst in m.layers {
         if !inst.worktree.join(".git").exists() {
             continue;
@@ -995,7 +998,17 @@ fn adopt(ctx: &mut Ctx, dir: &Path) -> Result<()> {
                 &inst.layer,
                 range,
                 inst.port,
-                "localhost",
+                // The port it had, on the host its engine publishes on (or this machine).
+                m.engine_host
+                    .as_deref()
+                    .filter(|_| {
+                        ctx.ws
+                            .config
+                            .layers
+                            .get(&inst.layer)
+                            .is_some_and(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
+                    })
+                    .unwrap_or("localhost"),
             )?;
         }
         ctx.store.insert_instance(env.key, &inst)?;

@@ -205,7 +205,8 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
                 &crate::compose::Isolated {
                     engine: &engine,
                     host_name: &host,
-                    project: &crate::compose::project_name(&ctx.ws.key(), &env.name),
+                    project: &crate::compose::project_name(&ctx.ws.key(), &env.ident, &layer.name),
+                    network: &crate::compose::env_network(&ctx.ws.key(), &env.ident),
                     ws_root: &ctx.ws.root,
                     env_dir: &ctx.ws.env_dir(&env.name),
                     file,

@@ -60,6 +60,11 @@ pub struct Manifest {
     pub created_at: i64,
     pub layers: Vec<Instance>,
     pub isolated: Vec<IsolatedRow>,
+    /// The Docker engine of its compose layers, and the host it publishes on.
+    #[serde(default)]
+    pub engine: Option<String>,
+    #[serde(default)]
+    pub engine_host: Option<String>,
 }
 
 /// Writes the manifest of `env` from the store, into its folder.
@@ -73,6 +78,8 @@ pub fn write(ctx: &Ctx, env: &EnvRow) -> Result<()> {
         created_at: env.created_at,
         layers: ctx.store.instances(env.key)?,
         isolated: ctx.store.isolated(env.key)?,
+        engine: env.engine.clone(),
+        engine_host: env.engine_host.clone(),
     };
     let path = ctx.ws.env_dir(&env.name).join(FILE);
     crate::provision::write_atomic(&path, serde_json::to_string_pretty(&m)?.as_bytes())

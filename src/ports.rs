@@ -36,7 +36,7 @@ pub fn lease(
     prefer: Option<u16>,
     host: &str,
 ) -> Result<u16> {
-    let leased = if host == "localhost" {
+    let leased = if crate::compose::is_local(host) {
         store.lease_port(key, layer, (range.start, range.end), prefer, is_free)?
     } else {
         store.lease_port(key, layer, (range.start, range.end), prefer, |p| {

@@ -55,6 +55,21 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
         };
         from.push((layer.to_string(), base.to_string()));
     }
+    for (flag, v) in [
+        ("--docker-context", &args.docker_context),
+        ("--docker-host", &args.docker_host),
+    ] {
+        if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(Fail::new(format!("`{flag}` is empty"))
+                .hint("name a context (`docker context ls`) or an address (`ssh://me@build-2`)")
+                .into());
+        }
+        if v.is_some() && !ctx.ws.config.has_compose() {
+            ui::warn(format!(
+                "`{flag}` does nothing here: no layer of this workspace runs as a compose service"
+            ));
+        }
+    }
     if let Some(c) = &args.docker_context {
         ctx.ws.config.docker.engine = crate::config::Engine::Context(c.clone());
     } else if let Some(h) = &args.docker_host {
@@ -73,7 +88,10 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
     // anything is made. (Checked for the whole workspace: which layers the env dedicates
     // is known only later, and one compose layer in grove.toml is reason enough to check.)
     if ctx.ws.config.has_compose() {
-        crate::compose::require(&ctx.ws.config.docker.engine)?;
+        crate::compose::require(
+            &ctx.ws.config.docker.engine,
+            ctx.ws.config.docker.network.as_deref(),
+        )?;
     }
     let mut isolate = args.isolate_layer.clone();
     isolate.extend(args.isolate.iter().cloned());
@@ -108,6 +126,8 @@ pub fn run(ctx: &mut Ctx, args: &CreateArgs) -> Result<()> {
 /// machine: the container would not see the env's code. Said at create, with the way out.
 fn warn_bind_mounts(ctx: &Ctx, env: &EnvRow) {
     let host = env.engine_host.as_deref().unwrap_or("localhost");
+    // An address, even 127.0.0.1, may be a tunnel to another machine's engine: only the
+    // engine of this machine's socket surely sees its files.
     if host == "localhost" {
         return;
     }
@@ -124,14 +144,16 @@ fn warn_bind_mounts(ctx: &Ctx, env: &EnvRow) {
         let Ok(file) = crate::compose::file_in(&inst.worktree, spec) else {
             continue;
         };
-        let Ok(model) = crate::compose::model(&engine, &inst.worktree, &file, spec) else {
+        let project = crate::compose::project_name(&ctx.ws.key(), &env.ident, &inst.layer);
+        let Ok(model) = crate::compose::model(&engine, &inst.worktree, &file, spec, &project)
+        else {
             continue;
         };
         let mounts = crate::compose::bind_mounts(&model, spec);
         if !mounts.is_empty() {
             ui::warn(ui::listed(
                 format!(
-                    "`{}` bind-mounts paths of this machine, which the Docker engine on {host} cannot see:",
+                    "`{}` bind-mounts paths of this machine, which the Docker engine at {host} may not see (another machine, or one behind a tunnel):",
                     inst.layer
                 ),
                 &mounts,
@@ -223,7 +245,7 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
     // The engine is the env's for its life: a later change of the workspace's must not lose
     // its containers.
     let env = if ctx.ws.config.has_compose() {
-        let engine = &ctx.ws.config.docker.engine;
+        let engine = &ctx.ws.config.docker.engine.pinned();
         let host = crate::config::engine_host_name(&engine.endpoint());
         ctx.store.set_engine(env.key, &engine.stored(), &host)?;
         ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env)
@@ -697,7 +719,8 @@ fn make(
     for p in plans {
         if let crate::config::Runner::Compose(spec) = &config.layers[&p.layer].runner {
             let file = crate::compose::file_in(&p.worktree, spec)?;
-            crate::compose::model(&ctx.engine(env), &p.worktree, &file, spec)?;
+            let project = crate::compose::project_name(&ctx.ws.key(), &env.ident, &p.layer);
+            crate::compose::model(&ctx.engine(env), &p.worktree, &file, spec, &project)?;
         }
     }
     for ((p, vars), timing) in plans.iter().zip(all_vars).zip(timings.iter_mut()) {

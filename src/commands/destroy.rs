@@ -263,8 +263,41 @@ pub(crate) fn execute(
     // Containers, networks, volumes and images of the env's compose layers: found by its
     // token, after its servers stopped (so nothing restarts them).
     if ctx.ws.config.has_compose() || env.engine.is_some() {
-        let project = crate::compose::project_name(&ctx.ws.key(), &env.name);
-        let removed = crate::compose::destroy(&ctx.engine(&env), &project, &env.token)?;
+        // A project per compose layer (and per isolated compose service) of the config; the
+        // sweep by token catches the rest (a layer since removed from grove.toml).
+        let projects: Vec<String> = ctx
+            .ws
+            .config
+            .layers
+            .values()
+            .filter(|l| {
+                matches!(l.runner, crate::config::Runner::Compose(_))
+                    || matches!(l.isolate, Some(crate::config::Isolate::Compose { .. }))
+            })
+            .map(|l| crate::compose::project_name(&ctx.ws.key(), &env.ident, &l.name))
+            .collect();
+        let removed = match crate::compose::destroy(&ctx.engine(&env), &projects, &env.token) {
+            Ok(r) => r,
+            // The engine gone for good must not keep an env forever: `--force` goes on, and
+            // doctor finds what is left once the engine answers again.
+            Err(e) if force => {
+                ui::warn(format!(
+                    "{e:#}; going on (--force): `grove doctor` finds what is left on the engine once it answers"
+                ));
+                Vec::new()
+            }
+            Err(e) => {
+                let n = crate::shq(&env.name);
+                return Err(Fail::new(format!(
+                    "cannot remove the containers of `{}`: {e:#}; the env is half-destroyed",
+                    env.name
+                ))
+                .hint(format!(
+                    "start the engine and run `grove destroy {n}` again, or `grove destroy {n} --force` to go on without it"
+                ))
+                .into());
+            }
+        };
         if !removed.is_empty() {
             ui::info(format!("  removed from Docker: {}", removed.join(", ")));
         }

@@ -186,7 +186,12 @@ fn exec_in_container(
             ))
         })?;
     use std::io::IsTerminal;
-    let mut c = crate::compose::docker(&engine).args(["exec", "--interactive"]);
+    // The env's token in the command's environment: the container's processes are this
+    // machine's too, so what the command leaves running there is found by `down`'s sweep.
+    let tag = Tag::new(&env.token, Role::Exec).owned_by(ctx.me);
+    let mut c = crate::compose::docker(&engine)
+        .args(["exec", "--interactive", "--env"])
+        .arg(format!("{}={}", crate::proc::TOKEN_VAR, tag.render()));
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         c = c.arg("--tty");
     }

@@ -570,11 +570,29 @@ impl Store {
 
     /// Records the Docker engine of the env's compose layers and the host it publishes on.
     pub fn set_engine(&mut self, key: EnvKey, engine: &str, host: &str) -> Result<()> {
-        self.conn.execute(
+        let tx = self.write()?;
+        tx.execute(
             "UPDATE envs SET engine = ?1, engine_host = ?2 WHERE id = ?3",
             params![engine, host, key],
         )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO engines (workspace, engine)
+             SELECT workspace, ?1 FROM envs WHERE id = ?2",
+            params![engine, key],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Every engine the workspace's envs ever ran on ([`crate::config::Engine::stored`]).
+    pub fn engines(&self, ws: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT engine FROM engines WHERE workspace = ?1 ORDER BY engine")?;
+        let rows = stmt
+            .query_map([ws], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
     }
 
     /// Forgets the env and everything keyed to it (instances, leases, journal).

@@ -87,6 +87,13 @@ pub fn ensure_running(ctx: &mut Ctx, env: &EnvRow) -> Result<ProcId> {
     if let Some(sup) = alive(ctx, env)? {
         return Ok(sup);
     }
+    // An env made before the workspace had compose layers gets its engine now, before any
+    // container of it exists.
+    if env.engine.is_none() && ctx.ws.config.has_compose() {
+        let engine = ctx.ws.config.docker.engine.pinned();
+        let host = crate::config::engine_host_name(&engine.endpoint());
+        ctx.store.set_engine(env.key, &engine.stored(), &host)?;
+    }
     sweep_leftovers(ctx, env, false)?;
     failpoint::hit("up:after-sweep");
     ctx.store.clear_servers(env.key)?;

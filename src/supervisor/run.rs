@@ -828,14 +828,22 @@ impl Supervisor {
         if !policy::moves_port(self.port_holder(i), self.servers[i].relocated) {
             return false;
         }
-        let holder = proc::port_holder(port);
+        // A port on another machine's engine: free there when nothing answers, and its
+        // holder is no process of this machine.
+        let host = self.probe_host(i).to_string();
+        let local = crate::compose::is_local(&host);
+        let holder = if local { proc::port_holder(port) } else { None };
         let layer = self.servers[i].cfg.name.clone();
-        let moved = self.ctx.store.relocate_port(
-            self.env.key,
-            &layer,
-            (range.start, range.end),
-            crate::ports::is_free,
-        );
+        let moved =
+            self.ctx
+                .store
+                .relocate_port(self.env.key, &layer, (range.start, range.end), |p| {
+                    if local {
+                        crate::ports::is_free(p)
+                    } else {
+                        !probe::tcp(&host, p)
+                    }
+                });
         let Ok(Some(new_port)) = moved else {
             return false;
         };
@@ -1229,7 +1237,8 @@ impl Supervisor {
                     &self.ctx.engine(&self.env),
                     self.ctx.ws.config.docker.network.as_deref(),
                     self.env.engine_host.as_deref().unwrap_or("localhost"),
-                    &crate::compose::project_name(&self.ctx.ws.key(), &self.env.name),
+                    &crate::compose::project_name(&self.ctx.ws.key(), &self.env.ident, &s.cfg.name),
+                    &crate::compose::env_network(&self.ctx.ws.key(), &self.env.ident),
                     &inst.worktree,
                     &env_dir,
                     &s.cfg.name,
