@@ -145,6 +145,20 @@ pub fn require(engine: &Engine, network: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Whether the engine answers (`docker info`).
+pub fn ping(engine: &Engine) -> Result<()> {
+    let out = docker(engine)
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{}",
+            out.stderr.trim().lines().next().unwrap_or("no answer")
+        );
+    }
+    Ok(())
+}
+
 /// Seconds Compose gives a container to stop before it kills it (its default).
 pub const STOP_SECS: u64 = 10;
 

@@ -762,6 +762,17 @@ fn missing_requirements_are_clear_errors_and_leave_nothing() {
     assert!(out.stderr.contains("Compose v2 is missing"), "{out}");
     assert!(out.stderr.contains("v1 is not enough"), "{out}");
 
+    // The workspace's infra network missing on the engine.
+    let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    ws.write_config(&config.replace(
+        "[workspace]\n",
+        "[workspace]\ndocker_network = \"grove-test-no-such-net\"\n",
+    ));
+    let out = ws.grove(&["create", "feat"]).failure(1);
+    assert!(out.stderr.contains("`grove-test-no-such-net`"), "{out}");
+    assert!(out.stderr.contains("docker network create"), "{out}");
+    ws.write_config(&config);
+
     // A service the compose file does not have: found in the new worktree, and the env
     // undone whole.
     let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
@@ -799,5 +810,220 @@ fn a_published_port_taken_moves_the_layer_and_says_who_holds_it() {
     assert_eq!(http_get(moved, "/index.html").map(|r| r.0), Some(200));
     let label = format!("dev.grove.token={}", ws.env_token("feat"));
     ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(d.labelled(&label), Vec::<String>::new());
+}
+
+/// A workspace whose layers are compose services of their own repos: `(repo, compose file)`,
+/// each layer serving on container port 8080 with an http readiness probe.
+fn layers_ws(d: &Docker, layers: &[(&str, String)]) -> TestWorkspace {
+    let ws = TestWorkspace::empty();
+    ws.use_docker(d);
+    let mut toml = format!(
+        "[workspace]\ndefault_layers = [{}]\n",
+        layers
+            .iter()
+            .map(|(r, _)| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (n, (repo, compose)) in layers.iter().enumerate() {
+        let dir = ws.init_repo(repo);
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        ws.commit(&dir, "www/index.html", &format!("{repo} page\n"), "Page");
+        ws.commit(&dir, "compose.yaml", compose, "Compose file");
+        let n = u16::try_from(n).unwrap();
+        toml.push_str(&format!(
+            "\n[layers.{repo}]\nrepo = \"{repo}\"\nports = \"{}\"\n\
+             compose = {{ service = \"web\", port = 8080 }}\nready = {{ http = \"/index.html\" }}\n",
+            ws.ports.range(n * 10, 10)
+        ));
+    }
+    ws.write_config(&toml);
+    ws
+}
+
+fn httpd_service(image: &str, extra: &str) -> String {
+    format!(
+        "services:\n  web:\n    image: {image}\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n    volumes: [\"./www:/www\"]\n{extra}"
+    )
+}
+
+fn served(ws: &TestWorkspace, env: &str, layer: &str) -> Option<String> {
+    let e = crate::common::env_json(ws, env);
+    let port = crate::common::layer(&e, layer)["port"].as_u64()?;
+    http_get(u16::try_from(port).ok()?, "/index.html").map(|r| r.1)
+}
+
+/// Env names that differ only in punctuation (`feat.1`, `feat_1`) are two envs on the engine
+/// too: each serves, and destroying one leaves the other's container running.
+#[test]
+fn envs_whose_names_differ_in_punctuation_keep_their_own_containers() {
+    let Some(d) = docker("compose::envs_whose_names_differ_in_punctuation", false) else {
+        return;
+    };
+    let ws = layers_ws(&d, &[("web", httpd_service(d.busybox(), ""))]);
+    ws.grove(&["create", "feat.1"]).success();
+    ws.grove(&["create", "feat_1"]).success();
+    assert_eq!(served(&ws, "feat.1", "web"), Some("web page\n".into()));
+    assert_eq!(served(&ws, "feat_1", "web"), Some("web page\n".into()));
+    ws.grove(&["destroy", "feat.1"]).success();
+    assert_eq!(served(&ws, "feat_1", "web"), Some("web page\n".into()));
+    let env = crate::common::env_json(&ws, "feat_1");
+    assert_eq!(
+        crate::common::layer(&env, "web")["containers"][0]["state"],
+        "running"
+    );
+    ws.grove(&["destroy", "feat_1"]).success();
+}
+
+/// Two layers whose compose files both name their service `web` each run their own.
+#[test]
+fn two_layers_with_a_service_of_one_name_each_run_their_own() {
+    let Some(d) = docker("compose::two_layers_with_a_service_of_one_name", false) else {
+        return;
+    };
+    let svc = httpd_service(d.busybox(), "");
+    let ws = layers_ws(&d, &[("front", svc.clone()), ("api", svc)]);
+    ws.grove(&["create", "feat"]).success();
+    assert_eq!(served(&ws, "feat", "front"), Some("front page\n".into()));
+    assert_eq!(served(&ws, "feat", "api"), Some("api page\n".into()));
+    let token = ws.env_token("feat");
+    ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(
+        d.labelled(&format!("dev.grove.token={token}")),
+        Vec::<String>::new()
+    );
+}
+
+/// What a compose file says that would make envs share: a fixed container name or a volume
+/// with a fixed name is refused at create (nothing made); fixed published ports are replaced
+/// by the env's, so two envs do not collide on them.
+#[test]
+fn what_would_make_envs_share_is_refused_or_replaced() {
+    let Some(d) = docker("compose::what_would_make_envs_share", false) else {
+        return;
+    };
+    let image = d.busybox();
+    for (compose, said) in [
+        (
+            httpd_service(image, "    container_name: shop-web\n"),
+            "sets `container_name: shop-web`",
+        ),
+        (
+            httpd_service(image, "").replace("[\"./www:/www\"]", "[\"./www:/www\", \"pg:/data\"]")
+                + "volumes:\n  pg:\n    name: shop-main-pgdata\n",
+            "has a fixed name (`shop-main-pgdata`)",
+        ),
+    ] {
+        let ws = layers_ws(&d, &[("web", compose)]);
+        let before = ws.snapshot(&["web"]);
+        let out = ws.grove(&["create", "feat"]).failure(1);
+        assert!(out.stderr.contains(said), "{out}");
+        assert!(out.stderr.contains("hint:"), "{out}");
+        assert!(ws.ps().is_empty());
+        assert_eq!(ws.snapshot(&["web"]), before);
+    }
+    let fixed = crate::common::TestWorkspace::empty().ports.port(50);
+    let ws = layers_ws(
+        &d,
+        &[(
+            "web",
+            httpd_service(image, &format!("    ports: [\"127.0.0.1:{fixed}:8080\"]\n")),
+        )],
+    );
+    ws.grove(&["create", "feat-01"]).success();
+    ws.grove(&["create", "feat-02"]).success();
+    assert_eq!(served(&ws, "feat-02", "web"), Some("web page\n".into()));
+    assert!(
+        http_get(fixed, "/index.html").is_none(),
+        "the file's port is not published"
+    );
+    for env in ["feat-01", "feat-02"] {
+        ws.grove(&["destroy", env]).success();
+    }
+}
+
+/// A service the layer's service depends on, and a network of its file, carry the env's
+/// label: `down` stops it, `destroy` removes it and the network.
+#[test]
+fn what_a_layer_depends_on_is_the_envs_too() {
+    let Some(d) = docker("compose::what_a_layer_depends_on", false) else {
+        return;
+    };
+    let image = d.busybox();
+    let ws = layers_ws(
+        &d,
+        &[(
+            "web",
+            httpd_service(
+                image,
+                &format!(
+                    "    depends_on: [cache]\n    networks: [default, back]\n  cache:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n    init: true\n    networks: [back]\nnetworks:\n  back: {{}}\n"
+                ),
+            ),
+        )],
+    );
+    ws.grove(&["create", "feat"]).success();
+    let label = format!("label=dev.grove.token={}", ws.env_token("feat"));
+    let running = || {
+        d.cli(&[
+            "ps",
+            "--filter",
+            &label,
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}}",
+        ])
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(running(), ["cache".to_string(), "web".to_string()].into());
+    let nets = d.cli(&["network", "ls", "--quiet", "--filter", &label]);
+    assert_eq!(
+        nets.stdout.split_whitespace().count(),
+        2,
+        "the env's and `back`"
+    );
+    ws.grove(&["down", "feat"]).success();
+    assert!(wait_until(20, || running().is_empty()), "{:?}", running());
+    let token = ws.env_token("feat");
+    ws.grove(&["destroy", "feat"]).success();
+    assert_eq!(
+        d.labelled(&format!("dev.grove.token={token}")),
+        Vec::<String>::new()
+    );
+}
+
+/// An engine that stops answering: destroy refuses (the env half-destroyed, nothing
+/// forgotten), `--force` goes on without it, and once the engine answers again `doctor`
+/// finds what the env left there and removes it.
+#[test]
+fn destroy_without_the_engine_refuses_and_doctor_finds_the_rest_later() {
+    let Some(d) = docker("compose::destroy_without_the_engine", false) else {
+        return;
+    };
+    let ws = compose_ws(&d);
+    // The env's engine, reached through a link that the test can cut.
+    let sock = d.host.trim_start_matches("unix://");
+    let link = ws.tmp.path().join("engine.sock");
+    std::os::unix::fs::symlink(sock, &link).unwrap();
+    let via = format!("unix://{}", link.display());
+    ws.grove(&["create", "feat", "--docker-host", &via])
+        .success();
+    let label = format!("dev.grove.token={}", ws.env_token("feat"));
+    std::fs::remove_file(&link).unwrap();
+    let out = ws.grove(&["destroy", "feat"]).failure(1);
+    assert!(out.stderr.contains("does not answer"), "{out}");
+    assert!(out.stderr.contains("--force"), "{out}");
+    assert_eq!(ws.ps()[0]["status"], "running", "the env is kept as it was");
+    let out = ws.grove(&["destroy", "feat", "--force", "--yes"]).success();
+    assert!(out.stderr.contains("grove doctor"), "{out}");
+    assert!(ws.ps().is_empty());
+    assert!(!d.labelled(&label).is_empty(), "left on the engine");
+    std::os::unix::fs::symlink(sock, &link).unwrap();
+    let out = ws.grove(&["doctor", "--json"]);
+    assert!(out.stdout.contains("docker-leftover"), "{out}");
+    ws.grove(&["doctor", "--fix"]).success();
     assert_eq!(d.labelled(&label), Vec::<String>::new());
 }

@@ -166,6 +166,22 @@ pub(crate) fn preflight(
     force: bool,
     drop_integrated: bool,
 ) -> Result<Preflight> {
+    // The env's containers go with it: with no engine to remove them, refuse before anything
+    // changes (`--force` goes on; doctor finds them once the engine answers).
+    if !force
+        && (ctx.ws.config.has_compose() || env.engine.is_some())
+        && let Err(e) = crate::compose::ping(&ctx.engine(env))
+    {
+        let n = crate::shq(&env.name);
+        return Err(Fail::new(format!(
+            "the Docker engine of `{}` does not answer ({e:#}); nothing was removed",
+            env.name
+        ))
+        .hint(format!(
+            "start it and run this again, or `grove destroy {n} --force` to go on without it (`grove doctor` removes what is left there once it answers)"
+        ))
+        .into());
+    }
     let checks = check(ctx, env, force, drop_integrated)?;
     let strays = strays(ctx, env, &checks)?;
     Ok(Preflight { checks, strays })

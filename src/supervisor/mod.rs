@@ -294,7 +294,19 @@ fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow, isolated_too: bool) -> Result<bo
     // Isolated infra containers are no servers: `up` leaves them running, `down` stops them.
     let mut containers = 0;
     if ctx.ws.config.has_compose() || env.engine.is_some() {
-        containers = crate::compose::stop_running(&ctx.engine(env), &env.token, isolated_too)?;
+        // An engine that does not answer cannot be made to: said, and the rest goes on (its
+        // containers are found by label when it answers again).
+        containers = match crate::compose::stop_running(&ctx.engine(env), &env.token, isolated_too)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                ui::warn(format!(
+                    "cannot stop the containers of `{}`: {e:#}",
+                    env.name
+                ));
+                0
+            }
+        };
         if containers > 0 {
             ui::info(format!(
                 "  stopped {containers} container(s) of `{}` left running",
