@@ -1027,3 +1027,64 @@ fn destroy_without_the_engine_refuses_and_doctor_finds_the_rest_later() {
     ws.grove(&["doctor", "--fix"]).success();
     assert_eq!(d.labelled(&label), Vec::<String>::new());
 }
+
+/// The engine an env runs on is its own: made on the current docker context (no
+/// `DOCKER_HOST`, no setting of grove's), the env stays on that engine after `docker context
+/// use` points elsewhere, and after its store is lost and doctor takes it back from its
+/// folder; destroy then removes its containers there.
+#[test]
+fn an_env_keeps_its_engine_through_a_context_switch_and_a_lost_store() {
+    let (Some(d1), Some(d2)) = (
+        docker("compose::an_env_keeps_its_engine (first)", false),
+        docker("compose::an_env_keeps_its_engine (second)", true),
+    ) else {
+        return;
+    };
+    let ws = compose_ws(&d2);
+    let docker_cli = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .env("HOME", &ws.home)
+            .env_remove("DOCKER_HOST")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    docker_cli(&[
+        "context",
+        "create",
+        "far",
+        "--docker",
+        &format!("host={}", d2.host),
+    ]);
+    docker_cli(&["context", "use", "far"]);
+    // grove with docker's own default: the current context.
+    let grove = |args: &[&str]| {
+        let mut cmd = ws.cmd();
+        cmd.env_remove("DOCKER_HOST").args(args);
+        crate::common::run(&mut cmd)
+    };
+    grove(&["create", "feat"]).success();
+    let label = format!("dev.grove.token={}", ws.env_token("feat"));
+    assert!(!d2.labelled(&label).is_empty());
+    docker_cli(&[
+        "context",
+        "create",
+        "near",
+        "--docker",
+        &format!("host={}", d1.host),
+    ]);
+    docker_cli(&["context", "use", "near"]);
+    // The store lost: doctor takes the env back from its folder, engine included.
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(ws.grove_home.join(f));
+    }
+    grove(&["doctor", "--fix"]);
+    assert_eq!(ws.ps().len(), 1, "taken back");
+    grove(&["destroy", "feat"]).success();
+    assert_eq!(
+        d2.labelled(&label),
+        Vec::<String>::new(),
+        "removed on its engine"
+    );
+}
