@@ -248,7 +248,8 @@ fn served_repo(ws: &TestWorkspace, d: &Docker, repo: &str, service: &str, port: 
         &dir,
         "compose.yaml",
         &format!(
-            "services:\n  {service}:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo hello from {repo}; exec httpd -f -p {port} -h /www\"]\n    volumes: [\"./www:/www\"]\n",
+            "services:\n  {service}:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo hello from {repo}; exec httpd -f -p {port} -h /www\"]\n    volumes: [\"./www:/www\"]\n\
+             \x20   healthcheck: {{ test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{port}/index.html\"], interval: 1s }}\n",
             d.busybox()
         ),
         "Compose file",
@@ -334,12 +335,20 @@ fn the_reference_workflow_runs_with_container_layers() {
         ws.worktree("feat-01", "front").canonicalize().unwrap()
     );
 
-    // ps: the containers as the engine has them.
+    // ps: the containers as the engine has them, with their health checks' verdicts.
     let front = crate::common::layer(&f1, "front");
     assert_eq!(front["containers"][0]["state"], "running", "{front:#}");
     assert_eq!(front["containers"][0]["service"], "web");
+    assert!(
+        wait_until(20, || {
+            let e = crate::common::env_json(&ws, "feat-01");
+            crate::common::layer(&e, "front")["containers"][0]["health"] == "healthy"
+        }),
+        "{:#}",
+        crate::common::env_json(&ws, "feat-01")
+    );
     let table = ws.grove(&["ps"]).success().stdout;
-    assert!(table.contains("(running)"), "{table}");
+    assert!(table.contains("(running, healthy)"), "{table}");
     assert!(
         ws.grove(&["logs", "feat-01", "front"])
             .success()
