@@ -984,6 +984,12 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
             // A server as PID 1 gets no default signal handlers: an init passes SIGTERM on,
             // so a stop takes a moment, not Compose's 10 s before SIGKILL.
             svc.insert("init".into(), json!(true));
+            // The URLs of other layers are the host's (what a browser needs); a server in
+            // the container reaches a layer run on the host at this name, on Linux too.
+            svc.insert(
+                "extra_hosts".into(),
+                json!(["host.docker.internal:host-gateway"]),
+            );
             if let Some(net) = o.network {
                 let mut nets = Map::new();
                 nets.insert("default".into(), json!({}));

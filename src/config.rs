@@ -1717,6 +1717,13 @@ fn validate_isolate(
                     "`isolate.file` must stay inside the workspace (a relative path)",
                 ));
             }
+            // The env's URL is `shared_url` pointed at the env's container.
+            if !shared_url.is_some_and(|u| u.contains("://")) {
+                diags.push(
+                    diag(span.clone(), format!("`isolate` of `{name}` needs a `shared_url` with a scheme"))
+                        .hint("e.g. `shared_url = \"postgres://app:app@localhost:5432/app\"`: each env gets it with its own port"),
+                );
+            }
             let port = match r.port {
                 Some(p) => u16::try_from(p).ok().filter(|p| *p > 0),
                 None => shared_url

@@ -151,6 +151,36 @@ fn a_bad_compose_layer_is_a_config_error() {
     ));
     let out = ws.grove(&["ps"]).failure(1);
     assert!(out.stderr.contains("both name the engine"), "{out}");
+    // An infra service per env in a container: it needs a port range, a URL to point at it,
+    // and a service.
+    for (db, what) in [
+        (
+            "shared_url = \"postgres://localhost:5432/app\"\nisolate = { kind = \"compose\", service = \"pg\" }",
+            "needs `ports`",
+        ),
+        (
+            "shared_url = \"localhost\"\nports = \"30000-30010\"\nisolate = { kind = \"compose\", service = \"pg\" }",
+            "needs a `shared_url` with a scheme",
+        ),
+        (
+            "shared_url = \"postgres://localhost:5432/app\"\nports = \"30000-30010\"\nisolate = { kind = \"compose\" }",
+            "needs `service`",
+        ),
+        (
+            "shared_url = \"postgres://localhost:5432/app\"\nisolate = { kind = \"redis\", service = \"pg\" }",
+            "are for `kind = \"compose\"`",
+        ),
+    ] {
+        ws.write_config(&format!(
+            "[layers.web]\nrepo = \"web\"\nports = \"{}\"\n[layers.db]\n{db}\n",
+            ws.ports.range(0, 10)
+        ));
+        let out = ws.grove(&["ps"]).failure(1);
+        assert!(
+            out.stderr.contains("grove.toml:") && out.stderr.contains(what),
+            "{db}:\n{out}"
+        );
+    }
 }
 
 /// The supervisor and the layer's `compose up` killed with -9 together: the container keeps
@@ -318,6 +348,10 @@ fn the_reference_workflow_runs_with_container_layers() {
         in_front("feat-01", "echo $PORT").trim(),
         "8080",
         "the container's port"
+    );
+    assert!(
+        in_front("feat-01", "cat /etc/hosts").contains("host.docker.internal"),
+        "layers run on the host are reached by that name"
     );
     for env in ["feat-01", "feat-02"] {
         assert_eq!(
