@@ -527,7 +527,12 @@ pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
     };
     let file = file_in(i.ws_root, &spec)?;
     let dir = file.parent().unwrap_or(i.ws_root).to_path_buf();
-    let model = model(i.engine, &dir, &file, &spec, i.project)?;
+    let model = model(i.engine, &dir, &file, &spec, i.project, &[])?;
+    let layer = i
+        .labels
+        .iter()
+        .find(|(k, _)| k == "dev.grove.layer")
+        .map_or("infra", |(_, v)| v.as_str());
     let mut labels = i.labels.to_vec();
     labels.push((ROLE_LABEL.into(), "isolate".into()));
     ensure_network(i.engine, i.network, &labels)?;
@@ -542,17 +547,13 @@ pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
             network: None,
             project: i.project,
             env_network: i.network,
+            layer,
         },
     );
     over["services"][i.service]["restart"] = json!("unless-stopped");
     over["services"][i.service]
         .as_object_mut()
         .map(|s| s.remove("environment"));
-    let layer = i
-        .labels
-        .iter()
-        .find(|(k, _)| k == "dev.grove.layer")
-        .map_or("infra", |(_, v)| v.as_str());
     let over_dir = i.env_dir.join(DIR);
     fs_err::create_dir_all(&over_dir)?;
     let over_file = over_dir.join(format!("isolate-{layer}.yaml"));
@@ -570,7 +571,6 @@ pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
         .arg("--file")
         .arg(&over_file)
         .args(["up", "--detach", "--wait", i.service])
-        .env("COMPOSE_IGNORE_ORPHANS", "true")
         .env(crate::proc::TOKEN_VAR, tag.render())
         .output()?;
     if !out.status.success() {
@@ -623,36 +623,34 @@ pub fn remove_layer(engine: &Engine, token: &str, layer: &str) -> Result<Vec<Str
         for f in filters {
             c = c.args(["--filter", f]);
         }
-        Ok(c.output()?
-            .stdout
-            .split_whitespace()
-            .map(str::to_string)
-            .collect())
+        let out = c.output()?;
+        if !out.status.success() {
+            return Err(engine_error(engine, what[0], &out.stderr));
+        }
+        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
+    };
+    let rm = |args: &[&str], ids: &[String]| -> Result<()> {
+        let out = docker(engine).args(args).args(ids).output()?;
+        if !out.status.success() {
+            return Err(engine_error(engine, &args.join(" "), &out.stderr));
+        }
+        Ok(())
     };
     let mut removed = Vec::new();
     let containers = ids(&["ps", "--all", "--quiet"], &[&token_f, &layer_f])?;
     if !containers.is_empty() {
-        docker(engine)
-            .args(["rm", "--force", "--volumes"])
-            .args(&containers)
-            .output()?;
+        rm(&["rm", "--force", "--volumes"], &containers)?;
         removed.push(format!("{} container(s)", containers.len()));
     }
     let volumes = ids(&["volume", "ls", "--quiet"], &[&token_f, &layer_f])?;
     if !volumes.is_empty() {
-        docker(engine)
-            .args(["volume", "rm", "--force"])
-            .args(&volumes)
-            .output()?;
+        rm(&["volume", "rm", "--force"], &volumes)?;
         removed.push(format!("{} volume(s)", volumes.len()));
     }
     if ids(&["ps", "--all", "--quiet"], &[&token_f])?.is_empty() {
         let networks = ids(&["network", "ls", "--quiet"], &[&token_f])?;
         if !networks.is_empty() {
-            docker(engine)
-                .args(["network", "rm"])
-                .args(&networks)
-                .output()?;
+            rm(&["network", "rm"], &networks)?;
         }
     }
     Ok(removed)
@@ -668,6 +666,24 @@ pub struct Project {
     pub override_file: PathBuf,
     /// A service of the layer has `develop.watch`.
     pub watch: bool,
+    /// The variables `compose up` runs with, which the containers get.
+    pub env: Vec<(String, String)>,
+}
+
+/// A compose layer's variables as its containers (and Compose's interpolation) see them:
+/// `PORT` is the port the service listens on in its container; the URLs the other layers
+/// get keep the leased one.
+pub fn compose_env(vars: &[(String, String)], spec: &ComposeService) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| {
+            let v = if k == "PORT" {
+                spec.port.to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 impl Project {
@@ -690,24 +706,18 @@ impl Project {
         rewrites: &[(String, String)],
     ) -> Result<Project> {
         let file = file_in(worktree, spec)?;
-        let model = model(engine, worktree, &file, spec, name)?;
-        // Inside the container PORT is the port the service listens on; the URLs the other
-        // layers get keep the leased one.
-        let vars: Vec<(String, String)> = vars
-            .iter()
+        // An isolated infra service of the env is reached from a container on the env's
+        // network, by its layer's name.
+        let vars: Vec<(String, String)> = compose_env(vars, spec)
+            .into_iter()
             .map(|(k, v)| {
-                let v = if k == "PORT" {
-                    spec.port.to_string()
-                } else {
-                    // An isolated infra service of the env is reached from a container on
-                    // the env's network, by its service name.
-                    rewrites
-                        .iter()
-                        .fold(v.clone(), |v, (from, to)| replace_authority(&v, from, to))
-                };
-                (k.clone(), v)
+                let v = rewrites
+                    .iter()
+                    .fold(v, |v, (from, to)| replace_authority(&v, from, to));
+                (k, v)
             })
             .collect();
+        let model = model(engine, worktree, &file, spec, name, &vars)?;
         let over = override_file(
             &model,
             &Overrides {
@@ -719,6 +729,7 @@ impl Project {
                 network,
                 project: name,
                 env_network,
+                layer,
             },
         );
         ensure_network(engine, env_network, labels)?;
@@ -731,6 +742,7 @@ impl Project {
             .chain(&spec.services)
             .any(|s| model["services"][s]["develop"]["watch"].is_array());
         Ok(Project {
+            env: vars,
             watch,
             engine: engine.clone(),
             name: name.to_string(),
@@ -828,8 +840,12 @@ pub fn model(
     file: &Path,
     spec: &ComposeService,
     project: &str,
+    env: &[(String, String)],
 ) -> Result<Value> {
+    // Read with the variables `up` runs with: `${PORT}` or `${IMAGE:?}` in the file resolve
+    // as they will when it starts.
     let out = docker(engine)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["compose", "--project-name", project, "--project-directory"])
         .arg(worktree)
         .arg("--file")
@@ -884,9 +900,14 @@ pub struct Overrides<'a> {
     pub network: Option<&'a str>,
     /// The layer's project: images grove builds are named after it.
     pub project: &'a str,
-    /// The env's network ([`env_network`]), the project's default.
+    /// The env's network ([`env_network`]), which the layer's services join.
     pub env_network: &'a str,
+    /// The layer: its services answer to its name on the env's network.
+    pub layer: &'a str,
 }
+
+/// The env's network in the override (a key no compose file of the user's would pick).
+const ENV_NET_KEY: &str = "grove_env";
 
 /// The services `up` of the layer starts: its own, and what they depend on.
 pub fn started_services(model: &Value, spec: &ComposeService) -> Vec<String> {
@@ -942,6 +963,43 @@ pub fn check_model(model: &Value, spec: &ComposeService, project: &str, file: &P
             .into());
         }
     }
+    let mut nets: Vec<&String> = Vec::new();
+    for s in &started {
+        for n in model["services"][s]["networks"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+        {
+            if !nets.contains(&n) {
+                nets.push(n);
+            }
+        }
+    }
+    for n in nets {
+        let net = &model["networks"][n];
+        if net["external"].as_bool().unwrap_or(false) {
+            continue;
+        }
+        let fixed_name = net["name"]
+            .as_str()
+            .filter(|name| *name != format!("{project}_{n}"));
+        let subnet = net["ipam"]["config"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|c| c["subnet"].as_str());
+        if let Some(what) = fixed_name
+            .map(|name| format!("a fixed name (`{name}`)"))
+            .or_else(|| subnet.map(|s| format!("a fixed subnet (`{s}`)")))
+        {
+            return Err(Fail::new(format!(
+                "network `{n}` of {} has {what}: a second env could not make its own",
+                file.display()
+            ))
+            .hint("remove it so that each env gets a network of its own, or mark the network `external: true` to share it on purpose")
+            .into());
+        }
+    }
     for v in used_volumes(model, &started) {
         let vol = &model["volumes"][&v];
         if vol["external"].as_bool().unwrap_or(false) {
@@ -984,18 +1042,32 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
             // A server as PID 1 gets no default signal handlers: an init passes SIGTERM on,
             // so a stop takes a moment, not Compose's 10 s before SIGKILL.
             svc.insert("init".into(), json!(true));
-            // The URLs of other layers are the host's (what a browser needs); a server in
-            // the container reaches a layer run on the host at this name, on Linux too.
-            svc.insert(
-                "extra_hosts".into(),
-                json!(["host.docker.internal:host-gateway"]),
-            );
-            if let Some(net) = o.network {
+            // A service in another's network namespace (`network_mode: service:x`) takes no
+            // networks or hosts of its own: Compose refuses them.
+            if model["services"][name]["network_mode"].is_null() {
+                // The URLs of other layers are the host's (what a browser needs); a server in
+                // the container reaches a layer run on the host at this name, on Linux too.
+                svc.insert(
+                    "extra_hosts".into(),
+                    json!(["host.docker.internal:host-gateway"]),
+                );
+                // The layer's own services join the env's network, where each layer answers
+                // to its name (unique in grove.toml; two layers' files may both have `web`).
+                // What they depend on stays on the layer's project network: two layers'
+                // `db`s on one network would answer to one name, each for the other.
                 let mut nets = Map::new();
                 nets.insert("default".into(), json!({}));
-                nets.insert(net.to_string(), json!({}));
+                nets.insert(ENV_NET_KEY.into(), json!({ "aliases": [o.layer] }));
+                if let Some(net) = o.network {
+                    nets.insert(net.to_string(), json!({}));
+                }
                 svc.insert("networks".into(), Value::Object(nets));
             }
+        }
+        if name != &o.spec.service && !model["services"][name]["ports"].is_null() {
+            // Only the layer's service is published, on its leased port: a fixed port of a
+            // helper or a dependency would collide between envs.
+            svc.insert("ports".into(), json!([]));
         }
         if name == &o.spec.service {
             let mut port = Map::new();
@@ -1022,11 +1094,11 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
     }
     let mut networks = Map::new();
     networks.insert(
-        "default".into(),
+        ENV_NET_KEY.into(),
         json!({ "name": o.env_network, "external": true }),
     );
     for (name, n) in model["networks"].as_object().into_iter().flatten() {
-        if name != "default" && !n["external"].as_bool().unwrap_or(false) {
+        if !n["external"].as_bool().unwrap_or(false) {
             networks.insert(
                 name.clone(),
                 json!({ "labels": Value::Object(labels.clone()) }),
@@ -1149,6 +1221,7 @@ mod tests {
                 network: Some("infra"),
                 project: "grove-ws-feat-web",
                 env_network: "grove-ws-feat",
+                layer: "front",
             },
         );
         let web = &o["services"]["web"];
@@ -1165,8 +1238,12 @@ mod tests {
         assert!(worker["build"].is_null());
         assert_eq!(worker["labels"][TOKEN_LABEL], "t0k");
         assert_eq!(o["networks"]["infra"]["external"], true);
-        assert_eq!(o["networks"]["default"]["name"], "grove-ws-feat");
+        assert_eq!(o["networks"][ENV_NET_KEY]["name"], "grove-ws-feat");
+        assert_eq!(o["networks"][ENV_NET_KEY]["external"], true);
+        assert_eq!(web["networks"][ENV_NET_KEY]["aliases"][0], "front");
         assert_eq!(o["networks"]["back"]["labels"][TOKEN_LABEL], "t0k");
+        // A dependency stays on the layer's own network, unpublished.
+        assert!(o["services"]["cache"]["networks"].is_null());
         // What the layer depends on is labelled (found by down, destroy, doctor), nothing else.
         assert_eq!(o["services"]["cache"]["labels"][TOKEN_LABEL], "t0k");
         assert!(o["services"]["cache"]["environment"].is_null());

@@ -84,6 +84,25 @@ impl Ctx {
     }
 
     /// The templates' view of an existing env.
+    /// Whether `env` has anything on a Docker engine: a dedicated compose layer (or one no
+    /// longer in grove.toml, which may have been), or an isolated compose service. An env
+    /// of a mixed workspace that dedicates only host processes needs no docker.
+    pub fn uses_docker(&self, env: &EnvRow) -> Result<bool> {
+        let compose_layer = self.store.instances(env.key)?.iter().any(|i| {
+            self.ws
+                .config
+                .layers
+                .get(&i.layer)
+                .is_none_or(|l| matches!(l.runner, crate::config::Runner::Compose(_)))
+        });
+        Ok(compose_layer
+            || self
+                .store
+                .isolated(env.key)?
+                .iter()
+                .any(|r| r.kind == crate::state::IsolateKind::Compose))
+    }
+
     /// The Docker engine of `env`'s compose layers: the one it was made on.
     pub fn engine(&self, env: &EnvRow) -> crate::config::Engine {
         env.engine.as_deref().map_or_else(

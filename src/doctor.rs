@@ -457,9 +457,17 @@ impl Doctor {
                 engines.push(e);
             }
         }
+        // An engine that does not answer is a problem while something needs it: the
+        // workspace's compose layers, or an env on it. One only used long ago is not.
+        let envs = ctx.store.envs(ctx.ws_id).unwrap_or_default();
+        let needed = |e: &crate::config::Engine| {
+            (ctx.ws.config.has_compose() && *e == ctx.ws.config.docker.engine.pinned())
+                || envs.iter().any(|env| ctx.engine(env) == *e)
+        };
         for engine in engines {
             let found = match crate::compose::on_engine(&engine, &ctx.ws.key()) {
                 Ok(f) => f,
+                Err(_) if !needed(&engine) => continue,
                 Err(e) => {
                     out.push(
                         Problem::new(

@@ -966,21 +966,48 @@ fn what_would_make_envs_share_is_refused_or_replaced() {
         assert!(ws.ps().is_empty());
         assert_eq!(ws.snapshot(&["web"]), before);
     }
-    let fixed = crate::common::TestWorkspace::empty().ports.port(50);
+    // A network with a fixed name: the second env could not make its own.
     let ws = layers_ws(
         &d,
         &[(
             "web",
-            httpd_service(image, &format!("    ports: [\"127.0.0.1:{fixed}:8080\"]\n")),
+            httpd_service(
+                image,
+                "    networks: [default, back]\nnetworks:\n  back:\n    name: shop-back\n",
+            ),
+        )],
+    );
+    let out = ws.grove(&["create", "feat"]).failure(1);
+    assert!(
+        out.stderr.contains("network `back`") && out.stderr.contains("`shop-back`"),
+        "{out}"
+    );
+    assert!(ws.ps().is_empty());
+
+    // Fixed published ports, on the layer's service and on what it depends on; and `${PORT}`
+    // in the file, which is the container's port as Compose reads it.
+    let holder = TestWorkspace::empty(); // its port block: ports no other test takes
+    let (fixed, fixed_dep) = (holder.ports.port(50), holder.ports.port(51));
+    let ws = layers_ws(
+        &d,
+        &[(
+            "web",
+            format!(
+                "services:\n  web:\n    image: {image}\n    command: [\"httpd\", \"-f\", \"-p\", \"${{PORT}}\", \"-h\", \"/www\"]\n\
+                 \x20   volumes: [\"./www:/www\"]\n    ports: [\"127.0.0.1:{fixed}:8080\"]\n    depends_on: [cache]\n\
+                 \x20 cache:\n    image: {image}\n    init: true\n    command: [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/\"]\n    ports: [\"127.0.0.1:{fixed_dep}:80\"]\n"
+            ),
         )],
     );
     ws.grove(&["create", "feat-01"]).success();
     ws.grove(&["create", "feat-02"]).success();
     assert_eq!(served(&ws, "feat-02", "web"), Some("web page\n".into()));
-    assert!(
-        http_get(fixed, "/index.html").is_none(),
-        "the file's port is not published"
-    );
+    for p in [fixed, fixed_dep] {
+        assert!(
+            http_get(p, "/").is_none(),
+            "the file's port {p} is not published"
+        );
+    }
     for env in ["feat-01", "feat-02"] {
         ws.grove(&["destroy", env]).success();
     }
@@ -1025,8 +1052,8 @@ fn what_a_layer_depends_on_is_the_envs_too() {
     let nets = d.cli(&["network", "ls", "--quiet", "--filter", &label]);
     assert_eq!(
         nets.stdout.split_whitespace().count(),
-        2,
-        "the env's and `back`"
+        3,
+        "the env's, the layer's project's, and `back`"
     );
     ws.grove(&["down", "feat"]).success();
     assert!(wait_until(20, || running().is_empty()), "{:?}", running());
@@ -1130,4 +1157,43 @@ fn an_env_keeps_its_engine_through_a_context_switch_and_a_lost_store() {
         Vec::<String>::new(),
         "removed on its engine"
     );
+}
+
+/// In a workspace where one layer is a compose service, an env that dedicates only a layer
+/// run on the host has nothing on any engine: `ps`, `down` and `destroy` need no docker.
+#[test]
+fn an_env_without_containers_needs_no_docker() {
+    let Some(d) = docker("compose::an_env_without_containers_needs_no_docker", false) else {
+        return;
+    };
+    let ws = layers_ws(&d, &[("api", httpd_service(d.busybox(), ""))]);
+    let front = ws.init_repo("front");
+    ws.commit(&front, "README", "front\n", "Init");
+    let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    ws.write_config(
+        &config.replace("default_layers = [\"api\"]", "default_layers = [\"front\"]")
+            .replace("[layers.api]", "[layers.front]\nrepo = \"front\"\n\n[layers.api]\nshared_url = \"http://localhost:9\"")
+    );
+    ws.grove(&["create", "feat"]).success();
+    // No docker on PATH from here on: only git.
+    let bin = ws.tmp.path().join("git-only");
+    std::fs::create_dir_all(&bin).unwrap();
+    let git = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v git"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
+    let grove_dir = std::path::Path::new(crate::common::grove_bin())
+        .parent()
+        .unwrap();
+    let path = std::env::join_paths([grove_dir, bin.as_path()]).unwrap();
+    for args in [&["ps"][..], &["down", "feat"], &["destroy", "feat"]] {
+        let out = crate::common::run(ws.cmd().env("PATH", &path).args(args));
+        assert_eq!(out.code, 0, "{args:?}: {out}");
+        assert!(!out.stderr.contains("ocker"), "{args:?}: {out}");
+    }
 }

@@ -134,18 +134,25 @@ fn warn_bind_mounts(ctx: &Ctx, env: &EnvRow) {
     let Ok(instances) = ctx.store.instances(env.key) else {
         return;
     };
-    for inst in instances {
-        let Some(crate::config::Runner::Compose(spec)) =
-            ctx.ws.config.layers.get(&inst.layer).map(|l| &l.runner)
-        else {
+    let view = ctx.view(env, &instances);
+    for inst in &instances {
+        let Some(layer) = ctx.ws.config.layers.get(&inst.layer) else {
             continue;
         };
+        let crate::config::Runner::Compose(spec) = &layer.runner else {
+            continue;
+        };
+        let Ok(vars) = view.vars(layer) else {
+            continue;
+        };
+        let vars = crate::compose::compose_env(&vars, spec);
         let engine = ctx.engine(env);
         let Ok(file) = crate::compose::file_in(&inst.worktree, spec) else {
             continue;
         };
         let project = crate::compose::project_name(&ctx.ws.key(), &env.ident, &inst.layer);
-        let Ok(model) = crate::compose::model(&engine, &inst.worktree, &file, spec, &project)
+        let Ok(model) =
+            crate::compose::model(&engine, &inst.worktree, &file, spec, &project, &vars)
         else {
             continue;
         };
@@ -716,11 +723,19 @@ fn make(
     failpoint::hit("create:after-copy");
     // A compose layer's file, as Compose reads it in the new worktree, names the layer's
     // services: checked before any setup step runs, so a wrong name undoes the env whole.
-    for p in plans {
+    for (p, vars) in plans.iter().zip(&all_vars) {
         if let crate::config::Runner::Compose(spec) = &config.layers[&p.layer].runner {
             let file = crate::compose::file_in(&p.worktree, spec)?;
             let project = crate::compose::project_name(&ctx.ws.key(), &env.ident, &p.layer);
-            crate::compose::model(&ctx.engine(env), &p.worktree, &file, spec, &project)?;
+            let env_vars = crate::compose::compose_env(vars, spec);
+            crate::compose::model(
+                &ctx.engine(env),
+                &p.worktree,
+                &file,
+                spec,
+                &project,
+                &env_vars,
+            )?;
         }
     }
     for ((p, vars), timing) in plans.iter().zip(all_vars).zip(timings.iter_mut()) {

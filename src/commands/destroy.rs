@@ -169,7 +169,7 @@ pub(crate) fn preflight(
     // The env's containers go with it: with no engine to remove them, refuse before anything
     // changes (`--force` goes on; doctor finds them once the engine answers).
     if !force
-        && (ctx.ws.config.has_compose() || env.engine.is_some())
+        && ctx.uses_docker(env)?
         && let Err(e) = crate::compose::ping(&ctx.engine(env))
     {
         let n = crate::shq(&env.name);
@@ -278,7 +278,7 @@ pub(crate) fn execute(
     failpoint::hit("destroy:after-stop");
     // Containers, networks, volumes and images of the env's compose layers: found by its
     // token, after its servers stopped (so nothing restarts them).
-    if ctx.ws.config.has_compose() || env.engine.is_some() {
+    if ctx.uses_docker(&env)? {
         // A project per compose layer (and per isolated compose service) of the config; the
         // sweep by token catches the rest (a layer since removed from grove.toml).
         let projects: Vec<String> = ctx

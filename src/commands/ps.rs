@@ -39,7 +39,7 @@ fn add_containers(ctx: &Ctx, envs: &[EnvRow], reports: &mut [EnvReport]) {
     let mut engines: Vec<crate::config::Engine> = Vec::new();
     for env in envs {
         let e = ctx.engine(env);
-        if !engines.contains(&e) {
+        if !engines.contains(&e) && ctx.uses_docker(env).unwrap_or(false) {
             engines.push(e);
         }
     }

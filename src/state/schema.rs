@@ -229,11 +229,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 10: the Docker engine an env's compose layers run on (`default`, `context:NAME`,
     // `host:ADDR`; NULL: none), fixed at create so that a later change of the workspace's
     // engine does not lose the env's containers; and the host name its ports are published on.
-    // Every engine a workspace's envs ever used: `doctor` looks there for what an env whose
-    // destroy could not reach its engine left behind.
     r"
     ALTER TABLE envs ADD COLUMN engine TEXT;
     ALTER TABLE envs ADD COLUMN engine_host TEXT;
+    ",
+    // 11: every engine a workspace's envs ever used: `doctor` looks there for what an env
+    // whose destroy could not reach its engine left behind. (Apart from 10: development
+    // builds made stores at 10 before it.)
+    r"
     CREATE TABLE engines (
         workspace  INTEGER NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
         engine     TEXT NOT NULL,

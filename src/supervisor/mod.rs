@@ -93,6 +93,10 @@ pub fn ensure_running(ctx: &mut Ctx, env: &EnvRow) -> Result<ProcId> {
         let engine = ctx.ws.config.docker.engine.pinned();
         let host = crate::config::engine_host_name(&engine.endpoint());
         ctx.store.set_engine(env.key, &engine.stored(), &host)?;
+        // The manifest too: an env taken back from its folder keeps its engine.
+        if let Some(env) = ctx.store.env_by_key(env.key)? {
+            crate::manifest::write(ctx, &env)?;
+        }
     }
     sweep_leftovers(ctx, env, false)?;
     failpoint::hit("up:after-sweep");
@@ -293,7 +297,7 @@ fn sweep_leftovers(ctx: &mut Ctx, env: &EnvRow, isolated_too: bool) -> Result<bo
     // the engine knows it by the env's label.
     // Isolated infra containers are no servers: `up` leaves them running, `down` stops them.
     let mut containers = 0;
-    if ctx.ws.config.has_compose() || env.engine.is_some() {
+    if ctx.uses_docker(env)? {
         // An engine that does not answer cannot be made to: said, and the rest goes on (its
         // containers are found by label when it answers again).
         containers = match crate::compose::stop_running(&ctx.engine(env), &env.token, isolated_too)

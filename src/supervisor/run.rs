@@ -1205,7 +1205,10 @@ impl Supervisor {
         // What runs under the guard: `sh -c RUN`, or a compose service's `compose up` in the
         // foreground (its output is the containers' logs, its exit theirs; SIGTERM stops
         // them), given the time Compose takes to stop them on top of the layer's own.
-        let (argv, run, grace): (Vec<String>, String, u64) = match &s.cfg.runner {
+        let (argv, run, grace, vars): (Vec<String>, String, u64, Vec<(String, String)>) = match &s
+            .cfg
+            .runner
+        {
             crate::config::Runner::Compose(spec) => {
                 let env_dir = self.ctx.ws.env_dir(&self.env.name);
                 let labels = crate::compose::labels(
@@ -1224,13 +1227,13 @@ impl Supervisor {
                     .filter(|r| r.kind == crate::state::IsolateKind::Compose)
                     .filter_map(|r| {
                         let layer = self.ctx.ws.config.layers.get(&r.layer)?;
-                        let Some(crate::config::Isolate::Compose { service, port, .. }) =
-                            &layer.isolate
+                        let Some(crate::config::Isolate::Compose { port, .. }) = &layer.isolate
                         else {
                             return None;
                         };
                         let (_, hp) = crate::supervisor::host_port(&r.url)?;
-                        Some((format!("{host}:{hp}"), format!("{service}:{port}")))
+                        // On the env's network it answers to its layer's name.
+                        Some((format!("{host}:{hp}"), format!("{}:{port}", r.layer)))
                     })
                     .collect();
                 let project = crate::compose::Project::write(
@@ -1250,10 +1253,12 @@ impl Supervisor {
                 )?;
                 let argv = project.up_argv(spec);
                 let shown = argv.join(" ");
+                // Compose interpolates the file with these, as it was read.
                 (
                     argv,
                     shown,
                     s.cfg.stop_timeout_secs + crate::compose::STOP_SECS,
+                    project.env,
                 )
             }
             crate::config::Runner::Process => {
@@ -1262,6 +1267,7 @@ impl Supervisor {
                     vec!["sh".into(), "-c".into(), run.clone()],
                     run,
                     s.cfg.stop_timeout_secs,
+                    vars,
                 )
             }
         };
@@ -1275,9 +1281,6 @@ impl Supervisor {
             .cwd(&inst.worktree)
             .without_git_env()
             .envs(vars)
-            // The env's project holds every compose layer's services; each layer's `up` names
-            // only its own file, and the others' containers are not orphans to it.
-            .env("COMPOSE_IGNORE_ORPHANS", "true")
             .env(
                 proc::TOKEN_VAR,
                 Tag::new(&self.env.token, Role::Server)
