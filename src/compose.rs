@@ -56,10 +56,20 @@ pub fn replace_authority(value: &str, from: &str, to: &str) -> String {
     out
 }
 
-/// The env's network, which every service of its compose layers joins: they reach each
-/// other (and an isolated infra service) by service name.
-pub fn env_network(ws_key: &str, ident: &str) -> String {
-    compose_alphabet(&format!("grove-{ws_key}-{ident}"))
+/// The env's network, which the services of its compose layers join to reach each other
+/// (and an isolated infra service) by layer name: only where the workspace has two compose
+/// parts or more. An engine has room for about 30 networks with Docker's default address
+/// pools, and an env with one compose layer needs no network beyond its project's.
+pub fn env_network(config: &crate::config::Config, ws_key: &str, ident: &str) -> Option<String> {
+    let parts = config
+        .layers
+        .values()
+        .filter(|l| {
+            matches!(l.runner, crate::config::Runner::Compose(_))
+                || matches!(l.isolate, Some(crate::config::Isolate::Compose { .. }))
+        })
+        .count();
+    (parts > 1).then(|| compose_alphabet(&format!("grove-{ws_key}-{ident}")))
 }
 
 fn compose_alphabet(raw: &str) -> String {
@@ -487,7 +497,7 @@ pub fn ensure_network(engine: &Engine, network: &str, labels: &[(String, String)
             "cannot make the env's Docker network `{network}`: {}",
             out.stderr.trim()
         ))
-        .hint("`docker network ls` shows the engine's networks; a full address pool is a common cause")
+        .hint("`docker network ls` shows the engine's networks; with Docker's default address pools an engine has room for about 30: give it more in /etc/docker/daemon.json, e.g. `\"default-address-pools\": [{\"base\": \"10.200.0.0/16\", \"size\": 24}]`")
         .into());
     }
     Ok(())
@@ -499,8 +509,8 @@ pub struct Isolated<'a> {
     pub engine: &'a Engine,
     pub host_name: &'a str,
     pub project: &'a str,
-    /// The env's network ([`env_network`]).
-    pub network: &'a str,
+    /// The env's network ([`env_network`]), if the workspace needs one.
+    pub network: Option<&'a str>,
     pub ws_root: &'a Path,
     pub env_dir: &'a Path,
     /// Relative to the workspace; empty: the compose file in its root.
@@ -535,7 +545,9 @@ pub fn isolate_up(i: &Isolated<'_>, tag: &crate::proc::Tag) -> Result<()> {
         .map_or("infra", |(_, v)| v.as_str());
     let mut labels = i.labels.to_vec();
     labels.push((ROLE_LABEL.into(), "isolate".into()));
-    ensure_network(i.engine, i.network, &labels)?;
+    if let Some(net) = i.network {
+        ensure_network(i.engine, net, &labels)?;
+    }
     let mut over = override_file(
         &model,
         &Overrides {
@@ -695,7 +707,7 @@ impl Project {
         network: Option<&str>,
         host_name: &str,
         name: &str,
-        env_network: &str,
+        env_network: Option<&str>,
         worktree: &Path,
         env_dir: &Path,
         layer: &str,
@@ -732,7 +744,9 @@ impl Project {
                 layer,
             },
         );
-        ensure_network(engine, env_network, labels)?;
+        if let Some(net) = env_network {
+            ensure_network(engine, net, labels)?;
+        }
         crate::failpoint::hit("supervise:after-network");
         let dir = env_dir.join(DIR);
         fs_err::create_dir_all(&dir)?;
@@ -900,8 +914,9 @@ pub struct Overrides<'a> {
     pub network: Option<&'a str>,
     /// The layer's project: images grove builds are named after it.
     pub project: &'a str,
-    /// The env's network ([`env_network`]), which the layer's services join.
-    pub env_network: &'a str,
+    /// The env's network ([`env_network`]), which the layer's services join; `None` where
+    /// the workspace has one compose part only (nothing to meet).
+    pub env_network: Option<&'a str>,
     /// The layer: its services answer to its name on the env's network.
     pub layer: &'a str,
 }
@@ -1057,11 +1072,15 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
                 // `db`s on one network would answer to one name, each for the other.
                 let mut nets = Map::new();
                 nets.insert("default".into(), json!({}));
-                nets.insert(ENV_NET_KEY.into(), json!({ "aliases": [o.layer] }));
+                if o.env_network.is_some() {
+                    nets.insert(ENV_NET_KEY.into(), json!({ "aliases": [o.layer] }));
+                }
                 if let Some(net) = o.network {
                     nets.insert(net.to_string(), json!({}));
                 }
-                svc.insert("networks".into(), Value::Object(nets));
+                if nets.len() > 1 {
+                    svc.insert("networks".into(), Value::Object(nets));
+                }
             }
         }
         if name != &o.spec.service && !model["services"][name]["ports"].is_null() {
@@ -1093,10 +1112,12 @@ pub fn override_file(model: &Value, o: &Overrides<'_>) -> Value {
         services.insert(name.clone(), Value::Object(svc));
     }
     let mut networks = Map::new();
-    networks.insert(
-        ENV_NET_KEY.into(),
-        json!({ "name": o.env_network, "external": true }),
-    );
+    if let Some(env_net) = o.env_network {
+        networks.insert(
+            ENV_NET_KEY.into(),
+            json!({ "name": env_net, "external": true }),
+        );
+    }
     for (name, n) in model["networks"].as_object().into_iter().flatten() {
         if !n["external"].as_bool().unwrap_or(false) {
             networks.insert(
@@ -1167,7 +1188,6 @@ mod tests {
             project_name("Shop-1a2b", "feat_login_x", "Web"),
             "grove-shop-1a2b-feat_login_x-web"
         );
-        assert_eq!(env_network("Shop-1a2b", "feat_1"), "grove-shop-1a2b-feat_1");
     }
 
     #[test]
@@ -1220,7 +1240,7 @@ mod tests {
                 labels: &labels,
                 network: Some("infra"),
                 project: "grove-ws-feat-web",
-                env_network: "grove-ws-feat",
+                env_network: Some("grove-ws-feat"),
                 layer: "front",
             },
         );

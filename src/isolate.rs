@@ -206,7 +206,8 @@ pub fn create(ctx: &mut Ctx, env: &EnvRow, layer: &Layer) -> Result<IsolatedRow>
                     engine: &engine,
                     host_name: &host,
                     project: &crate::compose::project_name(&ctx.ws.key(), &env.ident, &layer.name),
-                    network: &crate::compose::env_network(&ctx.ws.key(), &env.ident),
+                    network: crate::compose::env_network(&ctx.ws.config, &ctx.ws.key(), &env.ident)
+                        .as_deref(),
                     ws_root: &ctx.ws.root,
                     env_dir: &ctx.ws.env_dir(&env.name),
                     file,

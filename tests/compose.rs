@@ -1052,8 +1052,8 @@ fn what_a_layer_depends_on_is_the_envs_too() {
     let nets = d.cli(&["network", "ls", "--quiet", "--filter", &label]);
     assert_eq!(
         nets.stdout.split_whitespace().count(),
-        3,
-        "the env's, the layer's project's, and `back`"
+        2,
+        "the layer's project's and `back` (one compose layer: no env network)"
     );
     ws.grove(&["down", "feat"]).success();
     assert!(wait_until(20, || running().is_empty()), "{:?}", running());

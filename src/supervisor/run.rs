@@ -1241,7 +1241,12 @@ impl Supervisor {
                     self.ctx.ws.config.docker.network.as_deref(),
                     self.env.engine_host.as_deref().unwrap_or("localhost"),
                     &crate::compose::project_name(&self.ctx.ws.key(), &self.env.ident, &s.cfg.name),
-                    &crate::compose::env_network(&self.ctx.ws.key(), &self.env.ident),
+                    crate::compose::env_network(
+                        &self.ctx.ws.config,
+                        &self.ctx.ws.key(),
+                        &self.env.ident,
+                    )
+                    .as_deref(),
                     &inst.worktree,
                     &env_dir,
                     &s.cfg.name,
