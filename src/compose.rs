@@ -61,14 +61,7 @@ pub fn replace_authority(value: &str, from: &str, to: &str) -> String {
 /// parts or more. An engine has room for about 30 networks with Docker's default address
 /// pools, and an env with one compose layer needs no network beyond its project's.
 pub fn env_network(config: &crate::config::Config, ws_key: &str, ident: &str) -> Option<String> {
-    let parts = config
-        .layers
-        .values()
-        .filter(|l| {
-            matches!(l.runner, crate::config::Runner::Compose(_))
-                || matches!(l.isolate, Some(crate::config::Isolate::Compose { .. }))
-        })
-        .count();
+    let parts = config.layers.values().filter(|l| l.on_docker()).count();
     (parts > 1).then(|| compose_alphabet(&format!("grove-{ws_key}-{ident}")))
 }
 

@@ -132,10 +132,7 @@ impl Config {
 
     /// Whether some layer runs as a compose service (so docker is needed).
     pub fn has_compose(&self) -> bool {
-        self.layers.values().any(|l| {
-            matches!(l.runner, Runner::Compose(_))
-                || matches!(l.isolate, Some(Isolate::Compose { .. }))
-        })
+        self.layers.values().any(Layer::on_docker)
     }
 
     /// Names of the code layers (those with a repo), in file order.
@@ -327,6 +324,13 @@ impl Layer {
     /// Whether the layer has a server of its own: a `run`, or a compose service.
     pub fn runs_server(&self) -> bool {
         self.run.is_some() || matches!(self.runner, Runner::Compose(_))
+    }
+
+    /// Whether the layer puts something on a Docker engine: it runs as a compose service,
+    /// or isolates as one. Each such layer is a compose project of its own in an env.
+    pub fn on_docker(&self) -> bool {
+        matches!(self.runner, Runner::Compose(_))
+            || matches!(self.isolate, Some(Isolate::Compose { .. }))
     }
 }
 

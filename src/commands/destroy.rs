@@ -286,10 +286,7 @@ pub(crate) fn execute(
             .config
             .layers
             .values()
-            .filter(|l| {
-                matches!(l.runner, crate::config::Runner::Compose(_))
-                    || matches!(l.isolate, Some(crate::config::Isolate::Compose { .. }))
-            })
+            .filter(|l| l.on_docker())
             .map(|l| crate::compose::project_name(&ctx.ws.key(), &env.ident, &l.name))
             .collect();
         let removed = match crate::compose::destroy(&ctx.engine(&env), &projects, &env.token) {

@@ -50,10 +50,12 @@ fn add_containers(ctx: &Ctx, envs: &[EnvRow], reports: &mut [EnvReport]) {
                 continue;
             }
             for l in &mut rep.layers {
-                let compose = ctx.ws.config.layers.get(&l.name).is_some_and(|c| {
-                    matches!(c.runner, crate::config::Runner::Compose(_))
-                        || matches!(c.isolate, Some(crate::config::Isolate::Compose { .. }))
-                });
+                let compose = ctx
+                    .ws
+                    .config
+                    .layers
+                    .get(&l.name)
+                    .is_some_and(crate::config::Layer::on_docker);
                 if !compose || l.mode == "shared" {
                     continue;
                 }
