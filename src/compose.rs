@@ -1,5 +1,5 @@
-//! Docker Compose as a runner (issue #13): a compose project per env, run from the layer's
-//! worktree with an override file grove writes in the env folder (never in the repo).
+//! Docker Compose as a runner (issue #13): a compose project per layer of an env, run from
+//! the layer's worktree with an override file grove writes in the env folder (never in the repo).
 //!
 //! The layer's server is `docker compose … up` in the foreground, under the same guard and
 //! supervisor as a host process: its output is the containers' logs, its exit is theirs, and
@@ -449,10 +449,10 @@ pub fn sweep(engine: &Engine, token: &str) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// Makes the env's project network unless it exists: every compose layer of the env joins
-/// it, so their services reach each other by name. grove makes it, labelled, before any
-/// `compose up` runs: two layers' `up`s each making the project's default network at once
-/// leave two networks of one name, and every later `up` fails on the ambiguity.
+/// Makes the env's network ([`env_network`]) unless it exists, and refuses one of that name
+/// that is not the env's. grove makes it, labelled, before any `compose up` runs: two layers'
+/// `up`s each making it at once would leave two networks of one name, and every later `up`
+/// would fail on the ambiguity.
 pub fn ensure_network(engine: &Engine, network: &str, labels: &[(String, String)]) -> Result<()> {
     let token = labels
         .iter()
@@ -497,7 +497,7 @@ pub fn ensure_network(engine: &Engine, network: &str, labels: &[(String, String)
 }
 
 /// An infra service of the workspace's compose file run for one env (`isolate = { kind =
-/// "compose" }`): in the env's project, with its own container and volumes.
+/// "compose" }`): in a project of its own, with its own container and volumes.
 pub struct Isolated<'a> {
     pub engine: &'a Engine,
     pub host_name: &'a str,

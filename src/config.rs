@@ -408,8 +408,8 @@ pub enum Isolate {
         url: Option<String>,
         ready: Option<String>,
     },
-    /// A service of the workspace's infra compose file, run in the env's compose project:
-    /// its own container and volumes, published on a port leased from the layer's `ports`.
+    /// A service of the workspace's infra compose file, run for the env in a project of its
+    /// own: its own container and volumes, published on a port leased from the layer's `ports`.
     Compose {
         service: String,
         /// The compose file, relative to the workspace; empty: the one in its root.

@@ -134,6 +134,24 @@ fn a_bad_compose_layer_is_a_config_error() {
             "compose = { file = \"../x.yml\", service = \"web\", port = 80 }",
             "must stay inside the repo",
         ),
+        // An infra service per env in a container: it needs a port range, a URL to point
+        // at it, and a service.
+        (
+            "[layers.db]\nshared_url = \"postgres://localhost:5432/app\"\nisolate = { kind = \"compose\", service = \"pg\" }",
+            "needs `ports`",
+        ),
+        (
+            "[layers.db]\nshared_url = \"localhost\"\nports = \"30000-30010\"\nisolate = { kind = \"compose\", service = \"pg\" }",
+            "needs a `shared_url` with a scheme",
+        ),
+        (
+            "[layers.db]\nshared_url = \"postgres://localhost:5432/app\"\nports = \"30000-30010\"\nisolate = { kind = \"compose\" }",
+            "needs `service`",
+        ),
+        (
+            "[layers.db]\nshared_url = \"postgres://localhost:5432/app\"\nisolate = { kind = \"redis\", service = \"pg\" }",
+            "are for `kind = \"compose\"`",
+        ),
     ] {
         ws.write_config(&format!(
             "[layers.web]\nrepo = \"web\"\nports = \"{}\"\n{layer}\n",
@@ -151,36 +169,6 @@ fn a_bad_compose_layer_is_a_config_error() {
     ));
     let out = ws.grove(&["ps"]).failure(1);
     assert!(out.stderr.contains("both name the engine"), "{out}");
-    // An infra service per env in a container: it needs a port range, a URL to point at it,
-    // and a service.
-    for (db, what) in [
-        (
-            "shared_url = \"postgres://localhost:5432/app\"\nisolate = { kind = \"compose\", service = \"pg\" }",
-            "needs `ports`",
-        ),
-        (
-            "shared_url = \"localhost\"\nports = \"30000-30010\"\nisolate = { kind = \"compose\", service = \"pg\" }",
-            "needs a `shared_url` with a scheme",
-        ),
-        (
-            "shared_url = \"postgres://localhost:5432/app\"\nports = \"30000-30010\"\nisolate = { kind = \"compose\" }",
-            "needs `service`",
-        ),
-        (
-            "shared_url = \"postgres://localhost:5432/app\"\nisolate = { kind = \"redis\", service = \"pg\" }",
-            "are for `kind = \"compose\"`",
-        ),
-    ] {
-        ws.write_config(&format!(
-            "[layers.web]\nrepo = \"web\"\nports = \"{}\"\n[layers.db]\n{db}\n",
-            ws.ports.range(0, 10)
-        ));
-        let out = ws.grove(&["ps"]).failure(1);
-        assert!(
-            out.stderr.contains("grove.toml:") && out.stderr.contains(what),
-            "{db}:\n{out}"
-        );
-    }
 }
 
 /// The supervisor and the layer's `compose up` killed with -9 together: the container keeps
@@ -735,6 +723,29 @@ fn an_env_on_another_engine_builds_and_syncs_the_worktree() {
     );
 }
 
+/// Where `prog` is on the test's PATH.
+fn which(prog: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {prog}")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A PATH without docker: `first` (when given), grove's folder, and a folder of the test's
+/// holding only `git`.
+fn path_without_docker(ws: &TestWorkspace, first: Option<&std::path::Path>) -> std::ffi::OsString {
+    let bin = ws.tmp.path().join("git-only");
+    if !bin.exists() {
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(which("git"), bin.join("git")).unwrap();
+    }
+    let grove_dir = std::path::Path::new(crate::common::grove_bin())
+        .parent()
+        .unwrap();
+    std::env::join_paths(first.into_iter().chain([grove_dir, bin.as_path()])).unwrap()
+}
+
 /// What a machine can lack for compose layers, each a clear error with the fix, exit 1, and
 /// nothing made: no docker at all, Compose v1 only (a `docker` whose `compose` is unknown),
 /// and a service the layer names that its compose file does not have.
@@ -745,27 +756,11 @@ fn missing_requirements_are_clear_errors_and_leave_nothing() {
     };
     let ws = compose_ws(&d);
     let before = ws.snapshot(&["web"]);
-    let bin = ws.tmp.path().join("fake-bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let grove_dir = std::path::Path::new(crate::common::grove_bin())
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let git = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v git"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
-    let path_with = |dirs: &[&std::path::Path]| std::env::join_paths(dirs).unwrap();
 
     // No docker on PATH.
     let out = crate::common::run(
         ws.cmd()
-            .env("PATH", path_with(&[&grove_dir, &bin]))
+            .env("PATH", path_without_docker(&ws, None))
             .args(["create", "feat"]),
     );
     assert_eq!(out.code, 1, "{out}");
@@ -775,19 +770,11 @@ fn missing_requirements_are_clear_errors_and_leave_nothing() {
     // A docker without Compose v2 (the old `docker-compose` v1 does not make `docker compose`).
     let v1 = ws.tmp.path().join("v1-bin");
     std::fs::create_dir_all(&v1).unwrap();
-    let real = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
     std::fs::write(
         v1.join("docker"),
         format!(
             "#!/bin/sh\nif [ \"$1\" = compose ]; then echo \"docker: 'compose' is not a docker command.\" >&2; exit 1; fi\nexec {} \"$@\"\n",
-            real.trim()
+            which("docker")
         ),
     )
     .unwrap();
@@ -798,7 +785,7 @@ fn missing_requirements_are_clear_errors_and_leave_nothing() {
         .unwrap();
     let out = crate::common::run(
         ws.cmd()
-            .env("PATH", path_with(&[&grove_dir, &v1, &bin]))
+            .env("PATH", path_without_docker(&ws, Some(&v1)))
             .args(["create", "feat"]),
     );
     assert_eq!(out.code, 1, "{out}");
@@ -1175,22 +1162,8 @@ fn an_env_without_containers_needs_no_docker() {
             .replace("[layers.api]", "[layers.front]\nrepo = \"front\"\n\n[layers.api]\nshared_url = \"http://localhost:9\"")
     );
     ws.grove(&["create", "feat"]).success();
-    // No docker on PATH from here on: only git.
-    let bin = ws.tmp.path().join("git-only");
-    std::fs::create_dir_all(&bin).unwrap();
-    let git = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v git"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(git.trim(), bin.join("git")).unwrap();
-    let grove_dir = std::path::Path::new(crate::common::grove_bin())
-        .parent()
-        .unwrap();
-    let path = std::env::join_paths([grove_dir, bin.as_path()]).unwrap();
+    // No docker on PATH from here on.
+    let path = path_without_docker(&ws, None);
     for args in [&["ps"][..], &["down", "feat"], &["destroy", "feat"]] {
         let out = crate::common::run(ws.cmd().env("PATH", &path).args(args));
         assert_eq!(out.code, 0, "{args:?}: {out}");
