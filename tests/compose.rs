@@ -1170,3 +1170,26 @@ fn an_env_without_containers_needs_no_docker() {
         assert!(!out.stderr.contains("ocker"), "{args:?}: {out}");
     }
 }
+
+/// `ready = { tcp = true }` on a compose layer: the engine's proxy accepts on the published
+/// port before the service listens, so a connection alone proves nothing; create returns once
+/// the service itself holds the connection, and it answers at once.
+#[test]
+fn a_tcp_probe_of_a_container_waits_for_the_service_not_the_proxy() {
+    let Some(d) = docker("compose::a_tcp_probe_of_a_container", false) else {
+        return;
+    };
+    let slow = format!(
+        "services:\n  web:\n    image: {}\n    init: true\n    command: [\"sh\", \"-c\", \"sleep 2; exec httpd -f -p 8080 -h /www\"]\n    volumes: [\"./www:/www\"]\n",
+        d.busybox()
+    );
+    let ws = layers_ws(&d, &[("web", slow)]);
+    let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    ws.write_config(&config.replace(
+        "ready = { http = \"/index.html\" }",
+        "ready = { tcp = true }",
+    ));
+    ws.grove(&["create", "feat"]).success();
+    assert_eq!(served(&ws, "feat", "web"), Some("web page\n".into()));
+    ws.grove(&["destroy", "feat"]).success();
+}
