@@ -707,6 +707,17 @@ impl Doctor {
         };
         let workspaces = self.store().workspaces()?;
         let all = self.store().all_envs()?;
+        let adoptable: Vec<String> = match &self.ctx {
+            Some(ctx) => fs_err::read_dir(&ctx.ws.config.envs_dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| manifest::read(&e.path()).ok().flatten())
+                .filter(|m| m.workspace == ctx.ws.root)
+                .map(|m| m.name)
+                .collect(),
+            None => Vec::new(),
+        };
         for d in dirs.flatten() {
             let path = d.path();
             let key = d.file_name().to_string_lossy().into_owned();
@@ -724,11 +735,18 @@ impl Doctor {
                 );
                 continue;
             };
-            let names: HashSet<&str> = all
+            let mut names: HashSet<&str> = all
                 .iter()
                 .filter(|(_, r)| r == root)
                 .map(|(e, _)| e.name.as_str())
                 .collect();
+            // An env the store lost but its folder still holds is taken back by the same run
+            // (`unknown-env`): its logs are its own, not a gone env's.
+            if let Some(ctx) = &self.ctx
+                && ctx.ws.root == *root
+            {
+                names.extend(adoptable.iter().map(String::as_str));
+            }
             for e in fs_err::read_dir(&path)?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if !names.contains(name.as_str())

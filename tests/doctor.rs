@@ -430,7 +430,12 @@ fn envs_of_a_deleted_store_are_taken_back() {
     assert_eq!(p["subject"], "feat-01");
     assert!(d.ps().is_empty());
 
-    d.fix("unknown-env", "feat-01", 0);
+    let logs = d.ws.grove_home.join("logs").join(d.log_key()).join("feat-01");
+    assert!(logs.is_dir(), "the setup step wrote no logs");
+    let json = d.fix("unknown-env", "feat-01", 0);
+    // The env taken back keeps its logs: they are not those of a gone env.
+    assert!(find(&json, "stale-logs", "feat-01").is_none(), "{json}");
+    assert!(logs.is_dir(), "the logs of the env taken back were removed");
     let envs = d.ps();
     assert_eq!(envs.len(), 1);
     assert_eq!(envs[0]["name"], "feat-01");
