@@ -26,6 +26,7 @@ pub const ALL: &[&str] = &[
     "create:after-finish",
     "create:after-supervisor",
     "isolate:before-create",
+    "isolate:during-create",
     "isolate:after-create",
     "isolate:after-record",
     // the pool filler making an entry
@@ -44,6 +45,7 @@ pub const ALL: &[&str] = &[
     "destroy:after-worktree",
     "destroy:after-branch",
     "destroy:after-layer",
+    "destroy:during-isolate",
     "destroy:after-isolated",
     "destroy:after-envdir",
     "destroy:after-compose-down",

@@ -387,13 +387,19 @@ fn run_recipe(
     vars: &[(String, String)],
 ) -> Result<()> {
     let log = ctx.log_dir(&env.name).join("setup.log");
-    crate::provision::run_step(
+    let failpoint = if what == "create" {
+        "isolate:during-create"
+    } else {
+        "destroy:during-isolate"
+    };
+    crate::provision::run_step_at(
         &format!("isolate.{what}"),
         script,
         &ctx.ws.root,
         vars,
         &log,
         &tag(env, layer),
+        failpoint,
     )
     .with_context(|| format!("isolate.{what} of layer `{}`", layer.name))
 }
@@ -438,6 +444,16 @@ fn tag_value_of(env: &EnvRow, layer: &str) -> String {
 /// database). In a process group of its own: a Ctrl-C on the terminal must not cut a
 /// `CREATE DATABASE` in the middle (the statement is let finish, then undone).
 fn psql(url: &str, sql: &[&str], tag: Option<&Tag>) -> Result<crate::exec::Output> {
+    psql_at(url, sql, tag, None)
+}
+
+/// [`psql`], with `failpoint` hit while it runs.
+fn psql_at(
+    url: &str,
+    sql: &[&str],
+    tag: Option<&Tag>,
+    failpoint: Option<&'static str>,
+) -> Result<crate::exec::Output> {
     let admin = with_db(url, "postgres").context("bad shared_url")?;
     let mut cmd = Cmd::new("psql")
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
@@ -449,6 +465,9 @@ fn psql(url: &str, sql: &[&str], tag: Option<&Tag>) -> Result<crate::exec::Outpu
     }
     if let Some(t) = tag {
         cmd = cmd.env(crate::proc::TOKEN_VAR, t.render());
+    }
+    if let Some(f) = failpoint {
+        cmd = cmd.failpoint(f);
     }
     Ok(cmd.output().map_err(|e| {
         Fail::new(format!("{e}"))
@@ -465,7 +484,7 @@ fn postgres_create(
     tag: &Tag,
 ) -> Result<()> {
     let mark = marker(env);
-    let out = psql(
+    let out = psql_at(
         shared,
         &[
             &format!("CREATE DATABASE \"{db}\" TEMPLATE \"{template}\""),
@@ -475,6 +494,7 @@ fn postgres_create(
             ),
         ],
         Some(tag),
+        Some("isolate:during-create"),
     )?;
     if out.status.success() {
         return Ok(());

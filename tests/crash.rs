@@ -53,7 +53,7 @@ env.DAEMON = "1"
     let mut toml = ws.servers_config(&front, "");
     toml.push_str(&format!(
         "\n[layers.events]\nshared_url = \"kafka://127.0.0.1:9\"\n\
-         isolate.create = \"mkdir -p {m}/$GROVE_ENV_ID\"\n\
+         isolate.create = \"if [ -n \\\"$SLOW_ISOLATE\\\" ]; then sleep 2; fi; mkdir -p {m}/$GROVE_ENV_ID\"\n\
          isolate.destroy = \"rm -rf {m}/$GROVE_ENV_ID\"\n",
         m = marks(&ws).display()
     ));
@@ -356,13 +356,20 @@ fn grove_ok(ws: &TestWorkspace, args: &[&str]) {
 /// Crashes `create` at `failpoint`; the retry (which first undoes the half-made env) works.
 fn crash_create(failpoint: &str) {
     let ws = workspace();
-    let slow = [("SLOW_SETUP", "1")];
-    let env: &[(&str, &str)] = if failpoint == "create:during-setup" {
-        &slow
-    } else {
-        &[]
+    let env: &[(&str, &str)] = match failpoint {
+        "create:during-setup" => &[("SLOW_SETUP", "1")],
+        "isolate:during-create" => &[("SLOW_ISOLATE", "1")],
+        _ => &[],
     };
     crash(&ws, failpoint, CREATE, env);
+    if failpoint == "isolate:during-create" {
+        // The window is real: the recipe still runs, its mark not yet made, grove gone.
+        assert!(
+            !ws.tagged_processes().is_empty(),
+            "the isolate recipe had already ended"
+        );
+        assert!(list_dir(&marks(&ws)).is_empty());
+    }
     if matches!(failpoint, "create:after-finish" | "create:after-supervisor") {
         // The env was whole: it is used, not remade.
         grove_ok(&ws, &["up", "feat-01"]);
@@ -667,6 +674,7 @@ crash_tests! {
     create_after_finish: "create:after-finish" => crash_create;
     create_after_supervisor: "create:after-supervisor" => crash_create;
     isolate_before_create: "isolate:before-create" => crash_create;
+    isolate_during_create: "isolate:during-create" => crash_create;
     isolate_after_create: "isolate:after-create" => crash_create;
     isolate_after_record: "isolate:after-record" => crash_create;
     pool_after_insert: "pool:after-insert" => crash_pool;
@@ -682,6 +690,7 @@ crash_tests! {
     destroy_after_worktree: "destroy:after-worktree" => crash_destroy;
     destroy_after_branch: "destroy:after-branch" => crash_destroy;
     destroy_after_layer: "destroy:after-layer" => crash_destroy;
+    destroy_during_isolate: "destroy:during-isolate" => crash_destroy;
     destroy_after_isolated: "destroy:after-isolated" => crash_destroy;
     destroy_after_envdir: "destroy:after-envdir" => crash_destroy;
     down_after_agent: "down:after-agent" => crash_down;
@@ -853,12 +862,29 @@ fn crash_isolated_databases(kind: &str) {
             .filter(|d| !redis.cli(*d, &["GET", "__grove_env__"]).is_empty())
             .collect()
     };
-    for fp in [
+    // Redis is spoken to directly: only psql is a child grove can die in the middle of.
+    let during: &[&str] = if kind == "db" {
+        &["isolate:during-create"]
+    } else {
+        &[]
+    };
+    // A psql slow to start: grove dies while `CREATE DATABASE` is still to come, and the
+    // orphaned psql makes the database after grove is gone (as observed on a loaded machine).
+    let slow_path = slow_psql(&ws);
+    for &fp in [
         "isolate:before-create",
         "isolate:after-create",
         "isolate:after-record",
-    ] {
-        crash(&ws, fp, &create, &[]);
+    ]
+    .iter()
+    .chain(during)
+    {
+        if fp == "isolate:during-create" {
+            crash(&ws, fp, &create, &[("PATH", slow_path.as_str())]);
+            assert!(!ws.tagged_processes().is_empty(), "psql had already ended");
+        } else {
+            crash(&ws, fp, &create, &[]);
+        }
         ws.grove(&create).success();
         let r = rows(&ws);
         let recorded: Vec<&str> = r.isolated.iter().map(|i| i.2.as_str()).collect();
@@ -874,6 +900,29 @@ fn crash_isolated_databases(kind: &str) {
     }
     assert!(pg.databases().contains(&"mine".to_string()));
     assert_eq!(redis.cli(5, &["GET", "user-key"]), "precious");
+}
+
+/// A PATH whose `psql` waits 2 s before running the real one.
+fn slow_psql(ws: &TestWorkspace) -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let real = std::env::split_paths(&path)
+        .map(|d| d.join("psql"))
+        .find(|p| p.is_file())
+        .expect("psql is on PATH");
+    let dir = ws.tmp.path().join("slow-psql");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shim = dir.join("psql");
+    std::fs::write(
+        &shim,
+        format!("#!/bin/sh\nsleep 2\nexec '{}' \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = std::path::Path::new(crate::common::grove_bin())
+        .parent()
+        .unwrap();
+    format!("{}:{}:{path}", dir.display(), bin.display())
 }
 
 #[test]
@@ -906,6 +955,18 @@ fn suite_summary() {
     );
     println!("{summary}");
     assert_eq!(listed, CRASHED.len(), "{summary}");
+    // The README quotes these numbers: they must not drift from what the suite runs.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for quoted in [
+        format!("each of its {} failpoints", CRASHED.len()),
+        format!("{} hostile inputs", crate::hostile::hostile_input_count()),
+    ] {
+        assert!(
+            readme.contains(&quoted),
+            "README.md does not say \"{quoted}\": {summary}"
+        );
+    }
     assert!(crate::hostile::hostile_input_count() >= 50, "{summary}");
 }
 

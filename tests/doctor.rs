@@ -430,7 +430,11 @@ fn envs_of_a_deleted_store_are_taken_back() {
     assert_eq!(p["subject"], "feat-01");
     assert!(d.ps().is_empty());
 
-    let logs = d.ws.grove_home.join("logs").join(d.log_key()).join("feat-01");
+    let logs =
+        d.ws.grove_home
+            .join("logs")
+            .join(d.log_key())
+            .join("feat-01");
     assert!(logs.is_dir(), "the setup step wrote no logs");
     let json = d.fix("unknown-env", "feat-01", 0);
     // The env taken back keeps its logs: they are not those of a gone env.

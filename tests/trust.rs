@@ -258,7 +258,36 @@ fn demo_rerun_keeps_work_in_the_old_demo_unless_forced() {
     );
     assert_eq!(demo_envs(), ["feat-01", "feat-02"]);
 
-    // (c) --force replaces it, saying what it throws away.
+    // (c) On a terminal it asks; "no" changes nothing.
+    let out = {
+        use std::io::Write;
+        let grove = crate::common::grove_bin();
+        let mut child = ws
+            .command("script")
+            .current_dir(&ws.root)
+            .args(["-qec", &format!("{grove} demo d"), "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"n\n").unwrap();
+        finish(child)
+    };
+    assert_eq!(out.code, 1, "{out}");
+    for item in [
+        "holds work that replacing it would throw away:",
+        "\n  grove.toml: edited",
+        "replace it anyway? [y/N]",
+        "nothing was changed",
+    ] {
+        assert!(out.stdout.contains(item), "`{item}` not shown: {out}");
+    }
+    assert!(notes.exists());
+    assert_eq!(std::fs::read_to_string(d.join("grove.toml")).unwrap(), toml);
+    assert_eq!(demo_envs(), ["feat-01", "feat-02"]);
+
+    // (d) --force replaces it, saying what it throws away.
     let out = ws.grove(&["demo", "d", "--force"]).success();
     assert!(
         out.stderr.contains("warning: replacing the demo in"),
@@ -732,6 +761,32 @@ fn ps_names_a_failed_server_and_what_to_do() {
     ] {
         assert!(out.stderr.contains(part), "`{part}`: {out}");
     }
+}
+
+#[test]
+fn ps_names_the_failed_server_of_a_partly_running_env() {
+    // front serves, its own api crashed for good: the env is `partial`, not `running`, and
+    // ps says which server failed and what to do.
+    let ws = ws_with("", "env.CRASH = \"1\"\nrestart = \"no\"");
+    ws.grove(&["create", "feat-01", "--from-api=main"])
+        .failure(1);
+    let env = env_json(&ws, "feat-01");
+    assert_eq!(env["status"], "partial", "{env}");
+    assert_eq!(layer(&env, "front")["state"], "ready", "{env}");
+    assert_eq!(layer(&env, "api")["state"], "failed", "{env}");
+    assert!(
+        problems(&env)
+            .iter()
+            .any(|p| p.starts_with("`api` failed: ") && p.contains("`grove restart feat-01 api`")),
+        "{env}"
+    );
+    let out = ws.grove(&["ps"]).success();
+    assert!(out.stdout.contains("partial"), "{out}");
+    assert!(
+        out.stderr.contains("hint: feat-01: `api` failed: "),
+        "{out}"
+    );
+    ws.grove(&["destroy", "feat-01"]).success();
 }
 
 #[test]
