@@ -906,7 +906,10 @@ fn envs_whose_names_differ_in_punctuation_keep_their_own_containers() {
     ws.grove(&["destroy", "feat_1"]).success();
 }
 
-/// Two layers whose compose files both name their service `web` each run their own.
+/// Two layers whose compose files both name their service `web` each run their own, and on
+/// the env's network each answers to its layer's name: front's container reaches the env's
+/// api at `http://api:8080`. Each env's network is its own: another env's front gets its own
+/// api by that name, and cannot reach this env's api container even by its address.
 #[test]
 fn two_layers_with_a_service_of_one_name_each_run_their_own() {
     let Some(d) = docker("compose::two_layers_with_a_service_of_one_name", false) else {
@@ -915,14 +918,93 @@ fn two_layers_with_a_service_of_one_name_each_run_their_own() {
     let svc = httpd_service(d.busybox(), "");
     let ws = layers_ws(&d, &[("front", svc.clone()), ("api", svc)]);
     ws.grove(&["create", "feat"]).success();
+    ws.grove(&["create", "other"]).success();
     assert_eq!(served(&ws, "feat", "front"), Some("front page\n".into()));
     assert_eq!(served(&ws, "feat", "api"), Some("api page\n".into()));
-    let token = ws.env_token("feat");
-    ws.grove(&["destroy", "feat"]).success();
+    // feat's api serves its worktree (bind-mounted): a page only it has.
+    std::fs::write(
+        ws.worktree("feat", "api").join("www/index.html"),
+        "feat api\n",
+    )
+    .unwrap();
+    let from_front = |env: &str, url: &str| {
+        ws.grove(&[
+            "exec", env, "--layer", "front", "--", "busybox", "timeout", "5", "wget", "-qO-", url,
+        ])
+    };
     assert_eq!(
-        d.labelled(&format!("dev.grove.token={token}")),
-        Vec::<String>::new()
+        from_front("feat", "http://api:8080/index.html")
+            .success()
+            .stdout,
+        "feat api\n",
+        "the env's api by its layer's name"
     );
+    assert_eq!(
+        from_front("other", "http://api:8080/index.html")
+            .success()
+            .stdout,
+        "api page\n",
+        "another env's `api` is its own"
+    );
+    // feat's api container on feat's network: reached from feat's front at that address,
+    // not from the other env's front.
+    let token = ws.env_token("feat");
+    let label = format!("label=dev.grove.token={token}");
+    let nets = d.cli(&[
+        "network",
+        "ls",
+        "--filter",
+        &label,
+        "--format",
+        "{{.Name}} {{.Label \"dev.grove.layer\"}}",
+    ]);
+    let env_net: Vec<&str> = nets
+        .stdout
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1).is_none())
+        .map(str::trim)
+        .collect();
+    assert_eq!(env_net.len(), 1, "the env's network: {nets}");
+    let api = d.cli(&[
+        "ps",
+        "--quiet",
+        "--filter",
+        &label,
+        "--filter",
+        "label=dev.grove.layer=api",
+    ]);
+    let ip = d
+        .cli(&[
+            "inspect",
+            "--format",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                env_net[0]
+            ),
+            api.stdout.trim(),
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    let by_address = format!("http://{ip}:8080/index.html");
+    assert_eq!(
+        from_front("feat", &by_address).success().stdout,
+        "feat api\n"
+    );
+    let other = from_front("other", &by_address);
+    assert_ne!(other.code, 0, "another env reached feat's api: {other}");
+    ws.git(&ws.worktree("feat", "api"), &["checkout", "www/index.html"]);
+    let tokens = [token, ws.env_token("other")];
+    for env in ["feat", "other"] {
+        ws.grove(&["destroy", env]).success();
+    }
+    for t in tokens {
+        assert_eq!(
+            d.labelled(&format!("dev.grove.token={t}")),
+            Vec::<String>::new()
+        );
+    }
 }
 
 /// What a compose file says that would make envs share: a fixed container name or a volume

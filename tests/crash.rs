@@ -715,41 +715,85 @@ crash_tests! {
     destroy_after_compose_down: "destroy:after-compose-down" => crash_compose;
 }
 
-/// [`REPOS`] with `front` run as a compose service (busybox httpd serving the worktree's
-/// `www`) on the test's Docker engine.
-fn compose_workspace(d: &crate::common::Docker) -> TestWorkspace {
-    let ws = TestWorkspace::with_repos(REPOS);
-    ws.use_docker(d);
-    let front = ws.repo("front");
-    std::fs::create_dir_all(front.join("www")).unwrap();
-    ws.commit(&front, "www/index.html", "front\n", "Page");
+/// A compose service `service` in `repo`'s `compose.yaml`: busybox httpd serving the
+/// worktree's `www` on container port `port`.
+fn compose_repo(
+    ws: &TestWorkspace,
+    d: &crate::common::Docker,
+    repo: &str,
+    service: &str,
+    port: u16,
+) {
+    let dir = ws.repo(repo);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    ws.commit(&dir, "www/index.html", &format!("{repo}\n"), "Page");
     ws.commit(
-        &front,
+        &dir,
         "compose.yaml",
         &format!(
-            "services:\n  web:\n    image: {}\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n    volumes: [\"./www:/www\"]\n",
+            "services:\n  {service}:\n    image: {}\n    command: [\"httpd\", \"-f\", \"-p\", \"{port}\", \"-h\", \"/www\"]\n    volumes: [\"./www:/www\"]\n",
             d.busybox()
         ),
         "Compose file",
     );
-    ws.write_config(&ws.standard_config(
+}
+
+/// [`REPOS`] as two compose layers on the test's Docker engine, front (`web`, 8080) and api
+/// (`api`, 8081): two compose parts, so each env has a network of its own where they meet
+/// (a workspace with one compose part makes none, and would leave `supervise:after-network`
+/// with nothing to recover).
+fn compose_workspace(d: &crate::common::Docker) -> TestWorkspace {
+    let ws = TestWorkspace::with_repos(REPOS);
+    ws.use_docker(d);
+    compose_repo(&ws, d, "front", "web", 8080);
+    compose_repo(&ws, d, "api", "api", 8081);
+    let mut toml = ws.standard_config(
         "compose = { service = \"web\", port = 8080 }\nready = { http = \"/index.html\" }",
-    ));
+    );
+    // The standard config ends with the api layer's table.
+    toml.push_str(
+        "compose = { service = \"api\", port = 8081 }\nready = { http = \"/index.html\" }\n",
+    );
+    ws.write_config(&toml);
     ws
 }
 
+/// The env's own network on the engine (labelled with its token, but with no layer: the
+/// layers' project networks carry theirs).
+fn env_networks(d: &crate::common::Docker, token: &str) -> Vec<String> {
+    d.cli(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=dev.grove.token={token}"),
+        "--format",
+        "{{.Name}} {{.Label \"dev.grove.layer\"}}",
+    ])
+    .stdout
+    .lines()
+    .filter(|l| l.split_whitespace().nth(1).is_none())
+    .map(|l| l.trim().to_string())
+    .collect()
+}
+
 /// A compose env crashed at `failpoint` (grove's own, or one of create, the supervisor,
-/// down and destroy met by a compose layer); the next command recovers, and once the env is
-/// destroyed the engine holds nothing with its label: no container, network, volume or image.
+/// down and destroy met by a compose layer), in a workspace of its own.
 fn crash_compose(failpoint: &str) {
     let Some(d) = crate::common::docker(&format!("crash::compose {failpoint}"), false) else {
         return;
     };
-    let ws = compose_workspace(&d);
-    let create = ["create", "feat-01"];
-    let served = |ws: &TestWorkspace| {
+    crash_compose_in(&compose_workspace(&d), &d, failpoint);
+}
+
+/// A compose env of `ws` (from [`compose_workspace`], with no env) crashed at `failpoint`;
+/// the next command recovers (both layers serve, front reaches api by its name on the env's
+/// network), and once the env is destroyed the engine holds nothing with its label: no
+/// container, network, volume or image. Leaves `ws` without an env, for the next failpoint.
+fn crash_compose_in(ws: &TestWorkspace, d: &crate::common::Docker, failpoint: &str) {
+    let create = ["create", "feat-01", "--from-api=main"];
+    let served = |layer: &str| {
         let env = &ws.ps()[0];
-        let port = crate::common::layer(env, "front")["port"].as_u64().unwrap();
+        let port = crate::common::layer(env, layer)["port"].as_u64().unwrap();
         crate::common::http_get(u16::try_from(port).unwrap(), "/index.html").map(|r| r.0)
     };
     let running = |token: &str| {
@@ -765,36 +809,63 @@ fn crash_compose(failpoint: &str) {
     };
     match failpoint {
         "supervise:after-network" | "supervise:after-start" | "create:after-supervisor" => {
-            crash(&ws, failpoint, &create, &[]);
+            crash(ws, failpoint, &create, &[]);
+            if failpoint == "supervise:after-network" {
+                // The window this failpoint is for: the env's network made, no `compose up`.
+                let token = ws.env_token("feat-01");
+                assert_eq!(
+                    env_networks(d, &token).len(),
+                    1,
+                    "{failpoint}: the env's network exists at the crash"
+                );
+                assert_eq!(running(&token), 0, "{failpoint}: no container yet");
+            }
             // The env was whole (a dead supervisor is said and the env kept): `up` starts it.
-            grove_ok(&ws, &["up", "feat-01"]);
-            assert_eq!(served(&ws), Some(200), "{failpoint}");
-            assert_eq!(
-                running(&ws.env_token("feat-01")),
-                1,
-                "{failpoint}: one container"
-            );
+            grove_ok(ws, &["up", "feat-01"]);
         }
-        "down:after-supervisor" => {
-            grove_ok(&ws, &create);
-            crash(&ws, failpoint, &["down", "feat-01"], &[]);
-            grove_ok(&ws, &["down", "feat-01"]);
+        "up:after-spawn" | "supervise:after-register" => {
+            let no_start = [&create[..], &["--no-start"]].concat();
+            grove_ok(ws, &no_start);
+            crash(ws, failpoint, &["up", "feat-01"], &[]);
+            grove_ok(ws, &["up", "feat-01"]);
+        }
+        "down:after-supervisor" | "down:after-sweep" => {
+            grove_ok(ws, &create);
+            crash(ws, failpoint, &["down", "feat-01"], &[]);
+            grove_ok(ws, &["down", "feat-01"]);
             assert_eq!(running(&ws.env_token("feat-01")), 0, "{failpoint}: stopped");
-            grove_ok(&ws, &["up", "feat-01"]);
-            assert_eq!(served(&ws), Some(200), "{failpoint}");
+            grove_ok(ws, &["up", "feat-01"]);
         }
         _ => {
-            grove_ok(&ws, &create);
-            crash(&ws, failpoint, &["destroy", "feat-01"], &[]);
+            grove_ok(ws, &create);
+            crash(ws, failpoint, &["destroy", "feat-01"], &[]);
         }
     }
     let token = ws.env_token("feat-01");
     if !failpoint.starts_with("destroy:") {
-        assert_consistent(&ws, &format!("after {failpoint} and the next command"));
+        for layer in ["front", "api"] {
+            assert_eq!(served(layer), Some(200), "{failpoint}: {layer}");
+        }
+        assert_eq!(running(&token), 2, "{failpoint}: a container per layer");
+        assert_eq!(env_networks(d, &token).len(), 1, "{failpoint}");
+        let reached = ws
+            .grove(&[
+                "exec",
+                "feat-01",
+                "--layer",
+                "front",
+                "--",
+                "wget",
+                "-qO-",
+                "http://api:8081/index.html",
+            ])
+            .success();
+        assert_eq!(reached.stdout, "api\n", "{failpoint}: api by its name");
+        assert_consistent(ws, &format!("after {failpoint} and the next command"));
     }
     // For a crashed destroy, this is the next command, which finishes it.
-    grove_ok(&ws, &["destroy", "feat-01"]);
-    assert_nothing_left(&ws, &format!("{failpoint}, then destroy"));
+    grove_ok(ws, &["destroy", "feat-01"]);
+    assert_nothing_left(ws, &format!("{failpoint}, then destroy"));
     assert_eq!(
         d.labelled(&format!("dev.grove.token={token}")),
         Vec::<String>::new(),
@@ -802,18 +873,30 @@ fn crash_compose(failpoint: &str) {
     );
 }
 
-/// Failpoints of create, the supervisor, down and destroy that a compose layer meets with
-/// work of its own on the engine (a `compose up` started, containers to stop or remove).
+/// Failpoints of create, up, the supervisor, down and destroy that a compose layer meets
+/// with work of its own on the engine (a `compose up` started, containers to stop or
+/// remove), one after the other in one workspace.
 #[test]
 fn compose_layers_recover_from_the_shared_failpoints() {
+    let Some(d) = crate::common::docker(
+        "crash::compose_layers_recover_from_the_shared_failpoints",
+        false,
+    ) else {
+        return;
+    };
+    let ws = compose_workspace(&d);
     for fp in [
         "create:after-supervisor",
+        "up:after-spawn",
+        "supervise:after-register",
         "supervise:after-start",
         "down:after-supervisor",
-        "destroy:after-stop",
+        "down:after-sweep",
         "destroy:after-begin",
+        "destroy:after-stop",
+        "destroy:after-layer",
     ] {
-        crash_compose(fp);
+        crash_compose_in(&ws, &d, fp);
     }
 }
 
@@ -970,8 +1053,11 @@ fn suite_summary() {
     assert!(crate::hostile::hostile_input_count() >= 50, "{summary}");
 }
 
-/// The isolation failpoints with `kind = "compose"`: after each crash and the retry the env
-/// has exactly one database container, and once destroyed nothing of it is on the engine.
+/// The isolation failpoints with `kind = "compose"`, in a workspace whose front is a compose
+/// layer too (two compose parts: the env's network is made before the database container,
+/// and is there at the crash): after each crash and the retry the env has exactly one
+/// database container and one env network, on which front reaches the database by its
+/// layer's name; once destroyed nothing of the env is on the engine.
 #[test]
 fn isolate_failpoints_with_a_compose_service() {
     let Some(d) = crate::common::docker("crash::isolate_failpoints_with_a_compose_service", false)
@@ -980,6 +1066,7 @@ fn isolate_failpoints_with_a_compose_service() {
     };
     let ws = TestWorkspace::with_repos(REPOS);
     ws.use_docker(&d);
+    compose_repo(&ws, &d, "front", "web", 8080);
     std::fs::write(
         ws.root.join("compose.yaml"),
         format!(
@@ -988,7 +1075,9 @@ fn isolate_failpoints_with_a_compose_service() {
         ),
     )
     .unwrap();
-    let mut toml = ws.standard_config("");
+    let mut toml = ws.standard_config(
+        "compose = { service = \"web\", port = 8080 }\nready = { http = \"/index.html\" }",
+    );
     toml.push_str(&format!(
         "\n[layers.db]\nshared_url = \"http://localhost:80\"\nports = \"{}\"\nisolate = {{ kind = \"compose\", service = \"db\" }}\n",
         ws.ports.range(80, 10)
@@ -1001,6 +1090,14 @@ fn isolate_failpoints_with_a_compose_service() {
         "isolate:after-record",
     ] {
         crash(&ws, fp, &create, &[]);
+        if fp != "isolate:before-create" {
+            // The crash window with the env's network made (for the database container).
+            assert_eq!(
+                env_networks(&d, &ws.env_token("feat-01")).len(),
+                1,
+                "{fp}: the env's network exists at the crash"
+            );
+        }
         ws.grove(&create).success();
         let token = ws.env_token("feat-01");
         let label = format!("dev.grove.token={token}");
@@ -1011,7 +1108,40 @@ fn isolate_failpoints_with_a_compose_service() {
             "--filter",
             &format!("label={label}"),
         ]);
-        assert_eq!(containers.stdout.split_whitespace().count(), 1, "{fp}");
+        assert_eq!(
+            containers.stdout.split_whitespace().count(),
+            2,
+            "{fp}: front's and the database's"
+        );
+        let db = d.cli(&[
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label={label}"),
+            "--filter",
+            "label=dev.grove.role=isolate",
+        ]);
+        let db = db.stdout.trim();
+        assert_eq!(db.lines().count(), 1, "{fp}: one database container");
+        assert_eq!(env_networks(&d, &token).len(), 1, "{fp}");
+        d.cli(&["exec", db, "sh", "-c", "echo db > /data/index.html"])
+            .success();
+        let reached = ws
+            .grove(&[
+                "exec",
+                "feat-01",
+                "--layer",
+                "front",
+                "--",
+                "wget",
+                "-qO-",
+                "http://db/index.html",
+            ])
+            .success();
+        assert_eq!(
+            reached.stdout, "db\n",
+            "{fp}: the database by its layer's name"
+        );
         assert_eq!(rows(&ws).isolated.len(), 1, "{fp}");
         assert_consistent(&ws, fp);
         ws.grove(&["destroy", "feat-01"]).success();
