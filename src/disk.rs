@@ -3,7 +3,8 @@
 //!
 //! Measured off the `ps` path (a walk of a 30k-file `node_modules` takes a tenth of a second)
 //! and cached in the store: by the supervisor once it has started the servers, or by `create`
-//! and `up` for an env without servers. `ps` only reads the cached row.
+//! and `up` when they start no supervisor (an env without servers, `--no-start`, or one
+//! already up). `ps` only reads the cached row.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;

@@ -35,6 +35,8 @@ pub const ALL: &[&str] = &[
     "pool:after-copy",
     "pool:during-prepare",
     "pool:after-ready",
+    // entries prepared with another config, claimed to be removed (by a create or the filler)
+    "pool:after-claim-stale",
     // recovery of a half-made env
     "rollback:after-processes",
     "rollback:after-step",

@@ -7,6 +7,10 @@
 //! `claimed` by a create): an entry is handed out only once `ready`, and one whose process
 //! died is removed by the next command that changes state, like a half-made env.
 //!
+//! The row also records the [`fingerprint`] of the config the entry was prepared with: once
+//! grove.toml changes what a prepared worktree holds, the entries made before are removed
+//! (by the next create of the layer, or the filler), never handed out.
+//!
 //! One filler runs per workspace at a time, in the background after a create (at the lowest
 //! CPU and I/O priority) or in the foreground with `grove pool fill`.
 
@@ -116,13 +120,51 @@ pub fn targets(ctx: &Ctx) -> Result<Vec<Target>> {
     Ok(out)
 }
 
-/// How many entries the layer lacks: the pool size less those ready or being made.
+/// What shapes a prepared worktree of `layer`, as one short string: its repo, its `copy`
+/// entries and their modes, its `prepare` steps and its `prepare_key` files. (The base is a
+/// column of its own; `setup`, ports and the rest are the env's, applied after a claim.)
+pub fn fingerprint(layer: &Layer) -> String {
+    let copy: Vec<_> = layer.copy.iter().map(|c| (&c.path, c.mode)).collect();
+    let shape = serde_json::json!({
+        "repo": layer.repo,
+        "copy": copy,
+        "prepare": layer.prepare,
+        "prepare_key": layer.prepare_key,
+    });
+    format!("{:016x}", crate::paths::fnv1a(shape.to_string().as_bytes()))
+}
+
+/// Removes the ready entries of `layer` prepared with another config (and, given `base`,
+/// those of another base): a claim would hand out a worktree that lacks what grove.toml now
+/// asks for. Claimed first, so that no create takes one meanwhile; removed as `drain` does.
+/// Returns how many.
+pub fn discard_stale(ctx: &mut Ctx, layer: &Layer, base: Option<&str>) -> Result<usize> {
+    let rows =
+        ctx.store
+            .pool_claim_stale(ctx.ws_id, &layer.name, &fingerprint(layer), base, ctx.me)?;
+    if !rows.is_empty() {
+        failpoint::hit("pool:after-claim-stale");
+    }
+    for row in &rows {
+        undo(ctx, row);
+    }
+    Ok(rows.len())
+}
+
+/// How many entries the layer lacks: the pool size less those ready or being made with its
+/// current config.
 fn missing(ctx: &Ctx, t: &Target) -> Result<u32> {
+    let config = fingerprint(&t.layer);
     let have = ctx
         .store
         .pool(ctx.ws_id)?
         .iter()
-        .filter(|r| r.layer == t.layer.name && r.base == t.base && r.phase != PoolPhase::Claimed)
+        .filter(|r| {
+            r.layer == t.layer.name
+                && r.base == t.base
+                && r.config == config
+                && r.phase != PoolPhase::Claimed
+        })
         .count();
     Ok(t.layer
         .pool
@@ -166,6 +208,13 @@ pub fn fill(ctx: &mut Ctx, progress: bool) -> Result<Option<usize>> {
 fn fill_all(ctx: &mut Ctx, progress: bool) -> Result<usize> {
     let mut made = 0;
     for t in targets(ctx)? {
+        let stale = discard_stale(ctx, &t.layer, Some(&t.base))?;
+        if stale > 0 && progress {
+            ui::info(format!(
+                "  {}  removed {stale} worktree(s) prepared with another config or base",
+                t.layer.name
+            ));
+        }
         let commit = t
             .repo
             .resolve_commit(&t.base)?
@@ -207,6 +256,7 @@ fn make_entry(ctx: &mut Ctx, t: &Target, commit: &str) -> Result<()> {
         commit,
         &path,
         &token,
+        &fingerprint(&t.layer),
         ctx.me,
     )?;
     failpoint::hit("pool:after-insert");
@@ -369,6 +419,9 @@ pub struct EntryReport {
     pub path: String,
     /// The base moved since the entry was made: a claim checks out what changed.
     pub behind: bool,
+    /// Prepared with another config than the layer's now (`copy`, `prepare`,
+    /// `prepare_key`): never handed out, removed by the next create or fill.
+    pub stale: bool,
     pub created_at: i64,
 }
 
@@ -385,6 +438,7 @@ pub struct LayerPool {
     pub layer: String,
     pub base: String,
     pub size: u32,
+    /// Entries a create would take: ready, prepared with the layer's current config.
     pub ready: usize,
     pub preparing: usize,
 }
@@ -393,10 +447,20 @@ pub fn report(ctx: &Ctx) -> Result<PoolReport> {
     let rows = ctx.store.pool(ctx.ws_id)?;
     let mut layers = Vec::new();
     let mut tips = std::collections::HashMap::new();
+    let configs: std::collections::HashMap<&str, String> = ctx
+        .ws
+        .config
+        .layers
+        .values()
+        .map(|l| (l.name.as_str(), fingerprint(l)))
+        .collect();
+    let stale = |r: &PoolRow| configs.get(r.layer.as_str()) != Some(&r.config);
     for t in targets(ctx)? {
         let count = |p: PoolPhase| {
             rows.iter()
-                .filter(|r| r.layer == t.layer.name && r.base == t.base && r.phase == p)
+                .filter(|r| {
+                    r.layer == t.layer.name && r.base == t.base && r.phase == p && !stale(r)
+                })
                 .count()
         };
         if let Ok(Some(tip)) = t.repo.resolve_commit(&t.base) {
@@ -413,6 +477,7 @@ pub fn report(ctx: &Ctx) -> Result<PoolReport> {
     let entries = rows
         .into_iter()
         .map(|r| EntryReport {
+            stale: stale(&r),
             behind: tips
                 .get(&(r.layer.clone(), r.base.clone()))
                 .is_some_and(|tip| *tip != r.commit),

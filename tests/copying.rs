@@ -427,3 +427,45 @@ fn a_running_env_has_its_disk_measured_by_its_supervisor() {
     let env = crate::common::env_json(&ws, "feat");
     assert!(env["disk"]["apparent_bytes"].as_u64().unwrap() > 0, "{env}");
 }
+
+#[test]
+fn up_measures_the_disk_again_of_an_env_without_servers_or_already_up() {
+    let apparent = |ws: &TestWorkspace| {
+        crate::common::env_json(ws, "feat")["disk"]["apparent_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let copy = "copy = [{ path = \"node_modules\", mode = \"copy\" }]";
+    for running in [false, true] {
+        let ws = if running {
+            crate::common::servers_ws(copy, "")
+        } else {
+            let ws = TestWorkspace::with_repos(&["front", "api"]);
+            ws.write_config(&ws.standard_config(copy));
+            ws
+        };
+        let deps = ws.repo("front").join("node_modules/dep");
+        std::fs::create_dir_all(&deps).unwrap();
+        std::fs::write(deps.join("index.js"), "1\n").unwrap();
+        ws.grove(&["create", "feat"]).success();
+        // Measured once made: by create, or by the supervisor it started.
+        assert!(wait_until(10, || apparent(&ws) > 0), "never measured");
+        let before = apparent(&ws);
+        // An install in the env grows its dependency folder by 4 MB.
+        std::fs::write(
+            ws.worktree("feat", "front")
+                .join("node_modules/dep/big.bin"),
+            vec![1u8; 4 << 20],
+        )
+        .unwrap();
+        let out = ws.grove(&["up", "feat"]).success();
+        if running {
+            assert!(out.stderr.contains("already up"), "{out}");
+        }
+        let after = apparent(&ws);
+        assert!(
+            after >= before + (4 << 20),
+            "running: {running}: {before} -> {after}"
+        );
+    }
+}

@@ -513,6 +513,57 @@ fn crash_claim(failpoint: &str) {
     assert_nothing_left(&ws, &format!("{failpoint}, create, destroy, drain"));
 }
 
+/// Crashes a create, then the filler, while each removes pool entries prepared with an older
+/// `prepare`: the next command removes what was left, and no stale entry is ever handed out.
+fn crash_stale(failpoint: &str) {
+    let ws = pool_workspace();
+    let prepared = |v: &str| {
+        let toml = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+        let now = toml.replace("echo ok >", &format!("echo {v} >"));
+        let now = now.replace("echo v1 >", &format!("echo {v} >"));
+        ws.write_config(&now);
+    };
+    grove_ok(&ws, &["pool", "fill"]);
+    prepared("v1");
+    crash(&ws, failpoint, &["create", "feat-01"], &[]);
+    let out = ws.grove(&["create", "feat-01", "--json"]).success();
+    assert!(out.stderr.contains("left half-claimed"), "{out}");
+    assert!(out.json()["made"]["layers"][0]["pool"].is_null(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(
+            ws.worktree("feat-01", "front")
+                .join("node_modules/.prepared")
+        )
+        .unwrap(),
+        "v1\n"
+    );
+    filler_done(&ws);
+    assert_consistent(
+        &ws,
+        &format!("after {failpoint} in create and the next create"),
+    );
+    prepared("v2");
+    crash(&ws, failpoint, &["pool", "fill"], &[]);
+    let out = ws.grove(&["pool", "fill"]).success();
+    assert!(out.stderr.contains("left half-claimed"), "{out}");
+    assert_consistent(&ws, &format!("after {failpoint} in fill and the next fill"));
+    grove_ok(&ws, &["destroy", "feat-01"]);
+    let made = ws.grove(&["create", "feat-02", "--json"]).success().json();
+    assert_eq!(made["made"]["layers"][0]["pool"], "claimed", "{made}");
+    assert_eq!(
+        std::fs::read_to_string(
+            ws.worktree("feat-02", "front")
+                .join("node_modules/.prepared")
+        )
+        .unwrap(),
+        "v2\n"
+    );
+    filler_done(&ws);
+    grove_ok(&ws, &["destroy", "feat-02"]);
+    grove_ok(&ws, &["pool", "drain"]);
+    assert_nothing_left(&ws, &format!("{failpoint}, create, fill, destroy, drain"));
+}
+
 /// [`workspace`] with a gate: a check on front, and a reviewer that approves (after a minute
 /// with a child of its own, on demand).
 fn gate_workspace() -> TestWorkspace {
@@ -682,6 +733,7 @@ crash_tests! {
     pool_after_copy: "pool:after-copy" => crash_pool;
     pool_during_prepare: "pool:during-prepare" => crash_pool;
     pool_after_ready: "pool:after-ready" => crash_pool;
+    pool_after_claim_stale: "pool:after-claim-stale" => crash_stale;
     rollback_after_processes: "rollback:after-processes" => crash_rollback;
     rollback_after_step: "rollback:after-step" => crash_rollback;
     rollback_before_forget: "rollback:before-forget" => crash_rollback;

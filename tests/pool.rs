@@ -263,3 +263,115 @@ fn ps_shows_the_pool_and_pool_needs_a_layer_with_one() {
     assert!(out.stderr.contains("no layer keeps a pool"), "{out}");
     assert!(out.stderr.contains("pool = N"), "{out}");
 }
+
+/// Fills a pool of one, rewrites grove.toml with `edit`, and creates `t6`: the entry made
+/// with the old config is not handed out but removed, the env is made afresh, and the
+/// filler replaces the entry with one made with the new config. Returns the create's output.
+fn create_after_config_change(
+    ws: &TestWorkspace,
+    edit: impl Fn(&str) -> String,
+) -> crate::common::Out {
+    ws.grove(&["pool", "fill"]).success();
+    assert_eq!(ready(ws), 1);
+    let stale = PathBuf::from(status(ws)["entries"][0]["path"].as_str().unwrap());
+    let config = std::fs::read_to_string(ws.root.join("grove.toml")).unwrap();
+    let changed = edit(&config);
+    assert_ne!(changed, config, "the edit changed nothing");
+    ws.write_config(&changed);
+    let out = ws
+        .grove(&["create", "t6", "--no-start", "--json"])
+        .success();
+    let made = out.json();
+    assert!(made_pool(&made).is_null(), "made afresh: {made}");
+    assert!(
+        out.stderr.contains("prepared with another config"),
+        "said why: {out}"
+    );
+    assert!(!stale.exists(), "the stale entry is removed");
+    assert!(
+        !ws.worktrees("front").contains(&stale),
+        "and git forgot it: {:?}",
+        ws.worktrees("front")
+    );
+    settled(ws);
+    let s = status(ws);
+    assert_eq!(s["layers"][0]["ready"], 1, "refilled: {s}");
+    let fresh = PathBuf::from(s["entries"][0]["path"].as_str().unwrap());
+    assert_ne!(fresh, stale);
+    out
+}
+
+#[test]
+fn an_entry_prepared_before_copy_changed_is_not_handed_out() {
+    let ws = ws(1);
+    std::fs::write(ws.repo("front").join(".env"), "SECRET=1\n").unwrap();
+    create_after_config_change(&ws, |c| c.replace("copy = [", "copy = [\".env\", "));
+    let wt = ws.worktree("t6", "front");
+    assert_eq!(
+        std::fs::read_to_string(wt.join(".env")).unwrap(),
+        "SECRET=1\n",
+        "the new copy entry was copied"
+    );
+    // The entry that replaced it has it too, and is handed out as it is.
+    let made = ws
+        .grove(&["create", "t7", "--no-start", "--json"])
+        .success()
+        .json();
+    assert_eq!(made_pool(&made), "claimed", "{made}");
+    assert!(ws.worktree("t7", "front").join(".env").is_file());
+    settled(&ws);
+    ws.grove(&["pool", "drain"]).success();
+}
+
+#[test]
+fn an_entry_prepared_before_prepare_changed_is_not_handed_out() {
+    let ws = ws(1);
+    let runs = prepare_runs(&ws);
+    create_after_config_change(&ws, |c| {
+        c.replace(
+            "echo ok > node_modules/.prepared",
+            "echo v2 > node_modules/.prepared",
+        )
+    });
+    let wt = ws.worktree("t6", "front");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("node_modules/.prepared")).unwrap(),
+        "v2\n",
+        "the new prepare ran"
+    );
+    let log = std::fs::read_to_string(prepare_log(&ws)).unwrap();
+    assert!(
+        log.lines().skip(runs).any(|l| Path::new(l) == wt),
+        "prepare ran in t6's worktree: {log}"
+    );
+    ws.grove(&["pool", "drain"]).success();
+}
+
+#[test]
+fn the_pool_refills_after_a_claim_whose_server_never_gets_ready() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.write_config(&ws.standard_config(
+        "pool = 1\n\
+         run = \"exec sleep 600\"\n\
+         ready = { exec = \"false\", timeout = 1 }",
+    ));
+    ws.grove(&["pool", "fill"]).success();
+    assert_eq!(ready(&ws), 1);
+    let out = ws.grove(&["create", "feat"]).failure(1);
+    assert!(
+        out.stderr
+            .contains("took a prepared worktree from the pool"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("not ready after 1 s"), "{out}");
+    assert!(
+        wait_until(30, || {
+            let s = status(&ws);
+            s["filler"].is_null() && s["layers"][0]["ready"] == 1
+        }),
+        "the pool was not refilled: {}",
+        status(&ws)
+    );
+    ws.grove(&["destroy", "feat", "--yes"]).success();
+    ws.grove(&["pool", "drain"]).success();
+}

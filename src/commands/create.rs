@@ -265,46 +265,15 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
         "creating env `{env_name}` in {}",
         crate::tilde(&ctx.ws.root)
     ));
-    match make(ctx, &env, &plans, &isolated, opts) {
+    let mut pool_touched = false;
+    match make(ctx, &env, &plans, &isolated, opts, &mut pool_touched) {
         Ok(layers) => {
-            // The env is whole; this grove still owns it until its servers are up, so that a
-            // destroy (or down) in between is refused rather than racing the start.
-            ctx.store.finish_create(env.key, ctx.me)?;
-            failpoint::hit("create:after-finish");
-            let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
-            warn_bind_mounts(ctx, &env);
-            // From here a server that does not come up is reported, and the env stays for the
-            // user to fix and `grove restart` (nothing to roll back).
-            let t_start = Instant::now();
-            let started = if opts.start {
-                crate::supervisor::up(ctx, &env)
-            } else {
-                Ok(())
-            };
-            let start_ms = opts.start.then(|| ms_since(t_start));
-            failpoint::hit("create:after-supervisor");
-            ctx.store.set_phase(env.key, Phase::Ready, None)?;
-            // With servers, their supervisor measures the env's disk use; without, it is
-            // measured here (read by `ps`, never measured by it).
-            if !opts.start || !crate::supervisor::has_servers(ctx, &env)? {
-                crate::disk::refresh(ctx, &env)?;
-            }
-            started?;
-            ui::info(format!(
-                "created env `{env_name}` in {:.1}s",
-                t0.elapsed().as_secs_f64()
-            ));
-            let made = Made {
-                total_ms: ms_since(t0),
-                start_ms,
-                layers,
-            };
-            // Claimed entries are replaced (and a new pool is filled) after the env is up,
-            // so the filler never competes with this create.
-            if let Err(e) = crate::pool::refill_in_background(ctx) {
-                ui::warn(format!("could not start refilling the pool: {e:#}"));
-            }
-            Ok((env, made))
+            let done = finish(ctx, env, opts, layers, t0);
+            // Claimed entries are replaced (and a new pool is filled) once the servers are
+            // up or have failed, so that the filler never competes with this create; and
+            // whatever became of them: the env is made, the entry it took is gone either way.
+            refill(ctx);
+            done
         }
         Err(err) => {
             ui::info(format!("undoing the partial create of `{env_name}`…"));
@@ -313,9 +282,69 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
                     "rollback failed: {undo:#}; `grove doctor --fix` will retry it"
                 ));
             }
+            // An entry taken (or a stale one removed) is not given back by the rollback: the
+            // entry moved into the env went with it. The pool is refilled so that this failed
+            // create leaves it as full as it found it, and a retry is as fast as the first
+            // try. A create undone before it touched the pool starts nothing: a failed
+            // command leaves no new process behind it, and the pool is as it was.
+            if pool_touched {
+                refill(ctx);
+            }
             Err(err)
         }
     }
+}
+
+/// Starts the pool's filler in the background if the pool is short; a failure to start it
+/// is a warning, never the create's failure.
+fn refill(ctx: &mut Ctx) {
+    if let Err(e) = crate::pool::refill_in_background(ctx) {
+        ui::warn(format!("could not start refilling the pool: {e:#}"));
+    }
+}
+
+/// The env is made: marks it whole, starts its servers and reports them.
+fn finish(
+    ctx: &mut Ctx,
+    env: EnvRow,
+    opts: &CreateOpts,
+    layers: Vec<LayerTiming>,
+    t0: Instant,
+) -> Result<(EnvRow, Made)> {
+    let env_name = env.name.clone();
+    // The env is whole; this grove still owns it until its servers are up, so that a
+    // destroy (or down) in between is refused rather than racing the start.
+    ctx.store.finish_create(env.key, ctx.me)?;
+    failpoint::hit("create:after-finish");
+    let env = ctx.store.env(ctx.ws_id, &env_name)?.unwrap_or(env);
+    warn_bind_mounts(ctx, &env);
+    // From here a server that does not come up is reported, and the env stays for the
+    // user to fix and `grove restart` (nothing to roll back).
+    let t_start = Instant::now();
+    let started = if opts.start {
+        crate::supervisor::up(ctx, &env)
+    } else {
+        Ok(())
+    };
+    let start_ms = opts.start.then(|| ms_since(t_start));
+    failpoint::hit("create:after-supervisor");
+    ctx.store.set_phase(env.key, Phase::Ready, None)?;
+    // With servers, their supervisor measures the env's disk use; without, it is
+    // measured here (read by `ps`, never measured by it).
+    if !opts.start || !crate::supervisor::has_servers(ctx, &env)? {
+        crate::disk::refresh(ctx, &env)?;
+    }
+    started?;
+    ui::info(format!(
+        "created env `{env_name}` in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
+    let made = Made {
+        total_ms: ms_since(t0),
+        start_ms,
+        layers,
+    };
+    Ok((env, made))
 }
 
 /// When the envs folder lies inside a repo, it must be somewhere git does not track: grove
@@ -559,12 +588,14 @@ fn preflight_templates(
 }
 
 /// The steps, each journaled before it is taken.
+/// `pool_touched` is set once an entry of the pool is claimed or removed.
 fn make(
     ctx: &mut Ctx,
     env: &EnvRow,
     plans: &[LayerPlan],
     isolated: &[String],
     opts: &CreateOpts,
+    pool_touched: &mut bool,
 ) -> Result<Vec<LayerTiming>> {
     let config = ctx.ws.config.clone();
     provision::ensure_envs_dir_ignored(&config.envs_dir, &ctx.ws.root)?;
@@ -644,8 +675,30 @@ fn make(
             },
         )?;
         failpoint::hit("create:before-worktree");
-        let entry = if config.layers[&p.layer].pool > 0 {
-            ctx.store.pool_claim(ctx.ws_id, &p.layer, &p.base, ctx.me)?
+        let layer = &config.layers[&p.layer];
+        let entry = if layer.pool > 0 {
+            let stale = crate::pool::discard_stale(ctx, layer, None)?;
+            *pool_touched |= stale > 0;
+            let entry = ctx.store.pool_claim(
+                ctx.ws_id,
+                &p.layer,
+                &p.base,
+                &crate::pool::fingerprint(layer),
+                ctx.me,
+            )?;
+            *pool_touched |= entry.is_some();
+            if stale > 0 {
+                ui::info(format!(
+                    "  {:w$}  removed {stale} pool worktree(s) prepared with another config (`copy`, `prepare` or `prepare_key` changed){}",
+                    p.layer,
+                    if entry.is_some() {
+                        ""
+                    } else {
+                        "; making this one afresh"
+                    }
+                ));
+            }
+            entry
         } else {
             None
         };

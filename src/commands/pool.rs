@@ -59,7 +59,13 @@ pub fn print(report: &pool::PoolReport) {
         Some(pid) => ui::out(format!("filler: running (pid {pid})")),
         None => ui::out("filler: idle"),
     }
-    for e in report.entries.iter().filter(|e| e.behind) {
+    for e in report.entries.iter().filter(|e| e.stale) {
+        ui::hint(format!(
+            "{}: an entry was prepared with another config (the next create or `grove pool fill` replaces it)",
+            e.layer
+        ));
+    }
+    for e in report.entries.iter().filter(|e| e.behind && !e.stale) {
         ui::hint(format!(
             "{}: an entry is behind {} (a claim checks out what changed)",
             e.layer, e.base

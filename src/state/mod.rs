@@ -1344,13 +1344,14 @@ impl Store {
         commit: &str,
         path: &Path,
         token: &str,
+        config: &str,
         me: ProcId,
     ) -> Result<PoolRow> {
         let (pid, start) = owner_params(Some(me));
         self.conn.execute(
-            "INSERT INTO pool (workspace, layer, repo, base, commit_id, path, token, phase,
-                               owner_pid, owner_start, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'preparing', ?8, ?9, ?10)",
+            "INSERT INTO pool (workspace, layer, repo, base, commit_id, path, token, config,
+                               phase, owner_pid, owner_start, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'preparing', ?9, ?10, ?11)",
             params![
                 ws,
                 layer,
@@ -1359,6 +1360,7 @@ impl Store {
                 commit,
                 path.to_string_lossy(),
                 token,
+                config,
                 pid,
                 start,
                 now()
@@ -1409,13 +1411,14 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the oldest ready entry of `layer` for `base`, for `me`: of two creates asking at
-    /// once, each gets another entry (or none).
+    /// Takes the oldest ready entry of `layer` for `base` prepared with `config`, for `me`: of
+    /// two creates asking at once, each gets another entry (or none).
     pub fn pool_claim(
         &mut self,
         ws: i64,
         layer: &str,
         base: &str,
+        config: &str,
         me: ProcId,
     ) -> Result<Option<PoolRow>> {
         let (pid, start) = owner_params(Some(me));
@@ -1423,8 +1426,8 @@ impl Store {
         let id: Option<i64> = tx
             .query_row(
                 "SELECT id FROM pool WHERE workspace = ?1 AND layer = ?2 AND base = ?3
-                 AND phase = 'ready' ORDER BY created_at, id LIMIT 1",
-                params![ws, layer, base],
+                 AND config = ?4 AND phase = 'ready' ORDER BY created_at, id LIMIT 1",
+                params![ws, layer, base, config],
                 |r| r.get(0),
             )
             .optional()?;
@@ -1440,6 +1443,45 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some(row))
+    }
+
+    /// Claims, for `me` and to remove them, the ready entries of `layer` that no claim may
+    /// have: those prepared with another config than `config`, and, when `base` is given,
+    /// those of another base. Claimed in one transaction, so that no create takes one
+    /// meanwhile; a crash before their removal leaves them `claimed` by a dead process, which
+    /// the next command removes.
+    pub fn pool_claim_stale(
+        &mut self,
+        ws: i64,
+        layer: &str,
+        config: &str,
+        base: Option<&str>,
+        me: ProcId,
+    ) -> Result<Vec<PoolRow>> {
+        let (pid, start) = owner_params(Some(me));
+        let tx = self.write()?;
+        let ids: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM pool WHERE workspace = ?1 AND layer = ?2 AND phase = 'ready'
+                 AND (config != ?3 OR (?4 IS NOT NULL AND base != ?4)) ORDER BY created_at, id",
+            )?;
+            stmt.query_map(params![ws, layer, config, base], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut rows = Vec::new();
+        for id in ids {
+            tx.execute(
+                "UPDATE pool SET phase = 'claimed', owner_pid = ?2, owner_start = ?3 WHERE id = ?1",
+                params![id, pid, start],
+            )?;
+            rows.push(tx.query_row(
+                &format!("SELECT {POOL_COLS} FROM pool WHERE id = ?1"),
+                [id],
+                pool_row,
+            )?);
+        }
+        tx.commit()?;
+        Ok(rows)
     }
 
     /// Takes over entry `id` from `from` (a dead owner) for `me`, atomically.
@@ -1507,7 +1549,7 @@ impl Store {
 }
 
 const POOL_COLS: &str = "id, layer, repo, base, commit_id, prep_key, path, token, phase, \
-                         owner_pid, owner_start, created_at";
+                         owner_pid, owner_start, created_at, config";
 
 fn pool_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolRow> {
     Ok(PoolRow {
@@ -1522,6 +1564,7 @@ fn pool_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PoolRow> {
         phase: r.get(8)?,
         owner: proc_id(r.get(9)?, r.get(10)?),
         created_at: r.get(11)?,
+        config: r.get(12)?,
     })
 }
 
@@ -1560,5 +1603,71 @@ mod tests {
         assert_eq!(store.supervisor(env.key).unwrap(), None);
         assert!(store.journal(env.key).unwrap().is_empty());
         assert_eq!(store.env(ws, "e").unwrap().unwrap().owner, None);
+    }
+
+    #[test]
+    fn pool_entries_of_another_config_or_base_are_never_claimed() {
+        let dir = tempfile::tempdir().unwrap();
+        // A store at schema 11 with a ready entry, made before entries recorded their config.
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            for sql in &schema::MIGRATIONS[..11] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 11).unwrap();
+            conn.execute(
+                "INSERT INTO workspaces (id, root, name, created_at) VALUES (1, '/w', 'w', 0)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO pool (workspace, layer, repo, base, commit_id, path, token, phase,
+                                   created_at)
+                 VALUES (1, 'front', '/w/front', 'main', 'c0', '/w/.pool/old', 'old', 'ready', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(dir.path()).unwrap();
+        let me = ProcId::current();
+        let ws = store.workspace(Path::new("/w"), "w").unwrap();
+        assert_eq!(store.pool(ws).unwrap()[0].config, "");
+        let new = store
+            .pool_insert(
+                ws,
+                "front",
+                Path::new("/w/front"),
+                "main",
+                "c1",
+                Path::new("/w/.pool/new"),
+                "new",
+                "cfg",
+                me,
+            )
+            .unwrap();
+        store.pool_ready(new.id, "").unwrap();
+        assert_eq!(
+            store
+                .pool_claim(ws, "front", "main", "other", me)
+                .unwrap()
+                .map(|r| r.token),
+            None,
+            "no entry of that config"
+        );
+        // The old entry is stale under any config; the new one is not, for its own base.
+        let stale = store
+            .pool_claim_stale(ws, "front", "cfg", Some("main"), me)
+            .unwrap();
+        assert_eq!(
+            stale.iter().map(|r| r.token.as_str()).collect::<Vec<_>>(),
+            ["old"]
+        );
+        assert_eq!(stale[0].phase, PoolPhase::Claimed);
+        assert_eq!(stale[0].owner, Some(me));
+        let other_base = store
+            .pool_claim_stale(ws, "front", "cfg", Some("dev"), me)
+            .unwrap();
+        assert_eq!(other_base.len(), 1, "{other_base:?}");
+        assert_eq!(other_base[0].token, "new");
     }
 }

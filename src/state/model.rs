@@ -121,6 +121,9 @@ pub struct PoolRow {
     /// The blob ids of the layer's `prepare_key` files at `commit`: `prepare` runs again in a
     /// claimed worktree when they differ at the new base.
     pub prep_key: String,
+    /// The fingerprint of the layer's config the entry was prepared with
+    /// (`pool::fingerprint`); empty for an entry made before grove recorded it.
+    pub config: String,
     pub path: PathBuf,
     pub token: String,
     pub phase: PoolPhase,

@@ -243,4 +243,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workspace, engine)
     );
     ",
+    // 12: what each pool entry was prepared with: a fingerprint of its layer's `copy`,
+    // `prepare` and `prepare_key` (and repo). A claim hands out only an entry whose fingerprint
+    // is the layer's current one. Entries made before have none, so none of them is handed
+    // out: what they were prepared with is unknown.
+    r"
+    ALTER TABLE pool ADD COLUMN config TEXT NOT NULL DEFAULT '';
+    ",
 ];
