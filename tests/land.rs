@@ -440,6 +440,65 @@ fn prune_removes_only_envs_whose_work_is_in_the_base() {
 }
 
 #[test]
+fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    for name in ["half", "none"] {
+        ws.grove(&["create", name, "--from-api=main", "--no-start"])
+            .success();
+    }
+    // `half`: front's branch has a commit, merged into main; api's was never touched (and
+    // api's main moved on since). `none`: nobody worked in either repo.
+    ws.commit(&ws.worktree("half", "front"), "half.txt", "1\n", "Half");
+    ws.git(
+        &ws.repo("front"),
+        &["merge", "--quiet", "--no-ff", "-m", "Merge half", "half"],
+    );
+    ws.commit(&ws.repo("api"), "other.txt", "o\n", "Someone else's work");
+
+    let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
+    let verdict = |name: &str| {
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["env"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(verdict("half")["prune"], true, "{dry:#}");
+    let reasons = verdict("half")["reasons"].to_string();
+    assert!(reasons.contains("front: `half` merged"), "{reasons}");
+    assert!(reasons.contains("api: `half` has no commits"), "{reasons}");
+    assert_eq!(verdict("none")["prune"], false, "{dry:#}");
+    assert!(
+        verdict("none")["reasons"]
+            .to_string()
+            .contains("no commits yet"),
+        "{dry:#}"
+    );
+    assert_eq!(ws.ps().len(), 2, "--dry-run removed something");
+
+    ws.grove(&["prune"]).success();
+    let left: Vec<String> = ws
+        .ps()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec!["none"]);
+    for repo in ["front", "api"] {
+        let branches = ws.branches(repo);
+        assert!(
+            !branches.contains(&"half".to_string()),
+            "{repo}: {branches:?}"
+        );
+        assert!(
+            branches.contains(&"none".to_string()),
+            "{repo}: {branches:?}"
+        );
+    }
+    assert!(!ws.env_dir("half").exists());
+}
+
+#[test]
 fn prune_older_than_spares_young_envs() {
     let ws = TestWorkspace::with_repos(&["front", "api"]);
     ws.grove(&["create", "merged", "--no-start"]).success();
