@@ -248,6 +248,45 @@ fn a_base_checked_out_with_changes_is_refused() {
 }
 
 #[test]
+fn a_base_update_git_refuses_puts_back_the_bases_already_moved_and_says_why() {
+    let ws = landing_ws(true);
+    let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
+    // api, landed after front, has a hook that refuses any move of its main.
+    let hook = ws.repo("api").join(".git/hooks/reference-transaction");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n\
+         [ \"$1\" = prepared ] || exit 0\n\
+         while read -r old new ref; do\n\
+         \x20 if [ \"$ref\" = refs/heads/main ]; then echo 'main is frozen' >&2; exit 1; fi\n\
+         done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = ws.grove(&["land", "feat", "--yes"]).failure(1);
+    // front had moved: it was put back, with its checkout.
+    let front = ws.repo("front").to_string_lossy().into_owned();
+    assert!(
+        out.stderr
+            .contains(&format!("put `refs/heads/main` of {front} back")),
+        "{out}"
+    );
+    assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
+    assert!(!ws.repo("front").join("feature.txt").exists());
+    assert_eq!(ws.git(&ws.repo("front"), &["status", "--porcelain"]), "");
+    // Not a race: git's own reason is given.
+    assert!(!out.stderr.contains("someone committed"), "{out}");
+    assert!(out.stderr.contains("main is frozen"), "{out}");
+    assert!(out.stderr.contains("aborted by hook"), "{out}");
+    assert!(out.stderr.contains("hint:"), "{out}");
+    // Nothing was destroyed.
+    assert_eq!(ws.ps().len(), 1);
+    for repo in ["front", "api"] {
+        assert!(ws.branches(repo).contains(&"feat".to_string()), "{repo}");
+    }
+}
+
+#[test]
 fn uncommitted_work_in_the_env_is_refused() {
     let ws = landing_ws(false);
     std::fs::write(ws.worktree("feat", "api").join("wip.txt"), "wip\n").unwrap();
