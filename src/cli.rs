@@ -535,13 +535,14 @@ pub struct LandArgs {
 
 /// Destroy the envs whose work is in their bases already
 ///
-/// An env goes when every dedicated layer's branch has commits of its own and all of them are
-/// in its base (or its base's upstream): merged, fast-forwarded, same tree, squash-merged
-/// (merging it would change nothing, or its diff is a commit of the base) or rebased and
-/// merged (each commit has an equal in the base); with `--gone`, also when its upstream was
-/// deleted (a merged pull request, fetched with `--prune`). Never an env with uncommitted
-/// work, files of someone's in its folder, or an agent at work. Lists what goes and why
-/// before acting (on a terminal, asks).
+/// An env goes when the commits of every dedicated layer's branch are in its base (or its
+/// base's upstream): merged, fast-forwarded, same tree, squash-merged (merging it would change
+/// nothing, or its diff is a commit of the base) or rebased and merged (each commit has an
+/// equal in the base); with `--gone`, also when its upstream was deleted (a merged pull
+/// request, fetched with `--prune`). A layer whose branch has no commits of its own has
+/// nothing to lose, but at least one layer must have had some: an env nobody worked in stays.
+/// Never an env with uncommitted work, files of someone's in its folder, or an agent at work.
+/// Lists what goes and why before acting (on a terminal, asks).
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Only say what would go

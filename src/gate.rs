@@ -123,6 +123,11 @@ impl Outcome {
     fn fixable(self) -> bool {
         matches!(self, Outcome::Changes | Outcome::ChecksFailed)
     }
+
+    /// The reviewer gave no usable word: the human's to look into, never the agent's.
+    pub fn reviewer_failed(self) -> bool {
+        matches!(self, Outcome::NoVerdict | Outcome::Malformed)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,14 +230,29 @@ impl GateResult {
         }
     }
 
-    /// One line: what the gate found.
-    pub fn summary(&self) -> String {
-        let failed: Vec<&str> = self
-            .checks
+    /// The layers whose `check` failed.
+    pub fn failed_checks(&self) -> Vec<&str> {
+        self.checks
             .iter()
             .filter(|c| !c.passed)
             .map(|c| c.layer.as_str())
-            .collect();
+            .collect()
+    }
+
+    /// One line: what the gate found.
+    pub fn summary(&self) -> String {
+        let failed = self.failed_checks();
+        let reviewer_error = self.reviewer.as_ref().and_then(|r| r.error.as_ref());
+        if self.outcome.reviewer_failed()
+            && let Some(e) = reviewer_error
+        {
+            // The reviewer's error says what went wrong itself; a failed check is news too.
+            return if failed.is_empty() {
+                e.clone()
+            } else {
+                format!("check failed in {}; {e}", failed.join(", "))
+            };
+        }
         let mut s = match self.outcome {
             Outcome::Approved => "approved".to_string(),
             Outcome::Changes => "changes requested".to_string(),
@@ -245,12 +265,7 @@ impl GateResult {
             && !v.summary.is_empty()
         {
             let _ = write!(s, ": {}", v.summary.lines().next().unwrap_or(""));
-        } else if let Some(e) = self
-            .reviewer
-            .as_ref()
-            .and_then(|r| r.error.as_ref())
-            .or(self.error.as_ref())
-        {
+        } else if let Some(e) = reviewer_error.or(self.error.as_ref()) {
             let _ = write!(s, ": {e}");
         }
         s
@@ -431,15 +446,22 @@ fn auto_fix(
     log: &mut logfile::LogWriter,
 ) -> (u32, Option<u32>) {
     let max = ctx.ws.config.review.auto_fix;
-    if !r.outcome.fixable() || rounds >= max {
+    // A reviewer that failed does not make the failing checks any less the agent's to fix.
+    let checks_only = r.outcome.reviewer_failed() && !r.failed_checks().is_empty();
+    if !(r.outcome.fixable() || checks_only) || rounds >= max {
         return (rounds, None);
     }
     let round = rounds + 1;
     let text = fix_message(r, round, max);
     match crate::feedback::send(ctx, env, "gate", &text) {
         Ok(d) => {
+            let note = if checks_only {
+                ": the failing checks only; the reviewer's failure is for the human"
+            } else {
+                ""
+            };
             log.line(&format!(
-                "[grove] auto-fix round {round} of {max} sent to the agent ({})",
+                "[grove] auto-fix round {round} of {max} sent to the agent ({}){note}",
                 d.describe()
             ));
             (round, Some(round))
@@ -519,14 +541,14 @@ fn run_once(
     let outcome = match &reviewer {
         None if checks_ok => Outcome::Approved,
         None => Outcome::ChecksFailed,
-        Some(r) => match (&r.verdict, r.error.as_deref()) {
-            (Some(v), _) if v.verdict == VerdictKind::Changes => Outcome::Changes,
-            (Some(_), _) if !checks_ok => Outcome::ChecksFailed,
-            (Some(_), _) => Outcome::Approved,
-            (None, Some(e)) if e.starts_with("malformed") => Outcome::Malformed,
-            (None, _) => Outcome::NoVerdict,
+        Some((r, failure)) => match &r.verdict {
+            Some(v) if v.verdict == VerdictKind::Changes => Outcome::Changes,
+            Some(_) if !checks_ok => Outcome::ChecksFailed,
+            Some(_) => Outcome::Approved,
+            None => failure.unwrap_or(Outcome::NoVerdict),
         },
     };
+    let reviewer = reviewer.map(|(r, _)| r);
     Ok(GateResult {
         version: VERDICT_VERSION,
         outcome,
@@ -594,6 +616,7 @@ pub fn run_checks(ctx: &mut Ctx, env: &EnvRow, role: Role) -> Result<Vec<CheckOu
 }
 
 /// Writes the reviewer's inputs into the env's gate folder, runs it there, reads its verdict.
+/// With no usable verdict, also says which failure it was (`NoVerdict` or `Malformed`).
 fn run_reviewer(
     ctx: &mut Ctx,
     env: &EnvRow,
@@ -601,7 +624,7 @@ fn run_reviewer(
     command: &str,
     checks: &[CheckOutcome],
     log: &mut logfile::LogWriter,
-) -> Result<ReviewerOutcome> {
+) -> Result<(ReviewerOutcome, Option<Outcome>)> {
     let env_dir = ctx.ws.env_dir(&env.name);
     let dir = private_dir(ctx, env)?;
     let verdict_path = dir.join("verdict.json");
@@ -718,25 +741,43 @@ fn run_reviewer(
         Some(status) => crate::exec::describe_status(status),
         None => format!("timed out after {} s", review.timeout_secs),
     };
-    let (verdict, error) = match std::fs::read_to_string(&verdict_path) {
+    // Each error is a whole sentence: `summary` shows it as it is.
+    let (verdict, failure) = match std::fs::read_to_string(&verdict_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
             None,
-            Some(format!(
-                "no verdict at $GROVE_VERDICT (the reviewer ended: {ended})"
+            Some((
+                Outcome::NoVerdict,
+                format!("the reviewer left no verdict at $GROVE_VERDICT (it ended: {ended})"),
             )),
         ),
-        Err(e) => (None, Some(format!("cannot read the verdict: {e}"))),
+        Err(e) => (
+            None,
+            Some((
+                Outcome::NoVerdict,
+                format!("cannot read the reviewer's verdict: {e}"),
+            )),
+        ),
         Ok(text) => match parse_verdict(&text) {
             Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(format!("malformed verdict: {e}"))),
+            Err(e) => (
+                None,
+                Some((
+                    Outcome::Malformed,
+                    format!("the reviewer's verdict is malformed: {e}"),
+                )),
+            ),
         },
     };
-    Ok(ReviewerOutcome {
-        ended,
-        duration_ms,
-        verdict,
-        error,
-    })
+    let (failure, error) = failure.unzip();
+    Ok((
+        ReviewerOutcome {
+            ended,
+            duration_ms,
+            verdict,
+            error,
+        },
+        failure,
+    ))
 }
 
 /// grove's own folder in the env folder (the reviewer's inputs and verdict, the messages a

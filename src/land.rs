@@ -18,7 +18,7 @@ use crate::config::LandStrategy;
 use crate::ctx::Ctx;
 use crate::error::Fail;
 use crate::git::Repo;
-use crate::git::integrate::{Integrated, MergeTree};
+use crate::git::integrate::{Integrated, MergeTree, Swap};
 use crate::state::{Action, EnvRow, Instance};
 use crate::{failpoint, provision, ui};
 
@@ -392,13 +392,36 @@ pub fn apply(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerLand]) -> Result<()> {
             let swapped = repo.swap_ref(&p.refname, new, &p.old, &why)?;
             // A git killed by Ctrl-C fails its swap: that is the interrupt, not a race.
             provision::check_interrupt()?;
-            if !swapped {
-                return Err(Fail::new(format!(
-                    "{}: `{}` moved while landing (someone committed to it)",
-                    p.layer, p.base
-                ))
-                .hint(format!("run `grove land {}` again", crate::shq(&env.name)))
-                .into());
+            let n = crate::shq(&env.name);
+            match swapped {
+                Swap::Moved => {}
+                Swap::Raced(now) => {
+                    let what = match now {
+                        Some(_) => "moved while landing (someone committed to it)",
+                        None => "was deleted while landing",
+                    };
+                    return Err(Fail::new(format!("{}: `{}` {what}", p.layer, p.base))
+                        .hint(format!("run `grove land {n}` again"))
+                        .into());
+                }
+                Swap::Refused(git_says) => {
+                    let git_says = if git_says.is_empty() {
+                        "no reason given".to_string()
+                    } else {
+                        git_says.lines().collect::<Vec<_>>().join(" / ")
+                    };
+                    return Err(Fail::new(format!(
+                        "{}: git refused to move `{}` in {}: {git_says}",
+                        p.layer,
+                        p.base,
+                        p.repo.display()
+                    ))
+                    .hint(format!(
+                        "git's reason says what stopped it (a `reference-transaction` hook, a stale `{}.lock`): fix that, then `grove land {n}` again",
+                        p.refname
+                    ))
+                    .into());
+                }
             }
             failpoint::hit("land:after-move");
             for co in &p.checkouts {
@@ -496,7 +519,11 @@ fn undo(action: &Action) {
         }
     }
     match r.swap_ref(refname, old, new, "grove land: undone") {
-        Ok(true) => ui::info(format!("  put `{refname}` of {} back", repo.display())),
+        Ok(Swap::Moved) => ui::info(format!("  put `{refname}` of {} back", repo.display())),
+        Ok(Swap::Refused(why)) => ui::warn(format!(
+            "could not put `{refname}` of {} back to {old}: {why}",
+            repo.display()
+        )),
         _ => ui::warn(format!(
             "could not put `{refname}` of {} back to {old}",
             repo.display()

@@ -672,22 +672,17 @@ fn classify(e: &mut EnvReview) {
             reason,
             format!("wait, or follow it: `grove logs {n} gate -f`"),
         )
-    } else if let Some((g, r)) = verdict
+    } else if let Some((_, r)) = verdict
         && r.outcome == crate::gate::Outcome::Approved
         && e.layers
             .iter()
             .any(|l| l.ahead > 0 || !l.uncommitted.is_empty())
     {
-        let crit = e
-            .criteria
-            .as_ref()
-            .and_then(|c| c.met.map(|m| format!(", criteria {m}/{}", c.total)))
-            .unwrap_or_default();
-        let _ = g;
+        // The criteria met are counted beside the reason (`criteria`), not in it.
         (
             1,
             "approved",
-            format!("gate approved, checks green{crit}"),
+            "gate approved, checks green".to_string(),
             format!("look at it (`grove review {n}`, `grove diff {n}`), then `grove land {n}`"),
         )
     } else if let Some((g, r)) = verdict
@@ -698,12 +693,21 @@ fn classify(e: &mut EnvReview) {
         } else {
             String::new()
         };
-        (
-            2,
-            "changes",
-            format!("gate: {}{rounds}", r.summary()),
-            format!("read `grove review {n}`; answer with `grove feedback {n} \"…\"`"),
-        )
+        // A reviewer that failed is the human's to mend: the agent cannot answer for it.
+        let next = if r.outcome.reviewer_failed() {
+            let mut s = format!(
+                "the reviewer failed: see why in `grove logs {n} gate`, then run it again with `grove gate {n}`"
+            );
+            if !r.failed_checks().is_empty() {
+                s.push_str(&format!(
+                    "; the failing check is the agent's: `grove feedback {n} \"…\"`"
+                ));
+            }
+            s
+        } else {
+            format!("read `grove review {n}`; answer with `grove feedback {n} \"…\"`")
+        };
+        (2, "changes", format!("gate: {}{rounds}", r.summary()), next)
     } else if unreviewed > 0 {
         let who = if agent == Some("done") {
             "agent done, "

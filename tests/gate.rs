@@ -200,10 +200,14 @@ fn done_runs_the_checks_then_the_reviewer_and_review_shows_the_verdict() {
     assert!(
         queue
             .stdout
-            .contains("[approved] gate approved, checks green, criteria 2/3"),
+            .contains("[approved] gate approved, checks green"),
         "{queue}"
     );
+    // The criteria are counted once in the env's line, in the queue and in the env's page.
+    assert_eq!(queue.stdout.matches("criteria 2/3").count(), 1, "{queue}");
     assert!(queue.stdout.contains("next: look at it"), "{queue}");
+    let page = ws.grove(&["review", "feat-01"]).success();
+    assert_eq!(page.stdout.matches("criteria 2/3").count(), 1, "{page}");
     let log = ws.grove(&["logs", "feat-01", "gate"]).success();
     assert!(log.stdout.contains("gate: approved: looks right"), "{log}");
 
@@ -298,12 +302,12 @@ fn a_malformed_or_missing_verdict_is_an_error_never_an_approval() {
         (
             Some("{\"verdict\": \"approve\""),
             "malformed",
-            "malformed verdict",
+            "verdict is malformed: EOF while parsing",
         ),
         (
             Some("{\"verdict\": \"lgtm\"}"),
             "malformed",
-            "malformed verdict",
+            "verdict is malformed: unknown variant `lgtm`",
         ),
         (None, "no-verdict", "no verdict at $GROVE_VERDICT"),
     ] {
@@ -313,9 +317,26 @@ fn a_malformed_or_missing_verdict_is_an_error_never_an_approval() {
         }
         let out = ws.grove(&["gate", "feat-01"]).failure(1);
         assert!(out.stderr.contains(says), "{out}");
+        // Said once: what went wrong is not repeated in its own explanation.
+        let line = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error: gate of `feat-01`:"))
+            .unwrap_or_else(|| panic!("{out}"));
+        let word = if outcome == "malformed" {
+            "malformed"
+        } else {
+            "no verdict"
+        };
+        assert_eq!(line.matches(word).count(), 1, "{line}");
         let env = review_env(&ws, "feat-01");
         assert_eq!(env["gate"]["result"]["outcome"], outcome, "{env:#}");
         assert_ne!(env["state"], "approved");
+        // The reviewer failed, not the agent: the next step is the reviewer's log and a rerun.
+        let next = env["next"].as_str().unwrap();
+        assert!(next.contains("grove logs feat-01 gate"), "{env:#}");
+        assert!(next.contains("grove gate feat-01"), "{env:#}");
+        assert!(!next.contains("grove feedback"), "{env:#}");
     }
     next_verdict(&ws, "feat-01", r#"{"verdict": "approve"}"#);
     ws.grove(&["gate", "feat-01"]).success();
@@ -326,6 +347,66 @@ fn a_malformed_or_missing_verdict_is_an_error_never_an_approval() {
         review_env(&ws, "feat-01")["gate"]["result"]["outcome"],
         "no-verdict"
     );
+}
+
+#[test]
+fn a_failing_check_goes_back_to_the_agent_even_when_the_reviewer_writes_no_verdict() {
+    let ws = ws(
+        "check = [\"cat app.txt\", \"grep -q fixed app.txt\"]",
+        &(agent("tmux", "") + &reviewer("auto_fix = 1")),
+    );
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    let front = ws.worktree("feat-01", "front");
+    ws.commit(&front, "app.txt", "still broken\n", "try");
+    // No `next-verdict`: the reviewer writes nothing.
+    step(&ws, "feat-01", "go-done-1");
+
+    // The failing check reaches the agent all the same; the reviewer's failure does not.
+    let got = record(&ws, "feat-01", "received-1");
+    assert!(got.contains("round 1 of 1"), "{got}");
+    assert!(got.contains("`check` of layer `front` failed"), "{got}");
+    assert!(got.contains("still broken"), "{got}");
+    assert!(!got.contains("verdict"), "{got}");
+    let env = gate_runs(&ws, "feat-01", 1);
+    assert_eq!(env["gate"]["result"]["outcome"], "no-verdict", "{env:#}");
+    assert_eq!(env["gate"]["result"]["auto_fix_round"], 1, "{env:#}");
+    assert_eq!(env["gate"]["rounds"], 1);
+
+    // Stopped again, still failing, the reviewer still silent: no second round.
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    ws.commit(&front, "app.txt", "still broken, again\n", "try again");
+    step(&ws, "feat-01", "go-done-2");
+    let env = gate_runs(&ws, "feat-01", 2);
+    assert_eq!(env["gate"]["result"]["outcome"], "no-verdict", "{env:#}");
+    assert_eq!(env["gate"]["result"]["auto_fix_round"], Value::Null);
+    assert_eq!(env["gate"]["rounds"], 1);
+    assert!(
+        record_dir(&ws, "feat-01").join("review-2").exists(),
+        "{}",
+        logs(&ws, "feat-01")
+    );
+    let list = ws
+        .grove(&["feedback", "feat-01", "--list", "--json"])
+        .success()
+        .json();
+    let msgs = list["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{list:#}");
+    assert_eq!(msgs[0]["source"], "gate");
+    assert!(!record_dir(&ws, "feat-01").join("received-2").exists());
+    // The human is told both: the check failed, and the reviewer is theirs to look at.
+    let reason = env["reason"].as_str().unwrap();
+    assert!(reason.contains("check failed in front"), "{env:#}");
+    assert!(reason.contains("no verdict"), "{env:#}");
+    let next = env["next"].as_str().unwrap();
+    assert!(next.contains("grove logs feat-01 gate"), "{env:#}");
+    let log = ws.grove(&["logs", "feat-01", "gate"]).success().stdout;
+    assert!(log.contains("auto-fix round 1 of 1 sent"), "{log}");
+    assert!(
+        log.contains("the reviewer's failure is for the human"),
+        "{log}"
+    );
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
 }
 
 /// What Claude Code sends a Stop hook, from `dir`.

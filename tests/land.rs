@@ -248,6 +248,45 @@ fn a_base_checked_out_with_changes_is_refused() {
 }
 
 #[test]
+fn a_base_update_git_refuses_puts_back_the_bases_already_moved_and_says_why() {
+    let ws = landing_ws(true);
+    let before = (rev(&ws, "front", "main"), rev(&ws, "api", "main"));
+    // api, landed after front, has a hook that refuses any move of its main.
+    let hook = ws.repo("api").join(".git/hooks/reference-transaction");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n\
+         [ \"$1\" = prepared ] || exit 0\n\
+         while read -r old new ref; do\n\
+         \x20 if [ \"$ref\" = refs/heads/main ]; then echo 'main is frozen' >&2; exit 1; fi\n\
+         done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = ws.grove(&["land", "feat", "--yes"]).failure(1);
+    // front had moved: it was put back, with its checkout.
+    let front = ws.repo("front").to_string_lossy().into_owned();
+    assert!(
+        out.stderr
+            .contains(&format!("put `refs/heads/main` of {front} back")),
+        "{out}"
+    );
+    assert_eq!(before, (rev(&ws, "front", "main"), rev(&ws, "api", "main")));
+    assert!(!ws.repo("front").join("feature.txt").exists());
+    assert_eq!(ws.git(&ws.repo("front"), &["status", "--porcelain"]), "");
+    // Not a race: git's own reason is given.
+    assert!(!out.stderr.contains("someone committed"), "{out}");
+    assert!(out.stderr.contains("main is frozen"), "{out}");
+    assert!(out.stderr.contains("aborted by hook"), "{out}");
+    assert!(out.stderr.contains("hint:"), "{out}");
+    // Nothing was destroyed.
+    assert_eq!(ws.ps().len(), 1);
+    for repo in ["front", "api"] {
+        assert!(ws.branches(repo).contains(&"feat".to_string()), "{repo}");
+    }
+}
+
+#[test]
 fn uncommitted_work_in_the_env_is_refused() {
     let ws = landing_ws(false);
     std::fs::write(ws.worktree("feat", "api").join("wip.txt"), "wip\n").unwrap();
@@ -437,6 +476,65 @@ fn prune_removes_only_envs_whose_work_is_in_the_base() {
     // `gone`'s commits are in no local ref: its env went, its branch stays.
     assert!(branches.contains(&"gone".to_string()), "{branches:?}");
     assert!(ws.worktree("dirty", "front").join("wip.txt").exists());
+}
+
+#[test]
+fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    for name in ["half", "none"] {
+        ws.grove(&["create", name, "--from-api=main", "--no-start"])
+            .success();
+    }
+    // `half`: front's branch has a commit, merged into main; api's was never touched (and
+    // api's main moved on since). `none`: nobody worked in either repo.
+    ws.commit(&ws.worktree("half", "front"), "half.txt", "1\n", "Half");
+    ws.git(
+        &ws.repo("front"),
+        &["merge", "--quiet", "--no-ff", "-m", "Merge half", "half"],
+    );
+    ws.commit(&ws.repo("api"), "other.txt", "o\n", "Someone else's work");
+
+    let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
+    let verdict = |name: &str| {
+        dry.as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["env"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(verdict("half")["prune"], true, "{dry:#}");
+    let reasons = verdict("half")["reasons"].to_string();
+    assert!(reasons.contains("front: `half` merged"), "{reasons}");
+    assert!(reasons.contains("api: `half` has no commits"), "{reasons}");
+    assert_eq!(verdict("none")["prune"], false, "{dry:#}");
+    assert!(
+        verdict("none")["reasons"]
+            .to_string()
+            .contains("no commits yet"),
+        "{dry:#}"
+    );
+    assert_eq!(ws.ps().len(), 2, "--dry-run removed something");
+
+    ws.grove(&["prune"]).success();
+    let left: Vec<String> = ws
+        .ps()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec!["none"]);
+    for repo in ["front", "api"] {
+        let branches = ws.branches(repo);
+        assert!(
+            !branches.contains(&"half".to_string()),
+            "{repo}: {branches:?}"
+        );
+        assert!(
+            branches.contains(&"none".to_string()),
+            "{repo}: {branches:?}"
+        );
+    }
+    assert!(!ws.env_dir("half").exists());
 }
 
 #[test]

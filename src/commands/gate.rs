@@ -59,9 +59,11 @@ pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
                     ));
                 }
             }
+            // What went wrong ends the output, in the error.
             None => ui::info(format!(
-                "  reviewer  no usable verdict: {}",
-                r.error.as_deref().unwrap_or("?")
+                "  reviewer  no usable verdict ({}, {:.1}s)",
+                r.ended,
+                r.duration_ms as f64 / 1000.0
             )),
         }
     }
@@ -75,12 +77,17 @@ pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
         ui::info(format!("gate of `{}`: approved", env.name));
         return Ok(());
     }
+    let n = crate::shq(&env.name);
+    let hint = if result.outcome.reviewer_failed() {
+        format!(
+            "the reviewer failed, not the agent: see why in `grove logs {n} gate`, then run it again with `grove gate {n}`"
+        )
+    } else {
+        format!("its log: `grove logs {n} gate`; answer the agent with `grove feedback {n} TEXT`")
+    };
     Err(
         Fail::new(format!("gate of `{}`: {}", env.name, result.summary()))
-            .hint(format!(
-                "its log: `grove logs {n} gate`; answer the agent with `grove feedback {n} TEXT`",
-                n = crate::shq(&env.name)
-            ))
+            .hint(hint)
             .into(),
     )
 }

@@ -543,6 +543,8 @@ fn judge(
         return Ok(stay("no dedicated layer".into()));
     }
     let mut reasons = Vec::new();
+    // Layers whose branch has commits of its own (all of them integrated, or the env stays).
+    let mut worked = 0;
     for inst in &instances {
         let repo = Repo::new(&inst.repo);
         let Some(tip) = repo.branch_tip(&inst.branch)? else {
@@ -551,9 +553,16 @@ fn judge(
                 inst.layer, inst.branch
             )));
         };
+        // A branch with no commits of its own has nothing to lose (its uncommitted work is
+        // looked at below); it decides nothing either way.
         if tip == inst.base_commit {
-            return Ok(stay(format!("{}: no commits yet", inst.layer)));
+            reasons.push(format!(
+                "{}: `{}` has no commits (nothing to lose)",
+                inst.layer, inst.branch
+            ));
+            continue;
         }
+        worked += 1;
         let how = match known.and_then(|k| k.get(&(inst.repo.clone(), inst.branch.clone()))) {
             Some(how) => *how,
             None => land::integrated(inst)?,
@@ -575,6 +584,10 @@ fn judge(
                 inst.layer, inst.base
             )));
         }
+    }
+    // Nobody has worked in the env yet: it is new, not done.
+    if worked == 0 {
+        return Ok(stay("no commits yet".into()));
     }
     if let Some(row) = ctx.store.agent(env.key)? {
         let (state, _) = crate::agent::state(&row);

@@ -296,12 +296,31 @@ impl Repo {
         Ok(remote.zip(merge).filter(|(r, _)| r != "."))
     }
 
-    /// Moves `refname` from `old` to `new` only while it is at `old` (compare and swap):
-    /// returns whether it moved.
-    pub fn swap_ref(&self, refname: &str, new: &str, old: &str, why: &str) -> Result<bool> {
-        Ok(self
+    /// Moves `refname` from `old` to `new` only while it is at `old` (compare and swap).
+    pub fn swap_ref(&self, refname: &str, new: &str, old: &str, why: &str) -> Result<Swap> {
+        let out = self
             .cmd()
             .args(["update-ref", "-m", why, refname, new, old])
-            .check()?)
+            .output()?;
+        if out.status.success() {
+            return Ok(Swap::Moved);
+        }
+        // git says why only in prose: where the ref is now tells a race from a refusal.
+        let now = self.resolve_commit(refname)?;
+        Ok(if now.as_deref() == Some(old) {
+            Swap::Refused(out.stderr.trim().to_string())
+        } else {
+            Swap::Raced(now)
+        })
     }
+}
+
+/// How a compare-and-swap of a ref ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Swap {
+    Moved,
+    /// The ref was not at `old` any more (someone moved or deleted it): where it is now.
+    Raced(Option<String>),
+    /// The ref is still at `old` and git would not move it (a hook, a lock): git's message.
+    Refused(String),
 }
