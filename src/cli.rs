@@ -539,8 +539,9 @@ pub struct LandArgs {
 /// base's upstream): merged, fast-forwarded, same tree, squash-merged (merging it would change
 /// nothing, or its diff is a commit of the base) or rebased and merged (each commit has an
 /// equal in the base); with `--gone`, also when its upstream was deleted (a merged pull
-/// request, fetched with `--prune`). A layer whose branch has no commits of its own has
-/// nothing to lose, but at least one layer must have had some: an env nobody worked in stays.
+/// request, fetched with `--prune`). A layer whose branch has no commits of its own (by its
+/// reflog: one that only followed its base by a pull or a fast-forward has none) has nothing
+/// to lose, but at least one layer must have had some: an env nobody worked in stays.
 /// Never an env with uncommitted work, files of someone's in its folder, or an agent at work.
 /// Lists what goes and why before acting (on a terminal, asks).
 #[derive(Debug, Args)]

@@ -481,7 +481,7 @@ fn prune_removes_only_envs_whose_work_is_in_the_base() {
 #[test]
 fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged() {
     let ws = TestWorkspace::with_repos(&["front", "api"]);
-    for name in ["half", "none"] {
+    for name in ["half", "none", "pulled"] {
         ws.grove(&["create", name, "--from-api=main", "--no-start"])
             .success();
     }
@@ -493,6 +493,12 @@ fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged()
         &["merge", "--quiet", "--no-ff", "-m", "Merge half", "half"],
     );
     ws.commit(&ws.repo("api"), "other.txt", "o\n", "Someone else's work");
+    // `pulled`: front's branch only followed main (a fast-forward to others' commits), api
+    // untouched: it moved, but nobody worked in it.
+    ws.git(
+        &ws.worktree("pulled", "front"),
+        &["merge", "--quiet", "--ff-only", "main"],
+    );
 
     let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
     let verdict = |name: &str| {
@@ -514,7 +520,14 @@ fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged()
             .contains("no commits yet"),
         "{dry:#}"
     );
-    assert_eq!(ws.ps().len(), 2, "--dry-run removed something");
+    assert_eq!(verdict("pulled")["prune"], false, "{dry:#}");
+    let reasons = verdict("pulled")["reasons"].to_string();
+    assert!(reasons.contains("no commits yet"), "{reasons}");
+    assert!(
+        reasons.contains("front: `pulled` only followed its base"),
+        "{reasons}"
+    );
+    assert_eq!(ws.ps().len(), 3, "--dry-run removed something");
 
     ws.grove(&["prune"]).success();
     let left: Vec<String> = ws
@@ -522,17 +535,16 @@ fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged()
         .iter()
         .map(|e| e["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(left, vec!["none"]);
+    assert_eq!(left, vec!["none", "pulled"]);
     for repo in ["front", "api"] {
         let branches = ws.branches(repo);
         assert!(
             !branches.contains(&"half".to_string()),
             "{repo}: {branches:?}"
         );
-        assert!(
-            branches.contains(&"none".to_string()),
-            "{repo}: {branches:?}"
-        );
+        for kept in ["none", "pulled"] {
+            assert!(branches.contains(&kept.to_string()), "{repo}: {branches:?}");
+        }
     }
     assert!(!ws.env_dir("half").exists());
 }

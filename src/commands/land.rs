@@ -562,6 +562,17 @@ fn judge(
             ));
             continue;
         }
+        // A branch that moved only with its base (`git pull`, `merge --ff-only main`, a reset)
+        // is "merged" by the commit graph, yet nobody worked on it: its reflog, which grove
+        // made with the branch, says whether a commit was ever made on it. Without a reflog,
+        // the graph decides, as before.
+        if repo.branch_made_commits(&inst.branch)? == Some(false) {
+            reasons.push(format!(
+                "{}: `{}` only followed its base (no commits of its own)",
+                inst.layer, inst.branch
+            ));
+            continue;
+        }
         worked += 1;
         let how = match known.and_then(|k| k.get(&(inst.repo.clone(), inst.branch.clone()))) {
             Some(how) => *how,
@@ -587,7 +598,11 @@ fn judge(
     }
     // Nobody has worked in the env yet: it is new, not done.
     if worked == 0 {
-        return Ok(stay("no commits yet".into()));
+        reasons.insert(0, "no commits yet".into());
+        return Ok(Verdict {
+            reasons,
+            ..stay(String::new())
+        });
     }
     if let Some(row) = ctx.store.agent(env.key)? {
         let (state, _) = crate::agent::state(&row);

@@ -323,6 +323,26 @@ impl Repo {
     /// The message of the oldest entry of branch `name`'s reflog: what made it. `None` when
     /// the branch or its reflog does not exist.
     pub fn branch_origin(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.branch_log(name)?.and_then(|l| l.last().cloned()))
+    }
+
+    /// Whether a commit was ever made on branch `name`, by its reflog: an entry of `git
+    /// commit` (amend and merge resolutions included), `cherry-pick`, `revert` or `am`. Moves
+    /// that only bring others' commits (a fast-forward `merge` or `pull`, a `reset`, a
+    /// `rebase` of nothing, grove's own entries) do not count. `None` without a reflog.
+    pub fn branch_made_commits(&self, name: &str) -> Result<Option<bool>> {
+        Ok(self.branch_log(name)?.map(|log| {
+            log.iter().any(|m| {
+                ["commit", "cherry-pick", "revert", "am:"]
+                    .iter()
+                    .any(|p| m.starts_with(p))
+            })
+        }))
+    }
+
+    /// The messages of branch `name`'s reflog, newest first; `None` when the branch or its
+    /// reflog does not exist.
+    fn branch_log(&self, name: &str) -> Result<Option<Vec<String>>> {
         let refname = format!("refs/heads/{name}");
         let out = self
             .cmd()
@@ -335,10 +355,10 @@ impl Repo {
                 "--",
             ])
             .output()?;
-        if !out.status.success() {
+        if !out.status.success() || out.stdout.is_empty() {
             return Ok(None);
         }
-        Ok(out.stdout.lines().last().map(str::to_string))
+        Ok(Some(out.stdout.lines().map(str::to_string).collect()))
     }
 
     /// Commits reachable from `tips` that no ref of the repository holds once `dropped` (full
