@@ -417,11 +417,12 @@ pub fn run(ctx: &mut Ctx, env: &EnvRow, again_if_unchanged: bool) -> Result<Gate
                 r.auto_fix_round = sent;
                 (r, rounds)
             }
-            Err(e) => {
-                let mut r = GateResult::interrupted(&format!("{e:#}"));
-                r.outcome = Outcome::NoVerdict;
-                (r, rounds)
-            }
+            // The gate itself failed (git, the store, a check that could not start): no
+            // reviewer is to blame, and nothing of it is the agent's.
+            Err(e) => (
+                GateResult::interrupted(&format!("the gate could not finish: {e:#}")),
+                rounds,
+            ),
         };
         result.finished_at = crate::agent::now_ms();
         result.fingerprint = print;
@@ -535,7 +536,23 @@ fn run_once(
     failpoint::hit("gate:after-checks");
     let checks_ok = checks.iter().all(|c| c.passed);
     let reviewer = match ctx.ws.config.review.command.clone() {
-        Some(command) => Some(run_reviewer(ctx, env, instances, &command, &checks, log)?),
+        // A reviewer that cannot even start (its diffs cannot be written, say) is a reviewer
+        // that failed, recorded with the checks it came after: those stay the agent's.
+        Some(command) => Some(
+            match run_reviewer(ctx, env, instances, &command, &checks, log) {
+                Ok(r) => r,
+                Err(e) if crate::interrupt::received().is_some() => return Err(e),
+                Err(e) => (
+                    ReviewerOutcome {
+                        ended: "not started".into(),
+                        duration_ms: 0,
+                        verdict: None,
+                        error: Some(format!("the reviewer could not run: {e:#}")),
+                    },
+                    Some(Outcome::NoVerdict),
+                ),
+            },
+        ),
         None => None,
     };
     let outcome = match &reviewer {

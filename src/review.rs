@@ -704,6 +704,10 @@ fn classify(e: &mut EnvReview) {
                 ));
             }
             s
+        } else if r.outcome == crate::gate::Outcome::Interrupted {
+            format!(
+                "the gate did not finish: see why in `grove logs {n} gate`, then run it again with `grove gate {n}`"
+            )
         } else {
             format!("read `grove review {n}`; answer with `grove feedback {n} \"…\"`")
         };

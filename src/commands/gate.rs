@@ -82,6 +82,10 @@ pub fn gate(ctx: &mut Ctx, args: &GateArgs) -> Result<()> {
         format!(
             "the reviewer failed, not the agent: see why in `grove logs {n} gate`, then run it again with `grove gate {n}`"
         )
+    } else if result.outcome == Outcome::Interrupted {
+        format!(
+            "the gate did not finish: see why in `grove logs {n} gate`, then run it again with `grove gate {n}`"
+        )
     } else {
         format!("its log: `grove logs {n} gate`; answer the agent with `grove feedback {n} TEXT`")
     };
