@@ -417,7 +417,7 @@ pub fn apply(ctx: &mut Ctx, env: &EnvRow, plans: &[LayerLand]) -> Result<()> {
                         p.repo.display()
                     ))
                     .hint(format!(
-                        "git's reason says what stopped it (a `reference-transaction` hook, a stale `{}.lock`): fix that, then `grove land {n}` again",
+                        "git's reason says what stopped it (a `reference-transaction` hook; a `{}.lock` of another git at work, to remove only if no git runs): fix that, then `grove land {n}` again",
                         p.refname
                     ))
                     .into());

@@ -286,8 +286,9 @@ pub fn create(ctx: &mut Ctx, opts: &CreateOpts) -> Result<(EnvRow, Made)> {
             // entry moved into the env went with it. The pool is refilled so that this failed
             // create leaves it as full as it found it, and a retry is as fast as the first
             // try. A create undone before it touched the pool starts nothing: a failed
-            // command leaves no new process behind it, and the pool is as it was.
-            if pool_touched {
+            // command leaves no new process behind it, and the pool is as it was. Nor does
+            // one stopped by Ctrl-C: whoever pressed it wants grove to stop.
+            if pool_touched && crate::interrupt::received().is_none() {
                 refill(ctx);
             }
             Err(err)
@@ -689,7 +690,7 @@ fn make(
             *pool_touched |= entry.is_some();
             if stale > 0 {
                 ui::info(format!(
-                    "  {:w$}  removed {stale} pool worktree(s) prepared with another config (`copy`, `prepare` or `prepare_key` changed){}",
+                    "  {:w$}  removed {stale} pool worktree(s) prepared with another config (`copy`, `prepare` or `prepare_key` changed, or an older grove){}",
                     p.layer,
                     if entry.is_some() {
                         ""

@@ -43,8 +43,14 @@ pub fn up(ctx: &mut Ctx, args: &UpArgs) -> Result<()> {
     // when none starts (no servers, or already up), it is measured here, so that what was
     // installed or built in the env since shows in `ps`. As at create: one walk of the env's
     // untracked files, a tenth of a second for a 30k-file `node_modules`.
-    if alive || !supervisor::has_servers(ctx, &env)? {
-        crate::disk::refresh(ctx, &env)?;
+    // A measure that fails (a busy store) must not keep the servers from starting.
+    if (alive || !supervisor::has_servers(ctx, &env)?)
+        && let Err(e) = crate::disk::refresh(ctx, &env)
+    {
+        ui::warn(format!(
+            "could not measure the disk use of `{}`: {e:#}",
+            env.name
+        ));
     }
     if alive {
         let failed = ctx

@@ -1413,6 +1413,7 @@ impl Store {
 
     /// Takes the oldest ready entry of `layer` for `base` prepared with `config`, for `me`: of
     /// two creates asking at once, each gets another entry (or none).
+    /// (A ready entry with an owner is being removed by `pool drain`: never handed out.)
     pub fn pool_claim(
         &mut self,
         ws: i64,
@@ -1426,7 +1427,8 @@ impl Store {
         let id: Option<i64> = tx
             .query_row(
                 "SELECT id FROM pool WHERE workspace = ?1 AND layer = ?2 AND base = ?3
-                 AND config = ?4 AND phase = 'ready' ORDER BY created_at, id LIMIT 1",
+                 AND config = ?4 AND phase = 'ready' AND owner_pid IS NULL
+                 ORDER BY created_at, id LIMIT 1",
                 params![ws, layer, base, config],
                 |r| r.get(0),
             )
@@ -1463,6 +1465,7 @@ impl Store {
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare(
                 "SELECT id FROM pool WHERE workspace = ?1 AND layer = ?2 AND phase = 'ready'
+                 AND owner_pid IS NULL
                  AND (config != ?3 OR (?4 IS NOT NULL AND base != ?4)) ORDER BY created_at, id",
             )?;
             stmt.query_map(params![ws, layer, config, base], |r| r.get(0))?
