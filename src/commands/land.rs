@@ -562,11 +562,16 @@ fn judge(
             ));
             continue;
         }
+        let how = match known.and_then(|k| k.get(&(inst.repo.clone(), inst.branch.clone()))) {
+            Some(how) => *how,
+            None => land::integrated(inst)?,
+        };
         // A branch that moved only with its base (`git pull`, `merge --ff-only main`, a reset)
         // is "merged" by the commit graph, yet nobody worked on it: its reflog, which grove
         // made with the branch, says whether a commit was ever made on it. Without a reflog,
-        // the graph decides, as before.
-        if repo.branch_made_commits(&inst.branch)? == Some(false) {
+        // the graph decides, as before. (Asked only of an integrated branch: any other keeps
+        // the env anyway.)
+        if how.is_some() && repo.branch_made_commits(&inst.branch)? == Some(false) {
             reasons.push(format!(
                 "{}: `{}` only followed its base (no commits of its own)",
                 inst.layer, inst.branch
@@ -574,10 +579,6 @@ fn judge(
             continue;
         }
         worked += 1;
-        let how = match known.and_then(|k| k.get(&(inst.repo.clone(), inst.branch.clone()))) {
-            Some(how) => *how,
-            None => land::integrated(inst)?,
-        };
         if let Some(how) = how {
             reasons.push(format!(
                 "{}: `{}` {}",
