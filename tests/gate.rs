@@ -527,6 +527,123 @@ fn feedback_in_tmux_waits_for_the_agent_and_arrives_exactly() {
         .success();
 }
 
+/// Writes the step `name` of `env` with `text` in it, whole (the agent reads it once it exists).
+fn step_with(ws: &TestWorkspace, env: &str, name: &str, text: &str) {
+    let d = record_dir(ws, env);
+    std::fs::create_dir_all(&d).unwrap();
+    let tmp = d.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, d.join(name)).unwrap();
+}
+
+fn feedback_list(ws: &TestWorkspace, env: &str) -> Value {
+    ws.grove(&["feedback", env, "--list", "--json"])
+        .success()
+        .json()
+}
+
+#[test]
+fn feedback_in_tmux_goes_in_when_the_agent_waits_at_its_prompt() {
+    let ws = ws("", &agent("tmux", ""));
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    // Queued while it works; the agent then waits for input without ever being done (no
+    // gate, no Stop): that is enough for the message to go in.
+    let text = "Use the `Session` type; not $HOME";
+    let sent = ws.grove(&["feedback", "feat-01", text]).success();
+    assert!(
+        sent.stderr.contains("queued: the agent is working"),
+        "{sent}"
+    );
+    step(&ws, "feat-01", "go-waiting-1");
+    assert_eq!(record(&ws, "feat-01", "received-1"), text);
+    let list = feedback_list(&ws, "feat-01");
+    assert_eq!(list["messages"][0]["via"], "tmux", "{list:#}");
+
+    // Already waiting at its prompt: a message goes in at once.
+    step(&ws, "feat-01", "go-waiting-2");
+    assert!(
+        wait_until(20, || agent_state(&ws, "feat-01") == "waiting"),
+        "{}",
+        logs(&ws, "feat-01")
+    );
+    let sent = ws.grove(&["feedback", "feat-01", "second"]).success();
+    assert!(
+        sent.stderr.contains("pasted into the agent's tmux pane"),
+        "{sent}"
+    );
+    assert_eq!(record(&ws, "feat-01", "received-2"), "second");
+    // It took the message: it works on it.
+    assert_eq!(agent_state(&ws, "feat-01"), "working");
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
+#[test]
+fn feedback_in_tmux_is_never_typed_into_a_permission_dialog() {
+    let ws = ws("", &agent("tmux", ""));
+    ws.grove(&["create", "feat-01", "--agent"]).success();
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    let waiting = || {
+        assert!(
+            wait_until(20, || agent_state(&ws, "feat-01") == "waiting"),
+            "{}",
+            logs(&ws, "feat-01")
+        );
+    };
+    let held = "queued: the agent is waiting; it gets it once its permission dialog is answered";
+
+    // Claude Code asks to run a tool (its Notification hook): the dialog takes any key typed.
+    let ask = serde_json::json!({
+        "hook_event_name": "Notification", "notification_type": "permission_prompt",
+        "message": "Claude needs your permission to use Bash", "session_id": "s1",
+    });
+    step_with(&ws, "feat-01", "go-permission-1", &ask.to_string());
+    waiting();
+    let text = "No; use the `Session` type";
+    let sent = ws.grove(&["feedback", "feat-01", text]).success();
+    let list = feedback_list(&ws, "feat-01");
+    // The human denies it: the agent is back at its prompt without a Stop, and says so.
+    step_with(&ws, "feat-01", "answer-1", "deny");
+    assert_eq!(
+        record(&ws, "feat-01", "dialog-1"),
+        "",
+        "the message was typed into the permission dialog"
+    );
+    assert!(sent.stderr.contains(held), "{sent}");
+    assert_eq!(list["messages"][0]["delivered_at"], Value::Null, "{list:#}");
+    assert_eq!(record(&ws, "feat-01", "received-1"), text);
+    let list = feedback_list(&ws, "feat-01");
+    assert_eq!(list["messages"][0]["via"], "tmux", "{list:#}");
+
+    // Its PermissionRequest event; allowed: the tool runs, the turn goes on, and the message
+    // waits for the turn's end.
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    let ask = serde_json::json!({
+        "hook_event_name": "PermissionRequest", "tool_name": "Bash",
+        "tool_input": {"command": "rm -rf build"}, "session_id": "s1",
+    });
+    step_with(&ws, "feat-01", "go-permission-2", &ask.to_string());
+    waiting();
+    let sent = ws.grove(&["feedback", "feat-01", "second"]).success();
+    step_with(&ws, "feat-01", "answer-2", "allow");
+    assert_eq!(
+        record(&ws, "feat-01", "dialog-2"),
+        "",
+        "the message was typed into the permission dialog"
+    );
+    assert!(sent.stderr.contains(held), "{sent}");
+    assert!(wait_until(20, || agent_state(&ws, "feat-01") == "working"));
+    let list = feedback_list(&ws, "feat-01");
+    assert_eq!(list["messages"][1]["delivered_at"], Value::Null, "{list:#}");
+    step(&ws, "feat-01", "go-done-2");
+    assert_eq!(record(&ws, "feat-01", "received-2"), "second");
+    let list = feedback_list(&ws, "feat-01");
+    assert_eq!(list["messages"][1]["via"], "tmux", "{list:#}");
+    ws.grove(&["destroy", "feat-01", "--force", "--yes"])
+        .success();
+}
+
 #[test]
 fn headless_feedback_relaunches_the_agent_with_continue() {
     let ws = ws(
