@@ -1,6 +1,6 @@
-//! grove in a shell: completion scripts loaded in real bash and zsh, `grove cd` through the
-//! `shell-init` function, colour on a terminal only, NAME taken from the folder you are in,
-//! and the `ls`/`rm` aliases.
+//! grove in a shell: completion scripts loaded in real bash, zsh and fish, `grove cd` through
+//! the `shell-init` function in each, colour on a terminal only, NAME taken from the folder
+//! you are in, and the `ls`/`rm` aliases.
 
 use std::io::Write;
 use std::path::Path;
@@ -31,6 +31,26 @@ fn zsh(ws: &TestWorkspace, dir: &Path, script: &str) -> Out {
         .command("zsh")
         .args(["-f", "-c", script])
         .current_dir(dir))
+}
+
+/// Runs `script` in fish without any config file (`--no-config`: no config.fish, no
+/// universal variables read), in `dir`.
+fn fish(ws: &TestWorkspace, dir: &Path, script: &str) -> Out {
+    run(ws
+        .command("fish")
+        .args(["--no-config", "-c", script])
+        .current_dir(dir))
+}
+
+/// The values of a section of fish's `complete -C` output (`VALUE<TAB>DESCRIPTION` a line),
+/// sorted.
+fn fish_values<'a>(out: &'a Out, tag: &str) -> Vec<&'a str> {
+    let mut values: Vec<&str> = section(out, tag)
+        .into_iter()
+        .map(|l| l.split('\t').next().unwrap_or_default())
+        .collect();
+    values.sort_unstable();
+    values
 }
 
 /// The completion script loaded in bash; `complete WORDS…` prints, one a line, what bash
@@ -216,6 +236,156 @@ grove cd feat-02 && print "== feat-02" && pwd
         [ws.worktree("feat-02", "front").display().to_string()],
         "{out}"
     );
+}
+
+/// fish lists what it would offer with `complete -C LINE`, without a terminal: the script
+/// `completions fish` prints is loaded as the README says, then asked as TAB would.
+#[test]
+fn fish_completion_loads_and_completes_subcommands_and_env_names() {
+    let ws = two_envs();
+    let queries = r#"
+echo '== sub'; complete -C 'grove '
+echo '== l'; complete -C 'grove l'
+echo '== cd'; complete -C 'grove cd '
+echo '== cd f'; complete -C 'grove cd feat-0'
+echo '== layer'; complete -C 'grove cd feat-01 '
+echo '== from'; complete -C 'grove create x --from-'
+"#;
+    // Loaded alone, then with the `shell-init` function too (completion then calls `grove`
+    // through the function): the same answers.
+    let script = format!(
+        r#"grove completions fish | source; or exit 90
+complete -c grove | string match -q '*GROVE_COMPLETE=fish*'; or exit 91
+{queries}
+echo '== with the function'
+grove shell-init fish | source; or exit 92
+functions -q grove; or exit 93
+{queries}
+"#
+    );
+    let out = fish(&ws, &ws.root, &script).success();
+    assert!(out.stderr.is_empty(), "{out}");
+    let (alone, through) = out.stdout.split_once("== with the function\n").unwrap();
+    for (what, stdout) in [("alone", alone), ("through the function", through)] {
+        let out = Out {
+            code: out.code,
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+        };
+        let sub = fish_values(&out, "sub");
+        for want in ["cd", "create", "destroy", "ls", "shell-init", "completions"] {
+            assert!(sub.contains(&want), "{what}: no {want}:\n{out}");
+        }
+        // Subcommands come with their description, as fish shows them.
+        assert!(
+            section(&out, "sub")
+                .iter()
+                .any(|l| l.starts_with("cd\t") && l.len() > "cd\t".len()),
+            "{what}:\n{out}"
+        );
+        assert_eq!(
+            fish_values(&out, "l"),
+            ["land", "logs", "ls"],
+            "{what}:\n{out}"
+        );
+        assert_eq!(
+            fish_values(&out, "cd"),
+            ["feat-01", "feat-02"],
+            "{what}:\n{out}"
+        );
+        assert_eq!(
+            fish_values(&out, "cd f"),
+            ["feat-01", "feat-02"],
+            "{what}:\n{out}"
+        );
+        assert_eq!(
+            fish_values(&out, "layer"),
+            ["api", "front"],
+            "{what}:\n{out}"
+        );
+        assert_eq!(
+            fish_values(&out, "from"),
+            ["--from-api", "--from-front"],
+            "{what}:\n{out}"
+        );
+    }
+}
+
+/// The fish function keeps bash's promises (`cd_through_shell_init_changes_the_shells_folder`),
+/// and every other command passes through it with its output and exit code.
+#[test]
+fn cd_through_shell_init_in_fish() {
+    let ws = two_envs();
+    let elsewhere = ws.tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let front = ws.worktree("feat-01", "front");
+    let script = format!(
+        r#"grove shell-init fish | source; or exit 90
+functions -q grove; or exit 91
+cd '{front}'
+grove cd api; and echo '== api'; and pwd
+grove cd; and echo '== root'; and pwd
+grove cd feat-02; and echo '== feat-02'; and pwd
+grove cd feat-01 api; and echo '== feat-01 api'; and pwd
+cd '{elsewhere}'
+grove --workspace '{root}' cd feat-01; and echo '== flag'; and pwd
+grove --workspace '{root}' cd nope; echo "== nope $status"; pwd
+grove cd feat-01 api extra; echo "== usage $status"; pwd
+grove cd --help >/dev/null; echo "== help $status"; pwd
+echo '== path'; grove --workspace '{root}' path feat-01 api; echo "== path status $status"; pwd
+grove --workspace '{root}' path nope; echo "== path nope $status"; pwd
+echo '== ls'; grove --workspace '{root}' ls; echo "== ls status $status"
+echo '== bare'; env SHELL=/usr/bin/fish grove cd feat-02; echo "== bare status $status"
+cd "$(grove --workspace '{root}' path feat-02)"; and echo '== meanwhile'; and pwd
+"#,
+        front = front.display(),
+        elsewhere = elsewhere.display(),
+        root = ws.root.display(),
+    );
+    let out = fish(&ws, &ws.root, &script).success();
+    let api = ws.worktree("feat-01", "api");
+    let show = |p: &Path| p.display().to_string();
+    assert_eq!(section(&out, "api"), [show(&api)], "{out}");
+    assert_eq!(section(&out, "root"), [show(&ws.root)], "{out}");
+    assert_eq!(
+        section(&out, "feat-02"),
+        [show(&ws.worktree("feat-02", "front"))],
+        "{out}"
+    );
+    assert_eq!(section(&out, "feat-01 api"), [show(&api)], "{out}");
+    assert_eq!(section(&out, "flag"), [show(&front)], "{out}");
+    // A failed `grove cd` exits non-zero, stays where it was, and says why.
+    assert_eq!(section(&out, "nope 1"), [show(&front)], "{out}");
+    assert!(out.stderr.contains("no env `nope`"), "{out}");
+    // A usage error keeps its code (2), and the folder too.
+    assert_eq!(section(&out, "usage 2"), [show(&front)], "{out}");
+    // `cd --help` is not a folder: printed, and the shell stays.
+    assert_eq!(section(&out, "help 0"), [show(&front)], "{out}");
+    // Every other command runs as it is: its output, its exit code, the folder unchanged.
+    let path = ws.grove(&["path", "feat-01", "api"]).success();
+    assert_eq!(section(&out, "path"), lines(&path.stdout), "{out}");
+    assert_eq!(section(&out, "path status 0"), [show(&front)], "{out}");
+    assert_eq!(section(&out, "path nope 1"), [show(&front)], "{out}");
+    let ls = ws.grove(&["ls"]).success();
+    assert!(ls.stdout.starts_with("NAME"), "{ls}");
+    assert_eq!(section(&out, "ls"), lines(&ls.stdout), "{out}");
+    assert_eq!(section(&out, "ls status 0"), [] as [&str; 0], "{out}");
+    // Without the function (`env` runs the binary), a fish user is told fish's set-up, and
+    // the command to use until then works in fish.
+    let feat02 = show(&ws.worktree("feat-02", "front"));
+    assert_eq!(section(&out, "bare"), [&feat02], "{out}");
+    assert_eq!(section(&out, "bare status 1"), [] as [&str; 0], "{out}");
+    assert!(
+        out.stderr
+            .contains("add `grove shell-init fish | source` to ~/.config/fish/config.fish"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("until then, `cd \"$(grove path feat-02)\"`"),
+        "{out}"
+    );
+    assert_eq!(section(&out, "meanwhile"), [&feat02], "{out}");
 }
 
 #[test]
