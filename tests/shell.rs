@@ -96,6 +96,7 @@ echo '== logs'; complete_words grove logs ''
 echo '== destroy f'; complete_words grove destroy feat-0
 echo '== rm'; complete_words grove rm ''
 echo '== sub'; complete_words grove l
+echo '== all'; complete_words grove ''
 echo '== from'; complete_words grove create x --from-
 echo '== layer'; complete_words grove path feat-01 ''
 "
@@ -105,6 +106,12 @@ echo '== layer'; complete_words grove path feat-01 ''
     assert_eq!(section(&out, "destroy f"), ["feat-01", "feat-02"], "{out}");
     assert_eq!(section(&out, "rm"), ["feat-01", "feat-02"], "{out}");
     assert_eq!(section(&out, "sub"), ["land", "logs", "ls"], "{out}");
+    // On an empty word each subcommand is offered by its own name, not an alias.
+    let all = section(&out, "all");
+    for (want, alias) in [("ps", "ls"), ("destroy", "rm")] {
+        assert!(all.contains(&want), "no {want}: {all:?}");
+        assert!(!all.contains(&alias), "{alias}: {all:?}");
+    }
     // Flags generated from this folder's grove.toml, not from where the script was made.
     assert_eq!(
         section(&out, "from"),
@@ -273,9 +280,10 @@ functions -q grove; or exit 93
             stderr: String::new(),
         };
         let sub = fish_values(&out, "sub");
-        for want in ["cd", "create", "destroy", "ls", "shell-init", "completions"] {
+        for want in ["cd", "create", "destroy", "ps", "shell-init", "completions"] {
             assert!(sub.contains(&want), "{what}: no {want}:\n{out}");
         }
+        assert!(!sub.contains(&"ls"), "{what}: an alias offered:\n{out}");
         // Subcommands come with their description, as fish shows them.
         assert!(
             section(&out, "sub")

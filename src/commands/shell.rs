@@ -229,11 +229,16 @@ fn answer(
         words.push(OsString::new());
     }
     let current_empty = words.get(index).is_none_or(|w| w.is_empty());
+    let word = words
+        .get(index)
+        .map(|w| w.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut candidates = clap_complete::engine::complete(cmd, words, index, cwd)?;
     let is_option = |c: &CompletionCandidate| c.get_value().to_string_lossy().starts_with('-');
     if current_empty && candidates.iter().any(|c| !is_option(c)) {
         candidates.retain(|c| !is_option(c));
     }
+    primary_names(cmd, &mut candidates, &word);
     let help = |c: &CompletionCandidate| {
         c.get_help()
             .map(|h| h.to_string().lines().next().unwrap_or_default().to_string())
@@ -266,6 +271,28 @@ fn answer(
         Shell::Fish => items.concat(),
         Shell::Bash | Shell::Zsh => items.join(&ifs),
     })
+}
+
+/// clap_complete offers one name per subcommand, whichever sorts first: `grove <TAB>` listed
+/// `ls` and no `ps`. Where the subcommand's own name fits the word being completed too, that
+/// name is offered instead, the one the docs and `--help` use. (A candidate is taken for the
+/// subcommand only when its help is the subcommand's: an env named `ls` stays `ls`.)
+fn primary_names(cmd: &clap::Command, candidates: &mut [CompletionCandidate], word: &str) {
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        if !name.starts_with(word) || candidates.iter().any(|c| c.get_value() == name) {
+            continue;
+        }
+        let about = sub.get_about().map(|a| a.to_string());
+        for c in candidates.iter_mut() {
+            let value = c.get_value().to_string_lossy().into_owned();
+            if sub.get_visible_aliases().any(|a| a == value)
+                && c.get_help().map(|h| h.to_string()) == about
+            {
+                *c = CompletionCandidate::new(name).help(c.get_help().cloned());
+            }
+        }
+    }
 }
 
 /// `word` with every character the shell would read as syntax escaped by a backslash.
