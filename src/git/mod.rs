@@ -331,7 +331,22 @@ impl Repo {
     /// that only bring others' commits (a fast-forward `merge` or `pull`, a `reset`, a
     /// `rebase` of nothing, grove's own entries) do not count. `None` without a reflog.
     pub fn branch_made_commits(&self, name: &str) -> Result<Option<bool>> {
-        Ok(self.branch_log(name)?.map(|log| {
+        // Read from the reflog file where there is one (no git process: prune asks this of
+        // every merged branch); `git reflog` for the other ref stores.
+        let file = git_dir_fs(&self.dir)
+            .map(|g| common_dir_fs(&g).join("logs/refs/heads").join(name))
+            .and_then(|f| std::fs::read_to_string(f).ok());
+        let log = match file {
+            // `OLD NEW NAME <EMAIL> TIME TZ\tMESSAGE`, oldest first.
+            Some(text) => Some(
+                text.lines()
+                    .filter_map(|l| l.split_once('\t').map(|(_, m)| m.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|l| !l.is_empty()),
+            None => self.branch_log(name)?,
+        };
+        Ok(log.map(|log| {
             log.iter().any(|m| {
                 ["commit", "cherry-pick", "revert", "am:"]
                     .iter()
