@@ -453,6 +453,11 @@ fn crash_up(failpoint: &str) {
     assert_nothing_left(&ws, &format!("{failpoint}, up, destroy"));
 }
 
+/// What the recipe's prepare step wrote into an env's `front` worktree.
+fn prepared_in(ws: &TestWorkspace, env: &str) -> String {
+    std::fs::read_to_string(ws.worktree(env, "front").join("node_modules/.prepared")).unwrap()
+}
+
 /// The pool filler in the background (after a create) is done.
 fn filler_done(ws: &TestWorkspace) {
     assert!(
@@ -529,14 +534,7 @@ fn crash_stale(failpoint: &str) {
     let out = ws.grove(&["create", "feat-01", "--json"]).success();
     assert!(out.stderr.contains("left half-claimed"), "{out}");
     assert!(out.json()["made"]["layers"][0]["pool"].is_null(), "{out}");
-    assert_eq!(
-        std::fs::read_to_string(
-            ws.worktree("feat-01", "front")
-                .join("node_modules/.prepared")
-        )
-        .unwrap(),
-        "v1\n"
-    );
+    assert_eq!(prepared_in(&ws, "feat-01"), "v1\n");
     filler_done(&ws);
     assert_consistent(
         &ws,
@@ -550,14 +548,7 @@ fn crash_stale(failpoint: &str) {
     grove_ok(&ws, &["destroy", "feat-01"]);
     let made = ws.grove(&["create", "feat-02", "--json"]).success().json();
     assert_eq!(made["made"]["layers"][0]["pool"], "claimed", "{made}");
-    assert_eq!(
-        std::fs::read_to_string(
-            ws.worktree("feat-02", "front")
-                .join("node_modules/.prepared")
-        )
-        .unwrap(),
-        "v2\n"
-    );
+    assert_eq!(prepared_in(&ws, "feat-02"), "v2\n");
     filler_done(&ws);
     grove_ok(&ws, &["destroy", "feat-02"]);
     grove_ok(&ws, &["pool", "drain"]);

@@ -111,6 +111,13 @@ const TICKET: &str = "# Remember me\n\nThe login page forgets the user.\n\n\
     ## Acceptance criteria\n\n- [ ] a \"remember me\" box on the form\n\
     - [ ] the session lasts 30 days when ticked\n- [x] no change to the API\n";
 
+/// The first auto-fix round carries the failing `check` and the end of its log.
+fn assert_failed_check_sent(got: &str) {
+    assert!(got.contains("round 1 of 1"), "{got}");
+    assert!(got.contains("`check` of layer `front` failed"), "{got}");
+    assert!(got.contains("still broken"), "{got}");
+}
+
 #[test]
 fn done_runs_the_checks_then_the_reviewer_and_review_shows_the_verdict() {
     let ws = ws(
@@ -241,9 +248,7 @@ fn a_failing_check_goes_back_to_the_agent_once_then_the_env_waits_for_the_human(
 
     // Round 1: the failing check, with the end of its log, typed into the agent.
     let got = record(&ws, "feat-01", "received-1");
-    assert!(got.contains("round 1 of 1"), "{got}");
-    assert!(got.contains("`check` of layer `front` failed"), "{got}");
-    assert!(got.contains("still broken"), "{got}");
+    assert_failed_check_sent(&got);
     let env = gate_runs(&ws, "feat-01", 1);
     assert_eq!(env["gate"]["rounds"], 1);
     assert_eq!(env["gate"]["result"]["auto_fix_round"], 1);
@@ -363,9 +368,7 @@ fn a_failing_check_goes_back_to_the_agent_even_when_the_reviewer_writes_no_verdi
 
     // The failing check reaches the agent all the same; the reviewer's failure does not.
     let got = record(&ws, "feat-01", "received-1");
-    assert!(got.contains("round 1 of 1"), "{got}");
-    assert!(got.contains("`check` of layer `front` failed"), "{got}");
-    assert!(got.contains("still broken"), "{got}");
+    assert_failed_check_sent(&got);
     assert!(!got.contains("verdict"), "{got}");
     let env = gate_runs(&ws, "feat-01", 1);
     assert_eq!(env["gate"]["result"]["outcome"], "no-verdict", "{env:#}");

@@ -440,14 +440,7 @@ fn prune_removes_only_envs_whose_work_is_in_the_base() {
 
     let mains = rev(&ws, "front", "main");
     let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
-    let verdict = |name: &str| {
-        dry.as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["env"] == name)
-            .unwrap()
-            .clone()
-    };
+    let verdict = |name: &str| verdict_of(&dry, name);
     for name in ["merged", "squashed", "rebased"] {
         assert_eq!(verdict(name)["prune"], true, "{name}: {dry:#}");
     }
@@ -501,14 +494,7 @@ fn prune_removes_an_env_with_an_untouched_layer_once_the_others_work_is_merged()
     );
 
     let dry = ws.grove(&["prune", "--dry-run", "--json"]).success().json();
-    let verdict = |name: &str| {
-        dry.as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["env"] == name)
-            .unwrap()
-            .clone()
-    };
+    let verdict = |name: &str| verdict_of(&dry, name);
     assert_eq!(verdict("half")["prune"], true, "{dry:#}");
     let reasons = verdict("half")["reasons"].to_string();
     assert!(reasons.contains("front: `half` merged"), "{reasons}");
@@ -816,4 +802,14 @@ fn landing_from_inside_the_env_says_where_to_go() {
         "{out}"
     );
     assert!(ws.ps().is_empty());
+}
+
+/// One env's entry in `prune --dry-run --json`.
+fn verdict_of(dry: &serde_json::Value, name: &str) -> serde_json::Value {
+    dry.as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["env"] == name)
+        .unwrap_or_else(|| panic!("no verdict for {name}: {dry:#}"))
+        .clone()
 }

@@ -87,6 +87,21 @@ fn section<'a>(out: &'a Out, tag: &str) -> Vec<&'a str> {
     lines(&rest[..end])
 }
 
+/// The folders the shared `grove cd` script of the bash and fish tests lands in.
+fn assert_cd_sections(ws: &TestWorkspace, out: &Out, front: &Path) {
+    let api = ws.worktree("feat-01", "api");
+    let show = |p: &Path| p.display().to_string();
+    assert_eq!(section(out, "api"), [show(&api)], "{out}");
+    assert_eq!(section(out, "root"), [show(&ws.root)], "{out}");
+    assert_eq!(
+        section(out, "feat-02"),
+        [show(&ws.worktree("feat-02", "front"))],
+        "{out}"
+    );
+    assert_eq!(section(out, "feat-01 api"), [show(&api)], "{out}");
+    assert_eq!(section(out, "flag"), [show(front)], "{out}");
+}
+
 #[test]
 fn bash_completes_env_names_from_the_store_and_generated_flags() {
     let ws = two_envs();
@@ -193,17 +208,8 @@ grove --workspace {root} ls | head -1
         root = ws.root.display(),
     );
     let out = bash(&ws, &ws.root, &script).success();
-    let api = ws.worktree("feat-01", "api");
+    assert_cd_sections(&ws, &out, &front);
     let show = |p: &Path| p.display().to_string();
-    assert_eq!(section(&out, "api"), [show(&api)], "{out}");
-    assert_eq!(section(&out, "root"), [show(&ws.root)], "{out}");
-    assert_eq!(
-        section(&out, "feat-02"),
-        [show(&ws.worktree("feat-02", "front"))],
-        "{out}"
-    );
-    assert_eq!(section(&out, "feat-01 api"), [show(&api)], "{out}");
-    assert_eq!(section(&out, "flag"), [show(&front)], "{out}");
     // A failed `grove cd` stays where it was, and says why.
     let nope = &out.stdout[out.stdout.find("== nope").unwrap()..];
     assert!(
@@ -351,17 +357,8 @@ cd "$(grove --workspace '{root}' path feat-02)"; and echo '== meanwhile'; and pw
         root = ws.root.display(),
     );
     let out = fish(&ws, &ws.root, &script).success();
-    let api = ws.worktree("feat-01", "api");
+    assert_cd_sections(&ws, &out, &front);
     let show = |p: &Path| p.display().to_string();
-    assert_eq!(section(&out, "api"), [show(&api)], "{out}");
-    assert_eq!(section(&out, "root"), [show(&ws.root)], "{out}");
-    assert_eq!(
-        section(&out, "feat-02"),
-        [show(&ws.worktree("feat-02", "front"))],
-        "{out}"
-    );
-    assert_eq!(section(&out, "feat-01 api"), [show(&api)], "{out}");
-    assert_eq!(section(&out, "flag"), [show(&front)], "{out}");
     // A failed `grove cd` exits non-zero, stays where it was, and says why.
     assert_eq!(section(&out, "nope 1"), [show(&front)], "{out}");
     assert!(out.stderr.contains("no env `nope`"), "{out}");
