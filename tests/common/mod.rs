@@ -757,6 +757,17 @@ impl Postgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             pg.dir.display()
         );
+        // pg_ctl only says "examine the log": a failed start must show it (a taken port, say).
+        let log = pg.dir.join("log");
+        // A test's stderr is where a failure is read.
+        #[allow(clippy::print_stderr)]
+        let _show_log = OnPanic(|| {
+            eprintln!(
+                "PostgreSQL on port {port} (log {}):\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        });
         pg.as_owner(&[
             pg.bin.join("pg_ctl").to_str().unwrap(),
             "-D",
@@ -764,16 +775,26 @@ impl Postgres {
             "-o",
             &opts,
             "-l",
-            pg.dir.join("log").to_str().unwrap(),
+            log.to_str().unwrap(),
             "-w",
             "start",
         ]);
         pg.psql("postgres", "CREATE DATABASE app");
         pg.psql("app", "CREATE TABLE items (v text)");
+        drop(_show_log);
         pg
     }
 
     fn as_owner(&self, argv: &[&str]) {
+        let out = self.as_owner_output(argv);
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn as_owner_output(&self, argv: &[&str]) -> std::process::Output {
         let mut cmd = if nix::unistd::getuid().is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]);
@@ -786,17 +807,11 @@ impl Postgres {
         } else {
             &argv[1..]
         };
-        let out = cmd
-            .args(args)
+        cmd.args(args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{argv:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .unwrap()
     }
 
     pub fn url(&self, db: &str) -> String {
@@ -833,7 +848,9 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.join("data");
-        self.as_owner(&[
+        // Unchecked: a server that never started (the test already failing) has nothing to stop,
+        // and a second panic would abort the test's output.
+        let _ = self.as_owner_output(&[
             self.bin.join("pg_ctl").to_str().unwrap(),
             "-D",
             data.to_str().unwrap(),
@@ -1018,5 +1035,16 @@ impl TestWorkspace {
             r.get(0)
         })
         .unwrap()
+    }
+}
+
+/// Runs its closure if dropped while the thread panics: what to print when a setup step fails.
+struct OnPanic<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnPanic<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)();
+        }
     }
 }
