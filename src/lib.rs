@@ -98,6 +98,10 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, &ws, &argv),
     };
+    // `grove exec` alone hands the caller's descriptors on: its command is the caller's.
+    if !matches!(cli.command, cli::Command::Exec(_)) {
+        proc::close_inherited_fds();
+    }
     // From here SIGINT, SIGTERM and SIGHUP are noticed, not fatal: a command stops at its
     // next step, undoes what it must, and exits 128+N saying why.
     interrupt::guard();

@@ -520,6 +520,38 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
+/// Closes the descriptors above stderr that this process inherited without close-on-exec
+/// (a harness's pipe, a shell's `exec 7>`): they would reach every process grove starts, the
+/// detached supervisor, servers and watcher included, and keep the caller's pipe open for as
+/// long as an env runs. Whatever grove opens itself is close-on-exec (Rust's default), so an
+/// fd without the flag was inherited; `/proc/self/fdinfo` tells which, with no unsafe code.
+pub fn close_inherited_fds() {
+    const O_CLOEXEC: u32 = 0o2_000_000;
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let mut fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    fds.sort_unstable();
+    // In ascending order: a number this loop closed is the lowest free, so the fdinfo file
+    // read next may take it, but never one still to be looked at.
+    for fd in fds {
+        let Ok(info) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        if flags.is_some_and(|f| f & O_CLOEXEC == 0) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,22 +102,10 @@ pub fn counters(ctx: &Ctx) -> Option<Counters> {
 fn start(ctx: &Ctx) -> Result<()> {
     let log = crate::provision::open_log(&ctx.log_dir(LOG_DIR).join("watch.log"))?;
     let exe = std::env::current_exe().context("locating the grove binary")?;
-    // It lives on after this review: it must not keep a descriptor someone waits on (a
-    // caller's `3>&1`), nor the caller's variables (an agent's API keys). A shell closes the
-    // descriptors this process inherited (grove has no unsafe code to do it itself); a POSIX
-    // shell can name 3 to 9, those a shell's user redirects.
-    let inherited: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-                .filter(|fd| (3..=9).contains(fd))
-                .map(|fd| format!("{fd}>&-"))
-                .collect()
-        })
-        .unwrap_or_default();
-    let script = format!("exec {} nice -n 19 \"$@\"", inherited.join(" "));
-    let mut cmd = Cmd::new("sh")
-        .args(["-c", &script, "grove-watch"])
+    // It lives on after this review: it must not keep the caller's variables (an agent's API
+    // keys); the caller's descriptors were closed when grove started (`close_inherited_fds`).
+    let mut cmd = Cmd::new("nice")
+        .args(["-n", "19"])
         .arg(exe)
         .arg("__watch")
         .arg(&ctx.ws.root)

@@ -730,3 +730,71 @@ fn readme_says_how_to_get_grove_on_path() {
     assert!(next.contains("`cargo install --locked --path .`"), "{next}");
     assert!(next.contains("20000-29999"), "{next}");
 }
+
+/// What the caller left open without close-on-exec (a harness's pipe, a shell's `exec 7>`)
+/// stays with the caller: a supervisor, server or review watcher holding it would keep the
+/// caller's pipe open for as long as it runs, and whoever reads that pipe to its end would hang.
+#[test]
+fn a_file_the_caller_left_open_does_not_reach_what_grove_starts() {
+    let ws = crate::common::servers_ws("", "");
+    let held = ws.tmp.path().join("held-by-the-caller");
+    // Above 9 too: a POSIX shell cannot name those, bash can (`exec 12>`).
+    let with_fds = |args: &str| {
+        run(ws
+            .command("bash")
+            .env("GROVE_REVIEW_WATCH", "always")
+            .arg("-c")
+            .arg(format!(
+                "exec 7>>'{held}' 12>>'{held}'; exec '{grove}' {args}",
+                held = held.display(),
+                grove = crate::common::grove_bin()
+            )))
+    };
+    with_fds("create feat-01").success();
+    with_fds("review --json").success();
+    let mut procs = ws.tagged_processes();
+    assert!(procs.len() >= 2, "a supervisor and a server run: {procs:?}");
+    // The watcher carries no tag: it is found by its command line.
+    let root = ws.root.display().to_string();
+    assert!(
+        wait_until(10, || {
+            let watcher = watchers(&root);
+            procs.extend(watcher.iter().map(|p| (*p, "watcher".to_string())));
+            !watcher.is_empty()
+        }),
+        "no review watcher started"
+    );
+    for (pid, what) in procs {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            assert_ne!(
+                target,
+                held,
+                "{what} (pid {pid}) holds the caller's fd {:?}",
+                fd.file_name()
+            );
+        }
+    }
+    // `grove exec` is the exception: its command is the caller's, and gets the caller's fds.
+    with_fds("exec feat-01 -- bash -c 'echo through-exec >&12'").success();
+    assert_eq!(std::fs::read_to_string(&held).unwrap(), "through-exec\n");
+    // The watcher exits on its own once the workspace is gone.
+    ws.grove(&["destroy", "feat-01"]).success();
+}
+
+/// The review watchers of the workspace at `root`.
+fn watchers(root: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.contains(&b"__watch".as_slice()) && args.contains(&root.as_bytes())
+        })
+        .collect()
+}
