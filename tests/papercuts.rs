@@ -798,3 +798,43 @@ fn watchers(root: &str) -> Vec<i32> {
         })
         .collect()
 }
+
+/// A file deleted with `git rm` (staged), one deleted by hand and one taken out of the index
+/// but kept (`git rm --cached`: deleted in the index, untracked in the worktree) are each one
+/// file of work, in `review`, in what `destroy` refuses to lose and in `diff --dirty`.
+#[test]
+fn a_staged_deletion_is_shown_once() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let front = ws.repo("front");
+    ws.commit(&front, "gone-staged.txt", "a\n", "add one");
+    ws.commit(&front, "gone-by-hand.txt", "b\n", "add two");
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    ws.git(&wt, &["rm", "--quiet", "gone-staged.txt"]);
+    std::fs::remove_file(wt.join("gone-by-hand.txt")).unwrap();
+    // Deleted in the index and untracked in the worktree: one file of work.
+    ws.git(&wt, &["rm", "--quiet", "--cached", "README.md"]);
+    let out = ws.grove(&["diff", "feat-01", "--dirty"]).success();
+    for file in ["gone-staged.txt", "gone-by-hand.txt"] {
+        let header = format!("diff --git a/front/{file} b/front/{file}");
+        assert_eq!(out.stdout.matches(&header).count(), 1, "{file}:\n{out}");
+    }
+    let review = ws.grove(&["review", "feat-01"]).success();
+    assert!(review.stdout.contains("3 uncommitted"), "{review}");
+    let refused = ws.grove(&["destroy", "feat-01", "--yes"]).failure(1);
+    for file in ["README.md", "gone-staged.txt", "gone-by-hand.txt"] {
+        assert_eq!(
+            review
+                .stdout
+                .matches(&format!("uncommitted: {file}"))
+                .count(),
+            1,
+            "{file}:\n{review}"
+        );
+        assert_eq!(
+            refused.stderr.matches(file).count(),
+            1,
+            "{file}:\n{refused}"
+        );
+    }
+}

@@ -64,6 +64,8 @@ pub fn worktree_list(out: &str) -> Vec<WorktreeEntry> {
 /// is skipped.
 pub fn status_paths(out: &str) -> Vec<String> {
     let mut paths = Vec::new();
+    // A path can come twice: `git rm --cached F` is a deletion in the index and F untracked.
+    let mut seen = std::collections::HashSet::new();
     let mut fields = out.split('\0');
     while let Some(rec) = fields.next() {
         if rec.is_empty() {
@@ -79,7 +81,9 @@ pub fn status_paths(out: &str) -> Vec<String> {
             b'?' => 1,
             _ => continue,
         };
-        if let Some(path) = rec.splitn(skip + 1, ' ').nth(skip) {
+        if let Some(path) = rec.splitn(skip + 1, ' ').nth(skip)
+            && seen.insert(path)
+        {
             paths.push(path.to_string());
         }
         if kind == b'2' {
@@ -359,6 +363,12 @@ mod tests {
                 ("ddd".to_string(), "dir/d e".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn status_paths_lists_a_file_both_deleted_and_untracked_once() {
+        let out = "1 D. N... 100644 000000 000000 aaa 000 README.md\0? README.md\0? other\0";
+        assert_eq!(status_paths(out), vec!["README.md", "other"]);
     }
 
     #[test]
