@@ -66,6 +66,22 @@ impl Ctx {
             .ok_or_else(|| self.no_target(command).into())
     }
 
+    /// The envs of the workspace, for a hint.
+    fn known_envs(&self) -> String {
+        let known: Vec<String> = self
+            .store
+            .envs(self.ws_id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        if known.is_empty() {
+            "this workspace has no envs yet".to_string()
+        } else {
+            format!("envs of this workspace: {}", known.join(", "))
+        }
+    }
+
     /// For `NAME [LAYER]` commands: inside an env, a lone word that names no env of the
     /// workspace but a layer (`is_layer`) is the LAYER of the env you are in, so `grove logs
     /// api` in a worktree means that env's `api`. Returns the env and the layer.
@@ -99,21 +115,20 @@ impl Ctx {
     }
 
     fn no_target(&self, command: &str) -> Fail {
+        let envs = self.known_envs();
+        // A shell `grove exec` or an agent opened keeps its env's name after a destroy: say
+        // so, rather than that no env was given.
+        if let Ok(name) = std::env::var("GROVE_ENV")
+            && !name.is_empty()
+        {
+            return Fail::new(format!(
+                "no env `{name}` in this workspace (it is `$GROVE_ENV` here, set when this shell or agent was started in that env; was it destroyed?)"
+            ))
+            .hint(format!("name one (`grove {command} NAME`); {envs}"));
+        }
         let here = std::env::current_dir()
             .map(|d| crate::tilde(&d))
             .unwrap_or_else(|_| "the current folder".into());
-        let known: Vec<String> = self
-            .store
-            .envs(self.ws_id)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        let envs = if known.is_empty() {
-            "this workspace has no envs yet".to_string()
-        } else {
-            format!("envs of this workspace: {}", known.join(", "))
-        };
         Fail::usage(format!(
             "which env? {here} is in no env's folder, and no NAME was given"
         ))

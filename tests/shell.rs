@@ -754,3 +754,24 @@ echo '== logs'; complete_words grove logs x
     assert!(out.stdout.contains("x;$(touch${IFS}PWNED)"), "{out}");
     assert!(!ws.root.join("PWNED").exists());
 }
+
+/// A shell opened by `grove exec` (or an agent) keeps `$GROVE_ENV` after its env is destroyed:
+/// a command without NAME says that env is gone (exit 1), not that no env was given.
+#[test]
+fn grove_env_naming_a_destroyed_env_says_so() {
+    let ws = two_envs();
+    ws.grove(&["destroy", "feat-02", "--yes"]).success();
+    let out = run(ws.cmd().env("GROVE_ENV", "feat-02").arg("path")).failure(1);
+    assert!(out.stderr.contains("no env `feat-02`"), "{out}");
+    assert!(out.stderr.contains("$GROVE_ENV"), "{out}");
+    assert!(
+        out.stderr.contains("envs of this workspace: feat-01"),
+        "{out}"
+    );
+    // An env it names that exists is still the target.
+    let out = run(ws.cmd().env("GROVE_ENV", "feat-01").arg("path")).success();
+    assert_eq!(
+        out.stdout.trim(),
+        ws.worktree("feat-01", "front").display().to_string()
+    );
+}
