@@ -775,3 +775,50 @@ fn grove_env_naming_a_destroyed_env_says_so() {
         ws.worktree("feat-01", "front").display().to_string()
     );
 }
+
+/// TAB only reads: in a workspace grove never ran in, completing an env name makes no store
+/// (nor GROVE_HOME); in one whose store exists, it registers no workspace.
+#[test]
+fn completion_writes_nothing() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    let tab = |ws: &TestWorkspace| {
+        run(ws
+            .cmd()
+            .env("GROVE_COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", "2")
+            .args(["--", "grove", "logs", ""]))
+        .success()
+    };
+    let out = tab(&ws);
+    assert!(out.stdout.contains("--follow"), "{out}");
+    assert!(
+        !ws.grove_home.exists(),
+        "TAB made {}",
+        ws.grove_home.display()
+    );
+    // A store made by another workspace (sharing this GROVE_HOME) gains no row for this one.
+    let other = TestWorkspace::with_repos(&["front", "api"]);
+    run(other
+        .cmd()
+        .env("GROVE_HOME", &ws.grove_home)
+        .args(["create", "feat-01"]))
+    .success();
+    let roots = || {
+        rusqlite::Connection::open(ws.grove_home.join("state.db"))
+            .unwrap()
+            .prepare("SELECT root FROM workspaces")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    assert_eq!(roots().len(), 1);
+    tab(&ws);
+    assert_eq!(roots(), [other.root.display().to_string()]);
+    run(other
+        .cmd()
+        .env("GROVE_HOME", &ws.grove_home)
+        .args(["destroy", "feat-01"]))
+    .success();
+}

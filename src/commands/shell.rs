@@ -346,17 +346,12 @@ fn with_candidates_sub(sub: clap::Command, ws: &Option<Workspace>) -> clap::Comm
 /// The workspace's env names, read from the store only when a name is being completed.
 fn envs(ws: Option<Workspace>) -> ArgValueCandidates {
     ArgValueCandidates::new(move || {
-        let Some(ws) = ws.clone() else {
+        let (Some(ws), Ok(home)) = (ws.as_ref(), crate::paths::grove_home()) else {
             return Vec::new();
         };
-        let Ok(ctx) = Ctx::open(ws) else {
-            return Vec::new();
-        };
-        ctx.store
-            .envs(ctx.ws_id)
-            .unwrap_or_default()
+        crate::state::Store::env_names_read_only(&home, &ws.root)
             .into_iter()
-            .map(|e| CompletionCandidate::new(e.name))
+            .map(CompletionCandidate::new)
             .collect()
     })
 }

@@ -476,6 +476,31 @@ impl Store {
         Ok(Some(row))
     }
 
+    /// The names of the envs of the workspace at `root`, read without writing anything: no
+    /// store made, no schema migrated, no workspace registered (a TAB in a shell must not).
+    /// Empty when there is no store, or it cannot be read as it is.
+    pub fn env_names_read_only(home: &Path, root: &Path) -> Vec<String> {
+        let path = home.join(DB_FILE);
+        if !path.is_file() {
+            return Vec::new();
+        }
+        let read = || -> rusqlite::Result<Vec<String>> {
+            let conn = Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_millis(500))?;
+            let mut stmt = conn.prepare(
+                "SELECT e.name FROM envs e JOIN workspaces w ON w.id = e.workspace
+                 WHERE w.root = ?1 ORDER BY e.created_at, e.id",
+            )?;
+            stmt.query_map([root.to_string_lossy()], |r| r.get(0))?
+                .collect()
+        };
+        read().unwrap_or_default()
+    }
+
     pub fn envs(&self, ws: i64) -> Result<Vec<EnvRow>> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ENV_COLS} FROM envs WHERE workspace = ?1 ORDER BY created_at, id"
