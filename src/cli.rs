@@ -520,6 +520,11 @@ pub struct LandArgs {
     #[arg(long)]
     pub keep: bool,
 
+    /// Remove the env but keep its isolated databases (and what other recipes made), and say
+    /// where they are, as `destroy --keep-data` does
+    #[arg(long, conflicts_with = "keep")]
+    pub keep_data: bool,
+
     /// Land even when the gate or a check is red, without running checks
     #[arg(long)]
     pub no_check: bool,

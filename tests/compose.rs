@@ -613,6 +613,14 @@ fn isolate_compose_gives_each_env_a_database_container_of_its_own() {
 
     let out = ws.grove(&["destroy", "feat-01", "--keep-data"]).failure(1);
     assert!(out.stderr.contains("--keep-data"), "{out}");
+    // Nor can a land keep it: refused before anything lands.
+    let out = ws
+        .grove(&["land", "feat-01", "--keep-data", "--yes", "--no-check"])
+        .failure(1);
+    assert!(
+        out.stderr.contains("--keep-data") && out.stderr.contains("nothing was landed"),
+        "{out}"
+    );
     let tokens = [ws.env_token("feat-01"), ws.env_token("feat-02")];
     for env in ["feat-01", "feat-02"] {
         ws.grove(&["destroy", env]).success();

@@ -249,6 +249,39 @@ fn keep_data_keeps_the_database_and_says_where() {
     assert!(ws.ps().is_empty());
 }
 
+/// `land --keep-data` lands, removes the env, and keeps its database as `destroy --keep-data`
+/// does; without it, land drops the database.
+#[test]
+fn land_keep_data_keeps_the_database() {
+    let ws0 = TestWorkspace::empty();
+    let pg = Postgres::start(ws0.ports.port(90));
+    let redis = Redis::start(ws0.ports.port(91));
+    let ws = ws_with_infra(&pg, &redis, "");
+    for (name, keep) in [("kept", true), ("dropped", false)] {
+        ws.grove(&["create", name, "--isolate-db", "--no-start"])
+            .success();
+        let wt = ws.worktree(name, "front");
+        ws.commit(&wt, &format!("{name}.txt"), "work\n", "work");
+        let mut args = vec!["land", name, "--yes", "--no-check"];
+        if keep {
+            args.push("--keep-data");
+        }
+        let out = ws.grove(&args).success();
+        let db = format!("app_{name}");
+        assert!(ws.ps().iter().all(|e| e["name"] != name), "{out}");
+        assert_eq!(pg.databases().contains(&db), keep, "{name}: {out}");
+        if keep {
+            assert!(
+                out.stderr
+                    .contains(&format!("kept database `{db}`: {}", pg.url(&db))),
+                "{out}"
+            );
+        }
+    }
+    // With `--keep`, the env stays and so does its data: asking to keep it is a usage error.
+    ws.grove(&["land", "x", "--keep", "--keep-data"]).failure(2);
+}
+
 #[test]
 fn isolate_flags_and_config_errors() {
     let ws = TestWorkspace::with_repos(&["front", "api"]);

@@ -79,23 +79,8 @@ pub fn run(ctx: &mut Ctx, args: &DestroyArgs) -> Result<()> {
     }
     let env = ctx.require_env(&args.name)?;
     ctx.require_idle(&env)?;
-    if args.keep_data
-        && let Some(row) = ctx
-            .store
-            .isolated(env.key)?
-            .into_iter()
-            .find(|r| r.kind == crate::state::IsolateKind::Compose)
-    {
-        // Its data is in the env's volumes, which go with the env's compose project.
-        return Err(Fail::new(format!(
-            "`--keep-data` cannot keep the isolated `{}` of `{}`: it runs in a container of the env, whose volumes destroy removes; nothing was removed",
-            row.layer, env.name
-        ))
-        .hint(format!(
-            "copy what you need out first (`grove exec {} --layer … -- …`, `docker cp`), then destroy without `--keep-data`",
-            crate::shq(&env.name)
-        ))
-        .into());
+    if args.keep_data {
+        data_can_be_kept(ctx, &env, "destroy")?;
     }
     let pre = preflight(ctx, &env, args.force, false)?;
     if let Some(refusal) = pre.refusal(ctx, &env)
@@ -248,6 +233,33 @@ impl Preflight {
             "{keep}, or `grove destroy {n} --force` to throw it away"
         )))
     }
+}
+
+/// Refuses `--keep-data` (of `command`, which removes the env) when an isolated layer runs in
+/// a container of the env: its data is in the env's volumes, which go with the env.
+pub(crate) fn data_can_be_kept(ctx: &Ctx, env: &EnvRow, command: &str) -> Result<()> {
+    let Some(row) = ctx
+        .store
+        .isolated(env.key)?
+        .into_iter()
+        .find(|r| r.kind == crate::state::IsolateKind::Compose)
+    else {
+        return Ok(());
+    };
+    let nothing = if command == "land" {
+        "landed"
+    } else {
+        "removed"
+    };
+    Err(Fail::new(format!(
+        "`--keep-data` cannot keep the isolated `{}` of `{}`: it runs in a container of the env, whose volumes {command} removes; nothing was {nothing}",
+        row.layer, env.name
+    ))
+    .hint(format!(
+        "copy what you need out first (`grove exec {} --layer … -- …`, `docker cp`), then {command} without `--keep-data`",
+        crate::shq(&env.name)
+    ))
+    .into())
 }
 
 /// Destroys the env as `pre` found it (the caller checked it may).

@@ -88,6 +88,9 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             .into());
         }
     }
+    if args.keep_data {
+        destroy::data_can_be_kept(ctx, &env, "land")?;
+    }
     // Work not committed stays out of the land, and would be lost by the destroy after it.
     let pre = destroy::preflight(ctx, &env, false, true)?;
     let work = pre.work_lines(ctx, &env, !args.keep);
@@ -249,7 +252,7 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
                     .into(),
             );
         }
-        destroy::execute(ctx, &env, &pre, false, false)?;
+        destroy::execute(ctx, &env, &pre, false, args.keep_data)?;
         destroyed = true;
     }
     if args.json {
