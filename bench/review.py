@@ -20,9 +20,10 @@ pairs.
   review then runs `git status` only where something changed, here nowhere.
 - warm without the watcher (GROVE_REVIEW_WATCH=never): what is left is `git status` per
   worktree, with git's untracked cache.
-- first: a cold review of worktrees whose indexes do not carry git's untracked cache yet
-  (`git update-index --no-untracked-cache` in each, untimed): review writes it then, once per
-  worktree. The worst case, a first review after upgrading grove.
+- first: a cold review of worktrees whose indexes do not carry git's untracked cache
+  (`git update-index --no-untracked-cache` in each, untimed), as worktrees made by a grove
+  before 2026-11-24 may not: review reads the cache but never writes an index
+  (GIT_OPTIONAL_LOCKS=0), so this lasts until a git command in the worktree writes one.
 - the per-layer loop a script would run, replayed sequentially by `sh`: for each layer
   `rev-parse` of branch and base, `rev-list --left-right --count`, `diff --numstat`,
   `status --porcelain=v2`, `log -1`, `merge-tree` against the base tip; and `merge-tree` for

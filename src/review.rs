@@ -8,7 +8,8 @@
 //! that touched a same file: without a shared file, a merge cannot conflict.
 //!
 //! Answers computed from commit ids alone, and the flags of each index, are remembered between
-//! runs ([`crate::review_cache`]); `git status` runs every time, with git's untracked cache.
+//! runs ([`crate::review_cache`]); `git status` runs every time, with git's untracked cache
+//! (read, never written: see [`crate::git::git`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

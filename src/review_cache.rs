@@ -225,7 +225,7 @@ pub struct RepoConfig {
     /// What besides commit ids decides the commit-level answers, hashed; `None`: nothing of
     /// this repository is remembered.
     pub salt: Option<String>,
-    /// Whether `git status` may keep git's untracked cache in the worktrees' indexes: yes
+    /// Whether `git status` may use git's untracked cache of the worktrees' indexes: yes
     /// unless the user set `core.untrackedCache` to something else than true.
     pub untracked_cache: bool,
 }

@@ -605,6 +605,8 @@ fn a_user_who_turned_the_untracked_cache_off_keeps_it_off() {
     let app = ws.repo("app");
     ws.git(&app, &["config", "core.untrackedCache", "false"]);
     let wt = ws.worktree("d", "app");
+    // The env was made with the cache on; the user's next git write takes it out.
+    ws.git(&wt, &["update-index", "--no-untracked-cache"]);
     std::fs::write(wt.join("new.txt"), "n").unwrap();
     assert_eq!(uncommitted(&warm_review(&ws), "d"), ["new.txt"]);
     assert!(!has_untracked_cache(&ws, &wt));
@@ -720,4 +722,58 @@ fn with_the_watcher_an_unchanged_worktree_runs_no_status_and_every_change_shows(
             .all(|p| !p["subject"].as_str().unwrap_or("").contains("watch")),
         "{doctor:#}"
     );
+}
+
+/// `review` only reads a worktree: its `git status` takes no `index.lock` to refresh the
+/// index, which would make an agent's `git add` or `git commit` at that moment fail ("Unable
+/// to create index.lock: File exists"). A file whose stat data changed (content the same) is
+/// what makes git refresh and rewrite an index when it may.
+#[test]
+fn review_never_rewrites_a_worktrees_index() {
+    use std::os::unix::fs::MetadataExt;
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01"]).success();
+    let wt = ws.worktree("feat-01", "front");
+    std::fs::write(wt.join("new.txt"), "untracked\n").unwrap();
+    let index = ws.git(&wt, &["rev-parse", "--git-path", "index"]);
+    let index = wt.join(index.trim());
+    let stamp = || {
+        let m = std::fs::metadata(&index).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec())
+    };
+    for round in 0..2 {
+        // Same content, new mtime: git's index entry for it is stale.
+        let readme = wt.join("README.md");
+        let text = std::fs::read(&readme).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&readme, text).unwrap();
+        let before = stamp();
+        for args in [
+            &["review", "feat-01"][..],
+            &["review", "--json"],
+            &["diff", "feat-01", "--dirty"],
+        ] {
+            crate::common::run(ws.cmd().env("GROVE_REVIEW_WATCH", "never").args(args)).success();
+        }
+        assert_eq!(stamp(), before, "round {round}: the index was rewritten");
+    }
+}
+
+/// Since `review` never writes an index, the untracked cache its `git status` reads is made
+/// with the worktree: an env's index carries it, unless the repository turned it off.
+#[test]
+fn a_new_worktree_carries_the_untracked_cache_unless_turned_off() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.git(&ws.repo("api"), &["config", "core.untrackedCache", "false"]);
+    ws.grove(&["create", "feat-01", "--from-api=main"])
+        .success();
+    let has_cache = |layer: &str| {
+        let wt = ws.worktree("feat-01", layer);
+        let index = wt.join(ws.git(&wt, &["rev-parse", "--git-path", "index"]).trim());
+        let bytes = std::fs::read(index).unwrap();
+        // The extension's signature.
+        bytes.windows(4).any(|w| w == b"UNTR")
+    };
+    assert!(has_cache("front"));
+    assert!(!has_cache("api"));
 }
