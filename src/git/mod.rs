@@ -430,10 +430,9 @@ impl Repo {
                 )
             })?;
         // One `git status` that may write the index, now that nobody else works here: the
-        // checkout left its entries "racily clean" (each file re-read by every status until an
-        // index is written after it), and this one adds the untracked cache. Not on the
-        // checkout itself: `worktree add` with the cache on took 4 to 15 s instead of 0.5 s
-        // on a 20,000-file repository. Best effort.
+        // checkout wrote its index in the same moment as the files, which leaves them "racily
+        // clean" (each re-read by every status until an index is written later), so a write
+        // after it is needed anyway; it adds the untracked cache too. Best effort.
         let mut status = git(path).env("GIT_OPTIONAL_LOCKS", "1");
         if self.untracked_cache_allowed() {
             status = status.args(["-c", "core.untrackedCache=true"]);
