@@ -770,6 +770,13 @@ fn ps_names_the_failed_server_of_a_partly_running_env() {
     let ws = ws_with("", "env.CRASH = \"1\"\nrestart = \"no\"");
     ws.grove(&["create", "feat-01", "--from-api=main"])
         .failure(1);
+    // The create fails as soon as api does; front may still be starting then.
+    assert!(
+        wait_until(20, || layer(&env_json(&ws, "feat-01"), "front")["state"]
+            == "ready"),
+        "front never became ready: {}",
+        env_json(&ws, "feat-01")
+    );
     let env = env_json(&ws, "feat-01");
     assert_eq!(env["status"], "partial", "{env}");
     assert_eq!(layer(&env, "front")["state"], "ready", "{env}");
