@@ -385,15 +385,7 @@ fn status_key(
     let root = std::fs::metadata(&inst.worktree).ok()?;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     cache.salt(&inst.repo)?.hash(&mut h);
-    let common = git::common_dir_fs(&git_dir);
-    std::fs::read(common.join("info/exclude")).ok().hash(&mut h);
-    let user_excludes = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .map(|d| d.join("git/ignore"));
-    user_excludes
-        .and_then(|p| std::fs::read(p).ok())
-        .hash(&mut h);
+    git::excludes_hash(&git::common_dir_fs(&git_dir)).hash(&mut h);
     let epoch = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 600);

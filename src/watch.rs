@@ -1,6 +1,6 @@
 //! The review watcher: a small process per workspace that watches every env worktree with
-//! inotify, so that `grove review` runs `git status` only in the worktrees where something
-//! happened since it last looked.
+//! inotify (less the folders git ignores whole, see [`ignored_dirs`]), so that `grove review`
+//! runs `git status` only in the worktrees where something happened since it last looked.
 //!
 //! Without it, only a look at every tracked file can tell that none was edited in place (git
 //! has no file-system monitor daemon on Linux): at 50 envs × 2 layers × 20,000 files that is
@@ -21,7 +21,7 @@
 //! `GROVE_REVIEW_WATCH` says); it answers on a Unix socket in `$GROVE_HOME/run`, and exits
 //! after [`IDLE`] without a question, or when its workspace is gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -130,10 +130,13 @@ fn start(ctx: &Ctx) -> Result<()> {
 
 struct Watched {
     counter: u64,
-    /// Every folder has its watch, and no event was lost.
+    /// Every folder has its watch (those git ignores whole aside), and no event was lost.
     complete: bool,
     /// A walk that could not watch everything (the watch limit) is not tried again before.
     retry_after: Option<Instant>,
+    /// The ignore rules outside the worktree ([`crate::git::excludes_hash`]) at the walk:
+    /// when they change, folders skipped as ignored may not be any more.
+    rules: u64,
 }
 
 /// How long a worktree that could not be fully watched waits before another walk.
@@ -161,12 +164,15 @@ fn mask() -> AddWatchFlags {
 }
 
 impl Watcher {
-    /// Watches `dir` and every folder under it (not a `.git`, nor through a link); false when
-    /// a watch could not be added.
-    fn add_tree(&mut self, worktree: &Path, dir: &Path) -> bool {
+    /// Watches `dir` and every folder under it (not a `.git`, nor through a link, nor one of
+    /// `ignored`); false when a watch could not be added.
+    fn add_tree(&mut self, worktree: &Path, dir: &Path, ignored: &HashSet<PathBuf>) -> bool {
         let mut ok = true;
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
+            if ignored.contains(&d) {
+                continue;
+            }
             match self.inotify.add_watch(&d, mask()) {
                 Ok(wd) => {
                     self.watches.insert(wd, (worktree.to_path_buf(), d.clone()));
@@ -209,24 +215,29 @@ impl Watcher {
             self.watches.remove(&wd);
         }
         for w in now {
-            if self
-                .worktrees
-                .get(w)
-                .is_some_and(|x| x.complete || x.retry_after.is_some_and(|t| Instant::now() < t))
-            {
+            let rules = rules_of(w);
+            if self.worktrees.get(w).is_some_and(|x| {
+                x.rules == rules
+                    && (x.complete || x.retry_after.is_some_and(|t| Instant::now() < t))
+            }) {
                 continue;
             }
             // Watches first, then the counter moves: whatever `git status` runs after this
             // answer sees, and later changes move the counter.
-            let complete = !on_network_fs(w) && self.add_tree(w, w);
+            let complete = !on_network_fs(w) && {
+                let ignored = ignored_dirs(w, std::slice::from_ref(w));
+                self.add_tree(w, w, &ignored)
+            };
             let entry = self.worktrees.entry(w.clone()).or_insert(Watched {
                 counter: 0,
                 complete,
                 retry_after: None,
+                rules,
             });
             entry.counter += 1;
             entry.complete = complete;
             entry.retry_after = (!complete).then(|| Instant::now() + RETRY);
+            entry.rules = rules;
         }
     }
 
@@ -237,6 +248,9 @@ impl Watcher {
                 Ok(e) if !e.is_empty() => e,
                 _ => return,
             };
+            // The folders made since, by worktree: walked once the batch is read, with one
+            // question to git per worktree about which of them it ignores.
+            let mut made: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
             for ev in events {
                 if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                     // Events were lost: nothing can be vouched for until watched again.
@@ -267,15 +281,29 @@ impl Watcher {
                         w.retry_after = None;
                     }
                 }
+                // A `.gitignore` changed: folders skipped as ignored may not be any more, and
+                // the next question walks the worktree again.
+                if ev.name.as_deref().is_some_and(|n| n == ".gitignore")
+                    && let Some(w) = self.worktrees.get_mut(&worktree)
+                {
+                    w.complete = false;
+                    w.retry_after = None;
+                }
                 let new_dir = ev.mask.contains(AddWatchFlags::IN_ISDIR)
                     && ev
                         .mask
                         .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
-                if new_dir
-                    && let Some(name) = ev.name.filter(|n| n != ".git")
-                    && !self.add_tree(&worktree, &dir.join(name))
-                    && let Some(w) = self.worktrees.get_mut(&worktree)
-                {
+                if new_dir && let Some(name) = ev.name.filter(|n| n != ".git") {
+                    made.entry(worktree).or_default().push(dir.join(name));
+                }
+            }
+            for (worktree, dirs) in made {
+                let ignored = ignored_dirs(&worktree, &dirs);
+                let mut ok = true;
+                for d in &dirs {
+                    ok &= self.add_tree(&worktree, d, &ignored);
+                }
+                if !ok && let Some(w) = self.worktrees.get_mut(&worktree) {
                     w.complete = false;
                 }
             }
@@ -293,6 +321,70 @@ impl Watcher {
                 .collect(),
         }
     }
+}
+
+/// Of the folders `under` (all in `worktree`), and the folders below them, those git ignores
+/// whole: a rule matches the folder itself, and it holds no tracked file. Nothing made in one
+/// can change what `git status` shows (git does not look inside, and a file under an ignored
+/// folder cannot be re-included), so it gets no watch: a `node_modules` can hold tens of
+/// thousands of folders, a watch each. Rules changing bring a new walk (a `.gitignore` event,
+/// or [`rules_of`]); a file force-added inside one later and then edited in place is seen when
+/// the index or the 10-minute epoch of the review's key moves. Empty when git cannot tell:
+/// everything is watched.
+fn ignored_dirs(worktree: &Path, under: &[PathBuf]) -> HashSet<PathBuf> {
+    let mut ls = crate::git::git(worktree)
+        .env("GIT_LITERAL_PATHSPECS", "1")
+        .args([
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+            "--directory",
+            "--",
+        ]);
+    for d in under {
+        match d.strip_prefix(worktree) {
+            Ok(rel) if rel.as_os_str().is_empty() => ls = ls.arg("."),
+            Ok(rel) => ls = ls.arg(rel),
+            Err(_) => {}
+        }
+    }
+    let Ok(out) = ls.run() else {
+        return HashSet::new();
+    };
+    // Untracked folders holding only ignored files come too (`src/` holding only `src/gen/`):
+    // only those a rule matches are ignored whole.
+    let candidates: Vec<&str> = out
+        .stdout
+        .split('\0')
+        .filter(|p| p.ends_with('/'))
+        .collect();
+    if candidates.is_empty() {
+        return HashSet::new();
+    }
+    let mut input = candidates.join("\0");
+    input.push('\0');
+    let Ok(checked) = crate::git::git(worktree)
+        .args(["check-ignore", "-z", "--stdin"])
+        .stdin_bytes(input)
+        .output()
+    else {
+        return HashSet::new();
+    };
+    checked
+        .stdout
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(|p| worktree.join(p.trim_end_matches('/')))
+        .collect()
+}
+
+/// The ignore rules of `worktree` that live outside it.
+fn rules_of(worktree: &Path) -> u64 {
+    crate::git::git_dir_fs(worktree).map_or(0, |g| {
+        crate::git::excludes_hash(&crate::git::common_dir_fs(&g))
+    })
 }
 
 /// Whether `dir` is on a file system whose changes may come from elsewhere, which inotify does

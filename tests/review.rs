@@ -777,3 +777,120 @@ fn a_new_worktree_carries_the_untracked_cache_unless_turned_off() {
     assert!(has_cache("front"));
     assert!(!has_cache("api"));
 }
+
+/// The inodes the review watcher of `ws` watches, from its inotify descriptor's fdinfo.
+fn watched_inodes(ws: &TestWorkspace) -> std::collections::HashSet<u64> {
+    let root = ws.root.display().to_string();
+    let mut inodes = std::collections::HashSet::new();
+    for pid in std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if !(args.contains(&b"__watch".as_slice()) && args.contains(&root.as_bytes())) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+            for line in info.lines().filter(|l| l.starts_with("inotify wd:")) {
+                let ino = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("ino:"))
+                    .and_then(|h| u64::from_str_radix(h, 16).ok());
+                inodes.extend(ino);
+            }
+        }
+    }
+    inodes
+}
+
+/// A folder git ignores whole (a rule matches it, it holds no tracked file) is not watched:
+/// nothing in it can change what `git status` shows, and a `node_modules` can hold tens of
+/// thousands of folders, a watch each. A folder holding only ignored ones is watched (a new
+/// file there is untracked work), and when the rules change (`.gitignore`, `info/exclude`), the
+/// folders they no longer ignore are watched from then on.
+#[test]
+fn the_watcher_skips_ignored_folders_until_the_rules_change() {
+    use std::os::unix::fs::MetadataExt;
+    let ws = scenario();
+    let d = ws.worktree("d", "app");
+    // Tracked under a folder a rule matches (committed before the rule).
+    ws.commit(&d, "build/keep.txt", "tracked\n", "keep");
+    ws.commit(&d, ".gitignore", "node_modules/\nbuild/\ngen/\n", "ignore");
+    for p in 0..20 {
+        std::fs::create_dir_all(d.join(format!("node_modules/p{p}/lib"))).unwrap();
+    }
+    std::fs::create_dir_all(d.join("src/gen/deep")).unwrap();
+    std::fs::create_dir_all(d.join("vendor/v1")).unwrap();
+    let exclude = ws.repo("app").join(".git/info/exclude");
+    std::fs::write(&exclude, "vendor/\n").unwrap();
+    let ino = |rel: &str| std::fs::metadata(d.join(rel)).unwrap().ino();
+    let uncommitted = |v: &Value| env(v, "d")["layers"][0]["uncommitted"].clone();
+    watched_review(&ws);
+    assert!(
+        crate::common::wait_until(20, || watched_review(&ws).1 == 0),
+        "the watcher never answered"
+    );
+    let watched = watched_inodes(&ws);
+    for seen in ["", "src", "build"] {
+        assert!(watched.contains(&ino(seen)), "`{seen}` is not watched");
+    }
+    for unseen in [
+        "node_modules",
+        "node_modules/p3/lib",
+        "src/gen",
+        "src/gen/deep",
+        "vendor",
+    ] {
+        assert!(!watched.contains(&ino(unseen)), "`{unseen}` is watched");
+    }
+    // A new file beside the ignored folder is seen.
+    std::fs::write(d.join("src/new.txt"), "x").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(uncommitted(&v), serde_json::json!(["src/new.txt"]));
+    // `.gitignore` no longer ignores node_modules: its files are work, and so is one made
+    // after the change.
+    std::fs::write(d.join(".gitignore"), "build/\ngen/\n").unwrap();
+    std::fs::write(d.join("node_modules/p1/lib/a.js"), "a").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!([".gitignore", "node_modules/p1/lib/a.js", "src/new.txt"])
+    );
+    std::fs::write(d.join("node_modules/p2/lib/late.js"), "b").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!([
+            ".gitignore",
+            "node_modules/p1/lib/a.js",
+            "node_modules/p2/lib/late.js",
+            "src/new.txt"
+        ])
+    );
+    // The same through `info/exclude`, which lives outside the worktree.
+    std::fs::write(&exclude, "").unwrap();
+    std::fs::write(d.join("vendor/v1/x.txt"), "x").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert!(
+        uncommitted(&v)
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("vendor/v1/x.txt")),
+        "{v:#}"
+    );
+    std::fs::write(d.join("vendor/v1/later.txt"), "y").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert!(
+        uncommitted(&v)
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("vendor/v1/later.txt")),
+        "{v:#}"
+    );
+}

@@ -104,6 +104,20 @@ pub fn common_dir_fs(git_dir: &Path) -> PathBuf {
     }
 }
 
+/// A hash of the ignore rules `git status` reads outside a worktree: the repository's
+/// `info/exclude` (under `common`, its common dir) and the user's excludes file.
+pub fn excludes_hash(common: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(common.join("info/exclude")).ok().hash(&mut h);
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .and_then(|d| std::fs::read(d.join("git/ignore")).ok())
+        .hash(&mut h);
+    h.finish()
+}
+
 /// The trailing checksum of the index of the checkout at `dir` (git's hash of all of its
 /// content), with its length, as hex: two indexes with the same key hold the same entries and
 /// flags. `None` when there is no index or it was written without a hash (`index.skipHash`).
