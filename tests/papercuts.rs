@@ -755,10 +755,9 @@ fn a_file_the_caller_left_open_does_not_reach_what_grove_starts() {
     let mut procs = ws.tagged_processes();
     assert!(procs.len() >= 2, "a supervisor and a server run: {procs:?}");
     // The watcher carries no tag: it is found by its command line.
-    let root = ws.root.display().to_string();
     assert!(
         wait_until(10, || {
-            let watcher = watchers(&root);
+            let watcher = ws.watchers();
             procs.extend(watcher.iter().map(|p| (*p, "watcher".to_string())));
             !watcher.is_empty()
         }),
@@ -783,20 +782,6 @@ fn a_file_the_caller_left_open_does_not_reach_what_grove_starts() {
     assert_eq!(std::fs::read_to_string(&held).unwrap(), "through-exec\n");
     // The watcher exits on its own once the workspace is gone.
     ws.grove(&["destroy", "feat-01"]).success();
-}
-
-/// The review watchers of the workspace at `root`.
-fn watchers(root: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.contains(&b"__watch".as_slice()) && args.contains(&root.as_bytes())
-        })
-        .collect()
 }
 
 /// A file deleted with `git rm` (staged), one deleted by hand and one taken out of the index

@@ -780,18 +780,8 @@ fn a_new_worktree_carries_the_untracked_cache_unless_turned_off() {
 
 /// The inodes the review watcher of `ws` watches, from its inotify descriptor's fdinfo.
 fn watched_inodes(ws: &TestWorkspace) -> std::collections::HashSet<u64> {
-    let root = ws.root.display().to_string();
     let mut inodes = std::collections::HashSet::new();
-    for pid in std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-    {
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if !(args.contains(&b"__watch".as_slice()) && args.contains(&root.as_bytes())) {
-            continue;
-        }
+    for pid in ws.watchers() {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
             continue;
         };

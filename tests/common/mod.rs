@@ -482,6 +482,21 @@ env.PID_DIR = "{pids}/{{{{ env }}}}"
 impl TestWorkspace {
     /// Live processes grove started for this test (they carry `GROVE_TOKEN` and this test's
     /// `GROVE_HOME`), with their tag: `(pid, tag)`.
+    /// The review watchers of this workspace (untagged: found by their command line).
+    pub fn watchers(&self) -> Vec<i32> {
+        let root = self.root.display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.contains(&b"__watch".as_slice()) && args.contains(&root.as_bytes())
+            })
+            .collect()
+    }
+
     pub fn tagged_processes(&self) -> Vec<(i32, String)> {
         let home = format!("GROVE_HOME={}", self.grove_home.display());
         let mut out = Vec::new();
