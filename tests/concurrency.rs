@@ -69,3 +69,62 @@ fn two_creates_of_the_same_name_at_once_make_one_env() {
     assert_eq!(ws.ps().len(), 1);
     assert_eq!(ws.worktrees("front").len(), 2);
 }
+
+/// While another grove adds a worktree (it holds the repository's worktree lock, and git's
+/// admin folder for the new worktree is half written), a grove that lists the worktrees
+/// (`destroy` does) waits for it, rather than fail on git's "failed to read …/commondir".
+#[test]
+fn listing_worktrees_waits_for_a_worktree_being_added() {
+    let ws = TestWorkspace::with_repos(&["front", "api"]);
+    ws.grove(&["create", "feat-01", "--no-start"]).success();
+    // What another grove's `git worktree add` looks like half-way: its lock held, an admin
+    // folder whose `commondir` is made but not written yet.
+    let locks: Vec<std::fs::File> = std::fs::read_dir(ws.grove_home.join("locks"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("worktrees-"))
+        .map(|e| {
+            let f = std::fs::File::options().write(true).open(e.path()).unwrap();
+            f.lock().unwrap();
+            f
+        })
+        .collect();
+    assert_eq!(
+        locks.len(),
+        1,
+        "the lock file of front, the one repo with a worktree"
+    );
+    let half = ws.repo("front").join(".git/worktrees/being-added");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("HEAD"), "ref: refs/heads/other\n").unwrap();
+    std::fs::write(half.join("commondir"), "").unwrap();
+    std::fs::write(
+        half.join("gitdir"),
+        format!("{}/being-added/.git\n", ws.tmp.path().display()),
+    )
+    .unwrap();
+    let mut child = ws
+        .cmd()
+        .args(["destroy", "feat-01"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    // It waits on the lock (a blocked request in /proc/locks), or it is done.
+    let waiting = || {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid))
+    };
+    assert!(
+        crate::common::wait_until(10, || waiting() || child.try_wait().unwrap().is_some()),
+        "destroy neither waited nor finished"
+    );
+    // The other grove's add completes.
+    std::fs::remove_dir_all(&half).unwrap();
+    drop(locks);
+    finish(child).success();
+    assert!(ws.ps().is_empty());
+}

@@ -97,18 +97,19 @@ fn create_takes_a_prepared_worktree_and_the_pool_refills() {
     assert_eq!(ws.git(&wt, &["branch", "--show-current"]), "feat");
     assert_eq!(head(&ws, &wt), main_tip);
     assert_eq!(ws.git(&wt, &["status", "--porcelain"]), "");
-    assert!(
-        !ws.worktrees("front").contains(&entry),
-        "git knows it at its new place"
-    );
     assert_eq!(
         prepare_runs(&ws),
         1,
         "not prepared again: the lock file did not change"
     );
 
-    // The filler replaced it, in the background.
+    // The filler replaced it, in the background. (`git worktree list` only now: it fails on a
+    // worktree the filler is adding.)
     settled(&ws);
+    assert!(
+        !ws.worktrees("front").contains(&entry),
+        "git knows it at its new place"
+    );
     assert_eq!(ready(&ws), 1, "{}", status(&ws));
     assert_eq!(prepare_runs(&ws), 2);
 
@@ -288,12 +289,13 @@ fn create_after_config_change(
         "said why: {out}"
     );
     assert!(!stale.exists(), "the stale entry is removed");
+    // `git worktree list` once the refill is done: it fails on a worktree being added.
+    settled(ws);
     assert!(
         !ws.worktrees("front").contains(&stale),
         "and git forgot it: {:?}",
         ws.worktrees("front")
     );
-    settled(ws);
     let s = status(ws);
     assert_eq!(s["layers"][0]["ready"], 1, "refilled: {s}");
     let fresh = PathBuf::from(s["entries"][0]["path"].as_str().unwrap());

@@ -893,7 +893,7 @@ fn take_from_pool(
     }
     failpoint::hit("create:after-move");
     ctx.store.pool_delete(row.id)?;
-    Repo::switch_fresh(&p.worktree, branch)
+    p.repo.switch_fresh(&p.worktree, branch)
 }
 
 fn short_id(commit: &str) -> &str {

@@ -310,18 +310,29 @@ impl Repo {
     /// ("failed to read .git/worktrees/front1/commondir"); `prune` can also drop an admin
     /// folder that a parallel `add` is still writing.
     fn worktree_lock(&self) -> Result<std::fs::File> {
+        let file = self.worktree_lock_file()?;
+        file.lock().context("locking the repository's worktrees")?;
+        Ok(file)
+    }
+
+    fn worktree_lock_file(&self) -> Result<std::fs::File> {
         let home = crate::paths::grove_home()?;
         let dir = home.join("locks");
         fs_err::create_dir_all(&dir)?;
         let key = crate::paths::fnv1a(self.dir.as_os_str().as_encoded_bytes());
         let file = fs_err::File::create(dir.join(format!("worktrees-{key:016x}.lock")))?;
-        let file = file.into_parts().0;
-        file.lock().context("locking the repository's worktrees")?;
-        Ok(file)
+        Ok(file.into_parts().0)
     }
 
+    /// The repository's worktrees, read under a shared hold of [`Repo::worktree_lock`]: git
+    /// dies ("failed to read .git/worktrees/NAME/commondir") on the admin folder of a worktree
+    /// another grove is adding at that moment.
     pub fn worktrees(&self) -> Result<Vec<WorktreeEntry>> {
+        let lock = self.worktree_lock_file()?;
+        lock.lock_shared()
+            .context("locking the repository's worktrees")?;
         let out = self.stdout(&["worktree", "list", "--porcelain", "-z"])?;
+        drop(lock);
         Ok(parse::worktree_list(&out))
     }
 
@@ -427,7 +438,7 @@ impl Repo {
     /// so it is made here, before anyone works in the worktree, and kept up to date by the
     /// git commands run there (the agent's own `git status` among them).
     pub fn worktree_add(&self, path: &Path, new_branch: Option<&str>, start: &str) -> Result<()> {
-        let _lock = self.worktree_lock()?;
+        let lock = self.worktree_lock()?;
         let mut cmd = self.cmd().args(["worktree", "add", "--quiet"]);
         if let Some(branch) = new_branch {
             cmd = cmd.args(["--no-track", "-b", branch]);
@@ -443,6 +454,7 @@ impl Repo {
                     self.dir.display()
                 )
             })?;
+        drop(lock);
         // One `git status` that may write the index, now that nobody else works here: the
         // checkout wrote its index in the same moment as the files, which leaves them "racily
         // clean" (each re-read by every status until an index is written later), so a write
@@ -491,7 +503,12 @@ impl Repo {
     /// Checks out branch `name` in `worktree`, throwing away what differs from it there:
     /// only for a worktree nobody has worked in (a pool entry grove prepared). Files that
     /// are the same in both commits are not rewritten.
-    pub fn switch_fresh(worktree: &Path, name: &str) -> Result<()> {
+    pub fn switch_fresh(&self, worktree: &Path, name: &str) -> Result<()> {
+        // `switch` looks at every worktree's HEAD (is `name` checked out elsewhere?), and dies
+        // on one being added: see [`Repo::worktrees`].
+        let lock = self.worktree_lock_file()?;
+        lock.lock_shared()
+            .context("locking the repository's worktrees")?;
         git(worktree)
             .args([
                 "switch",
