@@ -125,6 +125,11 @@ fn listing_worktrees_waits_for_a_worktree_being_added() {
     // The other grove's add completes.
     std::fs::remove_dir_all(&half).unwrap();
     drop(locks);
-    finish(child).success();
+    let out = finish(child).success();
+    assert!(
+        out.stderr
+            .contains("waiting for another grove adding or removing a worktree of"),
+        "{out}"
+    );
     assert!(ws.ps().is_empty());
 }

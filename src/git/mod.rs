@@ -310,8 +310,45 @@ impl Repo {
     /// ("failed to read .git/worktrees/front1/commondir"); `prune` can also drop an admin
     /// folder that a parallel `add` is still writing.
     fn worktree_lock(&self) -> Result<std::fs::File> {
+        self.hold_worktree_lock(false)
+    }
+
+    /// [`Repo::worktree_lock`], shared when `shared` (readers of the worktree list). Says so
+    /// after a second of waiting for another grove: a checkout of a large tree takes a while.
+    fn hold_worktree_lock(&self, shared: bool) -> Result<std::fs::File> {
         let file = self.worktree_lock_file()?;
-        file.lock().context("locking the repository's worktrees")?;
+        let quiet_until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            let now = if shared {
+                file.try_lock_shared()
+            } else {
+                file.try_lock()
+            };
+            match now {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if std::time::Instant::now() < quiet_until =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    crate::ui::info(format!(
+                        "waiting for another grove adding or removing a worktree of {}",
+                        self.dir.display()
+                    ));
+                    break;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(anyhow::Error::new(e).context("locking the repository's worktrees"));
+                }
+            }
+        }
+        if shared {
+            file.lock_shared()
+        } else {
+            file.lock()
+        }
+        .context("locking the repository's worktrees")?;
         Ok(file)
     }
 
@@ -328,9 +365,7 @@ impl Repo {
     /// dies ("failed to read .git/worktrees/NAME/commondir") on the admin folder of a worktree
     /// another grove is adding at that moment.
     pub fn worktrees(&self) -> Result<Vec<WorktreeEntry>> {
-        let lock = self.worktree_lock_file()?;
-        lock.lock_shared()
-            .context("locking the repository's worktrees")?;
+        let lock = self.hold_worktree_lock(true)?;
         let out = self.stdout(&["worktree", "list", "--porcelain", "-z"])?;
         drop(lock);
         Ok(parse::worktree_list(&out))
@@ -506,9 +541,7 @@ impl Repo {
     pub fn switch_fresh(&self, worktree: &Path, name: &str) -> Result<()> {
         // `switch` looks at every worktree's HEAD (is `name` checked out elsewhere?), and dies
         // on one being added: see [`Repo::worktrees`].
-        let lock = self.worktree_lock_file()?;
-        lock.lock_shared()
-            .context("locking the repository's worktrees")?;
+        let _lock = self.hold_worktree_lock(true)?;
         git(worktree)
             .args([
                 "switch",
