@@ -87,6 +87,14 @@ pub fn hit(name: &str) {
             "failpoint `{name}` is not in failpoint::ALL"
         );
         if std::env::var_os("GROVE_CRASH_AT").is_some_and(|v| v == name) {
+            // `GROVE_CRASH_DELAY_MS` lets a test die a moment later: inside the window where
+            // another process has seen this one get past the step.
+            if let Some(ms) = std::env::var("GROVE_CRASH_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             // As abrupt as kill -9: no destructor, no rollback, no message of ours.
             std::process::abort();
         }

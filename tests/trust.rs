@@ -1072,3 +1072,25 @@ fn a_headless_agents_secrets_reach_it_but_never_the_store() {
     assert_eq!(mode(&ws.grove_home.join("state.db")), 0o600);
     ws.grove(&["destroy", "feat-01"]).success();
 }
+
+/// A supervisor that dies after it registered but before it started anything: `up` saw it
+/// start, and must not then take "no server rows, no supervisor" for an env with nothing to run.
+#[test]
+fn up_fails_when_the_supervisor_dies_before_starting_anything() {
+    let ws = ws_with("", "");
+    ws.grove(&["create", "feat-01", "--no-start"]).success();
+    let out = run(ws
+        .cmd()
+        .env("GROVE_CRASH_AT", "supervise:after-register")
+        .env("GROVE_CRASH_DELAY_MS", "500")
+        .args(["up", "feat-01"]));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("the supervisor of `feat-01` died"),
+        "{out}"
+    );
+    // Nothing runs, and a plain `up` starts the env.
+    ws.grove(&["up", "feat-01"]).success();
+    assert_eq!(env_json(&ws, "feat-01")["status"], "running");
+    ws.grove(&["destroy", "feat-01"]).success();
+}

@@ -478,8 +478,15 @@ fn wait_for(ctx: &Ctx, env: &EnvRow, announce: bool) -> Result<()> {
             return Ok(());
         }
         if sup.is_none() {
-            if rows.is_empty() || rows.iter().all(|r| r.state == ServerState::Ready) {
-                // No servers to run (no layer has `run`), or a supervisor that exited cleanly.
+            // No servers to run (no layer has `run`), or a supervisor that exited cleanly. No
+            // rows alone is not enough: a supervisor that died before it started anything left
+            // none either.
+            let done = if rows.is_empty() {
+                !has_servers(ctx, env)?
+            } else {
+                rows.iter().all(|r| r.state == ServerState::Ready)
+            };
+            if done {
                 return Ok(());
             }
             let log = ctx.log_dir(&env.name).join("supervisor.log");
