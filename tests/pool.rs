@@ -97,6 +97,15 @@ fn create_takes_a_prepared_worktree_and_the_pool_refills() {
     assert_eq!(ws.git(&wt, &["branch", "--show-current"]), "feat");
     assert_eq!(head(&ws, &wt), main_tip);
     assert_eq!(ws.git(&wt, &["status", "--porcelain"]), "");
+    // git ties the untracked cache to a worktree's place: made again for the new one, so the
+    // agent's `git status` has nothing to warn about.
+    let git_status = ws
+        .command("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&wt)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&git_status.stderr), "");
     assert_eq!(
         prepare_runs(&ws),
         1,

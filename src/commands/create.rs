@@ -893,7 +893,9 @@ fn take_from_pool(
     }
     failpoint::hit("create:after-move");
     ctx.store.pool_delete(row.id)?;
-    p.repo.switch_fresh(&p.worktree, branch)
+    p.repo.switch_fresh(&p.worktree, branch)?;
+    p.repo.refresh_index(&p.worktree);
+    Ok(())
 }
 
 fn short_id(commit: &str) -> &str {

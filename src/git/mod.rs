@@ -490,16 +490,22 @@ impl Repo {
                 )
             })?;
         drop(lock);
-        // One `git status` that may write the index, now that nobody else works here: the
-        // checkout wrote its index in the same moment as the files, which leaves them "racily
-        // clean" (each re-read by every status until an index is written later), so a write
-        // after it is needed anyway; it adds the untracked cache too. Best effort.
-        let mut status = git(path).env("GIT_OPTIONAL_LOCKS", "1");
+        self.refresh_index(path);
+        Ok(())
+    }
+
+    /// One `git status` that may write the index of `worktree`, for a worktree nobody works
+    /// in yet (grove's other git commands never write an index for their own sake): a
+    /// checkout writes its index in the same moment as the files, which leaves them "racily
+    /// clean" (each re-read by every status until an index is written later); this adds the
+    /// untracked cache too, or makes it again for the worktree's new place after a move (git
+    /// ties it to the path, and warns on every `git status` until then). Best effort.
+    pub fn refresh_index(&self, worktree: &Path) {
+        let mut status = git(worktree).env("GIT_OPTIONAL_LOCKS", "1");
         if self.untracked_cache_allowed() {
             status = status.args(["-c", "core.untrackedCache=true"]);
         }
         let _ = status.args(["status", "--porcelain", "-z"]).run();
-        Ok(())
     }
 
     /// Whether the repository's config leaves `core.untrackedCache` unset or true (as
