@@ -61,8 +61,14 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     // grove's own helpers, re-executed by grove itself: no workspace discovery, no clap.
     match argv.get(1).and_then(|a| a.to_str()) {
         Some("__exec") => return supervisor::guard::main(&argv[2..]),
-        Some("__supervise") => return internal::supervise(&argv[2..]),
-        Some("__watch") => return internal::watch(&argv[2..]),
+        Some("__supervise") => {
+            proc::close_inherited_fds();
+            return internal::supervise(&argv[2..]);
+        }
+        Some("__watch") => {
+            proc::close_inherited_fds();
+            return internal::watch(&argv[2..]);
+        }
         Some("__failpoints") if cfg!(debug_assertions) => {
             for f in failpoint::ALL {
                 ui::out(f);
@@ -98,10 +104,6 @@ fn run_cli(argv: Vec<OsString>) -> i32 {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, &ws, &argv),
     };
-    // `grove exec` alone hands the caller's descriptors on: its command is the caller's.
-    if !matches!(cli.command, cli::Command::Exec(_)) {
-        proc::close_inherited_fds();
-    }
     // From here SIGINT, SIGTERM and SIGHUP are noticed, not fatal: a command stops at its
     // next step, undoes what it must, and exits 128+N saying why.
     interrupt::guard();

@@ -521,10 +521,13 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
 }
 
 /// Closes the descriptors above stderr that this process inherited without close-on-exec
-/// (a harness's pipe, a shell's `exec 7>`): they would reach every process grove starts, the
-/// detached supervisor, servers and watcher included, and keep the caller's pipe open for as
-/// long as an env runs. Whatever grove opens itself is close-on-exec (Rust's default), so an
-/// fd without the flag was inherited; `/proc/self/fdinfo` tells which, with no unsafe code.
+/// (a harness's pipe, a shell's `exec 7>`), for the grove processes that live on detached
+/// (the supervisor, and through it the servers; the watcher; a background gate or pool
+/// filler): holding the caller's pipe, they would keep it open for as long as an env runs.
+/// The grove the caller started keeps them (a wrapper's `flock` on one holds while it runs,
+/// and `grove exec` hands them on to its command). Whatever grove opens itself is
+/// close-on-exec (Rust's default), so an fd without the flag was inherited;
+/// `/proc/self/fdinfo` tells which, with no unsafe code.
 pub fn close_inherited_fds() {
     const O_CLOEXEC: u32 = 0o2_000_000;
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {

@@ -52,6 +52,7 @@ pub fn dispatch(cli: Cli, ws: Result<Workspace, Fail>, cwd: &Path) -> Result<()>
                 // First of all: the hook that started it waits for this (see
                 // `gate::request_in_background`).
                 let _ = nix::unistd::setsid();
+                crate::proc::close_inherited_fds();
             }
             gate::gate(&mut ctx()?, &args)
         }

@@ -76,8 +76,10 @@ pub fn print(report: &pool::PoolReport) {
 fn fill(ctx: &mut Ctx, background: bool) -> Result<()> {
     interrupt::guard();
     if background {
-        // Detached from the create that started it: a Ctrl-C in that terminal is not for it.
+        // Detached from the create that started it: a Ctrl-C in that terminal is not for it,
+        // nor the descriptors its caller left open.
         let _ = nix::unistd::setsid();
+        crate::proc::close_inherited_fds();
     }
     recover::unfinished(ctx)?;
     if pool::targets(ctx)?.is_empty() {
