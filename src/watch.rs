@@ -332,6 +332,14 @@ impl Watcher {
 /// the index or the 10-minute epoch of the review's key moves. Empty when git cannot tell:
 /// everything is watched.
 fn ignored_dirs(worktree: &Path, under: &[PathBuf]) -> HashSet<PathBuf> {
+    // A `core.excludesFile` of the user's is read by git and not by [`rules_of`]: its changes
+    // would go unseen, so nothing is skipped.
+    let excludes_file = crate::git::git(worktree)
+        .args(["config", "--get", "core.excludesFile"])
+        .check();
+    if !matches!(excludes_file, Ok(false)) {
+        return HashSet::new();
+    }
     let mut ls = crate::git::git(worktree)
         .env("GIT_LITERAL_PATHSPECS", "1")
         .args([

@@ -884,3 +884,34 @@ fn the_watcher_skips_ignored_folders_until_the_rules_change() {
         "{v:#}"
     );
 }
+
+/// With a `core.excludesFile`, whose changes the watcher cannot follow, no folder is skipped:
+/// a folder it stops ignoring is watched already.
+#[test]
+fn with_a_core_excludes_file_the_watcher_skips_nothing() {
+    let ws = scenario();
+    let d = ws.worktree("d", "app");
+    let excludes = ws.tmp.path().join("my-excludes");
+    std::fs::write(&excludes, "vendor/\n").unwrap();
+    ws.git(
+        &ws.repo("app"),
+        &["config", "core.excludesFile", excludes.to_str().unwrap()],
+    );
+    std::fs::create_dir_all(d.join("vendor/v1")).unwrap();
+    let uncommitted = |v: &Value| env(v, "d")["layers"][0]["uncommitted"].clone();
+    watched_review(&ws);
+    assert!(
+        crate::common::wait_until(20, || watched_review(&ws).1 == 0),
+        "the watcher never answered"
+    );
+    std::fs::write(&excludes, "").unwrap();
+    std::fs::write(d.join("vendor/v1/x.txt"), "x").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(uncommitted(&v), serde_json::json!(["vendor/v1/x.txt"]));
+    std::fs::write(d.join("vendor/v1/later.txt"), "y").unwrap();
+    let (v, _) = watched_review(&ws);
+    assert_eq!(
+        uncommitted(&v),
+        serde_json::json!(["vendor/v1/later.txt", "vendor/v1/x.txt"])
+    );
+}

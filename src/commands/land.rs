@@ -234,7 +234,8 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
             );
             return Err(Fail::new(msg)
                 .hint(format!(
-                    "fix the cause, then `grove land {n} --push` pushes what is left and removes the env"
+                    "fix the cause, then `grove land {n} --push{keep}` pushes what is left and removes the env",
+                    keep = if args.keep_data { " --keep-data" } else { "" }
                 ))
                 .into());
         }
@@ -246,9 +247,14 @@ pub fn land(ctx: &mut Ctx, args: &LandArgs) -> Result<()> {
         let env = ctx.require_env(&env.name)?;
         let pre = destroy::preflight(ctx, &env, false, true)?;
         if let Some(refusal) = pre.refusal(ctx, &env) {
+            let mut hint = refusal.hint.unwrap_or_default();
+            if args.keep_data {
+                // Whatever removes the env later must keep what this land was to keep.
+                hint.push_str("; add `--keep-data` to the destroy to keep its isolated data");
+            }
             return Err(
                 Fail::new(format!("landed, but the env was kept: {}", refusal.msg))
-                    .hint(refusal.hint.unwrap_or_default())
+                    .hint(hint)
                     .into(),
             );
         }
