@@ -79,7 +79,7 @@ fn listing_worktrees_waits_for_a_worktree_being_added() {
     ws.grove(&["create", "feat-01", "--no-start"]).success();
     // What another grove's `git worktree add` looks like half-way: its lock held, an admin
     // folder whose `commondir` is made but not written yet.
-    let locks: Vec<std::fs::File> = std::fs::read_dir(ws.grove_home.join("locks"))
+    let mut locks: Vec<std::fs::File> = std::fs::read_dir(ws.grove_home.join("locks"))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("worktrees-"))
@@ -103,33 +103,57 @@ fn listing_worktrees_waits_for_a_worktree_being_added() {
         format!("{}/being-added/.git\n", ws.tmp.path().display()),
     )
     .unwrap();
-    let mut child = ws
-        .cmd()
-        .args(["destroy", "feat-01"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    // It waits on the lock (a blocked request in /proc/locks), or it is done.
-    let waiting = || {
-        std::fs::read_to_string("/proc/locks")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.contains("->") && l.split_whitespace().any(|w| w == pid))
-    };
-    assert!(
-        crate::common::wait_until(10, || waiting() || child.try_wait().unwrap().is_some()),
-        "destroy neither waited nor finished"
-    );
-    // The other grove's add completes.
-    std::fs::remove_dir_all(&half).unwrap();
-    drop(locks);
-    let out = finish(child).success();
-    assert!(
-        out.stderr
-            .contains("waiting for another grove adding or removing a worktree of"),
-        "{out}"
-    );
+    // A destroy waits, says so, and stops waiting on Ctrl-C; another waits until the add is
+    // done, then destroys.
+    for interrupted in [true, false] {
+        let mut child = ws
+            .cmd()
+            .args(["destroy", "feat-01"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Its stderr, line by line, from a thread: read with a deadline.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let _ = tx.send(line.unwrap_or_default());
+            }
+        });
+        let mut said = String::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !said.contains("waiting for another grove using the worktrees of") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => said.push_str(&(line + "\n")),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("destroy never said it waits: {said}");
+                }
+            }
+        }
+        if interrupted {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            )
+            .unwrap();
+        } else {
+            // The other grove's add completes.
+            std::fs::remove_dir_all(&half).unwrap();
+            locks.clear();
+        }
+        let status = child.wait().unwrap();
+        reader.join().unwrap();
+        let rest: String = rx.try_iter().map(|l| l + "\n").collect();
+        if interrupted {
+            assert_eq!(status.code(), Some(130), "{said}{rest}");
+            assert!(rest.contains("interrupted by SIGINT"), "{rest}");
+            assert_eq!(ws.ps().len(), 1, "nothing was destroyed");
+        } else {
+            assert!(status.success(), "{said}{rest}");
+        }
+    }
     assert!(ws.ps().is_empty());
 }

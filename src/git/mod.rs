@@ -314,10 +314,12 @@ impl Repo {
     }
 
     /// [`Repo::worktree_lock`], shared when `shared` (readers of the worktree list). Says so
-    /// after a second of waiting for another grove: a checkout of a large tree takes a while.
+    /// after a second of waiting for another grove (a checkout of a large tree takes a while),
+    /// and stops waiting on Ctrl-C.
     fn hold_worktree_lock(&self, shared: bool) -> Result<std::fs::File> {
         let file = self.worktree_lock_file()?;
         let quiet_until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut said = false;
         loop {
             let now = if shared {
                 file.try_lock_shared()
@@ -326,30 +328,28 @@ impl Repo {
             };
             match now {
                 Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock)
-                    if std::time::Instant::now() < quiet_until =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    crate::ui::info(format!(
-                        "waiting for another grove adding or removing a worktree of {}",
-                        self.dir.display()
-                    ));
-                    break;
-                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(anyhow::Error::new(e).context("locking the repository's worktrees"));
                 }
             }
+            if !said && std::time::Instant::now() >= quiet_until {
+                crate::ui::info(format!(
+                    "waiting for another grove using the worktrees of {}",
+                    self.dir.display()
+                ));
+                said = true;
+            }
+            if let Some(sig) = crate::interrupt::received() {
+                return Err(
+                    anyhow::Error::new(crate::provision::Interrupted(sig)).context(format!(
+                        "stopped waiting for another grove using the worktrees of {}",
+                        self.dir.display()
+                    )),
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        if shared {
-            file.lock_shared()
-        } else {
-            file.lock()
-        }
-        .context("locking the repository's worktrees")?;
-        Ok(file)
     }
 
     fn worktree_lock_file(&self) -> Result<std::fs::File> {
