@@ -750,33 +750,34 @@ fn a_file_the_caller_left_open_does_not_reach_what_grove_starts() {
                 grove = crate::common::grove_bin()
             )))
     };
+    let holds = |pid: i32| -> Option<String> {
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        fds.flatten()
+            .find(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == held))
+            .map(|fd| fd.file_name().to_string_lossy().into_owned())
+    };
+    // `create` returns once the supervisor registered, which it does after closing them; the
+    // servers it starts never had them.
     with_fds("create feat-01").success();
-    with_fds("review --json").success();
-    let mut procs = ws.tagged_processes();
+    let procs = ws.tagged_processes();
     assert!(procs.len() >= 2, "a supervisor and a server run: {procs:?}");
-    // The watcher carries no tag: it is found by its command line.
+    for (pid, what) in procs {
+        assert_eq!(holds(pid), None, "{what} (pid {pid}) holds the caller's fd");
+    }
+    // The watcher is started in the background, and closes them as it starts: looked at once
+    // it serves (the next review asks it; it carries no tag, and is found by its command line).
+    with_fds("review --json").success();
     assert!(
-        wait_until(10, || {
-            let watcher = ws.watchers();
-            procs.extend(watcher.iter().map(|p| (*p, "watcher".to_string())));
-            !watcher.is_empty()
-        }),
+        wait_until(10, || !ws.watchers().is_empty()),
         "no review watcher started"
     );
-    for (pid, what) in procs {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let target = std::fs::read_link(fd.path()).unwrap_or_default();
-            assert_ne!(
-                target,
-                held,
-                "{what} (pid {pid}) holds the caller's fd {:?}",
-                fd.file_name()
-            );
-        }
-    }
+    assert!(
+        wait_until(10, || {
+            with_fds("review --json").success();
+            ws.watchers().iter().all(|p| holds(*p).is_none())
+        }),
+        "the watcher holds the caller's fd"
+    );
     // `grove exec` is the exception: its command is the caller's, and gets the caller's fds.
     with_fds("exec feat-01 -- bash -c 'echo through-exec >&12'").success();
     assert_eq!(std::fs::read_to_string(&held).unwrap(), "through-exec\n");
