@@ -122,7 +122,7 @@ impl Ctx {
             && !name.is_empty()
         {
             return Fail::new(format!(
-                "no env `{name}` in this workspace (it is `$GROVE_ENV` here, set when this shell or agent was started in that env; was it destroyed?)"
+                "no env `{name}` in this workspace: `$GROVE_ENV` names it, set when this shell or agent was started in that env, which was destroyed since or is of another workspace"
             ))
             .hint(format!("name one (`grove {command} NAME`); {envs}"));
         }
