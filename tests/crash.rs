@@ -891,18 +891,7 @@ fn crash_compose_in(ws: &TestWorkspace, d: &crate::common::Docker, failpoint: &s
         }
         assert_eq!(running(&token), 2, "{failpoint}: a container per layer");
         assert_eq!(env_networks(d, &token).len(), 1, "{failpoint}");
-        let reached = ws
-            .grove(&[
-                "exec",
-                "feat-01",
-                "--layer",
-                "front",
-                "--",
-                "wget",
-                "-qO-",
-                "http://api:8081/index.html",
-            ])
-            .success();
+        let reached = fetched_by_front(ws, "http://api:8081/index.html");
         assert_eq!(reached.stdout, "api\n", "{failpoint}: api by its name");
         assert_consistent(ws, &format!("after {failpoint} and the next command"));
     }
@@ -1169,18 +1158,7 @@ fn isolate_failpoints_with_a_compose_service() {
         assert_eq!(env_networks(&d, &token).len(), 1, "{fp}");
         d.cli(&["exec", db, "sh", "-c", "echo db > /data/index.html"])
             .success();
-        let reached = ws
-            .grove(&[
-                "exec",
-                "feat-01",
-                "--layer",
-                "front",
-                "--",
-                "wget",
-                "-qO-",
-                "http://db/index.html",
-            ])
-            .success();
+        let reached = fetched_by_front(&ws, "http://db/index.html");
         assert_eq!(
             reached.stdout, "db\n",
             "{fp}: the database by its layer's name"
@@ -1190,4 +1168,12 @@ fn isolate_failpoints_with_a_compose_service() {
         ws.grove(&["destroy", "feat-01"]).success();
         assert_eq!(d.labelled(&label), Vec::<String>::new(), "{fp}");
     }
+}
+
+/// What env `feat-01`'s compose layer `front` gets for `url`, fetched from inside its container.
+fn fetched_by_front(ws: &TestWorkspace, url: &str) -> crate::common::Out {
+    ws.grove(&[
+        "exec", "feat-01", "--layer", "front", "--", "wget", "-qO-", url,
+    ])
+    .success()
 }
