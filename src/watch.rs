@@ -103,7 +103,7 @@ fn start(ctx: &Ctx) -> Result<()> {
     let log = crate::provision::open_log(&ctx.log_dir(LOG_DIR).join("watch.log"))?;
     let exe = std::env::current_exe().context("locating the grove binary")?;
     // It lives on after this review: it must not keep the caller's variables (an agent's API
-    // keys); the caller's descriptors were closed when grove started (`close_inherited_fds`).
+    // keys); the caller's descriptors it closes itself as it starts (`close_inherited_fds`).
     let mut cmd = Cmd::new("nice")
         .args(["-n", "19"])
         .arg(exe)
